@@ -1,0 +1,472 @@
+"""ECG steps: read a WFDB record, pick leads, resample, filter, crop/pad, normalise and cast.
+
+Every step works on `sample.arrays["signal"]`, shaped (leads, samples), and keeps `sample.meta` in sync
+(`sampling_rate`, `lead_names`, `units`, ...). Arrays stay float64 until `ecg.cast` picks the stored dtype.
+
+CLIMB's own choices, for reference (see docs of the reference corpus, section 1.4): the CinC loaders
+resample to 500 Hz (integer `decimate` down, Fourier `resample` up), divide by max - min over the whole
+record (`ecg.normalize` method=range, per_lead=false) and keep the first 5000 samples; the MIMIC-IV-ECG
+processors use a 3rd-order Butterworth high-pass 0.5 Hz then low-pass 45 Hz with filtfilt (`ecg.highpass`
++ `ecg.lowpass`, order 3) and a per-lead z-score.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import wfdb
+from pydantic import Field, field_validator, model_validator
+
+from climb_cli.errors import ItemError
+from climb_cli.steps import _signal
+from climb_cli.steps.base import Sample, StepParams, step
+
+# --------------------------------------------------------------------------------------------- helpers
+
+#: bytes per sample of the fixed-width WFDB formats (212, 310 and 311 pack samples; FLAC is compressed).
+_BYTES_PER_SAMPLE = {"8": 1, "80": 1, "16": 2, "61": 2, "160": 2, "24": 3, "32": 4}
+_FLAC_FORMATS = {"508", "516", "524"}
+
+
+def _why(exc: BaseException, limit: int = 160) -> str:
+    """A short, one-line description of an exception for an ItemError reason."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if len(text) > limit:
+        text = text[: limit - 3] + "..."
+    return f"{type(exc).__name__}: {text}"
+
+
+def _signal_bytes(fmt: str, n_samples: int) -> int:
+    """Bytes wfdb reads for `n_samples` samples of format `fmt` (mirrors wfdb's own read arithmetic)."""
+    if fmt == "212":
+        return math.ceil(n_samples * 1.5)
+    if fmt in ("310", "311"):
+        if fmt == "310" and n_samples % 3 == 2:
+            return 4 * math.ceil(n_samples * 4 / 3 / 4)
+        return math.ceil(n_samples * 4 / 3)
+    return n_samples * _BYTES_PER_SAMPLE[fmt]
+
+
+def _record_base(path: Path) -> Path:
+    """The record path without extension (a trailing `.hea` is tolerated)."""
+    path = Path(os.path.abspath(path))
+    return path.with_name(path.name[: -len(".hea")]) if path.name.endswith(".hea") else path
+
+
+_NUMBER = r"[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?"
+_FS_TOKEN = re.compile(rf"{_NUMBER}(?:/{_NUMBER}(?:\(-?{_NUMBER}\))?)?")
+
+
+def _check_record_line(header_path: Path) -> None:
+    """Reject a malformed record line (wfdb silently turns an unparsable sampling rate into 250 Hz)."""
+    try:
+        text = header_path.read_bytes().decode("latin-1")
+    except OSError as exc:
+        raise ItemError(f"{header_path.name}: unreadable header ({_why(exc)})") from None
+    lines = [line.strip() for line in text.splitlines()]
+    record_line = next((line for line in lines if line and not line.startswith("#")), "")
+    tokens = record_line.split()
+    ok = (
+        len(tokens) >= 2
+        and tokens[1].isdigit()
+        and (len(tokens) < 3 or _FS_TOKEN.fullmatch(tokens[2]) is not None)
+        and (len(tokens) < 4 or tokens[3].isdigit())
+    )
+    if not ok:
+        raise ItemError(f"{header_path.name}: not a WFDB header (record line {record_line[:60]!r})")
+
+
+def _check_signal_files(header: wfdb.Record, directory: Path, spf: list[int]) -> list[Path]:
+    """Check that every signal file exists and is as long as the header says; return them in header order.
+
+    wfdb itself fails on a short file with an unhelpful numpy error, so the expected size is computed
+    here: byte_offset + the packed size of sig_len frames of that file's signals.
+    """
+    groups: dict[str, list[int]] = {}
+    for ch, name in enumerate(header.file_name):
+        groups.setdefault(name, []).append(ch)
+    paths: list[Path] = []
+    for name, channels in groups.items():
+        if not name or name == "~":
+            raise ItemError(f"{header.record_name}.hea: signal {channels[0]} has no signal file")
+        path = directory / name
+        if not path.is_file():
+            raise ItemError(f"{name}: signal file missing (named in {header.record_name}.hea)")
+        paths.append(path)
+        fmts = {header.fmt[ch] for ch in channels}
+        if len(fmts) != 1:
+            raise ItemError(f"{name}: signals in one file use different formats ({', '.join(sorted(fmts))})")
+        fmt = fmts.pop()
+        if fmt in _FLAC_FORMATS:
+            continue  # compressed: the decoded length is checked after reading
+        if fmt not in _BYTES_PER_SAMPLE and fmt not in ("212", "310", "311"):
+            raise ItemError(f"{name}: unsupported WFDB signal format {fmt!r}")
+        if header.sig_len is None:
+            continue  # wfdb infers the length from the file size: nothing to compare against
+        offset = (header.byte_offset[channels[0]] if header.byte_offset else None) or 0
+        frame = sum(spf[ch] for ch in channels)
+        needed = offset + _signal_bytes(fmt, header.sig_len * frame)
+        size = path.stat().st_size
+        if size < needed:
+            raise ItemError(
+                f"{name}: truncated signal file, {size} bytes but the header needs {needed} "
+                f"({header.sig_len} samples x {frame} per frame, format {fmt})"
+            )
+    return paths
+
+
+def _finite_signal(sample: Sample, step_name: str) -> np.ndarray:
+    """The `signal` array, refusing NaN/inf (they would spread through filters and statistics)."""
+    x = sample.array("signal")
+    bad = int(x.size - np.count_nonzero(np.isfinite(x)))
+    if bad:
+        raise ItemError(f"signal has {bad} NaN/inf samples; put ecg.nan_to_num before {step_name}")
+    return x
+
+
+def _sampling_rate(sample: Sample) -> float:
+    fs = sample.meta.get("sampling_rate")
+    if fs is None:
+        raise ItemError("no sampling_rate in the sample's metadata; a reader step must come first")
+    return float(fs)
+
+
+def _lead_key(name: str) -> str:
+    """How lead names are compared: case-insensitive, spaces ignored (`aVR` == `AVR`, `ECG 1` == `ecg1`)."""
+    return "".join(name.split()).casefold()
+
+
+# ------------------------------------------------------------------------------------------- read_wfdb
+
+
+class ReadWfdbParams(StepParams):
+    input: str = Field("record", description="sample input holding the record path, without extension")
+    physical: bool = Field(
+        True, description="physical units (e.g. mV); false gives the raw digital values (units 'adu')"
+    )
+
+
+@step("ecg.read_wfdb", ReadWfdbParams)
+def read_wfdb(sample: Sample, p: ReadWfdbParams) -> Sample:
+    """Read a WFDB record (.hea + .dat/.mat/FLAC signal files) into `signal` (leads, samples)."""
+    base = _record_base(sample.input(p.input))
+    try:
+        return _read_wfdb(sample, p, base)
+    except ItemError:
+        raise
+    except Exception as exc:  # any other surprise from wfdb or the file system is still one bad item
+        raise ItemError(f"{base.name}.hea: cannot read the record ({_why(exc)})") from None
+
+
+def _read_wfdb(sample: Sample, p: ReadWfdbParams, base: Path) -> Sample:
+    header_path = base.with_name(base.name + ".hea")
+    if not header_path.is_file():
+        raise ItemError(f"{header_path.name}: header file not found")
+    _check_record_line(header_path)
+    try:
+        header = wfdb.rdheader(str(base))
+    except Exception as exc:
+        raise ItemError(f"{header_path.name}: unreadable WFDB header ({_why(exc)})") from None
+    if isinstance(header, wfdb.MultiRecord) or getattr(header, "seg_name", None):
+        raise ItemError(f"{header_path.name}: multi-segment records are not supported")
+    n_sig = header.n_sig or 0
+    if n_sig < 1:
+        raise ItemError(f"{header_path.name}: the record has no signals")
+    names = [str(n) if n is not None else "" for n in (header.sig_name or [""] * n_sig)]
+    spf = [int(s or 1) for s in (header.samps_per_frame or [1] * n_sig)]
+    fs = float(header.fs)
+    if len(set(spf)) > 1:
+        rates = ", ".join(f"{n} {fs * k:g} Hz" for n, k in zip(names, spf, strict=True))
+        raise ItemError(
+            f"{header_path.name}: multi-frequency record ({rates}) is not supported: "
+            "channels have different sampling rates"
+        )
+    signal_files = _check_signal_files(header, base.parent, spf)
+
+    try:
+        record = wfdb.rdrecord(str(base), physical=False, smooth_frames=False)
+        physical = record.dac(expanded=True, return_res=64)
+    except Exception as exc:
+        files = ", ".join(f.name for f in signal_files)
+        raise ItemError(f"{files}: cannot read signals of {header_path.name} ({_why(exc)})") from None
+
+    expected = header.sig_len if header.sig_len is not None else record.sig_len
+    lengths = [len(ch) for ch in physical]
+    if any(n != expected * k for n, k in zip(lengths, spf, strict=True)):
+        files = ", ".join(f.name for f in signal_files)
+        raise ItemError(
+            f"{files}: short read, got {lengths} samples per channel but {header_path.name} says {expected}"
+        )
+
+    if p.physical:
+        signal = np.stack(physical).astype(np.float64, copy=False)
+        units = [str(u) if u else "" for u in (record.units or [""] * n_sig)]
+    else:
+        signal = np.stack(record.e_d_signal).astype(np.float64)
+        # invalid-sample markers become NaN, as in physical mode
+        signal[np.isnan(np.stack(physical))] = np.nan
+        units = ["adu"] * n_sig
+    rate = fs * spf[0]  # every channel has the same number of samples per frame
+
+    sample.arrays["signal"] = np.ascontiguousarray(signal)
+    sample.meta.update(
+        sampling_rate=rate,
+        lead_names=names,
+        units=units,
+        original_length=int(signal.shape[1]),
+        original_sampling_rate=rate,
+    )
+    for path in [header_path, *signal_files]:
+        if path not in sample.sources:
+            sample.sources.append(path)
+    return sample
+
+
+# ---------------------------------------------------------------------------------------- select_leads
+
+
+class SelectLeadsParams(StepParams):
+    leads: list[str] = Field(
+        min_length=1,
+        description="lead names in the wanted order, matched case-insensitively ignoring spaces (aVR = AVR)",
+    )
+    missing: Literal["error", "zero"] = Field(
+        "error", description="a lead not in the record: fail the item (error) or add a zero row with unit ''"
+    )
+
+    @field_validator("leads")
+    @classmethod
+    def _distinct(cls, leads: list[str]) -> list[str]:
+        seen: set[str] = set()
+        for lead in leads:
+            key = _lead_key(lead)
+            if not key:
+                raise ValueError("lead names must not be empty")
+            if key in seen:
+                raise ValueError(f"lead {lead!r} is listed twice")
+            seen.add(key)
+        return leads
+
+
+@step("ecg.select_leads", SelectLeadsParams)
+def select_leads(sample: Sample, p: SelectLeadsParams) -> Sample:
+    """Keep and reorder leads by name (case/space-insensitive); lead_names become the names asked for."""
+    x = sample.array("signal")
+    names = list(sample.meta.get("lead_names") or [])
+    units = list(sample.meta.get("units") or [""] * len(names))
+    if len(names) != x.shape[0] or len(units) != x.shape[0]:
+        raise ItemError(f"lead_names/units do not match the signal's {x.shape[0]} rows")
+    index: dict[str, list[int]] = {}
+    for i, name in enumerate(names):
+        index.setdefault(_lead_key(name), []).append(i)
+    rows: list[np.ndarray] = []
+    out_units: list[str] = []
+    absent: list[str] = []
+    for lead in p.leads:
+        hits = index.get(_lead_key(lead), [])
+        if len(hits) > 1:
+            raise ItemError(f"lead {lead!r} is ambiguous: the record has {[names[i] for i in hits]}")
+        if hits:
+            rows.append(x[hits[0]])
+            out_units.append(units[hits[0]])
+        elif p.missing == "zero":
+            rows.append(np.zeros(x.shape[1], dtype=x.dtype))
+            out_units.append("")
+            absent.append(lead)
+        else:
+            raise ItemError(f"lead {lead!r} not in the record (leads: {', '.join(names)})")
+    sample.arrays["signal"] = np.stack(rows)
+    sample.meta["lead_names"] = list(p.leads)
+    sample.meta["units"] = out_units
+    if p.missing == "zero":
+        sample.meta["missing_leads"] = absent
+    return sample
+
+
+# -------------------------------------------------------------------------------------------- resample
+
+
+class ResampleParams(StepParams):
+    hz: float = Field(gt=0, description="target sampling rate in Hz")
+    method: Literal["poly", "fft", "decimate"] = Field(
+        "poly",
+        description="poly: polyphase FIR (scipy resample_poly); fft: Fourier (scipy resample); "
+        "decimate: integer-factor down-sampling with an IIR anti-alias filter, as CLIMB",
+    )
+
+
+@step("ecg.resample", ResampleParams)
+def resample(sample: Sample, p: ResampleParams) -> Sample:
+    """Resample to `hz`; the length becomes round(n * hz / rate); a no-op at the same rate."""
+    fs = _sampling_rate(sample)
+    if math.isclose(fs, p.hz, rel_tol=1e-12):
+        return sample
+    x = _finite_signal(sample, "ecg.resample")
+    try:
+        sample.arrays["signal"] = _signal.resample(x, fs, p.hz, p.method)
+    except ValueError as exc:
+        raise ItemError(str(exc)) from None
+    sample.meta["sampling_rate"] = float(p.hz)
+    return sample
+
+
+# --------------------------------------------------------------------------------------------- filters
+
+
+class BandpassParams(StepParams):
+    low: float = Field(gt=0, description="lower cut-off in Hz")
+    high: float = Field(gt=0, description="upper cut-off in Hz (below the Nyquist frequency)")
+    order: int = Field(3, ge=1, le=8, description="Butterworth order (applied forward and backward)")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> BandpassParams:
+        if not self.low < self.high:
+            raise ValueError(f"low ({self.low}) must be below high ({self.high})")
+        return self
+
+
+class CutoffParams(StepParams):
+    hz: float = Field(gt=0, description="cut-off frequency in Hz (below the Nyquist frequency)")
+    order: int = Field(3, ge=1, le=8, description="Butterworth order (applied forward and backward)")
+
+
+def _filtered(sample: Sample, step_name: str, apply: Callable[[np.ndarray, float], np.ndarray]) -> Sample:
+    x = _finite_signal(sample, step_name)
+    fs = _sampling_rate(sample)
+    try:
+        sample.arrays["signal"] = apply(x, fs)
+    except ValueError as exc:
+        raise ItemError(f"{step_name}: {exc}") from None
+    return sample
+
+
+@step("ecg.bandpass", BandpassParams)
+def bandpass(sample: Sample, p: BandpassParams) -> Sample:
+    """Zero-phase Butterworth band-pass (sosfiltfilt) between `low` and `high` Hz."""
+    return _filtered(sample, "ecg.bandpass", lambda x, fs: _signal.bandpass(x, fs, p.low, p.high, p.order))
+
+
+@step("ecg.highpass", CutoffParams)
+def highpass(sample: Sample, p: CutoffParams) -> Sample:
+    """Zero-phase Butterworth high-pass (sosfiltfilt) at `hz` Hz, e.g. baseline-wander removal at 0.5 Hz."""
+    return _filtered(sample, "ecg.highpass", lambda x, fs: _signal.highpass(x, fs, p.hz, p.order))
+
+
+@step("ecg.lowpass", CutoffParams)
+def lowpass(sample: Sample, p: CutoffParams) -> Sample:
+    """Zero-phase Butterworth low-pass (sosfiltfilt) at `hz` Hz."""
+    return _filtered(sample, "ecg.lowpass", lambda x, fs: _signal.lowpass(x, fs, p.hz, p.order))
+
+
+# ----------------------------------------------------------------------------------------- crop_or_pad
+
+
+class CropOrPadParams(StepParams):
+    length: int = Field(gt=0, description="output length in samples")
+    align: Literal["start", "center", "end"] = Field(
+        "start", description="part kept when cropping / where the signal sits when padding"
+    )
+    pad: Literal["zero", "edge"] = Field("zero", description="pad with zeros or by repeating the edge sample")
+
+
+@step("ecg.crop_or_pad", CropOrPadParams)
+def crop_or_pad(sample: Sample, p: CropOrPadParams) -> Sample:
+    """Crop or pad to exactly `length` samples; meta 'padded' counts the samples added."""
+    x, padded = _signal.crop_or_pad(sample.array("signal"), p.length, p.align, p.pad)
+    sample.arrays["signal"] = x
+    sample.meta["padded"] = int(padded)
+    return sample
+
+
+# ------------------------------------------------------------------------------------------- normalize
+
+
+class NormalizeParams(StepParams):
+    method: Literal["zscore", "range", "minmax", "none"] = Field(
+        "zscore",
+        description="zscore: (x-mean)/std; range: x/(max-min), no centring (CLIMB's CinC loaders, with "
+        "per_lead=false); minmax: (x-min)/(max-min) into [0,1]; none: unchanged",
+    )
+    per_lead: bool = Field(True, description="statistics per lead (true) or over the whole record (false)")
+    eps: float = Field(1e-8, ge=0, description="a spread (std or max-min) at or below this gives zeros")
+
+
+@step("ecg.normalize", NormalizeParams)
+def normalize(sample: Sample, p: NormalizeParams) -> Sample:
+    """Normalise amplitudes (zscore, range = CLIMB's x/(max-min), minmax); flat leads become zeros."""
+    if p.method == "none":
+        return sample
+    x = _finite_signal(sample, "ecg.normalize")
+    fn = {"zscore": _signal.zscore, "range": _signal.range_scale, "minmax": _signal.minmax}[p.method]
+    sample.arrays["signal"] = fn(x, per_lead=p.per_lead, eps=p.eps)
+    return sample
+
+
+# ------------------------------------------------------------------------------------------------ cast
+
+
+class CastParams(StepParams):
+    dtype: Literal["float32", "float16", "float64", "int16"] = Field(
+        "float32", description="stored dtype of the signal"
+    )
+    scale: float | None = Field(
+        None,
+        gt=0,
+        description="multiply by this before casting; required for int16 (values rounded, clipped to int16)",
+    )
+
+    @model_validator(mode="after")
+    def _int_needs_scale(self) -> CastParams:
+        if self.dtype == "int16" and self.scale is None:
+            raise ValueError("dtype int16 needs a scale (e.g. 1000 to store mV as integer uV)")
+        return self
+
+
+@step("ecg.cast", CastParams)
+def cast(sample: Sample, p: CastParams) -> Sample:
+    """Cast the signal to the stored dtype (int16 via x*scale, rounded and clipped); meta 'dtype'."""
+    x = np.asarray(sample.array("signal"), dtype=np.float64)
+    if p.scale is not None:
+        x = x * p.scale
+    if p.dtype == "int16":
+        if np.isnan(x).any():
+            raise ItemError("signal has NaN samples, which int16 cannot hold; use ecg.nan_to_num first")
+        info = np.iinfo(np.int16)
+        out = np.clip(np.rint(x), info.min, info.max).astype(np.int16)
+    else:
+        with np.errstate(over="ignore"):
+            out = x.astype(p.dtype)
+        overflow = int(np.count_nonzero(np.isfinite(x) & ~np.isfinite(out)))
+        if overflow:
+            raise ItemError(f"{overflow} samples overflow {p.dtype}; lower the scale or use a wider dtype")
+    sample.arrays["signal"] = out
+    sample.meta["dtype"] = p.dtype
+    if p.scale is not None:
+        sample.meta["scale"] = float(p.scale)
+    return sample
+
+
+# ------------------------------------------------------------------------------------------ nan_to_num
+
+
+class NanToNumParams(StepParams):
+    value: float = Field(0.0, description="value written in place of NaN (missing samples in WFDB)")
+
+
+@step("ecg.nan_to_num", NanToNumParams)
+def nan_to_num(sample: Sample, p: NanToNumParams) -> Sample:
+    """Replace NaN samples (WFDB's missing values) with `value`; meta 'nan_count' counts them."""
+    x = sample.array("signal")
+    mask = np.isnan(x)
+    count = int(np.count_nonzero(mask))
+    if count:
+        x = np.where(mask, p.value, x)
+    sample.arrays["signal"] = x
+    sample.meta["nan_count"] = count
+    return sample
