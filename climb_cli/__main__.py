@@ -1,0 +1,5 @@
+"""`python -m climb_cli` runs the CLI."""
+
+from climb_cli.cli import main
+
+main()

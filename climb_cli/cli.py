@@ -1,0 +1,473 @@
+"""The `climb` command line: a thin Typer skin over the library (parse options, call, render).
+
+Exit codes: 0 ok, 1 something failed, 2 usage error (bad option, unknown dataset, bad recipe).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from climb_cli import __version__, ui
+from climb_cli.catalog import Catalog
+from climb_cli.errors import ClimbError, UsageError
+from climb_cli.recipe import Recipe
+from climb_cli.redaction import redact
+from climb_cli.settings import Settings
+
+app = typer.Typer(
+    name="climb",
+    help="Acquire, verify and preprocess the CLIMB clinical corpus.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,  # tracebacks with locals could show secrets
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+class State:
+    def __init__(self, data_dir: Path | None, recipes: list[Path]) -> None:
+        self._data_dir, self._recipes = data_dir, recipes
+        self._settings: Settings | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = Settings.from_env(self._data_dir, self._recipes)
+        return self._settings
+
+    @property
+    def catalog(self) -> Catalog:
+        return Catalog(self.settings.recipe_dirs)
+
+
+def _state(ctx: typer.Context) -> State:
+    return ctx.ensure_object(State)  # type: ignore[no-any-return]
+
+
+def _version(value: bool) -> None:
+    if value:
+        ui.say(f"climb {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    ctx: typer.Context,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--data-dir", help="Where raw and processed data live [env CLIMB_DATA; default ~/climb-data]."
+        ),
+    ] = None,
+    recipes: Annotated[
+        list[Path] | None,
+        typer.Option("--recipes", help="An extra recipe folder (repeatable) [env CLIMB_RECIPES]."),
+    ] = None,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+) -> None:
+    ctx.obj = State(data_dir, list(recipes or []))
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(redact(json.dumps(data, indent=2, default=str)) + "\n")
+
+
+def _recipe_summary(r: Recipe) -> dict[str, Any]:
+    return {
+        "name": r.name,
+        "title": r.title,
+        "modality": r.modality,
+        "access": r.access,
+        "license": r.license,
+        "raw_size": int(r.raw_size) if r.raw_size else None,
+        "sources": [{"id": s.id, "kind": s.kind, **s.params} for s in r.sources],
+        "path": str(r.path),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+@app.command("list")
+def list_(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """List the datasets climb has recipes for.
+
+    Example: climb list --json
+    """
+    recipes = _state(ctx).catalog.load_all()
+    if as_json:
+        _print_json([_recipe_summary(r) for r in recipes])
+        return
+    from rich.table import Table
+
+    t = Table("name", "modality", "access", "source", "raw size", "title")
+    for r in recipes:
+        t.add_row(
+            r.name, r.modality, r.access, ", ".join(s.kind for s in r.sources), ui.human(r.raw_size), r.title
+        )
+    ui.console.print(t)
+
+
+@app.command()
+def info(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Dataset name.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Show a dataset's recipe: sources, access, labels, splits, steps, outputs.
+
+    Example: climb info ptbxl
+    """
+    st = _state(ctx)
+    r = st.catalog.load(name)
+    raw = st.settings.raw_dir(r.name)
+    out = st.settings.processed_dir(r.name) / r.content_hash()
+    data = {
+        **_recipe_summary(r),
+        "citation": r.citation,
+        "homepage": r.homepage,
+        "recipe_hash": r.content_hash(),
+        "classes": r.classes,
+        "expect": r.expect.model_dump(),
+        "steps": [{s.name: s.params} for s in r.steps],
+        "raw_dir": str(raw),
+        "raw_present": raw.is_dir(),
+        "processed_dir": str(out),
+        "processed_present": (out / "manifest.json").is_file(),
+    }
+    if as_json:
+        _print_json(data)
+        return
+    ui.say(f"{r.name}: {r.title}")
+    for key in ("modality", "access", "license", "homepage", "recipe_hash", "raw_dir", "processed_dir"):
+        ui.say(f"  {key:<13} {data[key]}")
+    ui.say(f"  {'raw size':<13} {ui.human(r.raw_size)}")
+    for s in r.sources:
+        ui.say(f"  source {s.id:<6} {s.kind} {s.params}" + (f" include={s.include}" if s.include else ""))
+    if r.classes:
+        ui.say(f"  {'classes':<13} {', '.join(r.classes)}")
+    if r.expect.splits:
+        ui.say(f"  {'splits':<13} {r.expect.splits}")
+    for s in r.steps:
+        ui.say(f"  step {s.name} {s.params}")
+
+
+# ---------------------------------------------------------------------------------------------
+def _apply_network(settings: Settings, connections: int | None, retries: int | None) -> Settings:
+    if connections is not None:
+        if connections < 1:
+            raise UsageError("--connections must be >= 1")
+        settings = settings.with_(connections_per_host=connections)
+    if retries is not None:
+        settings = settings.with_(retries=retries)
+    return settings
+
+
+@app.command()
+def download(
+    ctx: typer.Context,
+    names: Annotated[list[str] | None, typer.Argument(help="Dataset names.")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Every dataset with a recipe.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only count files and bytes; check disk space.")
+    ] = False,
+    connections: Annotated[
+        int | None, typer.Option(help="Connections per host [env CLIMB_CONNECTIONS; 4].")
+    ] = None,
+    retries: Annotated[int | None, typer.Option(help="Retries per file [env CLIMB_RETRIES; 8].")] = None,
+) -> None:
+    """Download datasets' raw files, resuming and verifying each against upstream checksums.
+
+    Example: climb download ptbxl
+    """
+    from climb_cli.acquire import check_disk, plan
+    from climb_cli.acquire import download as run_download
+
+    st = _state(ctx)
+    settings = _apply_network(st.settings, connections, retries)
+    recipes = st.catalog.resolve(list(names or []), all_)
+    failed: list[tuple[str, str]] = []
+    for r in recipes:
+        if dry_run:
+            try:
+                p = plan(r, settings, with_sizes=True)
+            except ClimbError as e:
+                failed.append((r.name, str(e)))
+                continue
+            ui.say(
+                f"{r.name}: {p.files:,} files, {ui.human(p.total_bytes)} "
+                f"({p.total_bytes if p.total_bytes is not None else '?'} bytes), "
+                f"{ui.human(p.present_bytes)} already present"
+            )
+            problem = check_disk(p, settings)
+            if problem:
+                failed.append((r.name, problem))
+            continue
+        bar = ui.TransferBar(r.name)
+        try:
+            report = run_download(r, settings, bar)
+        finally:
+            bar.stop()
+        if report.error:
+            failed.append((r.name, report.error))
+            continue
+        n_failed = report.count("failed")
+        ui.say(
+            f"{r.name}: {report.count('downloaded')} downloaded ({ui.human(report.bytes)}), "
+            f"{report.count('skipped')} already present, {n_failed} failed -> {settings.raw_dir(r.name)}"
+        )
+        if n_failed:
+            first = next(o for o in report.outcomes if o.status == "failed")
+            failed.append((r.name, f"{n_failed} file(s) failed; first: {first.error}"))
+    _finish(failed, len(recipes))
+
+
+def _finish(failed: list[tuple[str, str]], total: int) -> None:
+    if failed:
+        for name, why in failed:
+            ui.error(why if why.startswith(name) else f"{name}: {why}")
+        if total > 1:
+            ui.error(f"{len(failed)} of {total} dataset(s) failed")
+        raise typer.Exit(1)
+
+
+@app.command()
+def verify(
+    ctx: typer.Context,
+    names: Annotated[
+        list[str] | None, typer.Argument(help="Dataset names (default: every downloaded one).")
+    ] = None,
+    outputs: Annotated[
+        bool, typer.Option("--outputs", help="Check processed shards instead of raw files.")
+    ] = False,
+    repair: Annotated[
+        bool, typer.Option("--repair", help="Re-download missing or corrupt raw files.")
+    ] = False,
+    workers: Annotated[int | None, typer.Option(help="Hashing threads [all cores].")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Re-hash raw files against upstream sums (or shards against their manifest with --outputs).
+
+    Example: climb verify ptbxl --repair
+    """
+    from climb_cli.verify import verify_outputs, verify_raw
+
+    st = _state(ctx)
+    settings = st.settings
+    if names:
+        recipes = st.catalog.resolve(list(names), False)
+    else:
+        recipes = [r for r in st.catalog.load_all() if settings.raw_dir(r.name).is_dir()]
+        if not recipes:
+            raise UsageError(f"nothing downloaded under {settings.data_dir / 'raw'}; name a dataset")
+    results: list[dict[str, Any]] = []
+    failed: list[tuple[str, str]] = []
+    for r in recipes:
+        if outputs:
+            rep = verify_outputs(r, settings, workers=workers)
+            results.append(rep.as_dict())
+            if not as_json:
+                ui.say(
+                    f"{r.name}: {rep.shards} shards, {rep.rows:,} rows, splits {rep.splits} -> "
+                    + ("OK" if rep.ok else f"{len(rep.problems)} problem(s)")
+                )
+                for p in rep.problems[:20]:
+                    ui.say(f"  {p}")
+            if not rep.ok:
+                failed.append((r.name, f"{len(rep.problems)} output problem(s); first: {rep.problems[0]}"))
+            continue
+        raw, bad = verify_raw(r, settings, workers=workers)
+        if repair and bad and not raw.never_listed:
+            from climb_cli.manifest import RawManifest
+            from climb_cli.transfer import Downloader
+
+            bar = ui.TransferBar(f"{r.name} repair")
+            try:
+                with RawManifest.for_dataset(settings.raw_dir(r.name)) as manifest:
+                    outs = Downloader.from_settings(settings, bar).run(bad, manifest)
+            finally:
+                bar.stop()
+            for o in outs:
+                if o.status == "failed":
+                    ui.warn(f"  could not repair {o.file.path}: {o.error}")
+            repaired = [o.file.path for o in outs if o.status == "downloaded"]
+            raw, _ = verify_raw(r, settings, workers=workers)  # re-check everything after the repair
+            raw.repaired = sorted(repaired)
+        results.append(raw.as_dict())
+        if not as_json:
+            status = "OK" if raw.ok else "PROBLEMS"
+            ui.say(
+                f"{r.name}: {raw.checked:,} files, {ui.human(raw.bytes)} checked in {raw.seconds:.1f}s: "
+                f"{len(raw.missing)} missing, {len(raw.corrupt)} corrupt, {len(raw.unexpected)} unexpected"
+                + (f", {len(raw.repaired)} repaired" if raw.repaired else "")
+                + f" -> {status}"
+            )
+            for label, paths in (
+                ("missing", raw.missing),
+                ("corrupt", raw.corrupt),
+                ("unexpected", raw.unexpected),
+            ):
+                for p in paths[:10]:
+                    ui.say(f"  {label}: {p}")
+                if len(paths) > 10:
+                    ui.say(f"  ... and {len(paths) - 10} more {label}")
+            for s in raw.never_listed:
+                ui.say(f"  source {s!r} was never listed: run `climb download {r.name}` first")
+        if not raw.ok:
+            hint = " (run with --repair)" if (raw.missing or raw.corrupt) and not repair else ""
+            failed.append(
+                (
+                    r.name,
+                    f"{len(raw.missing)} missing, {len(raw.corrupt)} corrupt, "
+                    f"{len(raw.unexpected)} unexpected, {len(raw.never_listed)} unlisted{hint}",
+                )
+            )
+    if as_json:
+        _print_json(results)
+        if failed:
+            raise typer.Exit(1)
+        return
+    _finish(failed, len(recipes))
+
+
+@app.command()
+def preprocess(
+    ctx: typer.Context,
+    names: Annotated[list[str] | None, typer.Argument(help="Dataset names.")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Every dataset whose raw files are present.")] = False,
+    workers: Annotated[
+        int | None, typer.Option(help="Worker processes [all cores]; capped by memory.")
+    ] = None,
+    max_errors: Annotated[int, typer.Option(help="Items that may fail before the exit code says so.")] = 0,
+) -> None:
+    """Run each recipe's steps over its items and write sharded Parquet with a manifest.
+
+    Example: climb preprocess --all --workers 64
+    """
+    from climb_cli.pipeline import preprocess as run
+
+    st = _state(ctx)
+    settings = st.settings
+    if workers is not None and workers < 1:
+        raise UsageError("--workers must be >= 1")
+    recipes = st.catalog.resolve(list(names or []), all_)
+    if all_:
+        ready = [r for r in recipes if settings.raw_dir(r.name).is_dir() and r.index is not None]
+        for r in recipes:
+            if r not in ready:
+                ui.say(f"{r.name}: skipped (not downloaded, or nothing to preprocess)")
+        recipes = ready
+    failed: list[tuple[str, str]] = []
+    for r in recipes:
+        bar, task = ui.unit_bar(f"{r.name} shards", 0)
+        bar.start()
+        try:
+            report = run(
+                r,
+                settings,
+                workers=workers or os.cpu_count() or 1,
+                on_plan=lambda units, items, bar=bar, task=task: bar.update(task, total=units),
+                on_unit=lambda u, bar=bar, task=task: bar.update(task, advance=1),
+            )
+        except ClimbError as e:
+            failed.append((r.name, str(e)))
+            continue
+        finally:
+            bar.stop()
+        if report.note:
+            ui.warn(f"{r.name}: {report.note}")
+        ui.say(
+            f"{r.name}: {report.rows:,} rows in {len(report.units)} shards "
+            f"({report.skipped_units} already committed), {report.errors} failed item(s), "
+            f"{report.seconds:.1f}s -> {report.out_dir}"
+        )
+        if report.errors:
+            ui.say(f"  failed items are listed in {report.out_dir / 'errors.parquet'}")
+        if report.errors > max_errors:
+            failed.append((r.name, f"{report.errors} item(s) failed (more than --max-errors {max_errors})"))
+    _finish(failed, len(recipes))
+
+
+@app.command()
+def demo(
+    ctx: typer.Context,
+    records: Annotated[int, typer.Option(help="How many generated ECG records.")] = 120,
+    workers: Annotated[int | None, typer.Option(help="Worker processes [all cores].")] = None,
+) -> None:
+    """Run the whole pipeline offline on a generated PTB-XL-shaped project served on 127.0.0.1.
+
+    Example: climb demo
+    """
+    from climb_cli.demo import run_demo
+
+    if records < 10:
+        raise UsageError("--records must be >= 10")
+    st = _state(ctx)
+    ok = run_demo(st.settings.data_dir / "demo", records=records, workers=workers or os.cpu_count() or 1)
+    if not ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def steps(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """List every preprocessing step with its parameters, types and defaults, by modality.
+
+    Example: climb steps --json
+    """
+    from climb_cli.steps.base import registry
+
+    out = []
+    for name, s in registry().items():
+        params = []
+        for pname, f in s.params.model_fields.items():
+            default = None if f.is_required() else f.get_default(call_default_factory=True)
+            params.append(
+                {
+                    "name": pname,
+                    "type": str(f.annotation).replace("typing.", ""),
+                    "required": f.is_required(),
+                    "default": default,
+                    "help": f.description or "",
+                }
+            )
+        out.append({"name": name, "modality": s.modality, "doc": s.doc, "params": params})
+    if as_json:
+        _print_json(out)
+        return
+    current = None
+    for s in out:
+        if s["modality"] != current:
+            current = s["modality"]
+            ui.say(f"\n[{current}]")
+        ui.say(f"  {s['name']}: {s['doc']}")
+        for p in s["params"]:
+            d = "required" if p["required"] else f"default {p['default']!r}"
+            ui.say(f"      {p['name']}: {p['type']} ({d}){' - ' + p['help'] if p['help'] else ''}")
+
+
+def main() -> None:
+    try:
+        app()
+    except ClimbError as e:
+        ui.error(str(e))
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        ui.error("interrupted; run the same command again to resume where it stopped")
+        sys.exit(130)
+    except Exception as e:  # an unexpected failure: one line, secrets scrubbed
+        if os.environ.get("CLIMB_DEBUG"):
+            sys.stderr.write(redact("".join(traceback.format_exception(e))))
+        ui.error(f"internal error: {type(e).__name__}: {e} (set CLIMB_DEBUG=1 for the traceback)")
+        sys.exit(1)

@@ -1,0 +1,348 @@
+"""Preprocessing: plan work units (one unit = one output shard), run them on an engine, commit.
+
+The coordinator builds the index, processes one probe item to learn the row schema and size,
+cuts each split into shards near the recipe's target size, and gives every unit a digest of
+what it depends on (recipe hash, item ids, labels, input file hashes from the raw manifest).
+A unit processes its items, writes its shard to a temporary name, renames it into place, then
+writes a commit marker; a rerun skips every unit whose marker has the same digest, so a crash
+or `kill -9` costs only the shards that were in flight. Items that fail go to errors.parquet.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import json
+import sqlite3
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+
+from climb_cli import __version__
+from climb_cli.engines import make_engine, memory_capped_workers
+from climb_cli.errors import ClimbError, ItemError
+from climb_cli.index import Item, build_index
+from climb_cli.manifest import RawManifest
+from climb_cli.recipe import Recipe
+from climb_cli.settings import Settings
+from climb_cli.shards import ShardWriter, build_schema, to_row, write_json_atomic, write_table_atomic
+from climb_cli.steps.base import Sample, StepDef, registry
+from climb_cli.transfer import sha256_file
+
+PROBE_LIMIT = 50
+
+
+@dataclass
+class UnitSpec:
+    name: str
+    split: str
+    items: list[Item]
+    recipe: Recipe
+    raw_root: str
+    out_dir: str
+    schema: pa.Schema
+    digest: str
+    row_group_rows: int
+
+
+@dataclass
+class UnitResult:
+    name: str
+    split: str
+    rows: int = 0
+    bytes: int = 0
+    sha256: str = ""
+    errors: list[tuple[str, str, str]] = field(default_factory=list)  # (id, split, reason)
+    classes: dict[str, int] = field(default_factory=dict)
+    skipped: bool = False
+    digest: str = ""
+
+
+@dataclass
+class PreprocessReport:
+    dataset: str
+    out_dir: Path
+    units: list[UnitResult] = field(default_factory=list)
+    rejected: list[tuple[str, str]] = field(default_factory=list)
+    workers: int = 1
+    note: str = ""
+    seconds: float = 0.0
+
+    @property
+    def rows(self) -> int:
+        return sum(u.rows for u in self.units)
+
+    @property
+    def errors(self) -> int:
+        return sum(len(u.errors) for u in self.units) + len(self.rejected)
+
+    @property
+    def skipped_units(self) -> int:
+        return sum(1 for u in self.units if u.skipped)
+
+
+def _steps(recipe: Recipe) -> list[tuple[StepDef, object]]:
+    known = registry()
+    return [(known[c.name], known[c.name].params.model_validate(c.params)) for c in recipe.steps]
+
+
+def process_item(item: Item, raw_root: Path, steps: list[tuple[StepDef, object]]) -> Sample:
+    sample = Sample(id=item.id, inputs={k: raw_root / v for k, v in item.inputs.items()})
+    for step_def, params in steps:
+        try:
+            sample = step_def.fn(sample, params)
+        except ItemError:
+            raise
+        except Exception as e:  # a step bug or an unreadable file: this item fails, the run goes on
+            raise ItemError(f"{step_def.name}: {type(e).__name__}: {e}") from e
+    return sample
+
+
+class _Provenance:
+    """sha256 of the raw files a sample read: from the raw manifest, else hashed now."""
+
+    def __init__(self, raw_root: Path) -> None:
+        self.raw_root = raw_root
+        path = raw_root / ".climb" / "manifest.sqlite"
+        self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True) if path.is_file() else None
+
+    def __call__(self, files: list[Path]) -> list[tuple[str, str]]:
+        out = []
+        for f in files:
+            try:
+                rel = f.relative_to(self.raw_root).as_posix()
+            except ValueError:
+                rel = str(f)
+            row = None
+            if self.db is not None:
+                row = self.db.execute(
+                    "SELECT sha256, size, mtime_ns FROM files WHERE path = ?", (rel,)
+                ).fetchone()
+            if row is not None:
+                st = f.stat()
+                if (st.st_size, st.st_mtime_ns) == (row[1], row[2]):
+                    out.append((rel, row[0]))
+                    continue
+            out.append((rel, sha256_file(f)))
+        return out
+
+
+def run_unit(spec: UnitSpec) -> UnitResult:
+    """Process one shard's items and commit the shard. Safe to run in any process on shared storage."""
+    out_dir = Path(spec.out_dir)
+    marker = out_dir / ".commits" / f"{spec.name}.json"
+    final = out_dir / spec.name
+    if marker.is_file() and final.is_file():
+        try:
+            done = json.loads(marker.read_text())
+            if done.get("digest") == spec.digest and final.stat().st_size == done["bytes"]:
+                return UnitResult(
+                    spec.name,
+                    spec.split,
+                    done["rows"],
+                    done["bytes"],
+                    done["sha256"],
+                    [tuple(e) for e in done["errors"]],
+                    done["classes"],
+                    True,
+                    spec.digest,
+                )
+        except (ValueError, KeyError, OSError):
+            pass
+    raw_root = Path(spec.raw_root)
+    steps = _steps(spec.recipe)
+    provenance = _Provenance(raw_root)
+    classes = spec.recipe.classes
+    recipe_hash = spec.recipe.content_hash()
+    result = UnitResult(spec.name, spec.split, digest=spec.digest)
+    counts: Counter[str] = Counter()
+    writer = ShardWriter(spec.schema, final, spec.row_group_rows, spec.recipe.output.compression)
+    try:
+        for item in spec.items:
+            try:
+                sample = process_item(item, raw_root, steps)
+                row = to_row(spec.schema, item, sample, classes, provenance(sample.sources), recipe_hash)
+            except ItemError as e:
+                result.errors.append((item.id, item.split, str(e)))
+                continue
+            except OSError as e:
+                result.errors.append((item.id, item.split, f"{type(e).__name__}: {e}"))
+                continue
+            writer.add(row)
+            counts.update(item.labels)
+        result.rows, result.bytes, result.sha256 = writer.commit()
+    except BaseException:
+        writer.abort()
+        raise
+    result.classes = dict(sorted(counts.items()))
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(
+        marker,
+        {
+            "digest": spec.digest,
+            "rows": result.rows,
+            "bytes": result.bytes,
+            "sha256": result.sha256,
+            "errors": result.errors,
+            "classes": result.classes,
+        },
+    )
+    return result
+
+
+def _input_digests(items: list[Item], raw_root: Path) -> dict[str, str]:
+    """Per item, a digest of its raw inputs (hashes from the manifest; size+mtime otherwise)."""
+    known = (
+        RawManifest.for_dataset(raw_root).load()
+        if (raw_root / ".climb" / "manifest.sqlite").is_file()
+        else {}
+    )
+    keys = sorted(known)
+    out = {}
+    for item in items:
+        h = hashlib.sha256()
+        for name, rel in sorted(item.inputs.items()):
+            h.update(f"{name}={rel};".encode())
+            i = bisect.bisect_left(keys, rel)
+            while i < len(keys) and keys[i].startswith(rel):
+                k = keys[i]
+                if len(k) == len(rel) or k[len(rel)] in "./":
+                    h.update(f"{k}:{known[k].sha256};".encode())
+                i += 1
+            p = raw_root / rel
+            if p.exists() and rel not in known:
+                st = p.stat()
+                h.update(f"stat:{st.st_size}:{st.st_mtime_ns};".encode())
+        out[item.id] = h.hexdigest()
+    return out
+
+
+def plan_units(
+    recipe: Recipe, settings: Settings, items: list[Item], schema: pa.Schema, row_bytes: int
+) -> list[UnitSpec]:
+    raw_root = settings.raw_dir(recipe.name)
+    out_dir = settings.processed_dir(recipe.name) / recipe.content_hash()
+    per_shard = max(1, int(recipe.output.shard_size) // max(1, row_bytes))
+    per_group = max(1, min(per_shard, int(recipe.output.row_group_size) // max(1, row_bytes)))
+    digests = _input_digests(items, raw_root)
+    by_split: dict[str, list[Item]] = {}
+    for it in items:
+        by_split.setdefault(it.split, []).append(it)
+    units = []
+    for split in sorted(by_split):
+        group = by_split[split]
+        for k, start in enumerate(range(0, len(group), per_shard)):
+            chunk = group[start : start + per_shard]
+            h = hashlib.sha256(f"{recipe.content_hash()}|{__version__}|{per_group}|".encode())
+            for it in chunk:
+                h.update(
+                    json.dumps([it.id, it.split, it.labels, it.target, it.extra, digests[it.id]]).encode()
+                )
+            units.append(
+                UnitSpec(
+                    f"{split}-{k:05d}.parquet",
+                    split,
+                    chunk,
+                    recipe,
+                    str(raw_root),
+                    str(out_dir),
+                    schema,
+                    h.hexdigest(),
+                    per_group,
+                )
+            )
+    return units
+
+
+def preprocess(
+    recipe: Recipe,
+    settings: Settings,
+    *,
+    workers: int = 1,
+    on_unit: Callable[[UnitResult], None] | None = None,
+    on_plan: Callable[[int, int], None] | None = None,
+) -> PreprocessReport:
+    t0 = time.perf_counter()
+    out_dir = settings.processed_dir(recipe.name) / recipe.content_hash()
+    report = PreprocessReport(recipe.name, out_dir)
+    raw_root = settings.raw_dir(recipe.name)
+    index = build_index(recipe, settings)
+    report.rejected = index.rejected
+    if not index.items:
+        raise ClimbError(f"{recipe.name}: the index produced no items ({len(index.rejected)} rejected)")
+    steps = _steps(recipe)
+    probe_errors = []
+    for item in index.items[:PROBE_LIMIT]:
+        try:
+            sample = process_item(item, raw_root, steps)
+            break
+        except ItemError as e:
+            probe_errors.append(f"{item.id}: {e}")
+    else:
+        raise ClimbError(
+            f"{recipe.name}: the first {len(probe_errors)} items all failed; first: {probe_errors[0]}"
+        )
+    regression = recipe.index is not None and recipe.index.labels.kind == "regression"
+    schema = build_schema(sample, item, recipe.classes, regression)
+    row_bytes = sum(a.nbytes for a in sample.arrays.values()) + 256
+    units = plan_units(recipe, settings, index.items, schema, row_bytes)
+    n, report.note = memory_capped_workers(
+        workers, row_bytes * max(len(u.items) for u in units) // 8, len(units)
+    )
+    report.workers = n
+    if on_plan:
+        on_plan(len(units), len(index.items))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for u in make_engine(n).map(run_unit, units):
+        report.units.append(u)
+        if on_unit:
+            on_unit(u)
+    report.units.sort(key=lambda u: u.name)
+    _commit_run(recipe, out_dir, report, schema)
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+def _commit_run(recipe: Recipe, out_dir: Path, report: PreprocessReport, schema: pa.Schema) -> None:
+    planned = {u.name for u in report.units}
+    for old in out_dir.glob("*.parquet"):
+        if old.name not in planned and old.name != "errors.parquet":
+            old.unlink()
+            (out_dir / ".commits" / f"{old.name}.json").unlink(missing_ok=True)
+    errors = [(i, s, r) for u in report.units for (i, s, r) in u.errors]
+    errors += [(i, "", f"index: {r}") for i, r in report.rejected]
+    write_table_atomic(
+        out_dir / "errors.parquet",
+        pa.table(
+            {"id": [e[0] for e in errors], "split": [e[1] for e in errors], "reason": [e[2] for e in errors]},
+            schema=pa.schema([("id", pa.string()), ("split", pa.string()), ("reason", pa.string())]),
+        ),
+    )
+    splits: Counter[str] = Counter()
+    classes: Counter[str] = Counter()
+    for u in report.units:
+        splits[u.split] += u.rows
+        classes.update(u.classes)
+    write_json_atomic(
+        out_dir / "manifest.json",
+        {
+            "dataset": recipe.name,
+            "recipe_hash": recipe.content_hash(),
+            "climb_version": __version__,
+            "format": recipe.output.format,
+            "shards": [
+                {"name": u.name, "split": u.split, "rows": u.rows, "bytes": u.bytes, "sha256": u.sha256}
+                for u in report.units
+            ],
+            "splits": dict(sorted(splits.items())),
+            "classes": {c: classes.get(c, 0) for c in recipe.classes},
+            "errors": len(errors),
+            "input_digest": hashlib.sha256("".join(u.digest for u in report.units).encode()).hexdigest(),
+            "schema": [{"name": f.name, "type": str(f.type)} for f in schema],
+            "layout": "arrays are flat row-major values in <name>, with their shape in <name>_shape",
+        },
+    )

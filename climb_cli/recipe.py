@@ -1,0 +1,455 @@
+"""The recipe schema (typed models), YAML loading, and validation errors that name file:line field.
+
+A recipe is one YAML file per dataset. It says what the dataset is (identity, licence, access),
+where its files live (sources), how to check them (checksum policy), how to enumerate samples
+(index: tables, joins, ids, inputs, labels, splits), what to do to each sample (steps), what to
+write (output), and what the result must look like (expect). Kind-specific source fields and step
+parameters are validated by the pydantic model that the source class or step declares, so an
+unknown step, an unknown source kind or a bad parameter is rejected before any work starts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ByteSize, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from climb_cli.errors import RecipeError
+
+RECIPE_FORMAT = 1  # bump when the meaning of a recipe field changes: it is part of the recipe hash
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Sources
+
+
+class SourceSpec(BaseModel):
+    """Where one part of a dataset comes from. `kind` picks the source class; its own fields
+    (project/version for PhysioNet, dataset for Kaggle, ...) are validated by that class."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    id: str = Field("data", pattern=r"^[a-z0-9][a-z0-9_-]*$", description="name used by the index")
+    kind: str
+    into: str = Field("", description="sub-folder of raw/<dataset>/ for this source's files")
+    include: list[str] = Field(default_factory=list, description="globs of upstream paths to fetch")
+    exclude: list[str] = Field(default_factory=list, description="globs of upstream paths to skip")
+
+    @field_validator("into")
+    @classmethod
+    def _relative(cls, v: str) -> str:
+        if v.startswith("/") or ".." in Path(v).parts:
+            raise ValueError("must be a relative folder without '..'")
+        return v.strip("/")
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The kind-specific fields."""
+        return dict(self.model_extra or {})
+
+
+# ---------------------------------------------------------------------------------------------
+# Index
+
+
+class TableRef(_Model):
+    """A table file inside a source's raw folder (csv, tsv, csv.gz; parsed as strings)."""
+
+    source: str | None = Field(None, description="source id (default: the first source)")
+    path: str
+    sep: str | None = Field(None, description="column separator (default from the extension)")
+    index_column: str | None = Field(
+        None, description="name to give an unnamed first column (pandas writes it blank)"
+    )
+
+
+class JoinSpec(_Model):
+    table: TableRef
+    on: list[str] = Field(min_length=1)
+    how: Literal["left", "inner"] = "inner"
+
+
+class LabelMap(_Model):
+    """Translate raw label codes through a second table (e.g. PTB-XL scp_statements.csv)."""
+
+    table: TableRef
+    key: str = Field(description="column of the mapping table holding the raw code")
+    value: str = Field(description="column holding the class name")
+    where: dict[str, list[str]] = Field(default_factory=dict, description="keep mapping rows matching")
+
+
+class LabelSpec(_Model):
+    kind: Literal["multilabel", "multiclass", "regression", "none"] = "multiclass"
+    column: str | None = Field(None, description="column holding the raw label(s)")
+    parse: Literal["value", "dict_keys", "list"] = Field(
+        "value",
+        description="value: one label; dict_keys: keys of a {code: likelihood} literal; list: sep-split",
+    )
+    sep: str = ";"
+    min_value: float | None = Field(None, description="dict_keys: keep codes whose value is >= this")
+    columns: list[str] | None = Field(None, description="one flag column per class (positive values count)")
+    positive: list[str] = Field(default_factory=lambda: ["1", "1.0"])
+    map: LabelMap | None = None
+    classes: list[str] = Field(default_factory=list, description="class names in output order")
+    others: Literal["ignore", "error"] = Field(
+        "error", description="what to do with a (mapped) label that is not in classes"
+    )
+    empty: Literal["keep", "drop"] = Field("keep", description="items with no label: keep or drop")
+
+    @model_validator(mode="after")
+    def _one_way(self) -> LabelSpec:
+        if self.kind == "none":
+            return self
+        if (self.column is None) == (self.columns is None):
+            raise ValueError("give exactly one of 'column' or 'columns'")
+        if self.kind != "regression" and not self.classes and self.columns is None:
+            raise ValueError("'classes' is required for a classification task")
+        return self
+
+
+class SplitSpec(_Model):
+    column: str | None = Field(None, description="column holding the raw split value")
+    map: dict[str, list[str]] = Field(default_factory=dict, description="split name -> raw values")
+    fixed: str | None = Field(None, description="every item goes to this split")
+    unmapped: Literal["drop", "error"] = "error"
+
+    @model_validator(mode="after")
+    def _one_way(self) -> SplitSpec:
+        if (self.column is None) == (self.fixed is None):
+            raise ValueError("give exactly one of 'column' (with 'map') or 'fixed'")
+        if self.column is not None and not self.map:
+            raise ValueError("'map' is required with 'column'")
+        return self
+
+
+class FilesSpec(_Model):
+    """Enumerate items from files instead of a table: a glob, plus a regex whose named groups are columns."""
+
+    source: str | None = None
+    glob: str
+    pattern: str | None = Field(None, description="regex on the relative path; named groups become columns")
+
+    @field_validator("pattern")
+    @classmethod
+    def _regex(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                re.compile(v)
+            except re.error as e:
+                raise ValueError(f"not a valid regular expression: {e}") from None
+        return v
+
+
+class IndexSpec(_Model):
+    table: TableRef | None = None
+    files: FilesSpec | None = None
+    join: list[JoinSpec] = Field(default_factory=list)
+    filter: dict[str, list[str]] = Field(
+        default_factory=dict, description="keep rows whose column is in values"
+    )
+    id: str = Field(description="column name, or a template like '{subject_id}_{study_id}'")
+    inputs: dict[str, str] = Field(description="input name -> path template relative to the source folder")
+    inputs_source: str | None = Field(None, description="source id the input paths live in (default: first)")
+    labels: LabelSpec = Field(default_factory=lambda: LabelSpec(kind="none"))
+    split: SplitSpec
+    keep: list[str] = Field(default_factory=list, description="extra columns copied into the output")
+
+    @model_validator(mode="after")
+    def _one_way(self) -> IndexSpec:
+        if (self.table is None) == (self.files is None):
+            raise ValueError("give exactly one of 'table' or 'files'")
+        return self
+
+
+# ---------------------------------------------------------------------------------------------
+# Steps, output, expectations
+
+
+class StepCall(_Model):
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class OutputSpec(_Model):
+    format: Literal["parquet"] = "parquet"
+    shard_size: ByteSize = Field(ByteSize(256 * 1024 * 1024), description="target bytes per shard")
+    row_group_size: ByteSize = Field(ByteSize(32 * 1024 * 1024), description="target bytes per row group")
+    compression: Literal["zstd", "snappy", "none"] = "zstd"
+
+    @model_validator(mode="after")
+    def _sizes(self) -> OutputSpec:
+        if self.shard_size <= 0 or self.row_group_size <= 0:
+            raise ValueError("sizes must be > 0")
+        return self
+
+
+class ExpectSpec(_Model):
+    splits: dict[str, int] = Field(default_factory=dict, description="rows per split")
+    class_counts: dict[str, int] = Field(default_factory=dict, description="positive items per class")
+    tolerance: float = Field(0.0, ge=0, le=1, description="allowed relative deviation")
+
+
+class Recipe(_Model):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    title: str
+    modality: str
+    license: str
+    citation: str = ""
+    homepage: str = ""
+    access: Literal["open", "registered", "credentialed"]
+    raw_size: ByteSize | None = Field(None, description="approximate raw size")
+    sources: list[SourceSpec] = Field(min_length=1)
+    checksums: Literal["upstream", "pinned", "none"] = "upstream"
+    index: IndexSpec | None = None
+    steps: list[StepCall] = Field(default_factory=list)
+    output: OutputSpec = Field(default_factory=OutputSpec)
+    expect: ExpectSpec = Field(default_factory=ExpectSpec)
+    notes: str = ""
+
+    # where it was loaded from (not part of the hash)
+    path: Path | None = Field(None, exclude=True)
+
+    @model_validator(mode="after")
+    def _sources_distinct(self) -> Recipe:
+        ids = [s.id for s in self.sources]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"source ids must be distinct: {ids}")
+        intos = [s.into for s in self.sources]
+        if len(set(intos)) != len(intos):
+            raise ValueError("two sources write into the same folder: give each an 'into'")
+        return self
+
+    def source(self, source_id: str | None) -> SourceSpec:
+        if source_id is None:
+            return self.sources[0]
+        for s in self.sources:
+            if s.id == source_id:
+                return s
+        raise RecipeError(f"{self.name}: no source with id {source_id!r}")
+
+    @property
+    def classes(self) -> list[str]:
+        if self.index is None:
+            return []
+        lab = self.index.labels
+        return list(lab.classes or lab.columns or [])
+
+    def content_hash(self) -> str:
+        """A stable hash of what determines the processed output (not title, notes or expectations)."""
+        body = self.model_dump(mode="json", include={"name", "sources", "index", "steps", "output"})
+        body["format"] = RECIPE_FORMAT
+        text = json.dumps(body, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading with file:line errors
+
+
+def _node_line(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
+    """Walk the composed YAML tree along a pydantic loc; return the 1-based line of the deepest match."""
+    if node is None:
+        return None
+    line = node.start_mark.line + 1
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                if isinstance(k, yaml.ScalarNode) and k.value == str(part):
+                    node, line = v, (k.start_mark.line + 1)
+                    if not isinstance(v, yaml.ScalarNode):
+                        line = k.start_mark.line + 1
+                    break
+            else:
+                return line
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            return line
+    return line
+
+
+def _fmt_loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(top)"
+
+
+def _fmt_msg(err: dict[str, Any]) -> str:
+    t, ctx = err.get("type", ""), err.get("ctx") or {}
+    simple = {
+        "greater_than": "must be > {gt}",
+        "greater_than_equal": "must be >= {ge}",
+        "less_than": "must be < {lt}",
+        "less_than_equal": "must be <= {le}",
+        "missing": "is required",
+        "extra_forbidden": "unknown field",
+        "string_type": "must be a string",
+        "int_type": "must be an integer",
+        "int_parsing": "must be an integer",
+        "float_type": "must be a number",
+        "float_parsing": "must be a number",
+        "bool_type": "must be true or false",
+        "bool_parsing": "must be true or false",
+        "list_type": "must be a list",
+        "dict_type": "must be a mapping",
+        "too_short": "must have at least {min_length} item(s)",
+        "literal_error": "must be one of {expected}",
+        "string_pattern_mismatch": "must match {pattern}",
+    }
+    if t in simple:
+        ctx = {k: (int(v) if isinstance(v, float) and v.is_integer() else v) for k, v in ctx.items()}
+        try:
+            return simple[t].format(**ctx)
+        except (KeyError, IndexError):
+            pass
+    msg = str(err.get("msg", "invalid"))
+    return msg.removeprefix("Value error, ")
+
+
+class _Located:
+    """Turns pydantic errors into 'file:line path: message' using the composed YAML tree."""
+
+    def __init__(self, path: Path, root: yaml.Node | None) -> None:
+        self.path, self.root = path, root
+
+    def error(
+        self, loc: tuple[Any, ...], msg: str, *, node_loc: tuple[Any, ...] | None = None
+    ) -> RecipeError:
+        line = _node_line(self.root, node_loc if node_loc is not None else loc)
+        where = f"{self.path}:{line}" if line else str(self.path)
+        return RecipeError(f"{where} {_fmt_loc(loc)}: {msg}")
+
+    def from_validation(
+        self, e: ValidationError, prefix: tuple[Any, ...] = (), node_prefix: tuple[Any, ...] | None = None
+    ) -> RecipeError:
+        err = e.errors()[0]
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        np = node_prefix if node_prefix is not None else prefix
+        extra = f" (and {len(e.errors()) - 1} more)" if len(e.errors()) > 1 else ""
+        return self.error(prefix + loc, _fmt_msg(err) + extra, node_loc=np + loc)
+
+
+def _parse_steps(raw: Any, where: _Located) -> list[dict[str, Any]]:
+    from climb_cli.steps.base import registry
+
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise where.error(("steps",), "must be a list of steps")
+    known = registry()
+    out: list[dict[str, Any]] = []
+    for i, entry in enumerate(raw):
+        if isinstance(entry, str):
+            name, params = entry, {}
+        elif isinstance(entry, dict) and len(entry) == 1:
+            name, params = next(iter(entry.items()))
+            params = params or {}
+        else:
+            raise where.error(("steps", i), "each step is a name, or a mapping {name: {params}}")
+        if name not in known:
+            hint = [n for n in known if n.split(".")[-1] == str(name).split(".")[-1]]
+            raise where.error(
+                ("steps", i),
+                f"unknown step {name!r}"
+                + (f" (did you mean {hint[0]!r}?)" if hint else "; see `climb steps`"),
+            )
+        if not isinstance(params, dict):
+            raise where.error(("steps", i), f"parameters of {name} must be a mapping")
+        try:
+            model = known[name].params.model_validate(params)
+        except ValidationError as e:
+            raise where.from_validation(e, prefix=("steps", i), node_prefix=("steps", i, name)) from None
+        out.append({"name": name, "params": model.model_dump(mode="json")})
+    return out
+
+
+def _check_sources(raw: Any, where: _Located) -> None:
+    from climb_cli.sources import source_class, source_kinds
+
+    if not isinstance(raw, list):
+        return
+    for i, entry in enumerate(raw):
+        if not isinstance(entry, dict) or "kind" not in entry:
+            continue
+        cls = source_class(str(entry["kind"]))
+        if cls is None:
+            raise where.error(
+                ("sources", i, "kind"),
+                f"unknown source kind {entry['kind']!r} (known: {', '.join(source_kinds())})",
+            )
+        base_fields = set(SourceSpec.model_fields)
+        specific = {k: v for k, v in entry.items() if k not in base_fields}
+        try:
+            cls.Params.model_validate(specific)
+        except ValidationError as e:
+            raise where.from_validation(e, prefix=("sources", i)) from None
+
+
+def parse_recipe(text: str, path: Path) -> Recipe:
+    """Validate recipe text; raises RecipeError naming path:line and the field."""
+    where = _Located(path, None)
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise RecipeError(f"{path}{line} (yaml): {problem}") from None
+    where.root = root
+    if not isinstance(data, dict):
+        raise RecipeError(f"{path}:1 (top): a recipe is a mapping of fields")
+    data["steps"] = _parse_steps(data.get("steps"), where)
+    _check_sources(data.get("sources"), where)
+    try:
+        recipe = Recipe.model_validate({**data, "path": path})
+    except ValidationError as e:
+        raise where.from_validation(e) from None
+    stem = path.name.removesuffix(".yaml").removesuffix(".yml")
+    if stem != recipe.name:
+        raise where.error(("name",), f"must match the file name ({stem!r})")
+    _check_references(recipe, where)
+    return recipe
+
+
+def _check_references(recipe: Recipe, where: _Located) -> None:
+    """Source ids named by the index must exist."""
+    if recipe.index is None:
+        return
+    ids = {s.id for s in recipe.sources}
+    refs: list[tuple[tuple[Any, ...], str | None]] = []
+    ix = recipe.index
+    if ix.table:
+        refs.append((("index", "table", "source"), ix.table.source))
+    if ix.files:
+        refs.append((("index", "files", "source"), ix.files.source))
+    for j, join in enumerate(ix.join):
+        refs.append((("index", "join", j, "table", "source"), join.table.source))
+    if ix.labels.map:
+        refs.append((("index", "labels", "map", "table", "source"), ix.labels.map.table.source))
+    refs.append((("index", "inputs_source"), ix.inputs_source))
+    for loc, ref in refs:
+        if ref is not None and ref not in ids:
+            raise where.error(loc, f"no source with id {ref!r} (sources: {', '.join(sorted(ids))})")
+
+
+def load_recipe(path: Path) -> Recipe:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise RecipeError(f"{path}: cannot read recipe ({e.strerror})") from None
+    return parse_recipe(text, path)

@@ -1,0 +1,82 @@
+"""Run-wide settings: where data goes, where recipes are found, network policy, and mirrors.
+
+Every value has an environment variable so that a cluster job or a CI run can set it once:
+CLIMB_DATA, CLIMB_RECIPES (path-separated), CLIMB_CONNECTIONS (per host), CLIMB_RETRIES,
+CLIMB_BACKOFF (first retry delay, seconds), CLIMB_CONNECT_TIMEOUT, CLIMB_READ_TIMEOUT, and
+CLIMB_<KIND>_URL to point a source kind at a mirror (CLIMB_PHYSIONET_URL=https://mirror.lab/).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from climb_cli.errors import UsageError
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise UsageError(f"{name}={raw!r}: must be a number") from None
+
+
+def _env_int(name: str, default: int) -> int:
+    value = _env_float(name, default)
+    if value != int(value) or value < 0:
+        raise UsageError(f"{name}: must be a whole number >= 0")
+    return int(value)
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    recipe_dirs: tuple[Path, ...] = ()
+    connections_per_host: int = 4
+    retries: int = 8
+    backoff: float = 1.0
+    backoff_max: float = 120.0
+    connect_timeout: float = 10.0
+    read_timeout: float = 60.0
+    chunk_size: int = 1024 * 1024
+    mirrors: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, data_dir: Path | None = None, recipe_dirs: list[Path] | None = None) -> Settings:
+        data = data_dir or Path(os.environ.get("CLIMB_DATA") or Path.home() / "climb-data")
+        dirs = list(recipe_dirs or [])
+        for part in (os.environ.get("CLIMB_RECIPES") or "").split(os.pathsep):
+            if part:
+                dirs.append(Path(part))
+        mirrors = {
+            k[len("CLIMB_") : -len("_URL")].lower().replace("_", "-"): v
+            for k, v in os.environ.items()
+            if k.startswith("CLIMB_") and k.endswith("_URL") and v
+        }
+        return cls(
+            data_dir=data.expanduser(),
+            recipe_dirs=tuple(d.expanduser() for d in dirs),
+            connections_per_host=max(1, _env_int("CLIMB_CONNECTIONS", 4)),
+            retries=_env_int("CLIMB_RETRIES", 8),
+            backoff=_env_float("CLIMB_BACKOFF", 1.0),
+            connect_timeout=_env_float("CLIMB_CONNECT_TIMEOUT", 10.0),
+            read_timeout=_env_float("CLIMB_READ_TIMEOUT", 60.0),
+            mirrors=mirrors,
+        )
+
+    def with_(self, **kw: object) -> Settings:
+        return replace(self, **kw)  # type: ignore[arg-type]
+
+    def base_url(self, kind: str, default: str) -> str:
+        """The base URL for a source kind: a configured mirror, else the service's own."""
+        return (self.mirrors.get(kind) or default).rstrip("/")
+
+    def raw_dir(self, dataset: str) -> Path:
+        return self.data_dir / "raw" / dataset
+
+    def processed_dir(self, dataset: str) -> Path:
+        return self.data_dir / "processed" / dataset

@@ -1,0 +1,193 @@
+"""Parquet shards: turning processed samples into rows, writing them deterministically and atomically.
+
+Row layout (readable with plain pyarrow or pandas, no climb needed):
+  id, split, labels (list<string>), target (list<uint8> multi-hot in class order, or float64),
+  kept index columns (string), modality metadata (sampling_rate, lead_names, units, ...),
+  every array as `<name>` (flat list of its dtype, row-major) plus `<name>_shape` (list<int32>),
+  provenance: source_files, source_sha256 (list<string>), recipe_hash.
+Same inputs give the same rows in the same order and the same bytes: no timestamps, fixed row
+groups, fixed encodings (float arrays use BYTE_STREAM_SPLIT, which compresses them well).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from climb_cli.errors import ItemError
+from climb_cli.index import Item
+from climb_cli.steps.base import Sample
+
+RESERVED = {"id", "split", "labels", "target", "source_files", "source_sha256", "recipe_hash"}
+
+
+def _meta_type(value: Any) -> pa.DataType:
+    if isinstance(value, bool):
+        return pa.bool_()
+    if isinstance(value, int | np.integer):
+        return pa.int64()
+    if isinstance(value, float | np.floating):
+        return pa.float64()
+    if isinstance(value, list | tuple):
+        if all(isinstance(v, str) for v in value):
+            return pa.list_(pa.string())
+        if all(isinstance(v, int | np.integer) and not isinstance(v, bool) for v in value):
+            return pa.list_(pa.int64())
+        return pa.list_(pa.float64())
+    return pa.string()
+
+
+def build_schema(sample: Sample, item: Item, classes: list[str], regression: bool) -> pa.Schema:
+    """The shard schema, from the first processed sample of a run (every shard shares it)."""
+    fields = [
+        pa.field("id", pa.string()),
+        pa.field("split", pa.string()),
+        pa.field("labels", pa.list_(pa.string())),
+    ]
+    fields.append(pa.field("target", pa.float64() if regression else pa.list_(pa.uint8())))
+    for k in item.extra:
+        fields.append(pa.field(k, pa.string()))
+    for k, v in sorted(sample.meta.items()):
+        if k in RESERVED or k in item.extra:
+            raise ItemError(f"metadata field {k!r} clashes with a reserved or kept column")
+        fields.append(pa.field(k, _meta_type(v)))
+    for name, arr in sorted(sample.arrays.items()):
+        fields.append(pa.field(name, pa.list_(pa.from_numpy_dtype(arr.dtype))))
+        fields.append(pa.field(f"{name}_shape", pa.list_(pa.int32())))
+    fields += [
+        pa.field("source_files", pa.list_(pa.string())),
+        pa.field("source_sha256", pa.list_(pa.string())),
+        pa.field("recipe_hash", pa.string()),
+    ]
+    meta = {
+        b"climb.classes": json.dumps(classes).encode(),
+        b"climb.layout": b"arrays are flat row-major; see <name>_shape",
+    }
+    return pa.schema(fields, metadata=meta)
+
+
+def to_row(
+    schema: pa.Schema,
+    item: Item,
+    sample: Sample,
+    classes: list[str],
+    provenance: list[tuple[str, str]],
+    recipe_hash: str,
+) -> dict[str, Any]:
+    row: dict[str, Any] = {"id": item.id, "split": item.split, "labels": list(item.labels)}
+    if schema.field("target").type == pa.float64():
+        row["target"] = item.target
+    else:
+        present = set(item.labels)
+        row["target"] = [1 if c in present else 0 for c in classes]
+    row.update(item.extra)
+    names = set(schema.names)
+    for k, v in sample.meta.items():
+        if k in names:
+            row[k] = v.tolist() if isinstance(v, np.ndarray) else v
+    for name, arr in sample.arrays.items():
+        if name not in names:
+            raise ItemError(f"array {name!r} is not in the shard schema (steps produced different arrays)")
+        want = schema.field(name).type.value_type
+        if pa.from_numpy_dtype(arr.dtype) != want:
+            raise ItemError(f"array {name!r} is {arr.dtype}, the shard schema says {want}")
+        row[name] = np.ascontiguousarray(arr).reshape(-1)
+        row[f"{name}_shape"] = list(arr.shape)
+    row["source_files"] = [p for p, _ in provenance]
+    row["source_sha256"] = [h for _, h in provenance]
+    row["recipe_hash"] = recipe_hash
+    return row
+
+
+def _columns(schema: pa.Schema, rows: list[dict[str, Any]]) -> pa.Table:
+    arrays = []
+    for f in schema:
+        values = [r.get(f.name) for r in rows]
+        if pa.types.is_list(f.type) and isinstance(values[0], np.ndarray):
+            flat = np.concatenate(values) if values else np.array([])
+            offsets = np.zeros(len(values) + 1, dtype=np.int32)
+            np.cumsum([len(v) for v in values], out=offsets[1:])
+            arrays.append(pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat, type=f.type.value_type)))
+        else:
+            arrays.append(pa.array(values, type=f.type))
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+class ShardWriter:
+    """Writes rows in fixed-size row groups to a temporary file; `commit` renames it into place."""
+
+    def __init__(self, schema: pa.Schema, final: Path, row_group_rows: int, compression: str) -> None:
+        self.schema, self.final, self.row_group_rows = schema, final, max(1, row_group_rows)
+        self.tmp = final.parent / ".tmp" / f"{final.name}.{os.getpid()}"
+        self.tmp.parent.mkdir(parents=True, exist_ok=True)
+        float_arrays = [
+            f.name
+            for f in schema
+            if pa.types.is_list(f.type)
+            and pa.types.is_floating(f.type.value_type)
+            and not f.name.endswith("_shape")
+            and f.name in {n for n in schema.names if f"{n}_shape" in schema.names}
+        ]
+        small = [f.name for f in schema if f.name not in float_arrays]
+        self._writer = pq.ParquetWriter(
+            str(self.tmp),
+            schema,
+            compression=None if compression == "none" else compression,
+            use_dictionary=[
+                n for n in small if n in ("split", "recipe_hash", "labels", "lead_names", "units")
+            ],
+            column_encoding={n: "BYTE_STREAM_SPLIT" for n in float_arrays} or None,
+            write_statistics=[n for n in small if not pa.types.is_list(schema.field(n).type)],
+        )
+        self._rows: list[dict[str, Any]] = []
+        self.rows = 0
+
+    def add(self, row: dict[str, Any]) -> None:
+        self._rows.append(row)
+        if len(self._rows) >= self.row_group_rows:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._rows:
+            self._writer.write_table(_columns(self.schema, self._rows), row_group_size=len(self._rows))
+            self.rows += len(self._rows)
+            self._rows = []
+
+    def commit(self) -> tuple[int, int, str]:
+        """Finish, fsync, rename into place; returns (rows, bytes, sha256)."""
+        self._flush()
+        self._writer.close()
+        with open(self.tmp, "rb+") as f:
+            os.fsync(f.fileno())
+            f.seek(0)
+            digest = hashlib.file_digest(f, "sha256").hexdigest()
+        size = self.tmp.stat().st_size
+        os.replace(self.tmp, self.final)
+        return self.rows, size, digest
+
+    def abort(self) -> None:
+        try:
+            self._writer.close()
+        finally:
+            self.tmp.unlink(missing_ok=True)
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    tmp = path.parent / f".{path.name}.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    with open(tmp, "rb+") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def write_table_atomic(path: Path, table: pa.Table) -> None:
+    tmp = path.parent / f".{path.name}.{os.getpid()}.tmp"
+    pq.write_table(table, str(tmp), compression="zstd")
+    os.replace(tmp, path)

@@ -1,0 +1,272 @@
+"""PhysioNet (physionet.org, or any mirror running the same software).
+
+Files live at /files/<slug>/<version>/<path>; SHA256SUMS.txt at the version root is both the file
+list and the checksum source. The real server honours HTTP basic auth only for User-Agents that
+begin with `Wget/` or `libwfdb/`; climb keeps identifying itself as climb and instead signs in
+through the site's login form (as a browser does) and sends the session cookie, which the server
+accepts from any client. A mirror that answers 401 with a Basic challenge (an nginx auth_basic
+mirror, say) gets Basic credentials instead. Refusals become one line that says what to do.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from urllib.parse import quote, unquote
+
+import requests
+from pydantic import Field
+
+from climb_cli import credentials, redaction
+from climb_cli.errors import AccessError, TransferError
+from climb_cli.sources.base import AccessReport, RemoteFile, Source, SourceParams, safe_relpath, selected
+
+DEFAULT_URL = "https://physionet.org"
+CHECKSUMS = "SHA256SUMS.txt"
+_HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
+_CSRF_INPUT = re.compile(r'name=["\']csrfmiddlewaretoken["\']\s+value=["\']([^"\']+)["\']')
+_CSRF_INPUT_REV = re.compile(r'value=["\']([^"\']+)["\']\s+name=["\']csrfmiddlewaretoken["\']')
+_LISTING_ROW = re.compile(r'<a href="([^"]+)">[^<]*</a>\s+\S+\s+\S+\s+(\d+|-)\s*$', re.M)
+
+
+class PhysioNetParams(SourceParams):
+    project: str = Field(pattern=r"^[\w-]+$", description="project slug, e.g. ptb-xl")
+    version: str = Field(pattern=r"^\d+(\.\d+)*$", description="published version, e.g. 1.0.3")
+
+
+def parse_sha256sums(text: str, where: str) -> dict[str, str]:
+    """Parse SHA256SUMS.txt order-independently: '<hex> <path>' (one or more spaces, optional '*').
+
+    Absolute paths, '..' and malformed lines are rejected with the line number.
+    """
+    out: dict[str, str] = {}
+    for n, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        digest, _, rest = line.partition(" ")
+        path = rest.lstrip(" ").removeprefix("*")
+        if not _HEX64.match(digest) or not path:
+            raise TransferError(f"{where}:{n}: not a '<sha256> <path>' line")
+        clean = safe_relpath(path)
+        if clean is None:
+            raise TransferError(f"{where}:{n}: unsafe path {path!r} (absolute or with '..')")
+        out[clean] = digest.lower()
+    return out
+
+
+class PhysioNetSource(Source):
+    kind = "physionet"
+    Params = PhysioNetParams
+    params: PhysioNetParams
+
+    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(*args, **kwargs)
+        self.base = self.settings.base_url("physionet", DEFAULT_URL)
+        self.files_url = f"{self.base}/files/{self.params.project}/{self.params.version}/"
+        self.page_url = f"{self.base}/content/{self.params.project}/{self.params.version}/"
+        self._auth_lock = threading.Lock()
+        self._cookies: dict[str, str] = {}
+        self._generation = 0  # bumped at each successful login
+        self._basic = False
+
+    def describe(self) -> str:
+        return f"physionet {self.params.project}/{self.params.version}"
+
+    # -- credentials ----------------------------------------------------------------------------
+    def _host(self) -> str:
+        return requests.utils.urlparse(self.base).hostname or ""
+
+    def credentials(self) -> credentials.UserPassword | None:
+        return credentials.physionet(self._host())
+
+    def _login(self, seen_generation: int) -> None:
+        """Sign in through the login form and keep the session cookie (once per expiry)."""
+        with self._auth_lock:
+            if self._generation != seen_generation:
+                return  # another thread logged in meanwhile
+            creds = self.credentials()
+            if creds is None:
+                raise AccessError(self._needs_login_message())
+            s = self.session()
+            login = f"{self.base}/login/"
+            r = s.get(login, timeout=self.timeout)
+            token = r.cookies.get("csrftoken") or s.cookies.get("csrftoken")
+            m = _CSRF_INPUT.search(r.text) or _CSRF_INPUT_REV.search(r.text)
+            if r.status_code != 200 or not m or not token:
+                raise AccessError(
+                    f"{self.recipe.name}: cannot sign in to PhysioNet at {redaction.redact_url(login)} "
+                    f"(HTTP {r.status_code}, no login form); "
+                    f"is {redaction.redact_url(self.base)} a PhysioNet server?"
+                )
+            r = s.post(
+                login,
+                data={
+                    "csrfmiddlewaretoken": html.unescape(m.group(1)),
+                    "username": creds.username,
+                    "password": creds.password,
+                    "next": "/",
+                },
+                headers={"Referer": login},
+                cookies={"csrftoken": token},
+                allow_redirects=False,
+                timeout=self.timeout,
+            )
+            session_id = r.cookies.get("sessionid")
+            if r.status_code not in (301, 302, 303) or not session_id:
+                raise AccessError(
+                    f"{self.recipe.name}: PhysioNet rejected the username/password of {creds.username!r} "
+                    f"(from {creds.origin}); check them, or reset the password at {self.base}/reset-password/"
+                )
+            redaction.register(session_id)
+            self._cookies = {"sessionid": session_id}
+            self._generation += 1
+
+    def _needs_login_message(self) -> str:
+        return (
+            f"{self.recipe.name}: PhysioNet needs you to sign in for "
+            f"{self.params.project}/{self.params.version}; set PHYSIONET_USERNAME and PHYSIONET_PASSWORD, "
+            f"or add 'machine {self._host() or 'physionet.org'}' "
+            f"to ~/.netrc (`climb auth login physionet`)"
+        )
+
+    def _denied_message(self) -> str:
+        return (
+            f"{self.recipe.name}: your PhysioNet account may not download {self.params.project}/"
+            f"{self.params.version} (credentialing, required training, or this version's data use "
+            f"agreement): sign it at {self.page_url}"
+        )
+
+    # -- HTTP ------------------------------------------------------------------------------------
+    def open(self, file: RemoteFile, headers: dict[str, str]) -> requests.Response:
+        s = self.session()
+        if self.recipe.access != "open" and not self._cookies and not self._basic and self.credentials():
+            self._login(self._generation)
+        tried_login = tried_basic = False
+        while True:
+            generation = self._generation
+            auth = None
+            if self._basic:
+                creds = self.credentials()
+                auth = (creds.username, creds.password) if creds else None
+            r = s.get(
+                file.url,
+                headers=headers,
+                cookies=self._cookies or None,
+                auth=auth,
+                stream=True,
+                timeout=self.timeout,
+            )
+            if (
+                r.status_code == 401
+                and not tried_basic
+                and "basic" in r.headers.get("WWW-Authenticate", "").lower()
+            ):
+                r.close()
+                tried_basic = True
+                if self.credentials() is None:
+                    raise AccessError(self._needs_login_message())
+                self._basic = True
+                continue
+            if r.status_code == 403 and not tried_login and self.credentials() is not None:
+                r.close()
+                tried_login = True
+                self._login(generation)  # a first login, or a fresh session after expiry
+                continue
+            if r.status_code in (401, 403):
+                r.close()
+                if self.credentials() is None:
+                    raise AccessError(self._needs_login_message())
+                if r.status_code == 401:
+                    raise AccessError(
+                        f"{self.recipe.name}: PhysioNet did not accept your credentials for "
+                        f"{redaction.redact_url(file.url)} (HTTP 401)"
+                    )
+                raise AccessError(self._denied_message())
+            if r.status_code == 404:
+                r.close()
+                raise AccessError(
+                    f"{self.recipe.name}: not found on PhysioNet: {redaction.redact_url(file.url)} "
+                    f"(check project/version in the recipe; the project page is {self.page_url})"
+                )
+            return r
+
+    # -- listing ---------------------------------------------------------------------------------
+    def _checksum_file(self) -> RemoteFile:
+        return RemoteFile(path=CHECKSUMS, url=self.files_url + CHECKSUMS)
+
+    def _all_upstream(self) -> dict[str, str] | None:
+        local = self.raw_dir / CHECKSUMS
+        if not local.is_file():
+            return None
+        return parse_sha256sums(local.read_text(encoding="utf-8", errors="replace"), str(local))
+
+    def _remote(self, path: str, digest: str) -> RemoteFile:
+        return RemoteFile(path=path, url=self.files_url + quote(path), sha256=digest)
+
+    def list_files(self) -> list[RemoteFile]:
+        """Fetch SHA256SUMS.txt once (a published version never changes), then select from it."""
+        if self._all_upstream() is None:
+            from climb_cli.transfer import fetch_one
+
+            fetch_one(self, self._checksum_file(), self.raw_dir / CHECKSUMS)
+        return self.expected_files() or []
+
+    def expected_files(self) -> list[RemoteFile] | None:
+        sums = self._all_upstream()
+        if sums is None:
+            return None
+        return [self._remote(p, d) for p, d in sorted(sums.items()) if selected(p, self.spec)]
+
+    def upstream_paths(self) -> set[str] | None:
+        """Every file the upstream version holds (selected or not), plus the checksum file itself."""
+        sums = self._all_upstream()
+        return None if sums is None else set(sums) | {CHECKSUMS}
+
+    def sizes(self, files: list[RemoteFile]) -> list[RemoteFile]:
+        """Sizes from the directory listings (one request per folder, not one per file)."""
+        folders = sorted({f.path.rpartition("/")[0] for f in files})
+        found: dict[str, int] = {}
+
+        def listing(folder: str) -> dict[str, int]:
+            url = self.files_url + (quote(folder) + "/" if folder else "")
+            r = self.open(RemoteFile(folder + "/", url), {})
+            try:
+                if r.status_code != 200:
+                    return {}
+                out = {}
+                for href, size in _LISTING_ROW.findall(r.text):
+                    if size != "-" and not href.endswith("/"):
+                        name = unquote(href)
+                        out[f"{folder}/{name}" if folder else name] = int(size)
+                return out
+            finally:
+                r.close()
+
+        with ThreadPoolExecutor(self.settings.connections_per_host) as pool:
+            for part in pool.map(listing, folders):
+                found.update(part)
+        return [RemoteFile(f.path, f.url, found.get(f.path, f.size), f.sha256, f.md5) for f in files]
+
+    def check_access(self) -> AccessReport:
+        try:
+            r = self.open(self._checksum_file(), {"Range": "bytes=0-0"})
+            r.close()
+        except AccessError as e:
+            return AccessReport(self.recipe.name, self.spec.id, False, str(e), self.page_url)
+        except requests.RequestException as e:
+            return AccessReport(self.recipe.name, self.spec.id, False, f"network error: {type(e).__name__}")
+        ok = r.status_code in (200, 206)
+        return AccessReport(
+            self.recipe.name, self.spec.id, ok, f"HTTP {r.status_code}", "" if ok else self.page_url
+        )
+
+
+def local_checksums(raw_dir: Path) -> dict[str, str] | None:
+    path = raw_dir / CHECKSUMS
+    if not path.is_file():
+        return None
+    return parse_sha256sums(path.read_text(encoding="utf-8", errors="replace"), str(path))

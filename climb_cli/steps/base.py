@@ -1,0 +1,96 @@
+"""The Step interface: a named, validated, pure transform of one Sample.
+
+A step is a plain function `fn(sample, params) -> sample` registered under a dotted name
+(`ecg.resample`). Its parameters are a pydantic model, so a recipe is validated before any work
+starts and `climb steps` can list every step with its parameters, types and defaults.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from climb_cli.errors import ItemError
+
+
+class StepParams(BaseModel):
+    """Base class of every step's parameters: unknown keys are rejected."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass
+class Sample:
+    """One item travelling through the steps of a recipe.
+
+    inputs:  named raw files (absolute paths) the index resolved for this item.
+    arrays:  the data being transformed, by name (`signal`, `image`, `volume`, ...).
+    meta:    modality metadata that becomes output columns (sampling_rate, lead_names, spacing...).
+    sources: the raw files actually read, for provenance (their sha256 goes into the row).
+    """
+
+    id: str
+    inputs: dict[str, Path] = field(default_factory=dict)
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+    sources: list[Path] = field(default_factory=list)
+
+    def input(self, name: str) -> Path:
+        try:
+            return self.inputs[name]
+        except KeyError:
+            raise ItemError(f"no input named {name!r} (inputs: {', '.join(self.inputs) or 'none'})") from None
+
+    def array(self, name: str) -> np.ndarray:
+        try:
+            return self.arrays[name]
+        except KeyError:
+            raise ItemError(f"no array named {name!r} yet; a reader step must come first") from None
+
+
+StepFn = Callable[[Sample, Any], Sample]
+
+
+@dataclass(frozen=True)
+class StepDef:
+    name: str
+    fn: StepFn
+    params: type[StepParams]
+    doc: str
+
+    @property
+    def modality(self) -> str:
+        return self.name.split(".", 1)[0]
+
+
+_REGISTRY: dict[str, StepDef] = {}
+
+
+def step(name: str, params: type[StepParams] = StepParams) -> Callable[[StepFn], StepFn]:
+    """Register `fn` as the step `name` with parameter model `params`."""
+
+    def register(fn: StepFn) -> StepFn:
+        if name in _REGISTRY and _REGISTRY[name].fn is not fn:
+            raise ValueError(f"step {name!r} is registered twice")
+        doc = (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else ""
+        _REGISTRY[name] = StepDef(name=name, fn=fn, params=params, doc=doc)
+        return fn
+
+    return register
+
+
+def registry() -> dict[str, StepDef]:
+    """Every registered step, loading all step modules first."""
+    from climb_cli import steps as _pkg
+
+    _pkg.load_all()
+    return dict(sorted(_REGISTRY.items()))
+
+
+def get_step(name: str) -> StepDef | None:
+    return registry().get(name)

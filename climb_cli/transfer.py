@@ -1,0 +1,387 @@
+"""The download engine: concurrent, resumable, verified transfers for every source.
+
+- a thread pool with a per-host connection cap;
+- connect/read timeouts, retries with exponential backoff and jitter on connection errors,
+  5xx and 429 (Retry-After honoured);
+- bytes go to raw/<dataset>/.climb/partial/<path>.part, resumed with Range + If-Range (206
+  appends, a 200 restarts, 416 means the part is already whole or stale);
+- Accept-Encoding: identity, so the bytes hashed are the bytes upstream published;
+- SHA-256 (and MD5 where that is the upstream sum) computed while streaming and checked before
+  the atomic rename to the final name, so a partial or corrupt file never sits under a final name;
+- files already present and recorded in the raw manifest are skipped without re-hashing.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import hashlib
+import json
+import os
+import random
+import re
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import requests
+
+from climb_cli import redaction
+from climb_cli.errors import AccessError, TransferError
+from climb_cli.manifest import Entry, RawManifest
+from climb_cli.sources.base import RemoteFile, Source
+
+RETRY_STATUS = {408, 425, 429, 500, 502, 503, 504}
+_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
+_UNSATISFIED_RANGE = re.compile(r"bytes \*/(\d+)")
+_NETWORK_ERRORS = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
+
+
+@dataclass
+class Outcome:
+    file: RemoteFile
+    status: str  # "downloaded" | "skipped" | "failed"
+    size: int = 0
+    sha256: str = ""
+    error: str = ""
+    access_denied: bool = False
+
+
+class Progress:
+    """What the engine reports while it works; the CLI renders it with rich."""
+
+    def start(self, total_files: int, total_bytes: int | None) -> None: ...
+    def advance(self, nbytes: int) -> None: ...
+    def file_done(self, outcome: Outcome) -> None: ...
+    def message(self, text: str) -> None: ...
+
+
+def _hash_file(path: Path, *algos: str) -> dict[str, str]:
+    hashers = {a: hashlib.new(a) for a in algos}
+    buf = bytearray(1024 * 1024)
+    view = memoryview(buf)
+    with open(path, "rb", buffering=0) as f:
+        while n := f.readinto(buf):
+            for h in hashers.values():
+                h.update(view[:n])
+    return {a: h.hexdigest() for a, h in hashers.items()}
+
+
+def sha256_file(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """Retry-After as delta-seconds or an HTTP date; None if absent or unparsable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+@dataclass
+class _Part:
+    """The partial file of one transfer and what we know about the bytes already in it."""
+
+    path: Path
+    meta_path: Path
+    validator: str = ""  # ETag (or Last-Modified) of the response the bytes came from
+    url: str = ""
+
+    @classmethod
+    def for_file(cls, raw_root: Path, rel: str) -> _Part:
+        base = raw_root / ".climb" / "partial" / rel
+        part = cls(base.with_name(base.name + ".part"), base.with_name(base.name + ".part.json"))
+        if part.meta_path.is_file():
+            try:
+                meta = json.loads(part.meta_path.read_text())
+                part.validator, part.url = meta.get("validator", ""), meta.get("url", "")
+            except (ValueError, OSError):
+                pass
+        return part
+
+    def size(self) -> int:
+        try:
+            return self.path.stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def save_meta(self) -> None:
+        self.meta_path.write_text(
+            json.dumps({"validator": self.validator, "url": redaction.redact_url(self.url)})
+        )
+
+    def discard(self) -> None:
+        for p in (self.path, self.meta_path):
+            p.unlink(missing_ok=True)
+
+
+@dataclass
+class Downloader:
+    """Downloads RemoteFiles of sources into their raw folders, recording each in the manifest."""
+
+    settings_retries: int = 8
+    backoff: float = 1.0
+    backoff_max: float = 120.0
+    chunk_size: int = 1024 * 1024
+    per_host: int = 4
+    progress: Progress = field(default_factory=Progress)
+    sleep: Callable[[float], None] = time.sleep
+
+    @classmethod
+    def from_settings(cls, settings, progress: Progress | None = None) -> Downloader:  # type: ignore[no-untyped-def]
+        return cls(
+            settings_retries=settings.retries,
+            backoff=settings.backoff,
+            backoff_max=settings.backoff_max,
+            chunk_size=settings.chunk_size,
+            per_host=settings.connections_per_host,
+            progress=progress or Progress(),
+        )
+
+    # -- one file ---------------------------------------------------------------------------------
+    def _delay(self, attempt: int, retry_after: float | None) -> float:
+        delay = min(self.backoff_max, self.backoff * (2**attempt)) * random.uniform(0.5, 1.0)
+        if retry_after is not None:
+            delay = max(delay, min(retry_after, 600.0))
+        return delay
+
+    def fetch(self, source: Source, rf: RemoteFile, dest: Path, raw_root: Path) -> tuple[int, str, str]:
+        """Download rf to dest through a .part file; returns (size, sha256, etag). Raises on failure."""
+        part = _Part.for_file(raw_root, os.path.relpath(dest, raw_root))
+        part.path.parent.mkdir(parents=True, exist_ok=True)
+        if part.url and part.url != redaction.redact_url(rf.url):
+            part.discard()  # bytes of some other URL: never mix them
+        algos = ["sha256"] + (["md5"] if rf.md5 and not rf.sha256 else [])
+        attempt = 0
+        while True:
+            offset = part.size()
+            headers = {"Accept-Encoding": "identity"}
+            if offset:
+                headers["Range"] = f"bytes={offset}-"
+                if part.validator:
+                    headers["If-Range"] = part.validator
+            try:
+                resp = source.open(rf, headers)
+            except AccessError:
+                raise
+            except _NETWORK_ERRORS as e:
+                attempt = self._retry_or_raise(attempt, rf, f"{type(e).__name__}", None)
+                continue
+            try:
+                status = resp.status_code
+                if status in RETRY_STATUS:
+                    ra = retry_after_seconds(resp.headers.get("Retry-After"))
+                    attempt = self._retry_or_raise(attempt, rf, f"HTTP {status}", ra)
+                    continue
+                if status == 416:
+                    m = _UNSATISFIED_RANGE.match(resp.headers.get("Content-Range", ""))
+                    if m and offset and int(m.group(1)) == offset:
+                        hashes = _hash_file(part.path, *algos)  # the part is already whole
+                        return self._commit(part, rf, dest, hashes, offset, part.validator)
+                    part.discard()  # stale part larger than the file: start again
+                    attempt = self._retry_or_raise(attempt, rf, "HTTP 416 for a stale partial file", 0.0)
+                    continue
+                if status not in (200, 206):
+                    raise TransferError(
+                        f"{source.recipe.name}: HTTP {status} for {redaction.redact_url(rf.url)}"
+                    )
+                validator = resp.headers.get("ETag") or resp.headers.get("Last-Modified") or ""
+                if resp.headers.get("Content-Encoding", "identity") not in ("identity", ""):
+                    raise TransferError(
+                        f"{source.recipe.name}: server sent {resp.headers['Content-Encoding']}-encoded bytes "
+                        f"for {redaction.redact_url(rf.url)} despite Accept-Encoding: identity"
+                    )
+                hashers = {a: hashlib.new(a) for a in algos}
+                if status == 206:
+                    m = _CONTENT_RANGE.match(resp.headers.get("Content-Range", ""))
+                    if not m or int(m.group(1)) != offset:
+                        part.discard()
+                        attempt = self._retry_or_raise(attempt, rf, "bad Content-Range", 0.0)
+                        continue
+                    with open(part.path, "rb") as f:  # re-hash the bytes we already have
+                        while chunk := f.read(self.chunk_size):
+                            for h in hashers.values():
+                                h.update(chunk)
+                    mode, expected_total = "ab", int(m.group(3)) if m.group(3) != "*" else None
+                else:
+                    offset, mode = 0, "wb"
+                    cl = resp.headers.get("Content-Length")
+                    expected_total = int(cl) if cl and cl.isdigit() else None
+                part.validator, part.url = validator, redaction.redact_url(rf.url)
+                part.save_meta()
+                written = offset
+                with open(part.path, mode) as out:
+                    try:
+                        for chunk in resp.iter_content(self.chunk_size):
+                            out.write(chunk)
+                            for h in hashers.values():
+                                h.update(chunk)
+                            written += len(chunk)
+                            self.progress.advance(len(chunk))
+                    except _NETWORK_ERRORS as e:
+                        out.flush()
+                        attempt = self._retry_or_raise(
+                            attempt, rf, f"{type(e).__name__} after {written} bytes", None
+                        )
+                        continue
+                if expected_total is not None and written != expected_total:
+                    attempt = self._retry_or_raise(
+                        attempt, rf, f"short body ({written}/{expected_total} bytes)", None
+                    )
+                    continue
+                hashes = {a: h.hexdigest() for a, h in hashers.items()}
+                ok = (rf.sha256 is None or hashes["sha256"] == rf.sha256) and (
+                    rf.md5 is None or rf.sha256 is not None or hashes.get("md5") == rf.md5
+                )
+                if not ok:
+                    part.discard()
+                    if offset == 0:  # a whole fresh body that does not match: upstream differs
+                        raise TransferError(
+                            f"{source.recipe.name}: checksum mismatch for {rf.path} from "
+                            f"{redaction.redact_url(rf.url)} (expected {rf.sha256 or rf.md5}, got "
+                            f"{hashes['sha256'] if rf.sha256 else hashes.get('md5')})"
+                        )
+                    attempt += 1  # resumed bytes may have been stale: fetch it whole
+                    continue
+                return self._commit(part, rf, dest, hashes, written, validator)
+            finally:
+                resp.close()
+
+    def _retry_or_raise(self, attempt: int, rf: RemoteFile, why: str, retry_after: float | None) -> int:
+        if attempt >= self.settings_retries:
+            raise TransferError(f"gave up on {redaction.redact_url(rf.url)} after {attempt + 1} tries: {why}")
+        delay = self._delay(attempt, retry_after) if retry_after != 0.0 else 0.0
+        self.progress.message(f"retrying {rf.path} in {delay:.1f}s: {why}")
+        self.sleep(delay)
+        return attempt + 1
+
+    def _commit(
+        self, part: _Part, rf: RemoteFile, dest: Path, hashes: dict[str, str], size: int, validator: str
+    ) -> tuple[int, str, str]:
+        if rf.size is not None and size != rf.size:
+            part.discard()
+            raise TransferError(f"size mismatch for {rf.path}: expected {rf.size}, got {size}")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with open(part.path, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(part.path, dest)
+        part.meta_path.unlink(missing_ok=True)
+        return size, hashes["sha256"], validator
+
+    # -- many files -------------------------------------------------------------------------------
+    def download_one(
+        self, source: Source, rf: RemoteFile, manifest: RawManifest, known: dict[str, Entry]
+    ) -> Outcome:
+        raw_root = source.settings.raw_dir(source.recipe.name)
+        dest = source.raw_dir / rf.path
+        key = os.path.relpath(dest, raw_root)
+        try:
+            st = dest.stat()
+        except FileNotFoundError:
+            st = None
+        if st is not None:
+            entry = known.get(key)
+            if entry and entry.matches(st) and (rf.sha256 is None or entry.sha256 == rf.sha256):
+                return Outcome(rf, "skipped", st.st_size, entry.sha256)
+            if rf.sha256 or rf.md5:
+                hashes = _hash_file(dest, "sha256", "md5")
+                if (rf.sha256 or hashes["sha256"]) == hashes["sha256"] and (
+                    rf.md5 or hashes["md5"]
+                ) == hashes["md5"]:
+                    manifest.put(
+                        Entry(
+                            key,
+                            st.st_size,
+                            st.st_mtime_ns,
+                            hashes["sha256"],
+                            source.spec.id,
+                            rf.url,
+                            "",
+                            time.time(),
+                            time.time(),
+                        )
+                    )
+                    return Outcome(rf, "skipped", st.st_size, hashes["sha256"])
+        try:
+            size, digest, etag = self.fetch(source, rf, dest, raw_root)
+        except AccessError as e:
+            return Outcome(rf, "failed", error=str(e), access_denied=True)
+        except (TransferError, OSError) as e:
+            return Outcome(rf, "failed", error=redaction.redact(str(e)))
+        st = dest.stat()
+        now = time.time()
+        manifest.put(
+            Entry(
+                key,
+                size,
+                st.st_mtime_ns,
+                digest,
+                source.spec.id,
+                redaction.redact_url(rf.url),
+                etag,
+                now,
+                now,
+            )
+        )
+        return Outcome(rf, "downloaded", size, digest)
+
+    def run(self, jobs: list[tuple[Source, RemoteFile]], manifest: RawManifest) -> list[Outcome]:
+        """Download every job concurrently: at most `per_host` at once to each host.
+
+        After the first access refusal for a source, its remaining files are not attempted
+        (they would all be refused the same way)."""
+        known = manifest.load()
+        sizes = [rf.size for _, rf in jobs]
+        self.progress.start(
+            len(jobs), sum(s for s in sizes if s) if all(s is not None for s in sizes) else None
+        )
+        hosts: dict[str, threading.Semaphore] = {}
+        for _, rf in jobs:
+            hosts.setdefault(urlsplit(rf.url).netloc, threading.Semaphore(self.per_host))
+        denied: dict[int, str] = {}
+
+        def work(job: tuple[Source, RemoteFile]) -> Outcome:
+            source, rf = job
+            if id(source) in denied:
+                return Outcome(rf, "failed", error=denied[id(source)], access_denied=True)
+            with hosts[urlsplit(rf.url).netloc]:
+                if id(source) in denied:
+                    return Outcome(rf, "failed", error=denied[id(source)], access_denied=True)
+                out = self.download_one(source, rf, manifest, known)
+            if out.access_denied:
+                denied[id(source)] = out.error
+            return out
+
+        outcomes: list[Outcome] = []
+        workers = max(1, min(len(jobs), self.per_host * len(hosts), 64))
+        with ThreadPoolExecutor(workers, thread_name_prefix="climb-dl") as pool:
+            futures = [pool.submit(work, j) for j in jobs]
+            try:
+                for fut in as_completed(futures):
+                    out = fut.result()
+                    outcomes.append(out)
+                    self.progress.file_done(out)
+            except BaseException:
+                for f in futures:
+                    f.cancel()
+                raise
+            finally:
+                manifest.flush()
+        return outcomes
+
+
+def fetch_one(source: Source, rf: RemoteFile, dest: Path) -> None:
+    """Download one small file (e.g. a checksum list) with the engine's retries and atomic commit."""
+    d = Downloader.from_settings(source.settings)
+    d.fetch(source, rf, dest, source.settings.raw_dir(source.recipe.name))

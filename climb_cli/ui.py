@@ -1,0 +1,119 @@
+"""Terminal rendering with rich: progress bars for transfers and preprocessing, human sizes.
+
+Everything printed goes through `redact` first, so a secret that reached a message by accident
+is still not shown.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    TaskProgressColumn,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from rich.progress import Progress as RichBar
+
+from climb_cli.redaction import redact
+from climb_cli.transfer import Outcome, Progress
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+
+def human(n: int | float | None) -> str:
+    if n is None:
+        return "?"
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
+def say(text: str) -> None:
+    console.print(redact(text), markup=False)
+
+
+def warn(text: str) -> None:
+    err_console.print(redact(text), markup=False, style="yellow")
+
+
+def error(text: str) -> None:
+    err_console.print("climb: error: " + redact(text), markup=False, style="red")
+
+
+class TransferBar(Progress):
+    """Files, bytes, rate and ETA of a download; quiet when stdout is not a terminal."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self._bar: RichBar | None = None
+        self._lock = threading.Lock()
+        self.failed = 0
+
+    def start(self, total_files: int, total_bytes: int | None) -> None:
+        self._bar = RichBar(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TaskProgressColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            transient=True,
+            disable=not console.is_terminal,
+        )
+        self._bar.start()
+        self._files = self._bar.add_task(f"{self.label} files", total=total_files)
+        self._bytes = self._bar.add_task(f"{self.label} bytes", total=total_bytes)
+
+    def advance(self, nbytes: int) -> None:
+        if self._bar:
+            self._bar.update(self._bytes, advance=nbytes)
+
+    def file_done(self, outcome: Outcome) -> None:
+        if self._bar:
+            self._bar.update(self._files, advance=1)
+            if outcome.status == "skipped":
+                self._bar.update(self._bytes, advance=outcome.size)
+        if outcome.status == "failed" and not outcome.access_denied:
+            with self._lock:
+                self.failed += 1
+                if self.failed <= 5:
+                    warn(f"  failed {outcome.file.path}: {outcome.error}")
+
+    def message(self, text: str) -> None:
+        if not console.is_terminal and "retrying" in text:
+            return
+        if self._bar:
+            self._bar.console.print(redact(text), markup=False, style="dim")
+
+    def stop(self) -> None:
+        if self._bar:
+            self._bar.stop()
+
+
+def unit_bar(label: str, total: int) -> tuple[RichBar, int]:
+    bar = RichBar(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+        disable=not console.is_terminal,
+    )
+    return bar, bar.add_task(label, total=total)
+
+
+def is_tty() -> bool:
+    return sys.stdout.isatty()

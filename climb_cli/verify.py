@@ -1,0 +1,249 @@
+"""Verification: raw files against their upstream sums, and processed shards against their manifest.
+
+Raw: every expected file (the recipe's selection of each source's list) is re-hashed in parallel
+threads (hashlib releases the GIL, so all cores hash at once) and reported as missing, corrupt or
+fine; files under raw/<dataset>/ that upstream does not have are reported as unexpected.
+Outputs: every shard's sha256, byte size and row count against manifest.json, and the split and
+class counts against the recipe's expectations.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from climb_cli.manifest import Entry, RawManifest
+from climb_cli.recipe import Recipe
+from climb_cli.settings import Settings
+from climb_cli.sources import make_sources
+from climb_cli.sources.base import RemoteFile, Source
+from climb_cli.transfer import _hash_file
+
+
+@dataclass
+class RawReport:
+    dataset: str
+    checked: int = 0
+    bytes: int = 0
+    missing: list[str] = field(default_factory=list)
+    corrupt: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    never_listed: list[str] = field(default_factory=list)  # sources with no stored file list
+    repaired: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not (self.missing or self.corrupt or self.unexpected or self.never_listed)
+
+    def as_dict(self) -> dict:
+        return {
+            "dataset": self.dataset,
+            "ok": self.ok,
+            "checked": self.checked,
+            "bytes": self.bytes,
+            "missing": self.missing,
+            "corrupt": self.corrupt,
+            "unexpected": self.unexpected,
+            "never_listed": self.never_listed,
+            "repaired": self.repaired,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def _walk(root: Path) -> list[str]:
+    """Every regular file below root (relative POSIX paths), skipping climb's own .climb folder."""
+    out: list[str] = []
+    stack = [(root, "")]
+    while stack:
+        d, prefix = stack.pop()
+        try:
+            entries = list(os.scandir(d))
+        except FileNotFoundError:
+            continue
+        for e in entries:
+            rel = prefix + e.name
+            if e.is_dir(follow_symlinks=False):
+                if rel != ".climb":
+                    stack.append((Path(e.path), rel + "/"))
+            elif e.is_file(follow_symlinks=False):
+                out.append(rel)
+    return out
+
+
+def verify_raw(recipe: Recipe, settings: Settings, *, workers: int | None = None) -> tuple[RawReport, list]:
+    """Hash every expected file. Returns the report and the (source, file) pairs that are bad."""
+    t0 = time.perf_counter()
+    report = RawReport(recipe.name)
+    raw_root = settings.raw_dir(recipe.name)
+    expected: list[tuple[Source, RemoteFile, str]] = []
+    known: set[str] = set()
+    for source in make_sources(recipe, settings):
+        files = source.expected_files()
+        prefix = source.spec.into + "/" if source.spec.into else ""
+        if files is None:
+            report.never_listed.append(source.spec.id)
+            continue
+        expected.extend((source, rf, prefix + rf.path) for rf in files)
+        upstream = getattr(source, "upstream_paths", lambda: None)()
+        known.update(prefix + p for p in (upstream or {rf.path for rf in files}))
+    bad: list[tuple[Source, RemoteFile]] = []
+    now = time.time()
+    manifest = RawManifest.for_dataset(raw_root)
+
+    def check(item: tuple[Source, RemoteFile, str]) -> tuple[str, int, Entry | None]:
+        source, rf, key = item
+        path = raw_root / key
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            return "missing", 0, None
+        algos = ("sha256", "md5") if (rf.md5 and not rf.sha256) else ("sha256",)
+        hashes = _hash_file(path, *algos)
+        good = (rf.sha256 is None or hashes["sha256"] == rf.sha256) and (
+            rf.md5 is None or rf.sha256 is not None or hashes["md5"] == rf.md5
+        )
+        entry = Entry(key, st.st_size, st.st_mtime_ns, hashes["sha256"], source.spec.id, rf.url, "", 0.0, now)
+        return ("ok" if good else "corrupt"), st.st_size, entry
+
+    with (
+        manifest,
+        ThreadPoolExecutor(workers or os.cpu_count() or 2, thread_name_prefix="climb-verify") as pool,
+    ):
+        previous = manifest.load()
+        for item, (state, size, entry) in zip(expected, pool.map(check, expected, chunksize=64), strict=True):
+            report.checked += 1
+            report.bytes += size
+            if state == "missing":
+                report.missing.append(item[2])
+                bad.append((item[0], item[1]))
+            elif state == "corrupt":
+                report.corrupt.append(item[2])
+                bad.append((item[0], item[1]))
+            elif entry is not None:
+                old = previous.get(entry.path)
+                manifest.put(
+                    Entry(
+                        entry.path,
+                        entry.size,
+                        entry.mtime_ns,
+                        entry.sha256,
+                        entry.source,
+                        old.url if old else entry.url,
+                        old.etag if old else "",
+                        old.fetched_at if old else 0.0,
+                        now,
+                    )
+                )
+        if report.corrupt:
+            manifest.delete(report.corrupt)
+    if report.never_listed:
+        known = set()  # cannot judge unexpected files without every list
+    else:
+        report.unexpected = sorted(p for p in _walk(raw_root) if p not in known)
+    report.seconds = time.perf_counter() - t0
+    return report, bad
+
+
+# ---------------------------------------------------------------------------------------------
+# Outputs
+
+
+@dataclass
+class OutputReport:
+    dataset: str
+    directory: str = ""
+    shards: int = 0
+    rows: int = 0
+    problems: list[str] = field(default_factory=list)
+    splits: dict[str, int] = field(default_factory=dict)
+    classes: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def as_dict(self) -> dict:
+        return {
+            "dataset": self.dataset,
+            "ok": self.ok,
+            "directory": self.directory,
+            "shards": self.shards,
+            "rows": self.rows,
+            "splits": self.splits,
+            "classes": self.classes,
+            "problems": self.problems,
+        }
+
+
+def _within(actual: int, expected: int, tolerance: float) -> bool:
+    return abs(actual - expected) <= tolerance * max(expected, 1)
+
+
+def verify_outputs(recipe: Recipe, settings: Settings, *, workers: int | None = None) -> OutputReport:
+    import pyarrow.parquet as pq
+
+    out_dir = settings.processed_dir(recipe.name) / recipe.content_hash()
+    report = OutputReport(recipe.name, str(out_dir))
+    mpath = out_dir / "manifest.json"
+    if not mpath.is_file():
+        others = sorted(p.name for p in settings.processed_dir(recipe.name).glob("*/manifest.json"))
+        report.problems.append(
+            f"no outputs for this recipe version ({recipe.content_hash()}) in {out_dir.parent}; run "
+            f"`climb preprocess {recipe.name}`"
+            + (f" (other versions present: {', '.join(others)})" if others else "")
+        )
+        return report
+    try:
+        manifest = json.loads(mpath.read_text())
+    except ValueError as e:
+        report.problems.append(f"{mpath}: not valid JSON ({e})")
+        return report
+
+    def check(shard: dict) -> list[str]:
+        path = out_dir / shard["name"]
+        if not path.is_file():
+            return [f"{shard['name']}: missing"]
+        problems = []
+        if path.stat().st_size != shard["bytes"]:
+            problems.append(f"{shard['name']}: {path.stat().st_size} bytes, manifest says {shard['bytes']}")
+        if _hash_file(path, "sha256")["sha256"] != shard["sha256"]:
+            problems.append(f"{shard['name']}: sha256 differs from the manifest (corrupt or replaced)")
+            return problems
+        rows = pq.ParquetFile(path).metadata.num_rows
+        if rows != shard["rows"]:
+            problems.append(f"{shard['name']}: {rows} rows, manifest says {shard['rows']}")
+        return problems
+
+    shards = manifest.get("shards", [])
+    with ThreadPoolExecutor(workers or os.cpu_count() or 2) as pool:
+        for problems in pool.map(check, shards):
+            report.problems.extend(problems)
+    report.shards = len(shards)
+    report.rows = sum(s["rows"] for s in shards)
+    report.splits = dict(manifest.get("splits", {}))
+    report.classes = dict(manifest.get("classes", {}))
+    if manifest.get("recipe_hash") != recipe.content_hash():
+        report.problems.append("manifest.json was written for another recipe version")
+    per_split: dict[str, int] = {}
+    for s in shards:
+        per_split[s["split"]] = per_split.get(s["split"], 0) + s["rows"]
+    if per_split != {k: v for k, v in report.splits.items() if v}:
+        report.problems.append(f"shard rows per split {per_split} differ from the manifest's {report.splits}")
+    tol = recipe.expect.tolerance
+    for split, n in recipe.expect.splits.items():
+        got = report.splits.get(split, 0)
+        if not _within(got, n, tol):
+            report.problems.append(f"split {split}: {got} rows, recipe expects {n}")
+    for cls, n in recipe.expect.class_counts.items():
+        got = report.classes.get(cls, 0)
+        if not _within(got, n, tol):
+            report.problems.append(f"class {cls}: {got} items, recipe expects {n}")
+    unknown = set(report.classes) - set(recipe.classes)
+    if recipe.classes and unknown:
+        report.problems.append(f"classes not in the recipe's list: {sorted(unknown)}")
+    return report
