@@ -21,13 +21,14 @@ import random
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import requests
+import urllib3
 
 from climb_cli import redaction
 from climb_cli.errors import AccessError, TransferError
@@ -68,6 +69,22 @@ def _hash_file(path: Path, *algos: str) -> dict[str, str]:
             for h in hashers.values():
                 h.update(view[:n])
     return {a: h.hexdigest() for a, h in hashers.items()}
+
+
+def _body_chunks(resp: requests.Response, size: int) -> Iterator[bytes]:
+    """The raw body as it arrives (read1), so bytes received before a drop are kept, not discarded
+    with a half-filled chunk; urllib3 errors surface as requests' own exception types."""
+    raw = resp.raw
+    while True:
+        try:
+            chunk = raw.read1(size)
+        except urllib3.exceptions.ReadTimeoutError as e:
+            raise requests.exceptions.ReadTimeout(e) from e
+        except (urllib3.exceptions.HTTPError, OSError) as e:
+            raise requests.exceptions.ChunkedEncodingError(e) from e
+        if not chunk:
+            return
+        yield chunk
 
 
 def sha256_file(path: Path) -> str:
@@ -223,7 +240,7 @@ class Downloader:
                 written = offset
                 with open(part.path, mode) as out:
                     try:
-                        for chunk in resp.iter_content(self.chunk_size):
+                        for chunk in _body_chunks(resp, self.chunk_size):
                             out.write(chunk)
                             for h in hashers.values():
                                 h.update(chunk)

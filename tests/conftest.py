@@ -1,0 +1,130 @@
+"""Shared test fixtures: generated PhysioNet projects, the fake server, settings, and a secret guard.
+
+The guard fails any test whose captured output (stdout, stderr, logs, failure report) contains
+one of the test secrets below, so a leak anywhere in the suite is a red test.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from climb_cli.demo import build_ptbxl_like
+from climb_cli.fakes.physionet import FakePhysioNet, FakeProject, FakeUser
+from climb_cli.settings import Settings
+
+TEST_USER = "ada"
+TEST_EMAIL = "ada@example.org"
+TEST_PASSWORD = "pw-Xyzzy-7f3a9c-secret"
+WRONG_PASSWORD = "wrong-Plugh-51e0-secret"
+SECRETS = (TEST_PASSWORD, WRONG_PASSWORD)
+SHARED_WFDB = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "wfdb"
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    texts = [content for _, content in report.sections]
+    if report.longrepr is not None:
+        texts.append(str(report.longrepr))
+    leaked = [s for s in SECRETS if any(s in t for t in texts)]
+    if leaked and report.when == "call":
+        report.outcome = "failed"
+        report.longrepr = f"a test secret appeared in captured output ({len(leaked)} secret(s)); see sections"
+
+
+@pytest.fixture(scope="session")
+def ptbxl_mirror(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A PTB-XL-shaped project (30 generated records), never modified by tests."""
+    root = tmp_path_factory.mktemp("mirror") / "ptb-xl" / "1.0.3"
+    build_ptbxl_like(root, records=30, seed=1)
+    return root
+
+
+@pytest.fixture
+def mirror_copy(ptbxl_mirror: Path, tmp_path: Path) -> Path:
+    """A private copy of the project that a test may damage."""
+    dest = tmp_path / "mirror" / "ptb-xl" / "1.0.3"
+    shutil.copytree(ptbxl_mirror, dest)
+    return dest
+
+
+def make_users() -> list[FakeUser]:
+    return [
+        FakeUser(TEST_USER, TEST_EMAIL, TEST_PASSWORD, dua_signed={"ptb-xl", "secret-ecg"}),
+        FakeUser("bob", "bob@example.org", TEST_PASSWORD, credentialed=False),
+        FakeUser("cy", "cy@example.org", TEST_PASSWORD, dua_signed=set()),
+    ]
+
+
+@pytest.fixture
+def server(mirror_copy: Path) -> Iterator[FakePhysioNet]:
+    """The fake PhysioNet serving the project twice: open (ptb-xl) and credentialed (secret-ecg)."""
+    projects = [
+        FakeProject("ptb-xl", "1.0.3", mirror_copy, access="open", title="PTB-XL demo"),
+        FakeProject("secret-ecg", "1.0.3", mirror_copy, access="credentialed", title="Credentialed copy"),
+    ]
+    with FakePhysioNet(projects, make_users()) as srv:
+        yield srv
+
+
+@pytest.fixture
+def settings(tmp_path: Path, server: FakePhysioNet) -> Settings:
+    return Settings(
+        data_dir=tmp_path / "data",
+        mirrors={"physionet": server.base_url},
+        retries=4,
+        backoff=0.01,
+        backoff_max=0.2,
+        connect_timeout=2.0,
+        read_timeout=2.0,
+        chunk_size=16 * 1024,
+    )
+
+
+@pytest.fixture
+def no_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No PhysioNet credentials anywhere (env cleared, NETRC pointing at a missing file)."""
+    monkeypatch.delenv("PHYSIONET_USERNAME", raising=False)
+    monkeypatch.delenv("PHYSIONET_PASSWORD", raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
+
+
+@pytest.fixture
+def good_credentials(monkeypatch: pytest.MonkeyPatch, no_credentials: None) -> None:
+    monkeypatch.setenv("PHYSIONET_USERNAME", TEST_USER)
+    monkeypatch.setenv("PHYSIONET_PASSWORD", TEST_PASSWORD)
+
+
+def run_climb(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run the installed CLI in a subprocess (what a user runs), capturing its output."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("PHYSIONET_", "CLIMB_"))}
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "climb_cli", *args],
+        capture_output=True, text=True, env=full_env, timeout=timeout, cwd=REPO,
+    )
+
+
+def write_recipe(folder: Path, name: str, source_yaml: str, extra: str = "", access: str = "open") -> Path:
+    """A PTB-XL-like recipe under another name, pointing at another source block."""
+    from climb_cli.catalog import Catalog
+
+    text = Catalog().paths()["ptbxl"].read_text()
+    head, _, rest = text.partition("sources:\n")
+    _, _, tail = rest.partition("\nchecksums:")
+    head = head.replace("name: ptbxl", f"name: {name}").replace("access: open", f"access: {access}")
+    text = head + "sources:\n" + source_yaml.rstrip("\n") + "\n\nchecksums:" + tail
+    text = text.split("\nexpect:")[0] + "\n" + extra
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.yaml"
+    path.write_text(text)
+    return path

@@ -1,0 +1,160 @@
+"""The PhysioNet source against the fake server: listing, subsets, login, and refusals."""
+
+from __future__ import annotations
+
+import filecmp
+from pathlib import Path
+
+import pytest
+
+from climb_cli.acquire import download, plan
+from climb_cli.catalog import Catalog
+from climb_cli.errors import TransferError
+from climb_cli.fakes.physionet import FakePhysioNet
+from climb_cli.manifest import RawManifest
+from climb_cli.recipe import Recipe
+from climb_cli.settings import Settings
+from climb_cli.sources.physionet import parse_sha256sums
+from tests.conftest import SECRETS, TEST_USER, write_recipe
+
+
+def _recipe(tmp_path: Path, project: str = "ptb-xl", access: str = "open", include: str = "records500/") -> Recipe:
+    src = f"""  - id: data
+    kind: physionet
+    project: {project}
+    version: 1.0.3
+    include: [{include}, ptbxl_database.csv, scp_statements.csv]
+"""
+    path = write_recipe(tmp_path / "recipes", "toyecg", src, access=access)
+    return Catalog([path.parent]).load("toyecg")
+
+
+def test_parse_sha256sums_is_order_independent_and_strict() -> None:
+    a = "a" * 64
+    b = "b" * 64
+    assert parse_sha256sums(f"{b} z.txt\n{a} *dir/a.dat\n\n", "S") == {"z.txt": b, "dir/a.dat": a}
+    with pytest.raises(TransferError, match=r"S:1: unsafe path '/etc/passwd'"):
+        parse_sha256sums(f"{a} /etc/passwd\n", "S")
+    with pytest.raises(TransferError, match=r"S:2: unsafe path '../x'"):
+        parse_sha256sums(f"{a} ok\n{a} ../x\n", "S")
+    with pytest.raises(TransferError, match=r"S:1: not a '<sha256> <path>' line"):
+        parse_sha256sums("nothex file\n", "S")
+
+
+def test_open_project_subset_downloads_byte_identical(tmp_path: Path, settings: Settings,
+                                                      server: FakePhysioNet, mirror_copy: Path) -> None:
+    recipe = _recipe(tmp_path)
+    report = download(recipe, settings)
+    assert report.ok, report.error
+    raw = settings.raw_dir("toyecg")
+    wanted = sorted(p.relative_to(mirror_copy).as_posix() for p in mirror_copy.rglob("*")
+                    if p.is_file() and (p.name.endswith((".hea", ".dat")) and "records500" in p.parts
+                                        or p.name in ("ptbxl_database.csv", "scp_statements.csv")))
+    assert report.count("downloaded") == len(wanted) == 2 * 30 + 2
+    for rel in wanted:
+        assert filecmp.cmp(raw / rel, mirror_copy / rel, shallow=False), rel
+    assert not (raw / "records100").exists() and not (raw / "RECORDS").exists()
+    assert (raw / "SHA256SUMS.txt").read_bytes() == (mirror_copy / "SHA256SUMS.txt").read_bytes()
+    with RawManifest.for_dataset(raw) as m:
+        rows = m.load()
+    assert set(rows) == set(wanted)
+    assert all(r.url.startswith(server.base_url + "/files/ptb-xl/1.0.3/") for r in rows.values())
+    # identifies as climb, anonymous for an open project, identity encoding
+    file_requests = server.requests_for("/files/ptb-xl/1.0.3/records500/*")
+    assert file_requests and all(r.user_agent.startswith("climb/") for r in file_requests)
+    assert not any(r.had_authorization for r in server.log)
+
+
+def test_second_download_skips_without_network_or_rehash(tmp_path: Path, settings: Settings,
+                                                         server: FakePhysioNet) -> None:
+    recipe = _recipe(tmp_path)
+    assert download(recipe, settings).ok
+    before = len(server.log)
+    again = download(recipe, settings)
+    assert again.ok and again.count("skipped") == 62 and again.count("downloaded") == 0
+    assert len(server.log) == before  # SHA256SUMS.txt is kept: a published version never changes
+
+
+def test_credentialed_project_via_login_form(tmp_path: Path, settings: Settings, server: FakePhysioNet,
+                                             good_credentials: None) -> None:
+    recipe = _recipe(tmp_path, project="secret-ecg", access="credentialed")
+    report = download(recipe, settings)
+    assert report.ok, report.error
+    logins = server.requests_for("/login/", method="POST")
+    assert len(logins) == 1 and logins[0].status == 302
+    files = server.requests_for("/files/secret-ecg/*")
+    assert files and all(r.status == 200 and "sessionid" in r.cookies for r in files)
+    assert all(r.user_agent.startswith("climb/") for r in server.log)
+    assert not any(r.had_authorization for r in server.log)  # no Basic header to a server that ignores it
+
+
+def test_recipe_saying_open_still_logs_in_after_a_403(tmp_path: Path, settings: Settings,
+                                                      server: FakePhysioNet, good_credentials: None) -> None:
+    recipe = _recipe(tmp_path, project="secret-ecg", access="open")
+    assert download(recipe, settings).ok
+    assert len(server.requests_for("/login/", method="POST")) == 1
+
+
+def test_session_expiry_mid_download_logs_in_again(tmp_path: Path, settings: Settings, server: FakePhysioNet,
+                                                  good_credentials: None) -> None:
+    recipe = _recipe(tmp_path, project="secret-ecg", access="credentialed")
+    p = plan(recipe, settings)  # logs in, fetches SHA256SUMS.txt
+    server.expire_sessions()
+    report = download(recipe, settings)
+    assert report.ok, report.error
+    assert len(p.jobs) == 62
+    assert len(server.requests_for("/login/", method="POST")) == 2
+
+
+@pytest.mark.parametrize(
+    ("user", "password_env", "expected"),
+    [
+        (None, None, "PhysioNet needs you to sign in for secret-ecg/1.0.3; set PHYSIONET_USERNAME"),
+        (TEST_USER, "wrong", "PhysioNet rejected the username/password of 'ada' (from env"),
+        ("bob", "good", "may not download secret-ecg/1.0.3 (credentialing, required training, or this "
+                        "version's data use agreement): sign it at http://127.0.0.1:"),
+        ("cy", "good", "may not download secret-ecg/1.0.3"),
+    ],
+)
+def test_refusals_are_one_actionable_line(tmp_path: Path, settings: Settings, server: FakePhysioNet,
+                                          monkeypatch: pytest.MonkeyPatch, no_credentials: None,
+                                          user: str | None, password_env: str | None, expected: str) -> None:
+    if user:
+        monkeypatch.setenv("PHYSIONET_USERNAME", user)
+        monkeypatch.setenv("PHYSIONET_PASSWORD", SECRETS[0] if password_env == "good" else SECRETS[1])
+    recipe = _recipe(tmp_path, project="secret-ecg", access="credentialed")
+    report = download(recipe, settings)
+    assert not report.ok
+    assert expected in report.error
+    assert report.error.startswith("toyecg: ") and "\n" not in report.error
+    assert not any(s in report.error for s in SECRETS)
+    assert not (settings.raw_dir("toyecg") / "SHA256SUMS.txt").exists()
+
+
+def test_unknown_version_is_a_not_found_line(tmp_path: Path, settings: Settings, server: FakePhysioNet) -> None:
+    src = "  - kind: physionet\n    project: ptb-xl\n    version: 9.9.9\n"
+    recipe = Catalog([write_recipe(tmp_path / "r", "toyecg", src).parent]).load("toyecg")
+    report = download(recipe, settings)
+    assert report.error.startswith("toyecg: not found on PhysioNet: http://127.0.0.1:")
+    assert "/files/ptb-xl/9.9.9/SHA256SUMS.txt (check project/version in the recipe" in report.error
+
+
+def test_netrc_credentials_for_the_mirror_host(tmp_path: Path, settings: Settings, server: FakePhysioNet,
+                                               monkeypatch: pytest.MonkeyPatch, no_credentials: None) -> None:
+    netrc = tmp_path / "netrc"
+    netrc.write_text(f"machine 127.0.0.1 login {TEST_USER} password {SECRETS[0]}\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    recipe = _recipe(tmp_path, project="secret-ecg", access="credentialed")
+    assert download(recipe, settings).ok
+
+
+def test_dry_run_sizes_come_from_listings(tmp_path: Path, settings: Settings, server: FakePhysioNet,
+                                          mirror_copy: Path) -> None:
+    recipe = _recipe(tmp_path)
+    p = plan(recipe, settings, with_sizes=True)
+    expected = sum((mirror_copy / rf.path).stat().st_size for _, rf in p.jobs)
+    assert p.total_bytes == expected
+    listing_requests = [r for r in server.log if r.path.endswith("/")]
+    assert 0 < len(listing_requests) <= 2  # one per folder, not one per file
+    assert not settings.raw_dir("toyecg").joinpath("records500").exists()
