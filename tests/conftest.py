@@ -104,13 +104,19 @@ def good_credentials(monkeypatch: pytest.MonkeyPatch, no_credentials: None) -> N
     monkeypatch.setenv("PHYSIONET_PASSWORD", TEST_PASSWORD)
 
 
-def run_climb(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+def run_climb(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess:
     """Run the installed CLI in a subprocess (what a user runs), capturing its output."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(("PHYSIONET_", "CLIMB_"))}
     full_env.update(env or {})
     return subprocess.run(
         [sys.executable, "-m", "climb_cli", *args],
-        capture_output=True, text=True, env=full_env, timeout=timeout, cwd=REPO,
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=timeout,
+        cwd=REPO,
     )
 
 

@@ -58,7 +58,9 @@ def test_bad_step_parameter_names_file_line_and_field(tmp_path: Path) -> None:
 
 
 def test_bad_step_parameter_in_block_style_points_at_the_key(tmp_path: Path) -> None:
-    text = BASE.replace("  - ecg.resample: {hz: 500}\n", "  - ecg.resample:\n      method: poly\n      hz: -3\n")
+    text = BASE.replace(
+        "  - ecg.resample: {hz: 500}\n", "  - ecg.resample:\n      method: poly\n      hz: -3\n"
+    )
     p = _write(tmp_path, text)
     with pytest.raises(RecipeError, match=r":19 steps\[1\]\.hz: must be > 0$"):
         load_recipe(p)
@@ -72,7 +74,9 @@ def test_unknown_step_is_rejected_before_work(tmp_path: Path) -> None:
 
 def test_unknown_source_kind_is_rejected(tmp_path: Path) -> None:
     p = _write(tmp_path, BASE.replace("kind: physionet", "kind: ftp-of-doom"))
-    with pytest.raises(RecipeError, match=r"toy.yaml:7 sources\[0\]\.kind: unknown source kind 'ftp-of-doom'"):
+    with pytest.raises(
+        RecipeError, match=r"toy.yaml:7 sources\[0\]\.kind: unknown source kind 'ftp-of-doom'"
+    ):
         load_recipe(p)
 
 
@@ -114,10 +118,14 @@ def test_hash_ignores_descriptions_but_not_processing() -> None:
     text = PTBXL.read_text()
     h = parse_recipe(text, PTBXL).content_hash()
     assert parse_recipe(text, PTBXL).content_hash() == h
-    assert parse_recipe(text.replace("title: \"PTB-XL", "title: \"Renamed PTB-XL"), PTBXL).content_hash() == h
+    assert parse_recipe(text.replace('title: "PTB-XL', 'title: "Renamed PTB-XL'), PTBXL).content_hash() == h
     assert parse_recipe(text.replace("length: 5000", "length: 2500"), PTBXL).content_hash() != h
-    assert parse_recipe(text.replace("val: [\"9\"]", "val: [\"10\"]").replace("test: [\"10\"]", "test: [\"9\"]"),
-                        PTBXL).content_hash() != h
+    assert (
+        parse_recipe(
+            text.replace('val: ["9"]', 'val: ["10"]').replace('test: ["10"]', 'test: ["9"]'), PTBXL
+        ).content_hash()
+        != h
+    )
 
 
 def test_user_recipe_folder_overrides_and_extends(tmp_path: Path) -> None:

@@ -57,8 +57,9 @@ def _file_requests(server: FakePhysioNet) -> list:
     return reqs
 
 
-def test_resume_after_a_dropped_connection_is_byte_identical(tmp_path: Path, settings: Settings,
-                                                              server: FakePhysioNet, big: bytes) -> None:
+def test_resume_after_a_dropped_connection_is_byte_identical(
+    tmp_path: Path, settings: Settings, server: FakePhysioNet, big: bytes
+) -> None:
     server.faults.add("drop", path_glob="*/big.bin", after_bytes=1_000_000)
     report = download(_recipe(tmp_path), settings)
     assert report.ok, report.outcomes
@@ -70,8 +71,9 @@ def test_resume_after_a_dropped_connection_is_byte_identical(tmp_path: Path, set
     assert not _part(settings).exists()
 
 
-def test_resume_of_a_part_left_by_a_killed_run(tmp_path: Path, settings: Settings, server: FakePhysioNet,
-                                              big: bytes) -> None:
+def test_resume_of_a_part_left_by_a_killed_run(
+    tmp_path: Path, settings: Settings, server: FakePhysioNet, big: bytes
+) -> None:
     # a previous run died after 1 MiB: the part file and its validator are on disk
     part = _part(settings)
     part.parent.mkdir(parents=True)
@@ -80,16 +82,18 @@ def test_resume_of_a_part_left_by_a_killed_run(tmp_path: Path, settings: Setting
     import requests
 
     head = requests.head(f"{server.base_url}/files/ptb-xl/1.0.3/big.bin", timeout=5)
-    part.with_name("big.bin.part.json").write_text(json.dumps({"validator": head.headers["ETag"],
-                                                               "url": head.url}))
+    part.with_name("big.bin.part.json").write_text(
+        json.dumps({"validator": head.headers["ETag"], "url": head.url})
+    )
     assert download(_recipe(tmp_path), settings).ok
     assert _final(settings).read_bytes() == big
     (req,) = _file_requests(server)
     assert req.status == 206 and req.range == f"bytes={1 << 20}-" and req.bytes_sent == BIG - (1 << 20)
 
 
-def test_a_part_with_a_stale_validator_is_refetched_whole(tmp_path: Path, settings: Settings,
-                                                         server: FakePhysioNet, big: bytes) -> None:
+def test_a_part_with_a_stale_validator_is_refetched_whole(
+    tmp_path: Path, settings: Settings, server: FakePhysioNet, big: bytes
+) -> None:
     part = _part(settings)
     part.parent.mkdir(parents=True)
     part.write_bytes(b"x" * 5000)  # bytes of an older version of the file
@@ -101,8 +105,9 @@ def test_a_part_with_a_stale_validator_is_refetched_whole(tmp_path: Path, settin
 
 
 @pytest.mark.parametrize("kind", ["ignore_range", "change"])
-def test_server_that_restarts_the_body_gives_an_identical_file(tmp_path: Path, settings: Settings,
-                                                              server: FakePhysioNet, big: bytes, kind: str) -> None:
+def test_server_that_restarts_the_body_gives_an_identical_file(
+    tmp_path: Path, settings: Settings, server: FakePhysioNet, big: bytes, kind: str
+) -> None:
     server.faults.add("drop", path_glob="*/big.bin", after_bytes=700_000)
     server.faults.add(kind, path_glob="*/big.bin")
     assert download(_recipe(tmp_path), settings).ok
@@ -111,8 +116,9 @@ def test_server_that_restarts_the_body_gives_an_identical_file(tmp_path: Path, s
     assert [r.status for r in reqs] == [200, 200] and reqs[1].range  # asked to resume, got a restart
 
 
-def test_503_and_429_bursts_with_retry_after(tmp_path: Path, settings: Settings, server: FakePhysioNet,
-                                            big: bytes) -> None:
+def test_503_and_429_bursts_with_retry_after(
+    tmp_path: Path, settings: Settings, server: FakePhysioNet, big: bytes
+) -> None:
     server.faults.add("status", path_glob="*/big.bin", status=503, times=2, retry_after="0")
     server.faults.add("status", path_glob="*/big.bin", status=429, retry_after="1")
     assert download(_recipe(tmp_path), settings).ok
@@ -122,22 +128,27 @@ def test_503_and_429_bursts_with_retry_after(tmp_path: Path, settings: Settings,
     assert reqs[3].started - reqs[2].started >= 0.95  # Retry-After: 1 was honoured (backoff_max is 0.2)
 
 
-def test_stall_past_the_read_timeout_is_retried(tmp_path: Path, settings: Settings, server: FakePhysioNet,
-                                               big: bytes) -> None:
+def test_stall_past_the_read_timeout_is_retried(
+    tmp_path: Path, settings: Settings, server: FakePhysioNet, big: bytes
+) -> None:
     server.faults.add("stall", path_glob="*/big.bin", after_bytes=200_000, seconds=4)
     assert download(_recipe(tmp_path), settings.with_(read_timeout=0.5)).ok
     assert _final(settings).read_bytes() == big
     assert _file_requests(server)[-1].status == 206
 
 
-def test_persistent_failure_is_one_line_and_leaves_no_final_file(tmp_path: Path, settings: Settings,
-                                                                server: FakePhysioNet, big: bytes) -> None:
+def test_persistent_failure_is_one_line_and_leaves_no_final_file(
+    tmp_path: Path, settings: Settings, server: FakePhysioNet, big: bytes
+) -> None:
     server.faults.add("drop", path_glob="*/big.bin", after_bytes=300_000)
     server.faults.add("status", path_glob="*/big.bin", status=503, times=-1)
     report = download(_recipe(tmp_path), settings)
     (out,) = report.outcomes
     assert out.status == "failed" and "\n" not in out.error
-    assert out.error.startswith("gave up on http://127.0.0.1:") and "/big.bin after 5 tries: HTTP 503" in out.error
+    assert (
+        out.error.startswith("gave up on http://127.0.0.1:")
+        and "/big.bin after 5 tries: HTTP 503" in out.error
+    )
     assert not _final(settings).exists()
     assert _part(settings).stat().st_size == 300_000  # kept for the next run
     server.faults.clear()
@@ -146,18 +157,21 @@ def test_persistent_failure_is_one_line_and_leaves_no_final_file(tmp_path: Path,
     assert _file_requests(server)[-1].range == "bytes=300000-"
 
 
-def test_upstream_bytes_that_do_not_match_the_sum_are_refused(tmp_path: Path, settings: Settings,
-                                                             server: FakePhysioNet, mirror_copy: Path,
-                                                             big: bytes) -> None:
+def test_upstream_bytes_that_do_not_match_the_sum_are_refused(
+    tmp_path: Path, settings: Settings, server: FakePhysioNet, mirror_copy: Path, big: bytes
+) -> None:
     (mirror_copy / "big.bin").write_bytes(big[:-1] + b"!")  # changed after SHA256SUMS.txt was written
     report = download(_recipe(tmp_path), settings)
     (out,) = report.outcomes
-    assert out.status == "failed" and out.error.startswith("toyecg: checksum mismatch for big.bin from http://")
+    assert out.status == "failed" and out.error.startswith(
+        "toyecg: checksum mismatch for big.bin from http://"
+    )
     assert not _final(settings).exists() and not _part(settings).exists()
 
 
-def test_a_corrupt_file_under_the_final_name_is_replaced(tmp_path: Path, settings: Settings,
-                                                        server: FakePhysioNet, big: bytes) -> None:
+def test_a_corrupt_file_under_the_final_name_is_replaced(
+    tmp_path: Path, settings: Settings, server: FakePhysioNet, big: bytes
+) -> None:
     assert download(_recipe(tmp_path), settings).ok
     with open(_final(settings), "r+b") as f:
         f.seek(12345)
@@ -168,8 +182,14 @@ def test_a_corrupt_file_under_the_final_name_is_replaced(tmp_path: Path, setting
 
 
 def test_per_host_connection_cap(tmp_path: Path, settings: Settings, mirror_copy: Path) -> None:
-    with FakePhysioNet([__import__("climb_cli.fakes.physionet", fromlist=["FakeProject"]).FakeProject(
-            "ptb-xl", "1.0.3", mirror_copy)], latency=0.05) as slow:
+    with FakePhysioNet(
+        [
+            __import__("climb_cli.fakes.physionet", fromlist=["FakeProject"]).FakeProject(
+                "ptb-xl", "1.0.3", mirror_copy
+            )
+        ],
+        latency=0.05,
+    ) as slow:
         s = settings.with_(mirrors={"physionet": slow.base_url}, connections_per_host=2)
         assert download(_recipe(tmp_path, include="records500/"), s).ok
         reqs = slow.requests_for("/files/ptb-xl/1.0.3/records500/*")

@@ -18,7 +18,9 @@ from climb_cli.sources.physionet import parse_sha256sums
 from tests.conftest import SECRETS, TEST_USER, write_recipe
 
 
-def _recipe(tmp_path: Path, project: str = "ptb-xl", access: str = "open", include: str = "records500/") -> Recipe:
+def _recipe(
+    tmp_path: Path, project: str = "ptb-xl", access: str = "open", include: str = "records500/"
+) -> Recipe:
     src = f"""  - id: data
     kind: physionet
     project: {project}
@@ -41,15 +43,23 @@ def test_parse_sha256sums_is_order_independent_and_strict() -> None:
         parse_sha256sums("nothex file\n", "S")
 
 
-def test_open_project_subset_downloads_byte_identical(tmp_path: Path, settings: Settings,
-                                                      server: FakePhysioNet, mirror_copy: Path) -> None:
+def test_open_project_subset_downloads_byte_identical(
+    tmp_path: Path, settings: Settings, server: FakePhysioNet, mirror_copy: Path
+) -> None:
     recipe = _recipe(tmp_path)
     report = download(recipe, settings)
     assert report.ok, report.error
     raw = settings.raw_dir("toyecg")
-    wanted = sorted(p.relative_to(mirror_copy).as_posix() for p in mirror_copy.rglob("*")
-                    if p.is_file() and (p.name.endswith((".hea", ".dat")) and "records500" in p.parts
-                                        or p.name in ("ptbxl_database.csv", "scp_statements.csv")))
+    wanted = sorted(
+        p.relative_to(mirror_copy).as_posix()
+        for p in mirror_copy.rglob("*")
+        if p.is_file()
+        and (
+            p.name.endswith((".hea", ".dat"))
+            and "records500" in p.parts
+            or p.name in ("ptbxl_database.csv", "scp_statements.csv")
+        )
+    )
     assert report.count("downloaded") == len(wanted) == 2 * 30 + 2
     for rel in wanted:
         assert filecmp.cmp(raw / rel, mirror_copy / rel, shallow=False), rel
@@ -65,8 +75,9 @@ def test_open_project_subset_downloads_byte_identical(tmp_path: Path, settings: 
     assert not any(r.had_authorization for r in server.log)
 
 
-def test_second_download_skips_without_network_or_rehash(tmp_path: Path, settings: Settings,
-                                                         server: FakePhysioNet) -> None:
+def test_second_download_skips_without_network_or_rehash(
+    tmp_path: Path, settings: Settings, server: FakePhysioNet
+) -> None:
     recipe = _recipe(tmp_path)
     assert download(recipe, settings).ok
     before = len(server.log)
@@ -75,8 +86,9 @@ def test_second_download_skips_without_network_or_rehash(tmp_path: Path, setting
     assert len(server.log) == before  # SHA256SUMS.txt is kept: a published version never changes
 
 
-def test_credentialed_project_via_login_form(tmp_path: Path, settings: Settings, server: FakePhysioNet,
-                                             good_credentials: None) -> None:
+def test_credentialed_project_via_login_form(
+    tmp_path: Path, settings: Settings, server: FakePhysioNet, good_credentials: None
+) -> None:
     recipe = _recipe(tmp_path, project="secret-ecg", access="credentialed")
     report = download(recipe, settings)
     assert report.ok, report.error
@@ -88,15 +100,17 @@ def test_credentialed_project_via_login_form(tmp_path: Path, settings: Settings,
     assert not any(r.had_authorization for r in server.log)  # no Basic header to a server that ignores it
 
 
-def test_recipe_saying_open_still_logs_in_after_a_403(tmp_path: Path, settings: Settings,
-                                                      server: FakePhysioNet, good_credentials: None) -> None:
+def test_recipe_saying_open_still_logs_in_after_a_403(
+    tmp_path: Path, settings: Settings, server: FakePhysioNet, good_credentials: None
+) -> None:
     recipe = _recipe(tmp_path, project="secret-ecg", access="open")
     assert download(recipe, settings).ok
     assert len(server.requests_for("/login/", method="POST")) == 1
 
 
-def test_session_expiry_mid_download_logs_in_again(tmp_path: Path, settings: Settings, server: FakePhysioNet,
-                                                  good_credentials: None) -> None:
+def test_session_expiry_mid_download_logs_in_again(
+    tmp_path: Path, settings: Settings, server: FakePhysioNet, good_credentials: None
+) -> None:
     recipe = _recipe(tmp_path, project="secret-ecg", access="credentialed")
     p = plan(recipe, settings)  # logs in, fetches SHA256SUMS.txt
     server.expire_sessions()
@@ -111,14 +125,25 @@ def test_session_expiry_mid_download_logs_in_again(tmp_path: Path, settings: Set
     [
         (None, None, "PhysioNet needs you to sign in for secret-ecg/1.0.3; set PHYSIONET_USERNAME"),
         (TEST_USER, "wrong", "PhysioNet rejected the username/password of 'ada' (from env"),
-        ("bob", "good", "may not download secret-ecg/1.0.3 (credentialing, required training, or this "
-                        "version's data use agreement): sign it at http://127.0.0.1:"),
+        (
+            "bob",
+            "good",
+            "may not download secret-ecg/1.0.3 (credentialing, required training, or this "
+            "version's data use agreement): sign it at http://127.0.0.1:",
+        ),
         ("cy", "good", "may not download secret-ecg/1.0.3"),
     ],
 )
-def test_refusals_are_one_actionable_line(tmp_path: Path, settings: Settings, server: FakePhysioNet,
-                                          monkeypatch: pytest.MonkeyPatch, no_credentials: None,
-                                          user: str | None, password_env: str | None, expected: str) -> None:
+def test_refusals_are_one_actionable_line(
+    tmp_path: Path,
+    settings: Settings,
+    server: FakePhysioNet,
+    monkeypatch: pytest.MonkeyPatch,
+    no_credentials: None,
+    user: str | None,
+    password_env: str | None,
+    expected: str,
+) -> None:
     if user:
         monkeypatch.setenv("PHYSIONET_USERNAME", user)
         monkeypatch.setenv("PHYSIONET_PASSWORD", SECRETS[0] if password_env == "good" else SECRETS[1])
@@ -131,7 +156,9 @@ def test_refusals_are_one_actionable_line(tmp_path: Path, settings: Settings, se
     assert not (settings.raw_dir("toyecg") / "SHA256SUMS.txt").exists()
 
 
-def test_unknown_version_is_a_not_found_line(tmp_path: Path, settings: Settings, server: FakePhysioNet) -> None:
+def test_unknown_version_is_a_not_found_line(
+    tmp_path: Path, settings: Settings, server: FakePhysioNet
+) -> None:
     src = "  - kind: physionet\n    project: ptb-xl\n    version: 9.9.9\n"
     recipe = Catalog([write_recipe(tmp_path / "r", "toyecg", src).parent]).load("toyecg")
     report = download(recipe, settings)
@@ -139,8 +166,13 @@ def test_unknown_version_is_a_not_found_line(tmp_path: Path, settings: Settings,
     assert "/files/ptb-xl/9.9.9/SHA256SUMS.txt (check project/version in the recipe" in report.error
 
 
-def test_netrc_credentials_for_the_mirror_host(tmp_path: Path, settings: Settings, server: FakePhysioNet,
-                                               monkeypatch: pytest.MonkeyPatch, no_credentials: None) -> None:
+def test_netrc_credentials_for_the_mirror_host(
+    tmp_path: Path,
+    settings: Settings,
+    server: FakePhysioNet,
+    monkeypatch: pytest.MonkeyPatch,
+    no_credentials: None,
+) -> None:
     netrc = tmp_path / "netrc"
     netrc.write_text(f"machine 127.0.0.1 login {TEST_USER} password {SECRETS[0]}\n")
     netrc.chmod(0o600)
@@ -149,8 +181,9 @@ def test_netrc_credentials_for_the_mirror_host(tmp_path: Path, settings: Setting
     assert download(recipe, settings).ok
 
 
-def test_dry_run_sizes_come_from_listings(tmp_path: Path, settings: Settings, server: FakePhysioNet,
-                                          mirror_copy: Path) -> None:
+def test_dry_run_sizes_come_from_listings(
+    tmp_path: Path, settings: Settings, server: FakePhysioNet, mirror_copy: Path
+) -> None:
     recipe = _recipe(tmp_path)
     p = plan(recipe, settings, with_sizes=True)
     expected = sum((mirror_copy / rf.path).stat().st_size for _, rf in p.jobs)
