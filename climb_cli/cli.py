@@ -329,7 +329,9 @@ def verify(
                 (
                     r.name,
                     f"{len(raw.missing)} missing, {len(raw.corrupt)} corrupt, "
-                    f"{len(raw.unexpected)} unexpected, {len(raw.never_listed)} unlisted{hint}",
+                    f"{len(raw.unexpected)} unexpected"
+                    + (f", {len(raw.never_listed)} source(s) never listed" if raw.never_listed else "")
+                    + hint,
                 )
             )
     if as_json:
@@ -436,7 +438,7 @@ def steps(
             params.append(
                 {
                     "name": pname,
-                    "type": str(f.annotation).replace("typing.", ""),
+                    "type": _type_name(f.annotation),
                     "required": f.is_required(),
                     "default": default,
                     "help": f.description or "",
@@ -455,6 +457,12 @@ def steps(
         for p in s["params"]:
             d = "required" if p["required"] else f"default {p['default']!r}"
             ui.say(f"      {p['name']}: {p['type']} ({d}){' - ' + p['help'] if p['help'] else ''}")
+
+
+def _type_name(annotation: Any) -> str:
+    if isinstance(annotation, type):
+        return annotation.__name__
+    return str(annotation).replace("typing.", "")
 
 
 def main() -> None:

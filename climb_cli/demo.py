@@ -238,12 +238,14 @@ def run_demo(base: Path, *, records: int = 120, workers: int = 1) -> bool:
     ok &= out.ok
     ui.say("\nrows per split: " + ", ".join(f"{k} {v}" for k, v in out.splits.items()))
     ui.say("items per class: " + ", ".join(f"{k} {v}" for k, v in out.classes.items()))
-    sizes = [p.stat().st_size for p in sorted(report.out_dir.glob("*.parquet")) if p.name != "errors.parquet"]
+    sizes = [p.stat().st_size for p in sorted((report.out_dir / "data").glob("*.parquet"))]
     ui.say(
         f"shards: {len(sizes)}, {ui.human(sum(sizes))} in all (smallest {ui.human(min(sizes))}, "
         f"largest {ui.human(max(sizes))})"
     )
-    ui.say(f"outputs: {report.out_dir}")
-    ui.say("read them with plain pyarrow: pyarrow.parquet.read_table('<shard>').to_pandas()")
+    ui.say(f"outputs: {report.out_dir} (manifest.json, errors.parquet, data/*.parquet)")
+    ui.say(
+        f"read them with plain pyarrow: pyarrow.parquet.read_table('{report.out_dir / 'data'}').to_pandas()"
+    )
     ui.say(f"demo {'OK' if ok else 'FAILED'} in {time.perf_counter() - t0:.1f}s")
     return ok

@@ -13,6 +13,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 import json
+import shutil
 import sqlite3
 import time
 from collections import Counter
@@ -135,7 +136,7 @@ def run_unit(spec: UnitSpec) -> UnitResult:
     """Process one shard's items and commit the shard. Safe to run in any process on shared storage."""
     out_dir = Path(spec.out_dir)
     marker = out_dir / ".commits" / f"{spec.name}.json"
-    final = out_dir / spec.name
+    final = out_dir / "data" / spec.name
     if marker.is_file() and final.is_file():
         try:
             done = json.loads(marker.read_text())
@@ -296,21 +297,22 @@ def preprocess(
     report.workers = n
     if on_plan:
         on_plan(len(units), len(index.items))
-    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "data").mkdir(parents=True, exist_ok=True)
     for u in make_engine(n).map(run_unit, units):
         report.units.append(u)
         if on_unit:
             on_unit(u)
     report.units.sort(key=lambda u: u.name)
     _commit_run(recipe, out_dir, report, schema)
+    shutil.rmtree(out_dir / "data" / ".tmp", ignore_errors=True)  # leftovers of killed runs
     report.seconds = time.perf_counter() - t0
     return report
 
 
 def _commit_run(recipe: Recipe, out_dir: Path, report: PreprocessReport, schema: pa.Schema) -> None:
     planned = {u.name for u in report.units}
-    for old in out_dir.glob("*.parquet"):
-        if old.name not in planned and old.name != "errors.parquet":
+    for old in (out_dir / "data").glob("*.parquet"):
+        if old.name not in planned:
             old.unlink()
             (out_dir / ".commits" / f"{old.name}.json").unlink(missing_ok=True)
     errors = [(i, s, r) for u in report.units for (i, s, r) in u.errors]
@@ -335,7 +337,13 @@ def _commit_run(recipe: Recipe, out_dir: Path, report: PreprocessReport, schema:
             "climb_version": __version__,
             "format": recipe.output.format,
             "shards": [
-                {"name": u.name, "split": u.split, "rows": u.rows, "bytes": u.bytes, "sha256": u.sha256}
+                {
+                    "name": f"data/{u.name}",
+                    "split": u.split,
+                    "rows": u.rows,
+                    "bytes": u.bytes,
+                    "sha256": u.sha256,
+                }
                 for u in report.units
             ],
             "splits": dict(sorted(splits.items())),

@@ -190,4 +190,6 @@ def write_json_atomic(path: Path, data: Any) -> None:
 def write_table_atomic(path: Path, table: pa.Table) -> None:
     tmp = path.parent / f".{path.name}.{os.getpid()}.tmp"
     pq.write_table(table, str(tmp), compression="zstd")
+    with open(tmp, "rb+") as f:
+        os.fsync(f.fileno())
     os.replace(tmp, path)

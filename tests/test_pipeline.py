@@ -1,0 +1,206 @@
+"""Preprocessing: deterministic shards, crash-safe reruns, item errors, worker caps, real records."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from climb_cli.acquire import download
+from climb_cli.catalog import Catalog
+from climb_cli.fakes.physionet import FakePhysioNet, write_sha256sums
+from climb_cli.pipeline import preprocess
+from climb_cli.recipe import Recipe
+from climb_cli.settings import Settings
+from tests.conftest import REPO, SHARED_WFDB, run_climb, write_recipe
+
+SOURCE = """  - id: data
+    kind: physionet
+    project: ptb-xl
+    version: 1.0.3
+    include: [records500/, ptbxl_database.csv, scp_statements.csv]
+"""
+
+
+def _recipe(folder: Path, shard: str = "256MB") -> Recipe:
+    path = write_recipe(folder, "toyecg", SOURCE)
+    path.write_text(path.read_text().replace("shard_size: 256MB", f"shard_size: {shard}"))
+    return Catalog([folder]).load("toyecg")
+
+
+def _hashes(out_dir: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(out_dir.rglob("*.parquet"))}
+
+
+@pytest.fixture
+def raw(tmp_path: Path, settings: Settings, server: FakePhysioNet) -> Settings:
+    recipe = _recipe(tmp_path / "recipes")
+    assert download(recipe, settings).ok
+    return settings
+
+
+def test_rows_labels_and_arrays_are_right(tmp_path: Path, raw: Settings, mirror_copy: Path) -> None:
+    recipe = _recipe(tmp_path / "recipes", shard="2MB")
+    report = preprocess(recipe, raw, workers=1)
+    assert report.rows == 30 and report.errors == 0 and len(report.units) > 3
+    table = pq.read_table(report.out_dir / "data")  # the shards read as one table with plain pyarrow
+    df = table.to_pandas().set_index("id")
+    db = __import__("pandas").read_csv(mirror_copy / "ptbxl_database.csv", dtype=str).set_index("ecg_id")
+    import ast
+
+    from climb_cli.demo import SUPERCLASS
+
+    for ecg_id, row in db.iterrows():
+        want = {SUPERCLASS[c] for c in ast.literal_eval(row.scp_codes) if c in SUPERCLASS}
+        got = df.loc[ecg_id]
+        assert set(got["labels"]) == want
+        assert list(got["target"]) == [int(c in want) for c in recipe.classes]
+        fold = int(row.strat_fold)
+        assert got["split"] == ("train" if fold <= 8 else "val" if fold == 9 else "test")
+        assert got["patient_id"] == row.patient_id
+    first = df.iloc[0]
+    signal_ = np.asarray(first["signal"], dtype=np.float32).reshape(first["signal_shape"])
+    assert signal_.shape == (12, 5000) and first["sampling_rate"] == 500.0
+    import wfdb
+
+    rec = wfdb.rdrecord(str(raw.raw_dir("toyecg") / first["source_files"][0].removesuffix(".hea")))
+    np.testing.assert_allclose(signal_, rec.p_signal.T.astype(np.float32), atol=1e-6)
+    assert (
+        first["source_sha256"][0]
+        == hashlib.sha256((raw.raw_dir("toyecg") / first["source_files"][0]).read_bytes()).hexdigest()
+    )
+
+
+def test_same_inputs_give_the_same_bytes_and_reruns_skip(tmp_path: Path, raw: Settings) -> None:
+    recipe = _recipe(tmp_path / "recipes", shard="1MB")
+    first = preprocess(recipe, raw, workers=2)
+    h1 = _hashes(first.out_dir)
+    other = raw.with_(data_dir=tmp_path / "other")
+    shutil.copytree(raw.raw_dir("toyecg"), other.raw_dir("toyecg"))
+    h2 = _hashes(preprocess(recipe, other, workers=1).out_dir)
+    assert h1 == h2 and len(h1) == len(first.units) + 1  # + errors.parquet
+    again = preprocess(recipe, raw, workers=2)
+    assert again.skipped_units == len(again.units) and _hashes(again.out_dir) == h1
+
+
+def test_kill_9_during_preprocess_then_rerun_is_byte_identical(tmp_path: Path, raw: Settings) -> None:
+    recipes = tmp_path / "recipes"
+    recipe = _recipe(recipes, shard="300KB")  # about one record per shard: many commits to interrupt
+    clean = raw.with_(data_dir=tmp_path / "clean")
+    shutil.copytree(raw.raw_dir("toyecg"), clean.raw_dir("toyecg"))
+    expected = _hashes(preprocess(recipe, clean, workers=1).out_dir)
+
+    out_dir = raw.processed_dir("toyecg") / recipe.content_hash()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLIMB_")}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "climb_cli",
+            "--data-dir",
+            str(raw.data_dir),
+            "--recipes",
+            str(recipes),
+            "preprocess",
+            "toyecg",
+            "--workers",
+            "2",
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and len(list((out_dir / ".commits").glob("*.json"))) < 3:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    committed = len(list((out_dir / ".commits").glob("*.json")))
+    assert 3 <= committed < len(expected) - 1, "the kill should land mid-run"
+    assert not (out_dir / "manifest.json").exists()
+    time.sleep(0.5)  # orphaned workers notice their parent is gone
+    report = preprocess(recipe, raw, workers=2)
+    assert report.skipped_units >= 3
+    assert _hashes(out_dir) == expected
+
+
+def test_a_truncated_record_goes_to_the_errors_file(
+    tmp_path: Path, settings: Settings, server: FakePhysioNet, mirror_copy: Path
+) -> None:
+    dat = mirror_copy / "records500" / "00000" / "00005_hr.dat"
+    dat.write_bytes(dat.read_bytes()[:50_000])
+    write_sha256sums(mirror_copy)  # upstream itself ships the short file
+    recipes = tmp_path / "recipes"
+    recipe = _recipe(recipes)
+    assert download(recipe, settings).ok
+    args = ["--data-dir", str(settings.data_dir), "--recipes", str(recipes), "preprocess", "toyecg"]
+    r = run_climb(*args, "--workers", "1")
+    assert r.returncode == 1
+    assert "29 rows in" in r.stdout and "1 failed item(s)" in r.stdout
+    assert "toyecg: 1 item(s) failed (more than --max-errors 0)" in r.stderr
+    out_dir = settings.processed_dir("toyecg") / recipe.content_hash()
+    errors = pq.read_table(out_dir / "errors.parquet").to_pylist()
+    assert len(errors) == 1 and errors[0]["id"] == "5"
+    assert "00005_hr.dat" in errors[0]["reason"] and "truncated" in errors[0]["reason"]
+    assert run_climb(*args, "--max-errors", "1").returncode == 0
+
+
+def test_many_workers_on_a_small_machine(tmp_path: Path, raw: Settings) -> None:
+    recipe = _recipe(tmp_path / "recipes", shard="1MB")
+    report = preprocess(recipe, raw, workers=64)
+    assert report.rows == 30
+    assert report.workers <= len(report.units) < 64
+    assert report.note.startswith(f"using {report.workers} of 64 workers")
+
+
+@pytest.mark.skipif(not SHARED_WFDB.is_dir(), reason="../shared/fixtures/wfdb is not present")
+def test_real_physionet_records_through_the_pipeline(tmp_path: Path) -> None:
+    """Real PTB (s0010_re, 15 leads @1000 Hz) and MACECGDB records, enumerated from files."""
+    settings = Settings(data_dir=tmp_path / "data")
+    raw = settings.raw_dir("realecg")
+    raw.mkdir(parents=True)
+    for name in ("s0010_re.hea", "s0010_re.dat", "s0010_re.xyz", "test01_00s.hea", "test01_00s.dat"):
+        os.symlink(SHARED_WFDB / name, raw / name)  # read in place, never copied
+    recipes = tmp_path / "recipes"
+    recipes.mkdir()
+    (recipes / "realecg.yaml").write_text(
+        """name: realecg
+title: real records
+modality: ecg
+license: ODC-By-1.0
+access: open
+sources: [{kind: physionet, project: ptbdb, version: 1.0.0}]
+index:
+  files: {glob: "*.hea", pattern: "(?P<record>[^/]+)\\\\.hea$"}
+  id: record
+  inputs: {record: "{record}"}
+  split: {fixed: test}
+steps:
+  - ecg.read_wfdb: {input: record}
+  - ecg.select_leads: {leads: [I, II, V1], missing: zero}
+  - ecg.resample: {hz: 500}
+  - ecg.bandpass: {low: 0.5, high: 45}
+  - ecg.crop_or_pad: {length: 5000}
+  - ecg.normalize: {method: zscore}
+  - ecg.cast: {dtype: float32}
+"""
+    )
+    recipe = Catalog([recipes]).load("realecg")
+    report = preprocess(recipe, settings, workers=1)
+    assert report.rows == 2 and report.errors == 0
+    rows = {r["id"]: r for r in pq.read_table(report.out_dir / "data").to_pylist()}
+    assert rows["s0010_re"]["original_sampling_rate"] == 1000.0
+    assert rows["s0010_re"]["signal_shape"] == [3, 5000]
+    sig = np.asarray(rows["s0010_re"]["signal"]).reshape(3, 5000)
+    assert np.all(np.isfinite(sig)) and abs(sig[0].std() - 1) < 0.05
+    assert rows["test01_00s"]["source_files"][0] == "test01_00s.hea"

@@ -1,0 +1,106 @@
+"""Verify: raw files against upstream sums (missing/corrupt/unexpected, --repair) and outputs against
+their manifest and the recipe's expectations — through the CLI, as a user runs it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from climb_cli.fakes.physionet import FakePhysioNet
+from tests.conftest import run_climb, write_recipe
+
+SOURCE = """  - id: data
+    kind: physionet
+    project: ptb-xl
+    version: 1.0.3
+    include: [records500/, ptbxl_database.csv, scp_statements.csv]
+"""
+
+
+@pytest.fixture
+def downloaded(tmp_path: Path, server: FakePhysioNet) -> tuple[list[str], dict[str, str]]:
+    recipes = write_recipe(tmp_path / "recipes", "toyecg", SOURCE).parent
+    args = ["--data-dir", str(tmp_path / "data"), "--recipes", str(recipes)]
+    env = {"CLIMB_PHYSIONET_URL": server.base_url, "CLIMB_BACKOFF": "0.01"}
+    r = run_climb(*args, "download", "toyecg", env=env)
+    assert r.returncode == 0, r.stderr
+    assert "toyecg: 62 downloaded" in r.stdout
+    return args, env
+
+
+def test_clean_tree_verifies(downloaded: tuple[list[str], dict[str, str]]) -> None:
+    args, env = downloaded
+    r = run_climb(*args, "verify", "toyecg", "--json", env=env)
+    assert r.returncode == 0, r.stderr
+    (rep,) = json.loads(r.stdout)
+    assert rep["ok"] and rep["checked"] == 62 and not rep["missing"] + rep["corrupt"] + rep["unexpected"]
+
+
+def test_corrupt_missing_and_unexpected_are_reported_then_repaired(
+    tmp_path: Path, downloaded: tuple[list[str], dict[str, str]], server: FakePhysioNet
+) -> None:
+    args, env = downloaded
+    raw = tmp_path / "data" / "raw" / "toyecg"
+    victim = raw / "records500" / "00000" / "00007_hr.dat"
+    good = victim.read_bytes()
+    victim.write_bytes(good[:100] + bytes([good[100] ^ 0xFF]) + good[101:])  # one flipped byte, same size
+    (raw / "records500" / "00000" / "00008_hr.hea").unlink()
+    (raw / "notes.txt").write_text("mine")
+    # a known upstream file outside the selection is not "unexpected"
+    (raw / "RECORDS").write_text("x")
+    r = run_climb(*args, "verify", "toyecg", env=env)
+    assert r.returncode == 1
+    assert "1 missing, 1 corrupt, 1 unexpected" in r.stdout
+    assert "corrupt: records500/00000/00007_hr.dat" in r.stdout
+    assert "missing: records500/00000/00008_hr.hea" in r.stdout
+    assert "unexpected: notes.txt" in r.stdout and "unexpected: RECORDS" not in r.stdout
+    assert r.stderr.strip().endswith("(run with --repair)")
+
+    before = len(server.log)
+    (raw / "notes.txt").unlink()
+    r = run_climb(*args, "verify", "toyecg", "--repair", env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "2 repaired" in r.stdout
+    fetched = sorted(rec.path for rec in server.log[before:] if rec.method == "GET")
+    assert fetched == [
+        "/files/ptb-xl/1.0.3/records500/00000/00007_hr.dat",
+        "/files/ptb-xl/1.0.3/records500/00000/00008_hr.hea",
+    ]
+    assert victim.read_bytes() == good
+
+
+def test_never_downloaded_dataset_says_what_to_do(tmp_path: Path) -> None:
+    recipes = write_recipe(tmp_path / "recipes", "toyecg", SOURCE).parent
+    r = run_climb("--data-dir", str(tmp_path / "d"), "--recipes", str(recipes), "verify", "toyecg")
+    assert r.returncode == 1
+    assert "source 'data' was never listed: run `climb download toyecg` first" in r.stdout
+
+
+def test_outputs_are_checked_against_manifest_and_expectations(tmp_path: Path, server: FakePhysioNet) -> None:
+    recipes = tmp_path / "recipes"
+    write_recipe(recipes, "toyecg", SOURCE, extra="expect:\n  splits: {train: 1000}\n")
+    args = ["--data-dir", str(tmp_path / "data"), "--recipes", str(recipes)]
+    env = {"CLIMB_PHYSIONET_URL": server.base_url}
+    assert run_climb(*args, "download", "toyecg", env=env).returncode == 0
+    r = run_climb(*args, "preprocess", "toyecg", "--workers", "1", env=env)
+    assert r.returncode == 0, r.stderr
+    r = run_climb(*args, "verify", "--outputs", "toyecg", "--json", env=env)
+    (rep,) = json.loads(r.stdout)
+    assert r.returncode == 1 and rep["rows"] == 30
+    assert any(
+        p.startswith("split train: ") and p.endswith("rows, recipe expects 1000") for p in rep["problems"]
+    )
+
+    # without the wrong expectation it passes; then a damaged shard is caught
+    write_recipe(recipes, "toyecg", SOURCE)
+    r = run_climb(*args, "verify", "--outputs", "toyecg", env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    shard = sorted((tmp_path / "data" / "processed" / "toyecg").glob("*/data/train-*.parquet"))[0]
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    shard.write_bytes(bytes(data))
+    r = run_climb(*args, "verify", "--outputs", "toyecg", env=env)
+    assert r.returncode == 1
+    assert f"{shard.name}: sha256 differs from the manifest (corrupt or replaced)" in r.stdout
