@@ -351,6 +351,10 @@ def preprocess(
         int | None, typer.Option(help="Worker processes [all cores]; capped by memory.")
     ] = None,
     max_errors: Annotated[int, typer.Option(help="Items that may fail before the exit code says so.")] = 0,
+    part: Annotated[
+        str | None,
+        typer.Option(help="I/N: run only every N-th shard from I (one task of a cluster array job)."),
+    ] = None,
 ) -> None:
     """Run each recipe's steps over its items and write sharded Parquet with a manifest.
 
@@ -362,6 +366,7 @@ def preprocess(
     settings = st.settings
     if workers is not None and workers < 1:
         raise UsageError("--workers must be >= 1")
+    part_tuple = _parse_part(part)
     recipes = st.catalog.resolve(list(names or []), all_)
     if all_:
         ready = [r for r in recipes if settings.raw_dir(r.name).is_dir() and r.index is not None]
@@ -380,6 +385,7 @@ def preprocess(
                 workers=workers or os.cpu_count() or 1,
                 on_plan=lambda units, items, bar=bar, task=task: bar.update(task, total=units),
                 on_unit=lambda u, bar=bar, task=task: bar.update(task, advance=1),
+                part=part_tuple,
             )
         except ClimbError as e:
             failed.append((r.name, str(e)))
@@ -388,6 +394,12 @@ def preprocess(
             bar.stop()
         if report.note:
             ui.warn(f"{r.name}: {report.note}")
+        if report.partial:
+            ui.say(
+                f"{r.name}: part {part}: {len(report.units)} shard(s), {report.rows:,} rows, "
+                f"{report.errors} failed item(s); once every part is done, run without --part to commit"
+            )
+            continue
         ui.say(
             f"{r.name}: {report.rows:,} rows in {len(report.units)} shards "
             f"({report.skipped_units} already committed), {report.errors} failed item(s), "
@@ -457,6 +469,18 @@ def steps(
         for p in s["params"]:
             d = "required" if p["required"] else f"default {p['default']!r}"
             ui.say(f"      {p['name']}: {p['type']} ({d}){' - ' + p['help'] if p['help'] else ''}")
+
+
+def _parse_part(part: str | None) -> tuple[int, int] | None:
+    if part is None:
+        return None
+    try:
+        i, n = (int(x) for x in part.split("/"))
+    except ValueError:
+        raise UsageError(f"--part {part!r}: expected I/N, e.g. 0/8") from None
+    if not (n >= 1 and 0 <= i < n):
+        raise UsageError(f"--part {part!r}: need 0 <= I < N")
+    return i, n
 
 
 def _type_name(annotation: Any) -> str:

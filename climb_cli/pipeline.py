@@ -72,6 +72,7 @@ class PreprocessReport:
     workers: int = 1
     note: str = ""
     seconds: float = 0.0
+    partial: bool = False
 
     @property
     def rows(self) -> int:
@@ -266,7 +267,13 @@ def preprocess(
     workers: int = 1,
     on_unit: Callable[[UnitResult], None] | None = None,
     on_plan: Callable[[int, int], None] | None = None,
+    part: tuple[int, int] | None = None,
 ) -> PreprocessReport:
+    """Run a recipe's steps over its index and commit the shards and manifest.
+
+    part=(i, n) runs only every n-th unit starting at i (one task of a cluster array job) and
+    writes no manifest; a final run without `part` finds every shard committed and writes it.
+    """
     t0 = time.perf_counter()
     out_dir = settings.processed_dir(recipe.name) / recipe.content_hash()
     report = PreprocessReport(recipe.name, out_dir)
@@ -291,9 +298,13 @@ def preprocess(
     schema = build_schema(sample, item, recipe.classes, regression)
     row_bytes = sum(a.nbytes for a in sample.arrays.values()) + 256
     units = plan_units(recipe, settings, index.items, schema, row_bytes)
-    n, report.note = memory_capped_workers(
-        workers, row_bytes * max(len(u.items) for u in units) // 8, len(units)
-    )
+    if part is not None:
+        units = [u for k, u in enumerate(units) if k % part[1] == part[0]]
+        report.partial = True
+        if not units:
+            return report
+    working_set = min(int(recipe.output.row_group_size), row_bytes * max(len(u.items) for u in units))
+    n, report.note = memory_capped_workers(workers, working_set + 4 * row_bytes, len(units))
     report.workers = n
     if on_plan:
         on_plan(len(units), len(index.items))
@@ -303,6 +314,9 @@ def preprocess(
         if on_unit:
             on_unit(u)
     report.units.sort(key=lambda u: u.name)
+    if report.partial:
+        report.seconds = time.perf_counter() - t0
+        return report
     _commit_run(recipe, out_dir, report, schema)
     shutil.rmtree(out_dir / "data" / ".tmp", ignore_errors=True)  # leftovers of killed runs
     report.seconds = time.perf_counter() - t0

@@ -204,3 +204,16 @@ steps:
     sig = np.asarray(rows["s0010_re"]["signal"]).reshape(3, 5000)
     assert np.all(np.isfinite(sig)) and abs(sig[0].std() - 1) < 0.05
     assert rows["test01_00s"]["source_files"][0] == "test01_00s.hea"
+
+
+def test_cluster_parts_then_a_final_commit(tmp_path: Path, raw: Settings) -> None:
+    """An array job of 3 tasks (--part i/3) shares the work; a final plain run only commits."""
+    recipe = _recipe(tmp_path / "recipes", shard="1MB")
+    parts = [preprocess(recipe, raw, workers=1, part=(i, 3)) for i in range(3)]
+    assert all(p.partial for p in parts)
+    assert sum(len(p.units) for p in parts) == len({u.name for p in parts for u in p.units})
+    out_dir = parts[0].out_dir
+    assert not (out_dir / "manifest.json").exists()
+    final = preprocess(recipe, raw, workers=1)
+    assert final.skipped_units == len(final.units) == sum(len(p.units) for p in parts)
+    assert (out_dir / "manifest.json").is_file() and final.rows == 30
