@@ -888,8 +888,9 @@ def _epoch_starts(n: int, win: int, stride: int, first: int) -> np.ndarray:
 
 def _cut(x: np.ndarray, starts: np.ndarray, win: int) -> np.ndarray:
     """(channels, samples) -> (epochs, channels, win) at the given start samples (a copy)."""
-    idx = starts[:, None] + np.arange(win)[None, :]
-    return np.ascontiguousarray(np.transpose(x[:, idx], (1, 0, 2)))
+    if len(starts) == 0:
+        return np.zeros((0, x.shape[0], win), dtype=x.dtype)
+    return np.stack([x[:, s : s + win] for s in starts.tolist()])
 
 
 @step("eeg.epoch", EpochParams)
@@ -1057,6 +1058,9 @@ def cast(sample: Sample, p: CastParams) -> Sample:
         x = sample.arrays[name]
         with np.errstate(over="ignore"):
             out = x.astype(p.dtype)
+        if np.isfinite(out).all():
+            sample.arrays[name] = out
+            continue
         overflow = int(np.count_nonzero(np.isfinite(x) & ~np.isfinite(out)))
         if overflow:
             raise ItemError(f"{overflow} values of {name} overflow {p.dtype}; scale first or keep float64")
