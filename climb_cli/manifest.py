@@ -84,6 +84,15 @@ class RawManifest:
             self._flush_locked()
             return {r[0]: Entry(*r) for r in self._db.execute("SELECT * FROM files")}
 
+    def load_index(self) -> dict[str, tuple[int, int, str]]:
+        """path -> (size, mtime_ns, sha256) for every row: the light form a skip check needs."""
+        with self._lock:
+            self._flush_locked()
+            return {
+                r[0]: (r[1], r[2], r[3])
+                for r in self._db.execute("SELECT path, size, mtime_ns, sha256 FROM files")
+            }
+
     def put(self, e: Entry) -> None:
         with self._lock:
             self._pending.append(

@@ -199,7 +199,7 @@ def run_unit(spec: UnitSpec) -> UnitResult:
 def _input_digests(items: list[Item], raw_root: Path) -> dict[str, str]:
     """Per item, a digest of its raw inputs (hashes from the manifest; size+mtime otherwise)."""
     known = (
-        RawManifest.for_dataset(raw_root).load()
+        RawManifest.for_dataset(raw_root).load_index()
         if (raw_root / ".climb" / "manifest.sqlite").is_file()
         else {}
     )
@@ -213,7 +213,7 @@ def _input_digests(items: list[Item], raw_root: Path) -> dict[str, str]:
             while i < len(keys) and keys[i].startswith(rel):
                 k = keys[i]
                 if len(k) == len(rel) or k[len(rel)] in "./":
-                    h.update(f"{k}:{known[k].sha256};".encode())
+                    h.update(f"{k}:{known[k][2]};".encode())
                 i += 1
             p = raw_root / rel
             if p.exists() and rel not in known:

@@ -298,7 +298,7 @@ class Downloader:
 
     # -- many files -------------------------------------------------------------------------------
     def download_one(
-        self, source: Source, rf: RemoteFile, manifest: RawManifest, known: dict[str, Entry]
+        self, source: Source, rf: RemoteFile, manifest: RawManifest, known: dict[str, tuple[int, int, str]]
     ) -> Outcome:
         raw_root = source.settings.raw_dir(source.recipe.name)
         dest = source.raw_dir / rf.path
@@ -308,9 +308,9 @@ class Downloader:
         except FileNotFoundError:
             st = None
         if st is not None:
-            entry = known.get(key)
-            if entry and entry.matches(st) and (rf.sha256 is None or entry.sha256 == rf.sha256):
-                return Outcome(rf, "skipped", st.st_size, entry.sha256)
+            row = known.get(key)
+            if row and row[:2] == (st.st_size, st.st_mtime_ns) and rf.sha256 in (None, row[2]):
+                return Outcome(rf, "skipped", st.st_size, row[2])
             if rf.sha256 or rf.md5:
                 hashes = _hash_file(dest, "sha256", "md5")
                 if (rf.sha256 or hashes["sha256"]) == hashes["sha256"] and (
@@ -358,7 +358,7 @@ class Downloader:
 
         After the first access refusal for a source, its remaining files are not attempted
         (they would all be refused the same way)."""
-        known = manifest.load()
+        known = manifest.load_index()
         sizes = [rf.size for _, rf in jobs]
         self.progress.start(
             len(jobs), sum(s for s in sizes if s) if all(s is not None for s in sizes) else None
