@@ -214,12 +214,12 @@ def read_tsv(sample: Sample, p: ReadTsvParams) -> Sample:
     present = list(dict.fromkeys(int(v) for v in ids))  # order of first appearance
     index = {c: k for k, c in enumerate(classes)}
     lookup = {i: index[p.merge.get(name, name)] for i, name in p.classes.items()}
-    per_sample = np.array([lookup.get(int(v), -1) for v in ids], dtype=np.int16)
-    unknown = sorted({i for i in present if i not in lookup})
+    uniq, inverse = np.unique(ids, return_inverse=True)
+    per_sample = np.array([lookup.get(int(u), -1) for u in uniq], dtype=np.int16)[inverse.reshape(-1)]
     sample.meta.update(
         activity_ids=present,
         activities=list(dict.fromkeys(classes[lookup[i]] for i in present if i in lookup)),
-        unknown_activity_ids=unknown,
+        unknown_samples=int(np.count_nonzero(per_sample < 0)),  # their IDs are in activity_ids
         activity_classes=classes,
     )
     if p.labels == "none":

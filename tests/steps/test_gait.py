@@ -101,7 +101,8 @@ def test_merge_classes_and_unknown_ids(tmp_path: Path) -> None:
     classes = s.meta["activity_classes"]
     assert len(classes) == 11 and classes[2] == "Stairs"
     assert s.meta["activities"] == ["Stairs"]
-    assert s.meta["unknown_activity_ids"] == [13]
+    assert s.meta["activity_ids"] == [3, 4, 13]
+    assert s.meta["unknown_samples"] == 5
     assert np.array_equal(s.arrays["activity"], [2] * 20 + [-1] * 5)
 
 
