@@ -87,6 +87,11 @@ def _body_chunks(resp: requests.Response, size: int) -> Iterator[bytes]:
         yield chunk
 
 
+def _algos(rf: RemoteFile) -> list[str]:
+    """sha256 always (the manifest keys on it); md5 too when that is the only upstream sum."""
+    return ["sha256", "md5"] if rf.md5 and not rf.sha256 else ["sha256"]
+
+
 def sha256_file(path: Path) -> str:
     with open(path, "rb") as f:
         return hashlib.file_digest(f, "sha256").hexdigest()
@@ -179,7 +184,6 @@ class Downloader:
         part.path.parent.mkdir(parents=True, exist_ok=True)
         if part.url and part.url != redaction.redact_url(rf.url):
             part.discard()  # bytes of some other URL: never mix them
-        algos = ["sha256"] + (["md5"] if rf.md5 and not rf.sha256 else [])
         attempt = 0
         while True:
             offset = part.size()
@@ -204,7 +208,7 @@ class Downloader:
                 if status == 416:
                     m = _UNSATISFIED_RANGE.match(resp.headers.get("Content-Range", ""))
                     if m and offset and int(m.group(1)) == offset:
-                        hashes = _hash_file(part.path, *algos)  # the part is already whole
+                        hashes = _hash_file(part.path, *_algos(rf))  # the part is already whole
                         return self._commit(part, rf, dest, hashes, offset, part.validator)
                     part.discard()  # stale part larger than the file: start again
                     attempt = self._retry_or_raise(attempt, rf, "HTTP 416 for a stale partial file", 0.0)
@@ -213,13 +217,15 @@ class Downloader:
                     raise TransferError(
                         f"{source.recipe.name}: HTTP {status} for {redaction.redact_url(rf.url)}"
                     )
+                if status in (200, 206) and not (rf.sha256 or rf.md5):
+                    rf = source.response_checksum(rf, resp)  # e.g. GCS x-goog-hash md5
                 validator = resp.headers.get("ETag") or resp.headers.get("Last-Modified") or ""
                 if resp.headers.get("Content-Encoding", "identity") not in ("identity", ""):
                     raise TransferError(
                         f"{source.recipe.name}: server sent {resp.headers['Content-Encoding']}-encoded bytes "
                         f"for {redaction.redact_url(rf.url)} despite Accept-Encoding: identity"
                     )
-                hashers = {a: hashlib.new(a) for a in algos}
+                hashers = {a: hashlib.new(a) for a in _algos(rf)}
                 if status == 206:
                     m = _CONTENT_RANGE.match(resp.headers.get("Content-Range", ""))
                     if not m or int(m.group(1)) != offset:

@@ -150,6 +150,11 @@ class Source(ABC):
         """Start a streaming GET of `file` with extra headers (Range, If-Range). Raises AccessError
         for a refusal; returns any other response (the engine handles 2xx/416/429/5xx)."""
 
+    def response_checksum(self, file: RemoteFile, resp: requests.Response) -> RemoteFile:
+        """A checksum the response itself carries (GCS x-goog-hash md5, Zenodo Content-MD5, HF
+        X-Linked-Etag sha256), merged into `file` when the listing had none. Default: none."""
+        return file
+
     def check_access(self) -> AccessReport:
         """Without downloading the data: are credentials present and is access granted?"""
         return AccessReport(self.recipe.name, self.spec.id, True, "no check implemented")
