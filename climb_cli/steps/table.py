@@ -236,7 +236,7 @@ def _kind(parsed: Parsed, column: str) -> str:
 
 def _typed(value: str, kind: str) -> Any:
     if kind == "int":
-        return int(value)
+        return int(value.strip())
     if kind == "float":
         v = value.strip()
         return float(v) if v and v.lower() not in ("null", "nan", "na") else float("nan")
@@ -377,6 +377,11 @@ class ReadTableParams(StepParams):
         None, description="row mode: columns to output; matrix mode: value columns (default: all)"
     )
     prefix: str = Field("", description="row mode: prefix for the output column names (avoids clashes)")
+    types: dict[str, Literal["int", "float", "str"]] = Field(
+        default_factory=dict,
+        description="row mode: pin column types (otherwise inferred from the whole table); needed when each "
+        "item has its own file (per-patient JSON), so every row gets the same column types",
+    )
     index_column: str | None = Field(
         None,
         description="column/matrix mode: row identifiers, e.g. genes (default: ID_REF or the first column)",
@@ -434,7 +439,12 @@ def _row_mode(sample: Sample, p: ReadTableParams, parsed: Parsed, path: Path) ->
             raise ItemError(
                 f"{path.name}: column {col!r} clashes with a reserved output column; set a prefix"
             )
-        sample.meta[name] = _typed(df.iat[row, df.columns.get_loc(col)], _kind(parsed, col))
+        value = df.iat[row, df.columns.get_loc(col)]
+        kind = p.types.get(col) or _kind(parsed, col)
+        try:
+            sample.meta[name] = _typed(value, kind)
+        except ValueError:
+            raise ItemError(f"{path.name}: column {col!r} value {value!r} is not {kind}") from None
     return sample
 
 

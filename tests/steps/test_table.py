@@ -202,6 +202,12 @@ def test_json_jsonl_records_and_single_object(tmp_path: Path) -> None:
     (tmp_path / "patient.json").write_text(json.dumps({"age": 70, "sex": "F"}))
     one = run(Sample(id="whatever", inputs={"table": tmp_path / "patient.json"}), "table.read")
     assert one.meta == {"age": 70, "sex": "F"}
+    pinned = run(
+        Sample(id="w", inputs={"table": tmp_path / "patient.json"}), "table.read", types={"age": "float"}
+    )
+    assert isinstance(pinned.meta["age"], float)
+    with pytest.raises(ItemError, match="'sex' value 'F' is not int"):
+        run(Sample(id="w", inputs={"table": tmp_path / "patient.json"}), "table.read", types={"sex": "int"})
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(ItemError, match="bad.json: cannot parse as json"):
         run(Sample(id="x", inputs={"table": tmp_path / "bad.json"}), "table.read")
