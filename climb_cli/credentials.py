@@ -1,11 +1,14 @@
-"""Where secrets come from: environment variables first, then the files each ecosystem's own
-tools use (~/.netrc for PhysioNet). Every secret found is registered for redaction at once.
+"""Where secrets come from, for every service: environment variables first, then the files each
+ecosystem's own tools use (~/.netrc for PhysioNet, kaggle.json / access_token for Kaggle,
+huggingface's token file, climb's own token files for Grand Challenge and Zenodo).
 
-Nothing here prompts: a download never blocks on input.
+Every secret found is registered for redaction at once. Nothing here prompts: a download never
+blocks on input. `status()` says what was found and where, without revealing any secret.
 """
 
 from __future__ import annotations
 
+import json
 import netrc
 import os
 from dataclasses import dataclass
@@ -24,6 +27,39 @@ class UserPassword:
         return f"UserPassword(username={self.username!r}, password=***, origin={self.origin!r})"
 
 
+@dataclass(frozen=True)
+class Token:
+    value: str
+    origin: str
+    scheme: str = "Bearer"  # how it is sent: "Bearer" (Authorization header) or "Basic" (user:key)
+    username: str = ""  # for Basic-style keys (Kaggle legacy), and for display
+
+    def __repr__(self) -> str:
+        return f"Token(value=***, origin={self.origin!r}, scheme={self.scheme!r}, username={self.username!r})"
+
+
+def config_dir() -> Path:
+    """climb's own config folder ($XDG_CONFIG_HOME/climb, default ~/.config/climb)."""
+    return Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "climb"
+
+
+def _read_secret_file(path: Path) -> str | None:
+    try:
+        value = path.read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+    return value or None
+
+
+def _register(*values: str | None) -> None:
+    for v in values:
+        redaction.register(v)
+
+
+# ---------------------------------------------------------------------------------------------
+# PhysioNet
+
+
 def netrc_path() -> Path:
     return Path(os.environ.get("NETRC") or Path.home() / ".netrc")
 
@@ -39,16 +75,135 @@ def from_netrc(*hosts: str) -> UserPassword | None:
     for host in hosts:
         auth = rc.authenticators(host)
         if auth and auth[0] and auth[2]:
-            redaction.register(auth[2])
+            _register(auth[2])
             return UserPassword(auth[0], auth[2], f"{path} (machine {host})")
     return None
 
 
-def physionet(host: str) -> UserPassword | None:
+def physionet(host: str = "physionet.org") -> UserPassword | None:
     """PHYSIONET_USERNAME/PHYSIONET_PASSWORD, else ~/.netrc for the server's host, else physionet.org."""
     user, pw = os.environ.get("PHYSIONET_USERNAME"), os.environ.get("PHYSIONET_PASSWORD")
     if user and pw:
-        redaction.register(pw)
+        _register(pw)
         return UserPassword(user, pw, "env PHYSIONET_USERNAME/PHYSIONET_PASSWORD")
     hosts = [h for h in (host, "physionet.org") if h]
     return from_netrc(*dict.fromkeys(hosts))
+
+
+# ---------------------------------------------------------------------------------------------
+# Kaggle (the official client's order: access token, then the legacy username/key)
+
+
+def kaggle_config_dir() -> Path:
+    if os.environ.get("KAGGLE_CONFIG_DIR"):
+        return Path(os.environ["KAGGLE_CONFIG_DIR"])
+    home = Path.home() / ".kaggle"
+    if home.is_dir():
+        return home
+    xdg = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "kaggle"
+    return xdg if xdg.is_dir() else home
+
+
+def kaggle() -> Token | None:
+    """KAGGLE_API_TOKEN (value, or a path to a file) / ~/.kaggle/access_token[.txt] as Bearer; then
+    KAGGLE_USERNAME+KAGGLE_KEY, then kaggle.json (KAGGLE_CONFIG_DIR, ~/.kaggle, ~/.config/kaggle) as Basic."""
+    env_token = os.environ.get("KAGGLE_API_TOKEN")
+    if env_token:
+        as_file = Path(env_token)
+        value = _read_secret_file(as_file) if as_file.is_file() else env_token
+        if value:
+            _register(value)
+            return Token(value, "env KAGGLE_API_TOKEN" + (f" (file {as_file})" if as_file.is_file() else ""))
+    for name in ("access_token", "access_token.txt"):
+        path = Path.home() / ".kaggle" / name
+        value = _read_secret_file(path)
+        if value:
+            _register(value)
+            return Token(value, str(path))
+    user, key = os.environ.get("KAGGLE_USERNAME"), os.environ.get("KAGGLE_KEY")
+    if user and key:
+        _register(key)
+        return Token(key, "env KAGGLE_USERNAME/KAGGLE_KEY", "Basic", user)
+    path = kaggle_config_dir() / "kaggle.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if isinstance(data, dict) and data.get("username") and data.get("key"):
+        _register(str(data["key"]))
+        return Token(str(data["key"]), str(path), "Basic", str(data["username"]))
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Token services
+
+
+def _token(service: str, env_names: tuple[str, ...], files: tuple[Path, ...]) -> Token | None:
+    for name in env_names:
+        value = os.environ.get(name)
+        if value:
+            value = value.strip()
+            if value.lower().startswith("bearer "):
+                value = value[7:].strip()
+            _register(value)
+            return Token(value, f"env {name}")
+    for path in files:
+        value = _read_secret_file(path)
+        if value:
+            if value.lower().startswith("bearer "):
+                value = value[7:].strip()
+            _register(value)
+            return Token(value, str(path))
+    return None
+
+
+def grand_challenge() -> Token | None:
+    """GRAND_CHALLENGE_TOKEN, gcapi's GRAND_CHALLENGE_AUTHORIZATION ('Bearer x' or 'x'), or the token file."""
+    return _token(
+        "grand-challenge",
+        ("GRAND_CHALLENGE_TOKEN", "GRAND_CHALLENGE_AUTHORIZATION"),
+        (config_dir() / "grand-challenge-token",),
+    )
+
+
+def zenodo() -> Token | None:
+    """ZENODO_TOKEN / ZENODO_ACCESS_TOKEN, or the token file (needed for restricted records only)."""
+    return _token("zenodo", ("ZENODO_TOKEN", "ZENODO_ACCESS_TOKEN"), (config_dir() / "zenodo-token",))
+
+
+def huggingface() -> Token | None:
+    """HF_TOKEN, or huggingface_hub's token file ($HF_TOKEN_PATH, or $HF_HOME/token)."""
+    hf_home = Path(os.environ.get("HF_HOME") or Path.home() / ".cache" / "huggingface")
+    files = tuple(Path(p) for p in filter(None, [os.environ.get("HF_TOKEN_PATH")])) + (hf_home / "token",)
+    return _token("huggingface", ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"), files)
+
+
+def github() -> Token | None:
+    """GITHUB_TOKEN / GH_TOKEN (raises the API rate limit; needed for private repositories)."""
+    return _token("github", ("GITHUB_TOKEN", "GH_TOKEN"), ())
+
+
+@dataclass(frozen=True)
+class Found:
+    service: str
+    found: bool
+    origin: str = ""
+    identity: str = ""  # a username where there is one; never a secret
+
+
+def status(physionet_host: str = "physionet.org") -> list[Found]:
+    """What climb would use for each service, and from where — no secret values."""
+    out = []
+    pn = physionet(physionet_host)
+    out.append(Found("physionet", pn is not None, pn.origin if pn else "", pn.username if pn else ""))
+    for service, fn in (
+        ("kaggle", kaggle),
+        ("grand-challenge", grand_challenge),
+        ("zenodo", zenodo),
+        ("huggingface", huggingface),
+        ("github", github),
+    ):
+        tok = fn()
+        out.append(Found(service, tok is not None, tok.origin if tok else "", tok.username if tok else ""))
+    return out
