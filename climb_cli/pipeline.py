@@ -93,7 +93,9 @@ def _steps(recipe: Recipe) -> list[tuple[StepDef, object]]:
 
 
 def process_item(item: Item, raw_root: Path, steps: list[tuple[StepDef, object]]) -> Sample:
-    sample = Sample(id=item.id, inputs={k: raw_root / v for k, v in item.inputs.items()})
+    sample = Sample(
+        id=item.id, inputs={k: raw_root / v for k, v in item.inputs.items()}, fields=dict(item.extra)
+    )
     for step_def, params in steps:
         try:
             sample = step_def.fn(sample, params)

@@ -55,6 +55,8 @@ def build_schema(sample: Sample, item: Item, classes: list[str], regression: boo
     for k in item.extra:
         fields.append(pa.field(k, pa.string()))
     for k, v in sorted(sample.meta.items()):
+        if k.startswith("_"):
+            continue  # private hand-over between steps, never an output column
         if k in RESERVED or k in item.extra:
             raise ItemError(f"metadata field {k!r} clashes with a reserved or kept column")
         fields.append(pa.field(k, _meta_type(v)))
@@ -90,7 +92,7 @@ def to_row(
     row.update(item.extra)
     names = set(schema.names)
     for k, v in sample.meta.items():
-        if k in names:
+        if k in names and not k.startswith("_"):
             row[k] = v.tolist() if isinstance(v, np.ndarray) else v
     for name, arr in sample.arrays.items():
         if name not in names:
@@ -136,13 +138,21 @@ class ShardWriter:
             and f.name in {n for n in schema.names if f"{n}_shape" in schema.names}
         ]
         small = [f.name for f in schema if f.name not in float_arrays]
+        unique = {"id", "source_files", "source_sha256"}
+        strings = [
+            f.name
+            for f in schema
+            if f.name not in unique
+            and (
+                pa.types.is_string(f.type)
+                or (pa.types.is_list(f.type) and pa.types.is_string(f.type.value_type))
+            )
+        ]
         self._writer = pq.ParquetWriter(
             str(self.tmp),
             schema,
             compression=None if compression == "none" else compression,
-            use_dictionary=[
-                n for n in small if n in ("split", "recipe_hash", "labels", "lead_names", "units")
-            ],
+            use_dictionary=strings,
             column_encoding={n: "BYTE_STREAM_SPLIT" for n in float_arrays} or None,
             write_statistics=[n for n in small if not pa.types.is_list(schema.field(n).type)],
         )

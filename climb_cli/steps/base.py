@@ -32,6 +32,8 @@ class Sample:
     arrays:  the data being transformed, by name (`signal`, `image`, `volume`, ...).
     meta:    modality metadata that becomes output columns (sampling_rate, lead_names, spacing...).
     sources: the raw files actually read, for provenance (their sha256 goes into the row).
+    fields:  the item's kept index columns (recipe `index.keep`), for steps that need them.
+    Meta keys starting with "_" are private hand-overs between steps and never become columns.
     """
 
     id: str
@@ -39,6 +41,7 @@ class Sample:
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
     sources: list[Path] = field(default_factory=list)
+    fields: dict[str, str] = field(default_factory=dict)
 
     def input(self, name: str) -> Path:
         try:
