@@ -5,17 +5,8 @@ A new module in this package is found automatically: no registry file to edit.
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-
-_loaded = False
+from climb_cli.plugins import load_package_modules
 
 
 def load_all() -> None:
-    global _loaded
-    if _loaded:
-        return
-    for info in pkgutil.iter_modules(__path__):
-        if info.name != "base" and not info.name.startswith("_"):
-            importlib.import_module(f"{__name__}.{info.name}")
-    _loaded = True
+    load_package_modules(__name__, __path__)
