@@ -34,7 +34,7 @@ def test_exit_codes() -> None:
 
 
 def test_bad_recipe_is_one_line_with_file_and_line(tmp_path: Path) -> None:
-    bad = write_recipe(tmp_path, "badecg", "  - kind: physionet\n    project: x\n    version: 1.0\n")
+    bad = write_recipe(tmp_path, "badecg", "  - kind: physionet\n    project: x\n    version: '1.0'\n")
     bad.write_text(bad.read_text().replace("ecg.resample: {hz: 500}", "ecg.resample: {hz: -1}"))
     r = run_climb("--recipes", str(tmp_path), "info", "badecg")
     line = bad.read_text().splitlines().index("  - ecg.resample: {hz: -1}") + 1
@@ -110,3 +110,21 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stdout + r.stderr
     assert "verify --outputs: OK" in r.stdout and "demo OK" in r.stdout
     assert "download: 51 files" in r.stdout  # 24 x (.hea + .dat) + 2 tables + LICENSE.txt
+
+
+def test_recipe_folders_from_the_environment(tmp_path: Path) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    write_recipe(a, "labone", "  - kind: physionet\n    project: one\n    version: '1.0'\n")
+    write_recipe(b, "labtwo", "  - kind: physionet\n    project: two\n    version: 2.0\n")
+    r = run_climb("list", "--json", env={"CLIMB_RECIPES": f"{a}{os.pathsep}{b}"})
+    assert r.returncode == 2  # labtwo's unquoted version is refused, with the fix in the message
+    assert r.stderr.strip().endswith(
+        'labtwo.yaml:17 sources[0].version: quote it: version: "2.0" '
+        "(YAML reads an unquoted 1.10 as the number 1.1)"
+    )
+    write_recipe(b, "labtwo", "  - kind: physionet\n    project: two\n    version: '2.0'\n")
+    r = run_climb("list", "--json", env={"CLIMB_RECIPES": f"{a}{os.pathsep}{b}"})
+    names = {d["name"] for d in json.loads(r.stdout)}
+    assert {"ptbxl", "labone", "labtwo"} <= names
+    r = run_climb("list", env={"CLIMB_RECIPES": str(tmp_path / "missing")})
+    assert r.returncode == 2 and "recipe folder" in r.stderr and "does not exist" in r.stderr

@@ -18,7 +18,7 @@ from pathlib import Path
 from urllib.parse import quote, unquote
 
 import requests
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from climb_cli import credentials, redaction
 from climb_cli.errors import AccessError, TransferError
@@ -35,6 +35,13 @@ _LISTING_ROW = re.compile(r'<a href="([^"]+)">[^<]*</a>\s+\S+\s+\S+\s+(\d+|-)\s*
 class PhysioNetParams(SourceParams):
     project: str = Field(pattern=r"^[\w-]+$", description="project slug, e.g. ptb-xl")
     version: str = Field(pattern=r"^\d+(\.\d+)*$", description="published version, e.g. 1.0.3")
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _quoted(cls, v: object) -> object:
+        if isinstance(v, int | float):
+            raise ValueError(f'quote it: version: "{v}" (YAML reads an unquoted 1.10 as the number 1.1)')
+        return v
 
 
 def parse_sha256sums(text: str, where: str) -> dict[str, str]:
