@@ -57,9 +57,9 @@ __all__ = [
 #: Every fault kind :class:`FaultPlan` accepts.
 #: ``throttle`` (not in the original brief) caps the body rate at ``bytes_per_second`` for the hit requests,
 #: like PhysioNet's observed per-connection cap.
-FAULT_KINDS = frozenset({"drop", "stall", "status", "ignore_range", "change", "throttle"})
+FAULT_KINDS = frozenset({"drop", "short", "stall", "status", "ignore_range", "change", "throttle"})
 #: Kinds that act on the body bytes (meaningless for HEAD, 304, 416).
-BODY_FAULT_KINDS = frozenset({"drop", "stall", "throttle"})
+BODY_FAULT_KINDS = frozenset({"drop", "short", "stall", "throttle"})
 #: Kinds a HEAD request may consume (servers pass this to :meth:`FaultPlan.take` for HEAD).
 HEAD_FAULT_KINDS = FAULT_KINDS - BODY_FAULT_KINDS
 
@@ -74,8 +74,12 @@ class Fault:
     """One armed misbehaviour.  ``times`` matching requests consume it (a negative ``times`` never runs out).
 
     kinds:
-      * ``drop``: send the headers (full ``Content-Length``) and ``after_bytes`` of the body, then close
-        the connection -- a truncated transfer (the client sees EOF before ``Content-Length``).
+      * ``drop``: send the headers (full ``Content-Length``) and ``after_bytes`` of the body, then stop and
+        close the connection -- a truncated transfer (the client sees EOF before ``Content-Length``).
+      * ``short``: a short body, closed cleanly: the headers promise the full ``Content-Length``,
+        ``after_bytes`` of the body are sent, then the server half-closes at once (``shutdown(SHUT_WR)``, a
+        FIN right after the last byte, no error on the socket) -- what a proxy or an object store that
+        gives up politely sends.  The client sees a clean EOF before ``Content-Length``.
       * ``stall``: send the headers and ``after_bytes``, sleep ``seconds``, then continue normally; a client
         whose read timeout is shorter than ``seconds`` times out.
       * ``status``: answer ``status`` (default 503) instead of the file, with ``Retry-After: retry_after``
@@ -601,16 +605,17 @@ def _sleep(handler: BaseFakeHandler, seconds: float) -> None:
 def send_body(
     handler: BaseFakeHandler, data: bytes | Path, start: int, end: int, fault: Fault | None = None
 ) -> int:
-    """Write ``data[start:end]`` to the client, applying a ``drop``/``stall``/``throttle`` fault.
+    """Write ``data[start:end]`` to the client, applying a ``drop``/``short``/``stall``/``throttle`` fault.
 
-    Returns the number of body bytes written.  On ``drop`` (or when the client goes away) the connection is
-    marked to be closed, so the client sees fewer bytes than ``Content-Length``.
+    Returns the number of body bytes written.  On ``drop`` and ``short`` (or when the client goes away) the
+    connection is marked to be closed, so the client sees fewer bytes than ``Content-Length``; ``short``
+    half-closes the socket (FIN) immediately after the last byte.
     """
     kind = fault.kind if fault is not None and fault.kind in BODY_FAULT_KINDS else None
     if kind:
         handler.fault_kind = kind
     total = end - start
-    budget = min(fault.after_bytes, total) if kind in ("drop", "stall") and fault else total
+    budget = min(fault.after_bytes, total) if kind in ("drop", "short", "stall") and fault else total
     sent = 0
     fh = None
     try:
@@ -643,6 +648,12 @@ def send_body(
                     _sleep(handler, ahead)
         if kind == "drop":
             handler.wfile.flush()
+            handler.close_connection = True
+            return sent
+        if kind == "short":
+            handler.wfile.flush()
+            with contextlib.suppress(OSError):
+                handler.connection.shutdown(socket.SHUT_WR)  # a clean FIN now, before Content-Length
             handler.close_connection = True
             return sent
         if kind == "stall" and fault is not None:
