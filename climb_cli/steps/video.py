@@ -71,7 +71,10 @@ def _plan(p: ReadParams, n: int, source_fps: float, where: str) -> list[int]:
 class ReadParams(StepParams):
     input: str = Field("video", description="sample input holding the video file (AVI, MP4, ...)")
     frames: int | None = Field(
-        None, ge=1, description="keep this many frames spread uniformly (first and last included)"
+        None,
+        ge=1,
+        description="keep this many frames spread uniformly, first and last included (a shorter "
+        "video repeats frames)",
     )
     fps: float | None = Field(None, gt=0, description="keep frames at this rate (instead of frames)")
     color: Literal["rgb", "gray"] = Field(
@@ -274,8 +277,9 @@ class FromVolumeParams(WindowChoice):
     tiles: list[int] = Field([8, 8], min_length=2, max_length=2, description="CLAHE tile grid [rows, cols]")
     along: Literal["z", "y", "x"] = Field(
         "z",
-        description="axis the frames follow: z gives axial frames (y, x); CLIMB took nibabel's array axis 0, "
-        "which is x here (use along x, transpose true, and no volume.reorient, to reproduce it exactly)",
+        description="array axis the frames follow: z gives the stored slices as (y, x) frames (axial after "
+        "volume.reorient); CLIMB took nibabel's array axis 0, which is x here (along x, transpose true, no "
+        "volume.reorient reproduce it exactly)",
     )
     transpose: bool = Field(False, description="swap each frame's rows and columns")
     channels: Literal[1, 3] = Field(

@@ -406,12 +406,14 @@ def _decode_pydicom(geom: _Geometry) -> np.ndarray:
     cache: dict[Path, np.ndarray] = {}
     integer = all(float(s.slope).is_integer() and float(s.intercept).is_integer() for s in geom.slices)
     for s in geom.slices:
-        if s.path not in cache:
+        data = cache.get(s.path)
+        if data is None:
             try:
-                cache[s.path] = pydicom.dcmread(s.path).pixel_array
+                data = pydicom.dcmread(s.path).pixel_array
             except Exception as exc:
                 raise ItemError(f"{s.path.name}: cannot decode pixels ({s.syntax}; {_why(exc)})") from None
-        data = cache[s.path]
+            if s.frame is not None:  # a multi-frame file serves several planes; a single frame is used once
+                cache[s.path] = data
         plane = data[s.frame] if s.frame is not None else data
         if plane.ndim != 2:
             raise ItemError(f"{s.path.name}: pixel data is {plane.shape}, not one gray plane per frame")

@@ -674,3 +674,36 @@ def test_slice_windows_too_few_slices() -> None:
         run(_slices(35), "volume.slice_windows")  # (35-24)//12 = 0: CLIMB would drop this study
     assert run(_slices(35), "volume.slice_windows", count="full").meta["window_starts"] == [0]
     assert run(_slices(10), "volume.slice_windows", count="pad").meta["window_starts"] == [0]
+
+
+# ------------------------------------------------------------------------------------- into a shard
+
+
+def test_volume_row_reads_back_with_plain_pyarrow(tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    from climb_cli.index import Item
+    from climb_cli.shards import ShardWriter, build_schema, to_row
+
+    direction = DIRECTIONS["ILA"]
+    path = tmp_path / "v.mha"
+    sitk.WriteImage(make_image(np.rint(sphere_volume(direction)).astype(np.int16), direction), str(path))
+    s = run(sample_of(volume=path), "volume.read")
+    s = run(s, "volume.resample", spacing=1.5, fill=BG)
+    s = run(s, "volume.slice_windows", size=4, stride=2)
+    item = Item("v1", "train", (), {"volume": "v.mha"})
+    schema = build_schema(s, item, [], False)
+    writer = ShardWriter(schema, tmp_path / "shard.parquet", 1, "zstd")
+    writer.add(to_row(schema, item, s, [], [("v.mha", "0" * 64)], "hash"))
+    writer.commit()
+    row = pq.read_table(tmp_path / "shard.parquet").to_pylist()[0]
+    back = np.array(row["volume"], dtype=np.float32).reshape(row["volume_shape"])
+    np.testing.assert_array_equal(back, s.arrays["volume"])
+    rebuilt = Sample(
+        "r", arrays={"volume": back}, meta={k: row[k] for k in ("axes", "spacing", "origin", "direction")}
+    )
+    centre, volume = sphere_stats(rebuilt)
+    assert np.all(np.abs(centre - true_centre(direction)) <= 0.75)
+    assert volume == pytest.approx(SPHERE_VOLUME, rel=0.03)
+    assert row["orientation"] == "ILA" and row["window_starts"] == s.meta["window_starts"]
+    assert row["size"] == list(back.shape[::-1])
