@@ -34,7 +34,8 @@ from climb_cli.shards import ShardWriter, build_schema, to_row, write_json_atomi
 from climb_cli.steps.base import Sample, StepDef, registry
 from climb_cli.transfer import sha256_file
 
-PROBE_LIMIT = 50
+PROBE_LIMIT = 50  # items tried before concluding that the recipe fails on everything
+PROBE_SAMPLES = 3  # successful items whose metadata types make the row schema
 
 
 @dataclass
@@ -164,7 +165,8 @@ def run_unit(spec: UnitSpec) -> UnitResult:
     recipe_hash = spec.recipe.content_hash()
     result = UnitResult(spec.name, spec.split, digest=spec.digest)
     counts: Counter[str] = Counter()
-    writer = ShardWriter(spec.schema, final, spec.row_group_rows, spec.recipe.output.compression)
+    out = spec.recipe.output
+    writer = ShardWriter(spec.schema, final, spec.row_group_rows, out.compression, out.array_encoding)
     try:
         for item in spec.items:
             try:
@@ -285,19 +287,26 @@ def preprocess(
     if not index.items:
         raise ClimbError(f"{recipe.name}: the index produced no items ({len(index.rejected)} rejected)")
     steps = _steps(recipe)
-    probe_errors = []
+    probe_errors: list[str] = []
+    probes: list[Sample] = []  # a few processed items: the row schema and size come from them
+    first_item = index.items[0]
     for item in index.items[:PROBE_LIMIT]:
         try:
-            sample = process_item(item, raw_root, steps)
-            break
+            probes.append(process_item(item, raw_root, steps))
         except ItemError as e:
             probe_errors.append(f"{item.id}: {e}")
-    else:
+            continue
+        if len(probes) == 1:
+            first_item = item
+        if len(probes) == PROBE_SAMPLES:
+            break
+    if not probes:
         raise ClimbError(
             f"{recipe.name}: the first {len(probe_errors)} items all failed; first: {probe_errors[0]}"
         )
+    sample = probes[0]
     regression = recipe.index is not None and recipe.index.labels.kind == "regression"
-    schema = build_schema(sample, item, recipe.classes, regression)
+    schema = build_schema(probes, first_item, recipe.classes, regression)
     row_bytes = sum(a.nbytes for a in sample.arrays.values()) + 256
     units = plan_units(recipe, settings, index.items, schema, row_bytes)
     if part is not None:

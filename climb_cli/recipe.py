@@ -184,6 +184,11 @@ class OutputSpec(_Model):
     shard_size: ByteSize = Field(ByteSize(256 * 1024 * 1024), description="target bytes per shard")
     row_group_size: ByteSize = Field(ByteSize(32 * 1024 * 1024), description="target bytes per row group")
     compression: Literal["zstd", "snappy", "none"] = "zstd"
+    array_encoding: Literal["byte_stream_split", "plain"] = Field(
+        "byte_stream_split",
+        description="numeric arrays: byte_stream_split (best for images and processed floats) or plain "
+        "(better for floats that are scaled integers, e.g. raw ECG in mV)",
+    )
 
     @model_validator(mode="after")
     def _sizes(self) -> OutputSpec:

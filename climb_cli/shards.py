@@ -6,7 +6,7 @@ Row layout (readable with plain pyarrow or pandas, no climb needed):
   every array as `<name>` (flat list of its dtype, row-major) plus `<name>_shape` (list<int32>),
   provenance: source_files, source_sha256 (list<string>), recipe_hash.
 Same inputs give the same rows in the same order and the same bytes: no timestamps, fixed row
-groups, fixed encodings (float arrays use BYTE_STREAM_SPLIT, which compresses them well).
+groups, fixed encodings (numeric arrays use BYTE_STREAM_SPLIT, which compresses them well).
 """
 
 from __future__ import annotations
@@ -44,8 +44,23 @@ def _meta_type(value: Any) -> pa.DataType:
     return pa.string()
 
 
-def build_schema(sample: Sample, item: Item, classes: list[str], regression: bool) -> pa.Schema:
-    """The shard schema, from the first processed sample of a run (every shard shares it)."""
+def _ambiguous(value: Any) -> bool:
+    return value is None or (isinstance(value, list | tuple) and len(value) == 0)
+
+
+def build_schema(
+    samples: Sample | list[Sample], item: Item, classes: list[str], regression: bool
+) -> pa.Schema:
+    """The shard schema, from the first processed samples of a run (every shard shares it). A meta
+    value that says nothing of its type (None, an empty list) takes its type from another sample."""
+    if isinstance(samples, Sample):
+        samples = [samples]
+    sample = samples[0]
+    meta = dict(sample.meta)
+    for other in samples[1:]:
+        for k, v in other.meta.items():
+            if k in meta and _ambiguous(meta[k]) and not _ambiguous(v):
+                meta[k] = v
     fields = [
         pa.field("id", pa.string()),
         pa.field("split", pa.string()),
@@ -54,7 +69,7 @@ def build_schema(sample: Sample, item: Item, classes: list[str], regression: boo
     fields.append(pa.field("target", pa.float64() if regression else pa.list_(pa.uint8())))
     for k in item.extra:
         fields.append(pa.field(k, pa.string()))
-    for k, v in sorted(sample.meta.items()):
+    for k, v in sorted(meta.items()):
         if k.startswith("_"):
             continue  # private hand-over between steps, never an output column
         if k in RESERVED or k in item.extra:
@@ -125,17 +140,23 @@ def _columns(schema: pa.Schema, rows: list[dict[str, Any]]) -> pa.Table:
 class ShardWriter:
     """Writes rows in fixed-size row groups to a temporary file; `commit` renames it into place."""
 
-    def __init__(self, schema: pa.Schema, final: Path, row_group_rows: int, compression: str) -> None:
+    def __init__(
+        self,
+        schema: pa.Schema,
+        final: Path,
+        row_group_rows: int,
+        compression: str,
+        array_encoding: str = "byte_stream_split",
+    ) -> None:
         self.schema, self.final, self.row_group_rows = schema, final, max(1, row_group_rows)
         self.tmp = final.parent / ".tmp" / f"{final.name}.{os.getpid()}"
         self.tmp.parent.mkdir(parents=True, exist_ok=True)
-        float_arrays = [
+        float_arrays = [  # numeric array columns: BYTE_STREAM_SPLIT, then zstd (Parquet 2.11, pyarrow >= 16)
             f.name
             for f in schema
             if pa.types.is_list(f.type)
-            and pa.types.is_floating(f.type.value_type)
-            and not f.name.endswith("_shape")
-            and f.name in {n for n in schema.names if f"{n}_shape" in schema.names}
+            and (pa.types.is_floating(f.type.value_type) or pa.types.is_integer(f.type.value_type))
+            and f"{f.name}_shape" in schema.names
         ]
         small = [f.name for f in schema if f.name not in float_arrays]
         unique = {"id", "source_files", "source_sha256"}
@@ -153,7 +174,13 @@ class ShardWriter:
             schema,
             compression=None if compression == "none" else compression,
             use_dictionary=strings,
-            column_encoding={n: "BYTE_STREAM_SPLIT" for n in float_arrays} or None,
+            # pyarrow wants the leaf path of a list column; keyed by its name it silently writes PLAIN
+            column_encoding=(
+                {f"{n}.list.element": "BYTE_STREAM_SPLIT" for n in float_arrays}
+                if array_encoding == "byte_stream_split"
+                else None
+            )
+            or None,
             write_statistics=[n for n in small if not pa.types.is_list(schema.field(n).type)],
         )
         self._rows: list[dict[str, Any]] = []
