@@ -1,0 +1,207 @@
+"""Zenodo records (`kind: zenodo`): `record: <id>`, files chosen with the usual include/exclude globs.
+
+``GET <base>/api/records/<id>`` lists the files with ``checksum: "md5:<hex>"`` (the only sum Zenodo
+publishes) and ``links.self`` (``.../files/<key>/content``), which is what climb downloads. The listing is
+kept under ``raw/<dataset>/.climb/`` so that ``climb verify`` can check the files offline. Responses also
+carry ``Content-MD5`` (hex) and ``ETag: "md5:<hex>"``.
+
+Zenodo rate-limits every request (``X-RateLimit-Limit/Remaining/Reset``, 429 with ``Retry-After``): climb
+paces itself to the remaining budget, waiting for the window to reset rather than spending a request on a
+sure 429, and the transfer engine retries a 429 after the server's ``Retry-After``.
+
+A token (``ZENODO_TOKEN``, or ~/.config/climb/zenodo-token) is needed only for restricted records. It is
+sent as ``Authorization: Bearer`` — never in the query string, where it would end up in URLs and logs —
+and only to the Zenodo host itself.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+from urllib.parse import quote
+
+import requests
+from pydantic import Field
+
+from climb_cli import credentials, redaction
+from climb_cli.errors import AccessError, RecipeError, TransferError
+from climb_cli.sources.base import AccessReport, RemoteFile, Source, SourceParams, safe_relpath, selected
+from climb_cli.sources.http import (
+    RateBudget,
+    api_get,
+    error_body,
+    fetch,
+    html_failure,
+    is_html_page,
+    json_or_none,
+    load_listing,
+    md5_from_headers,
+    rate_limit_line,
+    save_listing,
+)
+
+DEFAULT_URL = "https://zenodo.org"
+_MD5 = re.compile(r"^md5:([0-9a-fA-F]{32})$")
+_ETAG_MD5 = re.compile(r'^(?:W/)?"?md5:([0-9a-fA-F]{32})"?$')
+
+
+class ZenodoParams(SourceParams):
+    record: int = Field(gt=0, description="record id (the number in zenodo.org/records/<id>)")
+
+
+class ZenodoSource(Source):
+    kind = "zenodo"
+    Params = ZenodoParams
+    params: ZenodoParams
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.base = self.settings.base_url("zenodo", DEFAULT_URL)
+        self.page = f"{self.base}/records/{self.params.record}"
+        self.api = f"{self.base}/api/records/{self.params.record}"
+        self.budget = RateBudget()
+
+    def describe(self) -> str:
+        return f"zenodo record {self.params.record}"
+
+    # -- credentials ----------------------------------------------------------------------------
+    def credentials(self) -> credentials.Token | None:
+        return credentials.zenodo()
+
+    def _auth(self) -> dict[str, str] | None:
+        tok = self.credentials()
+        return {"Authorization": f"Bearer {tok.value}"} if tok else None
+
+    def _refusal(self, status: int, message: str, what: str) -> AccessError:
+        """One line for a 401/403/404/410 from Zenodo about `what` (the record, or one of its files)."""
+        tok = self.credentials()
+        rid, name = self.params.record, self.recipe.name
+        if status in (404, 410):
+            return AccessError(
+                f"{name}: {what} not found on Zenodo (HTTP {status}); check `record: {rid}` in the recipe "
+                f"({self.page})"
+            )
+        if status == 401 and tok is not None:
+            return AccessError(
+                f"{name}: Zenodo did not accept the token from {tok.origin} (HTTP 401); make a new personal "
+                f"access token at {self.base}/account/settings/applications/tokens/new/"
+            )
+        if tok is None:
+            return AccessError(
+                f"{name}: Zenodo record {rid} is restricted: request access at {self.page}, then set "
+                "ZENODO_TOKEN to a personal access token (or put it in ~/.config/climb/zenodo-token)"
+            )
+        detail = f" ({redaction.redact(message)[:120]})" if message else ""
+        return AccessError(
+            f"{name}: your Zenodo token (from {tok.origin}) gives no access to record {rid}{detail}: request "
+            f"access at {self.page}"
+        )
+
+    # -- listing --------------------------------------------------------------------------------
+    def _identity(self) -> dict[str, Any]:
+        return {"record": self.params.record}
+
+    def _parse(self, body: Any) -> list[RemoteFile]:
+        if not isinstance(body, dict):
+            raise TransferError(
+                f"{self.recipe.name}: {redaction.redact_url(self.api)} did not answer a record"
+            )
+        entries = body.get("files")
+        if entries is None and isinstance(body.get("entries"), list):
+            entries = body["entries"]
+        if not entries:
+            access = (body.get("metadata") or {}).get("access_right")
+            if access in ("restricted", "closed", "embargoed"):
+                raise self._refusal(403, f"files are {access}", f"record {self.params.record}")
+            raise TransferError(f"{self.recipe.name}: Zenodo record {self.params.record} lists no files")
+        out: list[RemoteFile] = []
+        for e in entries:
+            key = str(e.get("key") or e.get("filename") or "")
+            path = safe_relpath(key)
+            if path is None:
+                raise TransferError(
+                    f"{self.recipe.name}: Zenodo record {self.params.record} has an unsafe file name {key!r}"
+                )
+            m = _MD5.match(str(e.get("checksum") or ""))
+            links = e.get("links") or {}
+            url = links.get("content") if "entries" in body else links.get("self")
+            url = (
+                requests.utils.requote_uri(url) if url else f"{self.api}/files/{quote(key, safe='')}/content"
+            )
+            size = e.get("size", e.get("filesize"))
+            out.append(RemoteFile(path, url, int(size) if size is not None else None, None,
+                                  m.group(1).lower() if m else None))  # fmt: skip
+        return out
+
+    def _fetch_listing(self) -> list[RemoteFile]:
+        resp = api_get(
+            self, self.api, headers={"Accept": "application/json"}, auth=self._auth(), budget=self.budget
+        )
+        status = resp.status_code
+        if status in (401, 403, 404, 410):
+            body = json_or_none(resp) or {}
+            raise self._refusal(status, str(body.get("message", "")), f"record {self.params.record}")
+        if status in (429, 503) or status >= 500:
+            raise TransferError(
+                rate_limit_line(self, "Zenodo", resp, "try again later")
+                if status == 429
+                else f"{self.recipe.name}: Zenodo answered HTTP {status} for {redaction.redact_url(self.api)}"
+            )
+        if status != 200:
+            raise TransferError(f"{self.recipe.name}: HTTP {status} for {redaction.redact_url(self.api)}")
+        files = self._parse(json_or_none(resp))
+        save_listing(self, self._identity(), files)
+        return files
+
+    def list_files(self) -> list[RemoteFile]:
+        return [f for f in self._fetch_listing() if selected(f.path, self.spec)]
+
+    def expected_files(self) -> list[RemoteFile] | None:
+        files = load_listing(self, self._identity())
+        return None if files is None else [f for f in files if selected(f.path, self.spec)]
+
+    def upstream_paths(self) -> set[str] | None:
+        files = load_listing(self, self._identity())
+        return None if files is None else {f.path for f in files}
+
+    # -- transfer -------------------------------------------------------------------------------
+    def open(self, file: RemoteFile, headers: dict[str, str]) -> requests.Response:
+        self.budget.wait()
+        resp = fetch(self, file.url, headers=headers, auth=self._auth())
+        self.budget.update(resp)
+        if resp.status_code in (401, 403, 404, 410):
+            body = error_body(resp)
+            message = ""
+            if body.startswith(b"{"):
+                try:
+                    message = str(json.loads(body).get("message", ""))
+                except (ValueError, AttributeError):
+                    message = ""
+            raise self._refusal(resp.status_code, message, f"{file.path} of record {self.params.record}")
+        if resp.status_code in (200, 206) and is_html_page(file.path, resp):
+            resp.close()
+            raise html_failure(self, file, resp)
+        return resp
+
+    def response_checksum(self, file: RemoteFile, resp: requests.Response) -> RemoteFile:
+        m = _ETAG_MD5.match(resp.headers.get("ETag", "").strip())
+        md5 = m.group(1).lower() if m else md5_from_headers(resp, trust_etag=False)
+        return RemoteFile(file.path, file.url, file.size, file.sha256, md5) if md5 else file
+
+    def check_access(self) -> AccessReport:
+        try:
+            files = self.list_files()
+            if files:
+                r = self.open(files[0], {"Range": "bytes=0-0"})
+                r.close()
+        except AccessError as e:
+            return AccessReport(self.recipe.name, self.spec.id, False, str(e), self.page)
+        except (TransferError, RecipeError) as e:
+            return AccessReport(self.recipe.name, self.spec.id, False, str(e))
+        except requests.RequestException as e:
+            return AccessReport(self.recipe.name, self.spec.id, False, f"network error: {type(e).__name__}")
+        who = "with a token" if self.credentials() else "anonymously"
+        return AccessReport(
+            self.recipe.name, self.spec.id, True, f"record {self.params.record} readable {who}"
+        )
