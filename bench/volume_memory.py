@@ -120,15 +120,15 @@ def child(n: int, raw: Path, out: Path, names: list[str]) -> dict[str, float]:
     per_group = max(1, min(per_shard, int(recipe.output.row_group_size) // row_bytes))
     units = [
         UnitSpec(
-            f"train-{k:05d}.parquet",
-            "train",
-            items[s : s + per_shard],
-            recipe,
-            str(raw),
-            str(out),
-            schema,
-            f"bench-{k}",
-            per_group,
+            name=f"train-{k:05d}.parquet",
+            split="train",
+            items=items[s : s + per_shard],
+            recipe=recipe,
+            raw_root=str(raw),
+            out_dir=str(out),
+            schema=schema,
+            digest=f"bench-{k}",
+            row_group_rows=per_group,
         )
         for k, s in enumerate(range(0, n, per_shard))
     ]

@@ -10,9 +10,11 @@ scanner noise, -1024 outside the reconstruction circle) and what climb's steps m
   ctpa_video     video.from_volume (ctpa window, CLAHE 1.5 8x8): frames            160x256x256 uint8, 10 MiB
 Layouts, each holding the same items (one row group per item, as the pipeline sizes them: > 32 MB rows
 or 1 row per group at these sizes):
-  parquet_list      what shards.py writes today: list<T> column + <name>_shape, zstd, through
-                    shards.build_schema/to_row/ShardWriter themselves (baseline)
+  parquet_list      list<T> column + <name>_shape, PLAIN, zstd: what shards.py wrote up to now, because
+                    its BYTE_STREAM_SPLIT request keyed by the column name is silently ignored (baseline)
   parquet_list_bss  the same with BYTE_STREAM_SPLIT set on the leaf path `<name>.list.element`
+  shard_writer      climb's own shards.build_schema/to_row/ShardWriter as checked out (the encoding it
+                    really wrote is printed at the end)
   parquet_blob      binary column of the raw little-endian bytes + shape + dtype, zstd (np.frombuffer)
   parquet_blob_shuf the same bytes byte-shuffled first (the environment notes' recommendation; numpy
                     un-shuffles in one line: frombuffer(b, u1).reshape(itemsize, -1).T.copy().view(dtype))
@@ -105,8 +107,8 @@ def _list_table(name: str, arrays: list[np.ndarray]) -> pa.Table:
     return pa.table({"id": ids, name: values, f"{name}_shape": shapes})
 
 
-def write_parquet_list(folder: Path, name: str, arrays: list[np.ndarray]) -> None:
-    """Through climb's own shard writer (what a run writes today)."""
+def write_shard_writer(folder: Path, name: str, arrays: list[np.ndarray]) -> None:
+    """Through climb's own shard writer (what a run writes)."""
     from climb_cli.index import Item
     from climb_cli.shards import ShardWriter, build_schema, to_row
     from climb_cli.steps.base import Sample
@@ -120,17 +122,21 @@ def write_parquet_list(folder: Path, name: str, arrays: list[np.ndarray]) -> Non
     writer.commit()
 
 
-def write_parquet_list_bss(folder: Path, name: str, arrays: list[np.ndarray]) -> None:
+def write_parquet_list(folder: Path, name: str, arrays: list[np.ndarray], bss: bool = False) -> None:
     with pq.ParquetWriter(
         str(folder / "shard.parquet"),
         _list_table(name, arrays[:1]).schema,
         compression="zstd",
         use_dictionary=["id"],
-        column_encoding={f"{name}.list.element": "BYTE_STREAM_SPLIT"},
+        column_encoding={f"{name}.list.element": "BYTE_STREAM_SPLIT"} if bss else None,
     ) as w:
         for i, a in enumerate(arrays):
             t = _list_table(name, [a])
             w.write_table(t.set_column(0, "id", pa.array([f"item{i:03d}"])), row_group_size=1)
+
+
+def write_parquet_list_bss(folder: Path, name: str, arrays: list[np.ndarray]) -> None:
+    write_parquet_list(folder, name, arrays, bss=True)
 
 
 def write_parquet_blob(folder: Path, name: str, arrays: list[np.ndarray], shuffle: bool = False) -> None:
@@ -236,6 +242,7 @@ def read_npz(folder: Path, name: str, which: int | None) -> list[np.ndarray]:
 LAYOUTS: dict[str, tuple[Callable[..., None], Callable[..., list[np.ndarray]]]] = {
     "parquet_list": (write_parquet_list, read_parquet_list),
     "parquet_list_bss": (write_parquet_list_bss, read_parquet_list),
+    "shard_writer": (write_shard_writer, read_parquet_list),
     "parquet_blob": (write_parquet_blob, read_parquet_blob),
     "parquet_blob_shuf": (write_parquet_blob_shuf, read_parquet_blob_shuf),
     "npz": (write_npz, read_npz),
@@ -310,22 +317,20 @@ def main() -> None:
                 )
         enc = _encoding_check()
         print()
-        print(f"shards.py's float encoding check: {enc}")
+        print(enc)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _encoding_check() -> str:
-    """Which encoding the leaf of a float array column gets when written through climb's ShardWriter."""
+    """Which encoding the leaf of an array column gets when written through climb's ShardWriter."""
     with tempfile.TemporaryDirectory() as d:
-        write_parquet_list(Path(d), "volume", [np.zeros((2, 3, 4), np.float32)])
+        write_shard_writer(Path(d), "volume", [np.zeros((2, 3, 4), np.float32)])
         col = pq.ParquetFile(str(Path(d) / "shard.parquet")).metadata.row_group(0)
         for i in range(col.num_columns):
             c = col.column(i)
             if c.path_in_schema == "volume.list.element":
-                return (
-                    f"volume.list.element encodings {c.encodings} (BYTE_STREAM_SPLIT asked by name 'volume')"
-                )
+                return f"climb's ShardWriter wrote volume.list.element (float32) with encodings {c.encodings}"
     return "column not found"
 
 

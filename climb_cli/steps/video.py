@@ -152,14 +152,18 @@ def _read(sample: Sample, p: ReadParams, path: Path) -> Sample:
         source_fps = 0.0
     if reported <= 0:
         reported = 0
-    keep = _plan(p, reported, source_fps, path.name) if reported else []
     channels = 1 if p.color == "gray" else 3
-    need = len(keep) * width * height * channels
-    if need > p.max_bytes:
-        raise ItemError(
-            f"{path.name}: {len(keep)} frames of {width}x{height} need {need / 2**20:.0f} MiB, over "
-            "max_bytes; sample fewer frames (frames or fps)"
-        )
+
+    def affordable(keep: list[int]) -> list[int]:
+        need = len(keep) * width * height * channels
+        if need > p.max_bytes:
+            raise ItemError(
+                f"{path.name}: {len(keep)} frames of {width}x{height} need {need / 2**20:.0f} MiB, over "
+                "max_bytes; sample fewer frames (frames or fps)"
+            )
+        return keep
+
+    keep = affordable(_plan(p, reported, source_fps, path.name) if reported else [])
     got, decoded = _decode(path, keep, p.color)
     if decoded == 0:
         raise ItemError(f"{path.name}: no frame could be decoded")
@@ -169,7 +173,7 @@ def _read(sample: Sample, p: ReadParams, path: Path) -> Sample:
                 f"{path.name}: decoded {decoded} frames but the container says {reported} "
                 "(truncated or corrupt?)"
             )
-        keep = _plan(p, decoded, source_fps, path.name)
+        keep = affordable(_plan(p, decoded, source_fps, path.name))
         if not set(keep) <= set(got):
             got, decoded = _decode(path, keep, p.color)
     frames = np.stack([got[i] for i in keep])
