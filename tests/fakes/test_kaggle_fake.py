@@ -29,7 +29,7 @@ TOKEN = "KGAT_kcli-Rezrov-8f1e-secret"
 FILES = {
     "a.csv": b"x,y\n1,2\n",
     "sub/b.bin": bytes(range(256)) * 40,
-    "big.bin": os.urandom(2_600_000),
+    "big.bin": os.urandom(1_300_000),
 }
 COMP = {"train.csv": b"id,label\n1,0\n", "test/t.csv": b"id\n2\n"}
 
@@ -152,7 +152,7 @@ def test_cli_competition_download_with_rules_accepted_and_not(tmp_path: Path, fa
 def test_cli_resumes_a_dropped_transfer_on_the_same_signed_url(tmp_path: Path, fake: FakeKaggle) -> None:
     """§10 #8: the CLI's in-process retry resumes (Range + If-Range) on the redirected URL, no credential."""
     home = tmp_path / "home"
-    fake.storage.faults.add("drop", path_glob="*/big.bin", after_bytes=1_500_000)
+    fake.storage.faults.add("drop", path_glob="*/big.bin", after_bytes=1_200_000)
     _ok(
         _kaggle(
             fake, home, "datasets", "download", "alice/toy", "-f", "big.bin", "-p", "big",

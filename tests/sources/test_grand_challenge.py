@@ -272,7 +272,7 @@ def _arm(gc: FakeGrandChallenge, fault: str) -> None:
         store.faults.add("drop", path_glob=glob, after_bytes=500_000)
         store.faults.add(fault, path_glob=glob)
     elif fault == "429":  # the media view (API host) throttles
-        gc.faults.add("status", path_glob="/media/*", status=429, times=2, retry_after="1", content_type=None)
+        gc.faults.add("status", path_glob="/media/*", status=429, times=2, retry_after="0", content_type=None)
     elif fault == "503":
         store.faults.add("status", path_glob=glob, status=503, times=3, retry_after="0")
     elif fault == "expired":
@@ -332,3 +332,19 @@ def test_env_is_clean_of_secrets_in_listing(
             text = path.read_bytes().decode("utf-8", "replace")
             assert not any(s in text for s in GC_SECRETS), path
     assert os.environ["GRAND_CHALLENGE_TOKEN"] == GC_TOKEN
+
+
+def test_429_and_503_on_the_api_are_retried_honouring_retry_after(
+    tmp_path: Path, settings: Settings, gc: FakeGrandChallenge, token: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import climb_cli.sources.grand_challenge as module
+
+    slept: list[float] = []
+    monkeypatch.setattr(module.time, "sleep", slept.append)  # record the waits instead of waiting
+    gc.faults.add("status", path_glob="/api/v1/archives/items/", status=429, times=1, retry_after="9")
+    gc.faults.add("status", path_glob="/api/v1/cases/images/", status=503, times=1, retry_after="0")
+    report = download(_recipe(tmp_path, "archive: lung-ct\ninclude: ['*/report.json']"), settings)
+    assert report.ok, report.error
+    assert [r.status for r in gc.requests_for("/api/v1/archives/items/")][:2] == [429, 200]
+    assert [r.status for r in gc.requests_for("/api/v1/cases/images/")][:2] == [503, 200]
+    assert slept[0] >= 9 and len(slept) == 2

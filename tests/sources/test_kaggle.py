@@ -310,13 +310,18 @@ def test_refusals_are_one_line_without_secrets(
 
 
 def test_429_on_the_listing_is_retried_honouring_retry_after(
-    tmp_path: Path, settings: Settings, kaggle: FakeKaggle, token: None
+    tmp_path: Path, settings: Settings, kaggle: FakeKaggle, token: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    kaggle.rate_limit("ListDatasetFiles", times=2, retry_after="0", style="rpc")
+    import climb_cli.sources.kaggle as module
+
+    slept: list[float] = []
+    monkeypatch.setattr(module.time, "sleep", slept.append)  # record the waits instead of waiting
+    kaggle.rate_limit("ListDatasetFiles", times=2, retry_after="7", style="rpc")
     kaggle.rate_limit("DownloadDataset", times=2, retry_after="0", style="legacy")
     report = download(_recipe(tmp_path, "dataset: alice/toy\nversion: 2\ninclude: [table_1.csv]"), settings)
     assert report.ok, report.error
     assert [r.status for r in kaggle.requests_for("*/ListDatasetFiles")][:3] == [429, 429, 200]
+    assert len(slept) == 2 and min(slept) >= 7  # Retry-After honoured by the listing's own retry
     assert [r.status for r in kaggle.requests_for("*/DownloadDataset")][:3] == [429, 429, 302]
 
 
@@ -395,7 +400,7 @@ def _arm(kaggle: FakeKaggle, fault: str) -> None:
         store.faults.add("drop", path_glob=glob, after_bytes=500_000)
         store.faults.add(fault, path_glob=glob)
     elif fault == "429":
-        kaggle.rate_limit("DownloadDataset", times=2, retry_after="1")
+        kaggle.rate_limit("DownloadDataset", times=2, retry_after="0")
     elif fault == "503":
         store.faults.add(
             "status", path_glob=glob, status=503, times=3, retry_after="0", content_type="text/html"
