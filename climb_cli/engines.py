@@ -7,6 +7,7 @@ because a unit writes its shard itself to shared storage and returns only small 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -20,7 +21,7 @@ WORKER_BASE_BYTES = 400 * 1024 * 1024
 def memory_capped_workers(requested: int, unit_bytes: int, units: int) -> tuple[int, str]:
     """How many workers fit in available memory (base cost + one unit's working set each)."""
     available = psutil.virtual_memory().available
-    per_worker = WORKER_BASE_BYTES + 2 * max(unit_bytes, 0)
+    per_worker = WORKER_BASE_BYTES + max(unit_bytes, 0)
     fit = max(1, int(available * 0.8) // per_worker)
     workers = max(1, min(requested, units, fit))
     note = ""
@@ -47,6 +48,9 @@ class LokyEngine:
     def map(self, fn: Callable[[Any], Any], units: Iterable[Any]) -> Iterator[Any]:
         from joblib import Parallel, delayed, parallel_config
 
+        # one thread per worker in every library that has its own pool (BLAS/OpenMP via joblib;
+        # ITK reads its own variable when a worker imports SimpleITK)
+        os.environ.setdefault("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", "1")
         with parallel_config(backend="loky", inner_max_num_threads=1):
             yield from Parallel(n_jobs=self.workers, return_as="generator_unordered", batch_size=1)(
                 delayed(fn)(u) for u in units

@@ -315,7 +315,9 @@ def preprocess(
         if not units:
             return report
     working_set = min(int(recipe.output.row_group_size), row_bytes * max(len(u.items) for u in units))
-    n, report.note = memory_capped_workers(workers, working_set + 4 * row_bytes, len(units))
+    # a row group in memory, plus one item's working set: ~10x its row for volumes (measured in
+    # bench/volume_memory.py: 330 MiB for a 32 MiB row)
+    n, report.note = memory_capped_workers(workers, working_set + 10 * row_bytes, len(units))
     report.workers = n
     if on_plan:
         on_plan(len(units), len(index.items))
