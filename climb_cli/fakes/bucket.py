@@ -19,8 +19,9 @@ As on real S3, a presigned request that *also* carries an ``Authorization`` head
 ``had_authorization``: :attr:`FakeBucket.authorization_seen` is what credential-stripping tests assert on.
 
 Test knobs: ``advance(seconds)`` moves the store's clock (URLs issued earlier expire, new ones are fine),
-``signed_url_uses`` makes every signed URL valid for that many requests (a deterministic "the link expired
-between the first request and the resume"), ``page_size`` for listings.  A ``drop`` fault armed with
+``expire_on_drop`` does that the moment a drop fault cuts a body (a deterministic "the link expired during
+the transfer, before the resume"), ``signed_url_uses`` makes every presigned S3 URL valid for that many
+requests, ``page_size`` for listings.  A ``drop`` fault armed with
 ``headers=RESET`` ends the connection with a TCP reset instead of a clean close (see
 :func:`reset_connection`), so "connection reset mid-body" and "short body" are distinct faults.
 """
@@ -38,6 +39,7 @@ import struct
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Self
@@ -98,9 +100,11 @@ def serve_file(
     extra_headers: list[tuple[str, str]],
     fault: Fault | None,
     ranges: bool = True,
+    on_drop: Callable[[], None] | None = None,
 ) -> None:
     """serve_bytes plus this module's extras: ``ranges=False`` ignores Range (a server without range support),
-    and a drop fault armed with :data:`RESET` resets the connection after its bytes."""
+    a drop fault armed with :data:`RESET` resets the connection after its bytes, and ``on_drop`` runs after
+    a dropped body but before the client can notice (the connection is still open then)."""
     if not ranges and fault is None and handler.headers.get("Range"):
         fault = Fault("ignore_range")  # the server has no range support: the whole body, status 200
         fault.hits = 1
@@ -115,6 +119,8 @@ def serve_file(
     )
     if handler.fault_kind == "ignore_range" and not ranges:
         handler.fault_kind = None  # not a fault: the server's normal behaviour
+    if on_drop is not None and handler.fault_kind == "drop":
+        on_drop()
     if fault is not None and fault.kind == "drop" and fault.headers.get("x-fake-fault") == "reset":
         reset_connection(handler)
 
@@ -164,7 +170,7 @@ def arm_fault(fake: FakeHTTPServer, fault: str, path_glob: str, size: int) -> li
     """Arm ``fault`` (one of FAULT_IDS) on ``fake`` for the next transfer of a ``size``-byte file whose path
     matches ``path_glob``; returns the statuses the file's requests should get (stalled and expired requests
     excepted, see :func:`settle`).  For ``expired-signed-url`` ``fake`` is the :class:`FakeBucket` holding the
-    object: each signed URL then serves one request, and the first transfer breaks after a third."""
+    object: the first transfer breaks after a third, and at that moment every link issued so far expires."""
     plan, cut = fake.faults, max(1, size // 3)
     if fault == "drop-mid-body":
         plan.add("drop", path_glob=path_glob, after_bytes=cut, headers=dict(RESET))
@@ -190,7 +196,7 @@ def arm_fault(fake: FakeHTTPServer, fault: str, path_glob: str, size: int) -> li
     if fault == "expired-signed-url":
         if not isinstance(fake, FakeBucket):
             raise TypeError("expired-signed-url is armed on the object store that checks the signatures")
-        fake.signed_url_uses = 1
+        fake.expire_on_drop = True
         plan.add("drop", path_glob=path_glob, after_bytes=cut)
         return [200, 206]
     raise ValueError(f"unknown fault {fault!r}; expected one of {FAULT_IDS}")
@@ -364,6 +370,7 @@ class _BucketHandler(BaseFakeHandler):
             etag=obj.etag,
             extra_headers=extra,
             fault=fault,
+            on_drop=fake.expire_all if fake.expire_on_drop else None,
         )
 
     def _list(self, bucket: str, query: dict[str, str]) -> None:
@@ -420,6 +427,8 @@ class FakeBucket(TLSServerMixin, FakeHTTPServer):
         self.public: set[str] = set()
         self.page_size = 1000
         self.signed_url_uses: int | None = None
+        self.expire_on_drop = False
+        self.longest_ttl = 0
         self.tokens: dict[str, str] = {}
         self.clock_offset = 0.0
         self.issued = 0
@@ -460,6 +469,10 @@ class FakeBucket(TLSServerMixin, FakeHTTPServer):
         """Move the store's clock forward: URLs issued before may now be expired."""
         self.clock_offset += seconds
 
+    def expire_all(self) -> None:
+        """Move the clock past the expiry of every URL issued so far (new ones are valid)."""
+        self.advance(self.longest_ttl + 1)
+
     @property
     def authorization_seen(self) -> bool:
         """Whether any request ever reached this host with an Authorization header."""
@@ -472,6 +485,7 @@ class FakeBucket(TLSServerMixin, FakeHTTPServer):
         """A signed URL for the object in this store's style, valid ``ttl`` seconds from the store's now."""
         with self._lock:
             self.issued += 1
+            self.longest_ttl = max(self.longest_ttl, ttl)
         now = self.now()
         path = f"/{bucket}/{quote(key)}"
         if self.style == "cloudfront":

@@ -189,16 +189,19 @@ def api_get(
     headers: dict[str, str] | None = None,
     auth: dict[str, str] | None = None,
     budget: RateBudget | None = None,
+    follow: bool = True,
+    stream: bool = False,
 ) -> requests.Response:
-    """GET an API document (not streamed), retrying connection errors, 429/5xx and GitHub's 403 rate-limit
-    answers with backoff, honouring the server's wait hints. Returns the last response whatever its status
-    (the caller turns refusals into one line); raises TransferError when the host cannot be reached."""
+    """GET an API document (not streamed unless asked), retrying connection errors, 429/5xx and GitHub's 403
+    rate-limit answers with backoff, honouring the server's wait hints. Returns the last response whatever
+    its status (the caller turns refusals into one line); raises TransferError when the host cannot be
+    reached."""
     attempt = 0
     while True:
         if budget is not None:
             budget.wait()
         try:
-            resp = fetch(source, url, headers=headers, auth=auth, stream=False)
+            resp = fetch(source, url, headers=headers, auth=auth, stream=stream, follow=follow)
         except (requests.ConnectionError, requests.Timeout) as e:
             if attempt >= source.settings.retries:
                 raise TransferError(
@@ -217,6 +220,7 @@ def api_get(
         hint = wait_hint(resp)
         if hint is not None and hint > MAX_HINTED_WAIT:
             return resp
+        resp.close()
         time.sleep(backoff(source, attempt) if hint is None else hint + 0.05)
         attempt += 1
 
@@ -267,14 +271,18 @@ def listing_path(source: Source) -> Path:
     return source.settings.raw_dir(source.recipe.name) / ".climb" / f"listing-{source.spec.id}.json"
 
 
-def save_listing(source: Source, identity: dict[str, Any], files: list[RemoteFile]) -> None:
-    """Store what upstream listed (all files, not only the selected ones), atomically."""
+def save_listing(
+    source: Source, identity: dict[str, Any], files: list[RemoteFile], extra: dict[str, Any] | None = None
+) -> None:
+    """Store what upstream listed (all files, not only the selected ones) and any source-specific ``extra``
+    facts, atomically."""
     path = listing_path(source)
     path.parent.mkdir(parents=True, exist_ok=True)
     body = {
         "kind": source.kind,
         "identity": identity,
         "files": [{k: v for k, v in asdict(f).items() if v is not None} for f in files],
+        "extra": extra or {},
     }
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     try:
@@ -288,18 +296,32 @@ def save_listing(source: Source, identity: dict[str, Any], files: list[RemoteFil
         raise
 
 
-def load_listing(source: Source, identity: dict[str, Any]) -> list[RemoteFile] | None:
-    """The stored listing, or None when there is none or it belongs to another record/revision/prefix."""
+def _stored_body(source: Source, identity: dict[str, Any]) -> dict[str, Any] | None:
     try:
         body = json.loads(listing_path(source).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     if not isinstance(body, dict) or body.get("kind") != source.kind or body.get("identity") != identity:
         return None
+    return body
+
+
+def load_listing(source: Source, identity: dict[str, Any]) -> list[RemoteFile] | None:
+    """The stored listing, or None when there is none or it belongs to another record/revision/prefix."""
+    body = _stored_body(source, identity)
+    if body is None:
+        return None
     try:
         return [RemoteFile(**f) for f in body.get("files", [])]
     except TypeError:
         return None
+
+
+def load_listing_extra(source: Source, identity: dict[str, Any]) -> dict[str, Any]:
+    """The ``extra`` facts stored with the listing ({} when none)."""
+    body = _stored_body(source, identity)
+    extra = body.get("extra") if body else None
+    return extra if isinstance(extra, dict) else {}
 
 
 def md5_from_headers(resp: requests.Response, *, trust_etag: bool) -> str | None:

@@ -1,0 +1,349 @@
+"""GitHub (`kind: github`): raw files or a whole-repository archive at a pinned commit, or release assets.
+
+Three forms, one per source block::
+
+    - kind: github                      # raw files at a commit (CLIMB's frozen ECG splits)
+      repo: DDVD233/CLIMB
+      commit: 0f767b1ea168810b998981078dc27e7f9a4e4675
+      files:
+        - {path: src/datasets/ecg/ptbxl_splits.csv, sha256: e48f07e9..., size: 1737930}
+
+    - kind: github                      # the repository archive at a commit
+      repo: owner/name
+      commit: <40 hex>
+      archive: tar.gz                   # or zip
+      sha256: <hex>                     # of the archive bytes
+
+    - kind: github                      # assets of a release; `assets` pins names/sums (else all, by include)
+      repo: owner/name
+      release: v1.0
+      assets: [{name: data.zip, sha256: <hex>}]
+
+Sums: raw files and archives are pinned in the recipe (GitHub publishes none for them); release assets carry
+``digest: "sha256:<hex>"`` since 2025-06 (a recipe pin wins, and a disagreement is an error). A file with no
+sum from either side is accepted only under ``checksums: pinned``. Codeload archives are generated on
+demand and have been re-compressed by GitHub in the past: an archive pin can break, raw files' pins do not.
+
+Release assets go github.com -> 302 -> a signed object-store URL valid 5 minutes; climb caches that URL,
+and when the store refuses it (403/400: expired) goes back to GitHub for a fresh one and resumes with
+Range. ``GITHUB_TOKEN`` (optional) raises the API limit from 60 to 5000 requests an hour and opens private
+repositories; it is sent to api.github.com and raw.githubusercontent.com only, never to codeload or the
+object store.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from typing import Any, Literal
+from urllib.parse import quote, urljoin
+
+import requests
+from pydantic import Field, model_validator
+
+from climb_cli import credentials, redaction
+from climb_cli.errors import AccessError, ClimbError, RecipeError, TransferError
+from climb_cli.sources.base import AccessReport, RemoteFile, Source, SourceParams, safe_relpath, selected
+from climb_cli.sources.http import (
+    REDIRECTS,
+    RateBudget,
+    api_get,
+    error_body,
+    fetch,
+    json_or_none,
+    load_listing,
+    origin,
+    rate_limit_line,
+    save_listing,
+    unpinned_line,
+    wait_hint,
+)
+
+API_URL = "https://api.github.com"
+RAW_URL = "https://raw.githubusercontent.com"
+_HEX64 = r"^[0-9a-fA-F]{64}$"
+_DIGEST = re.compile(r"^sha256:([0-9a-fA-F]{64})$")
+RESOLVE_TRIES = 3  # fresh signed URLs per open() before giving up
+
+
+class GitHubFile(SourceParams):
+    path: str = Field(description="path in the repository at the commit")
+    sha256: str | None = Field(None, pattern=_HEX64)
+    size: int | None = Field(None, ge=0)
+    save_as: str | None = Field(None, description="where it goes under the source folder (default: path)")
+
+    @property
+    def dest(self) -> str:
+        return self.save_as or self.path
+
+
+class GitHubAsset(SourceParams):
+    name: str
+    sha256: str | None = Field(None, pattern=_HEX64)
+    size: int | None = Field(None, ge=0)
+
+
+class GitHubParams(SourceParams):
+    repo: str = Field(pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$", description="owner/name")
+    commit: str | None = Field(None, pattern=r"^[0-9a-f]{40}$", description="the pinned commit (full sha)")
+    files: list[GitHubFile] = Field(default_factory=list)
+    archive: Literal["tar.gz", "zip"] | None = None
+    sha256: str | None = Field(None, pattern=_HEX64, description="sha256 of the archive")
+    release: str | None = Field(None, description="release tag")
+    assets: list[GitHubAsset] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _one_way(self) -> GitHubParams:
+        forms = [bool(self.files), self.archive is not None, self.release is not None]
+        if sum(forms) != 1:
+            raise ValueError("give exactly one of 'files', 'archive' or 'release'")
+        if (self.files or self.archive) and self.commit is None:
+            raise ValueError("'files' and 'archive' need 'commit' (a full 40-hex sha: a branch moves)")
+        if self.sha256 and self.archive is None:
+            raise ValueError("'sha256' at this level is the archive's; pin files and assets in their entries")
+        if self.assets and self.release is None:
+            raise ValueError("'assets' belong to a 'release'")
+        dests = [f.dest for f in self.files]
+        for d in dests:
+            if safe_relpath(d) is None:
+                raise ValueError(f"unsafe path {d!r}")
+        if len(set(dests)) != len(dests):
+            raise ValueError("two files go to the same path")
+        for a in self.assets:
+            if safe_relpath(a.name) is None or "/" in a.name:
+                raise ValueError(f"not an asset name: {a.name!r}")
+        return self
+
+
+class GitHubSource(Source):
+    kind = "github"
+    Params = GitHubParams
+    params: GitHubParams
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.api = self.settings.base_url("github", API_URL)
+        self.raw = self.settings.base_url("github-raw", RAW_URL)
+        self.owner, self.name = self.params.repo.split("/")
+        self.page = f"https://github.com/{self.params.repo}"
+        self.budget = RateBudget()
+        self._lock = threading.Lock()
+        self._signed: dict[str, str] = {}  # path -> signed object-store URL (release assets)
+        self._asset_api: dict[str, str] = {}  # path -> API asset URL (for private repositories)
+
+    def describe(self) -> str:
+        p = self.params
+        what = f"@{p.commit[:10]}" if p.commit else f" release {p.release}"
+        return f"github {p.repo}{what}"
+
+    # -- credentials & refusals -----------------------------------------------------------------
+    def credentials(self) -> credentials.Token | None:
+        return credentials.github()
+
+    def _auth(self) -> dict[str, str] | None:
+        tok = self.credentials()
+        return {"Authorization": f"Bearer {tok.value}"} if tok else None
+
+    def _refusal(self, resp: requests.Response, what: str) -> ClimbError:
+        """One line for a 401/403/404 from GitHub (rate limits included)."""
+        tok, name, status = self.credentials(), self.recipe.name, resp.status_code
+        if status in (403, 429) and (resp.headers.get("X-RateLimit-Remaining") == "0" or wait_hint(resp)):
+            advice = (
+                "try again later"
+                if tok
+                else "set GITHUB_TOKEN to raise the limit from 60 to 5000 requests/hour"
+            )
+            return TransferError(rate_limit_line(self, "GitHub API", resp, advice))
+        if status == 401 and tok is not None:
+            return AccessError(
+                f"{name}: GitHub rejected the token from {tok.origin} (HTTP 401, bad credentials)"
+            )
+        if status in (401, 403):
+            return AccessError(f"{name}: GitHub refused {what} (HTTP {status}); check access to {self.page}")
+        hint = "" if tok else " (if the repository is private, set GITHUB_TOKEN)"
+        return AccessError(f"{name}: {what} not found on GitHub (HTTP {status}){hint}")
+
+    # -- listing --------------------------------------------------------------------------------
+    def _pinned(self) -> list[RemoteFile]:
+        p = self.params
+        if p.archive is not None:
+            assert p.commit is not None
+            kind = "tarball" if p.archive == "tar.gz" else "zipball"
+            url = f"{self.api}/repos/{p.repo}/{kind}/{p.commit}"
+            return [
+                RemoteFile(f"{self.name}-{p.commit}.{p.archive}", url, None, p.sha256 and p.sha256.lower())
+            ]
+        return [
+            RemoteFile(
+                f.dest,
+                f"{self.raw}/{p.repo}/{p.commit}/{quote(f.path)}",
+                f.size,
+                f.sha256 and f.sha256.lower(),
+            )
+            for f in p.files
+        ]
+
+    def _identity(self) -> dict[str, Any]:
+        return {"repo": self.params.repo, "release": self.params.release}
+
+    def _release_files(self) -> list[RemoteFile]:
+        p = self.params
+        url = f"{self.api}/repos/{p.repo}/releases/tags/{quote(p.release or '', safe='')}"
+        headers = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28"}
+        resp = api_get(self, url, headers=headers, auth=self._auth(), budget=self.budget)
+        if resp.status_code != 200:
+            raise self._refusal(resp, f"release {p.release!r} of {p.repo}")
+        body = json_or_none(resp)
+        assets = body.get("assets") if isinstance(body, dict) else None
+        if not isinstance(assets, list):
+            raise TransferError(f"{self.recipe.name}: {redaction.redact_url(url)} did not answer a release")
+        pins = {a.name: a for a in p.assets}
+        out: list[RemoteFile] = []
+        for a in assets:
+            name = str(a.get("name", ""))
+            if safe_relpath(name) is None or "/" in name:
+                continue
+            m = _DIGEST.match(str(a.get("digest") or ""))
+            digest = m.group(1).lower() if m else None
+            pin = pins.get(name)
+            sha = pin.sha256.lower() if pin and pin.sha256 else digest
+            if pin and pin.sha256 and digest and digest != pin.sha256.lower():
+                raise TransferError(
+                    f"{self.recipe.name}: the recipe pins sha256 {pin.sha256[:12]}... for {name} but GitHub "
+                    f"reports {digest[:12]}... for release {p.release}: the asset was replaced upstream"
+                )
+            size = a.get("size")
+            browser = str(a.get("browser_download_url") or "")
+            if not browser:
+                continue
+            out.append(RemoteFile(name, browser, int(size) if size is not None else None, sha))
+            if a.get("url"):
+                self._asset_api[name] = str(a["url"])
+        missing = sorted(set(pins) - {f.path for f in out})
+        if missing:
+            raise AccessError(
+                f"{self.recipe.name}: release {p.release} of {p.repo} has no asset {missing[0]!r} "
+                f"(it has: {', '.join(sorted(f.path for f in out)) or 'none'})"
+            )
+        return out
+
+    def _select(self, files: list[RemoteFile]) -> list[RemoteFile]:
+        if self.params.release is not None and self.params.assets:
+            names = {a.name for a in self.params.assets}
+            return [f for f in files if f.path in names and selected(f.path, self.spec)]
+        return [f for f in files if selected(f.path, self.spec)]
+
+    def list_files(self) -> list[RemoteFile]:
+        if self.params.release is None:
+            files = self._select(self._pinned())
+        else:
+            every = self._release_files()
+            save_listing(self, self._identity(), every)
+            files = self._select(every)
+        unpinned = [f.path for f in files if not f.sha256]
+        if unpinned and self.recipe.checksums != "pinned":
+            raise RecipeError(unpinned_line(self, unpinned))
+        return files
+
+    def expected_files(self) -> list[RemoteFile] | None:
+        if self.params.release is None:
+            return self._select(self._pinned())
+        files = load_listing(self, self._identity())
+        return None if files is None else self._select(files)
+
+    def upstream_paths(self) -> set[str] | None:
+        if self.params.release is None:
+            return {f.path for f in self._pinned()}
+        files = load_listing(self, self._identity())
+        return None if files is None else {f.path for f in files}
+
+    # -- transfer -------------------------------------------------------------------------------
+    def open(self, file: RemoteFile, headers: dict[str, str]) -> requests.Response:
+        if self.params.release is None:
+            auth = self._auth()
+            resp = fetch(self, file.url, headers=headers, auth=auth)  # archives: the token stays on the API
+            if resp.status_code in (401, 403, 404):
+                error_body(resp)
+                what = f"{file.path} at commit {self.params.commit}" if self.params.files else "the archive"
+                raise self._refusal(resp, what)
+            return resp
+        return self._open_asset(file, headers)
+
+    def _resolve(self, file: RemoteFile) -> str | requests.Response:
+        """A fresh signed URL for a release asset, or a response to hand to the engine (the asset itself when
+        GitHub serves it directly, or a 429/5xx to retry)."""
+        auth = self._auth()
+        api_url = self._asset_api.get(file.path) if auth else None
+        url = api_url or file.url
+        hdrs = {"Accept": "application/octet-stream", "Accept-Encoding": "identity"}
+        start = origin(url)
+        for _ in range(10):
+            resp = api_get(self, url, headers=hdrs, auth=auth if origin(url) == start else None,
+                           budget=self.budget if api_url else None, follow=False, stream=True)  # fmt: skip
+            location = resp.headers.get("Location")
+            if resp.status_code in REDIRECTS and location:
+                resp.close()
+                nxt = urljoin(url, location)
+                if origin(nxt) != start:
+                    return nxt  # the object store: signed, and no token goes there
+                url = nxt
+                continue
+            if resp.status_code in (401, 403, 404):
+                error_body(resp)
+                raise self._refusal(resp, f"asset {file.path} of release {self.params.release}")
+            return resp
+        raise TransferError(f"{self.recipe.name}: too many redirects for {redaction.redact_url(file.url)}")
+
+    def _open_asset(self, file: RemoteFile, headers: dict[str, str]) -> requests.Response:
+        for _ in range(RESOLVE_TRIES):
+            with self._lock:
+                signed = self._signed.get(file.path)
+            if signed is None:
+                got = self._resolve(file)
+                if isinstance(got, requests.Response):
+                    return got
+                signed = got
+                with self._lock:
+                    self._signed[file.path] = signed
+            resp = fetch(self, signed, headers=headers)  # no auth: a signed URL carries its own
+            if resp.status_code in (400, 401, 403):
+                error_body(resp)  # S3 "Request has expired" (403), or a signature the store no longer takes
+                with self._lock:
+                    if self._signed.get(file.path) == signed:
+                        del self._signed[file.path]
+                continue
+            if resp.status_code == 404:
+                error_body(resp)
+                raise AccessError(
+                    f"{self.recipe.name}: the object store has no {file.path} for release "
+                    f"{self.params.release} "
+                    f"({redaction.redact_url(signed)}, HTTP 404)"
+                )
+            return resp
+        raise AccessError(
+            f"{self.recipe.name}: the object store refused {RESOLVE_TRIES} fresh links for {file.path} of "
+            f"release {self.params.release} (HTTP {resp.status_code})"
+        )
+
+    def check_access(self) -> AccessReport:
+        try:
+            if self.params.release is not None:
+                files = self.list_files()
+                if files:
+                    got = self._resolve(files[0])  # resolving a link downloads nothing
+                    if isinstance(got, requests.Response):
+                        got.close()
+            else:
+                resp = api_get(
+                    self, f"{self.api}/repos/{self.params.repo}", auth=self._auth(), budget=self.budget
+                )
+                if resp.status_code != 200:
+                    raise self._refusal(resp, f"repository {self.params.repo}")
+                self.list_files()
+        except AccessError as e:
+            return AccessReport(self.recipe.name, self.spec.id, False, str(e), self.page)
+        except (TransferError, RecipeError) as e:
+            return AccessReport(self.recipe.name, self.spec.id, False, str(e))
+        except requests.RequestException as e:
+            return AccessReport(self.recipe.name, self.spec.id, False, f"network error: {type(e).__name__}")
+        return AccessReport(self.recipe.name, self.spec.id, True, f"{self.params.repo} reachable")

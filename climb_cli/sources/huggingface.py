@@ -1,0 +1,350 @@
+"""Hugging Face Hub repositories (`kind: huggingface`) at a pinned commit::
+
+    - kind: huggingface
+      repo: laion/relaion2B-en-research-safe
+      repo_type: dataset                  # or model
+      revision: <40-hex commit sha>       # a branch moves; a commit does not
+      include: ["*.parquet"]
+
+Files come from ``/api/{type}s/<repo>/tree/<revision>?recursive=true`` (followed page by page through
+the ``Link: rel="next"`` header); the listing is kept under ``raw/<dataset>/.climb/`` for offline
+``climb verify``.
+
+Sums: an LFS file's listing carries its sha256 (``lfs.oid``, also ``X-Linked-Etag`` on the resolve answer),
+which the transfer engine checks while streaming. A regular git file (small: the Hub stores anything big
+in LFS) has only its git blob sha1 as ``oid``; climb fetches such a file whole, checks
+``sha1("blob <len>\\0" + bytes)`` before handing the bytes to the engine, and so never stores an
+unchecked file.
+
+Downloads use ``<base>/[datasets/]<repo>/resolve/<revision>/<path>``: an LFS file answers 302 to a signed CDN
+URL on another host; climb follows it itself, without the token (``HF_TOKEN`` or huggingface_hub's token file,
+needed for private and gated repositories only), caches the signed URL, and asks the Hub for a fresh one when
+the CDN refuses it (expired), resuming with Range. Refusals use the Hub's ``X-Error-Code``: a gated repository
+says where to request access. ``CLIMB_HUGGINGFACE_URL`` (or huggingface_hub's ``HF_ENDPOINT``) points at a
+mirror.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import re
+import threading
+from typing import Any, Literal
+from urllib.parse import quote, urljoin
+
+import requests
+from pydantic import Field
+from requests.structures import CaseInsensitiveDict
+
+from climb_cli import credentials, redaction
+from climb_cli.errors import AccessError, ClimbError, RecipeError, TransferError
+from climb_cli.sources.base import AccessReport, RemoteFile, Source, SourceParams, safe_relpath, selected
+from climb_cli.sources.http import (
+    REDIRECTS,
+    RateBudget,
+    api_get,
+    error_body,
+    fetch,
+    json_or_none,
+    load_listing,
+    load_listing_extra,
+    origin,
+    rate_limit_line,
+    save_listing,
+    wait_hint,
+)
+
+DEFAULT_URL = "https://huggingface.co"
+GIT_FILE_LIMIT = 16 * 1024 * 1024  # regular (non-LFS) files are checked in memory up to this size
+RESOLVE_TRIES = 3
+_LINK_NEXT = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
+
+
+def git_blob_sha1(data: bytes) -> str:
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def _norm_etag(value: str) -> str:
+    """huggingface_hub's normalisation: no W/ prefix, no quotes."""
+    return value.strip().removeprefix("W/").strip('"')
+
+
+class HuggingFaceParams(SourceParams):
+    repo: str = Field(pattern=r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)?$", description="repo id, e.g. org/name")
+    repo_type: Literal["dataset", "model"] = "dataset"
+    revision: str = Field(pattern=r"^[0-9a-f]{40}$", description="the pinned commit sha")
+
+
+class HuggingFaceSource(Source):
+    kind = "huggingface"
+    Params = HuggingFaceParams
+    params: HuggingFaceParams
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.base = self.settings.base_url("huggingface", os.environ.get("HF_ENDPOINT") or DEFAULT_URL)
+        p = self.params
+        prefix = "datasets/" if p.repo_type == "dataset" else ""
+        self.page = f"{self.base}/{prefix}{p.repo}"
+        self.resolve_base = f"{self.base}/{prefix}{p.repo}/resolve/{p.revision}/"
+        self.budget = RateBudget()
+        self._lock = threading.Lock()
+        self._signed: dict[str, str] = {}
+        self._git_oid: dict[str, str] = {}  # path -> git blob sha1, for regular (non-LFS) files
+
+    def describe(self) -> str:
+        return f"huggingface {self.params.repo_type} {self.params.repo}@{self.params.revision[:10]}"
+
+    # -- credentials & refusals -----------------------------------------------------------------
+    def credentials(self) -> credentials.Token | None:
+        return credentials.huggingface()
+
+    def _auth(self) -> dict[str, str] | None:
+        tok = self.credentials()
+        return {"Authorization": f"Bearer {tok.value}"} if tok else None
+
+    def _refusal(self, resp: requests.Response, what: str) -> ClimbError:
+        p, name, tok = self.params, self.recipe.name, self.credentials()
+        code = resp.headers.get("X-Error-Code", "")
+        kind = p.repo_type
+        if resp.status_code == 429:
+            return TransferError(rate_limit_line(self, "Hugging Face", resp, "try again later"))
+        if code == "GatedRepo":
+            if tok is None:
+                return AccessError(
+                    f"{name}: {kind} {p.repo} on Hugging Face is gated: request access at {self.page} "
+                    "(signed "
+                    "in), then set HF_TOKEN to a token of that account"
+                )
+            return AccessError(
+                f"{name}: the Hugging Face account of the token from {tok.origin} has not been granted "
+                "access "
+                f"to gated {kind} {p.repo} yet: request it at {self.page}"
+            )
+        if code == "RepoNotFound":
+            who = (
+                f"the account of the token from {tok.origin} cannot see it"
+                if tok
+                else "if it is private, set HF_TOKEN"
+            )
+            return AccessError(f"{name}: Hugging Face {kind} {p.repo} not found ({who})")
+        if code == "RevisionNotFound":
+            return AccessError(f"{name}: revision {p.revision} not found in Hugging Face {kind} {p.repo}")
+        if code == "EntryNotFound":
+            return AccessError(f"{name}: {what} not found at revision {p.revision[:12]} of {p.repo}")
+        if resp.status_code == 401 and tok is not None:
+            return AccessError(f"{name}: Hugging Face rejected the token from {tok.origin} (HTTP 401)")
+        return AccessError(f"{name}: Hugging Face refused {what} (HTTP {resp.status_code}); see {self.page}")
+
+    # -- listing --------------------------------------------------------------------------------
+    def _identity(self) -> dict[str, Any]:
+        p = self.params
+        return {"repo": p.repo, "repo_type": p.repo_type, "revision": p.revision}
+
+    def _tree(self) -> list[RemoteFile]:
+        p = self.params
+        rev = quote(p.revision, safe="")
+        url: str | None = f"{self.base}/api/{p.repo_type}s/{p.repo}/tree/{rev}?recursive=true&expand=false"
+        out: list[RemoteFile] = []
+        seen: set[str] = set()
+        while url:
+            resp = api_get(self, url, auth=self._auth(), budget=self.budget)
+            if resp.status_code != 200:
+                raise self._refusal(resp, f"the file list of {p.repo}")
+            entries = json_or_none(resp)
+            if not isinstance(entries, list):
+                raise TransferError(
+                    f"{self.recipe.name}: {redaction.redact_url(url)} did not answer a file list"
+                )
+            for e in entries:
+                if not isinstance(e, dict) or e.get("type") != "file":
+                    continue
+                path = safe_relpath(str(e.get("path", "")))
+                if path is None or path in seen:
+                    continue
+                seen.add(path)
+                lfs = e.get("lfs") or {}
+                sha = str(lfs.get("oid", "")).lower() if isinstance(lfs, dict) else ""
+                size = e.get("size")
+                rf = RemoteFile(
+                    path,
+                    self.resolve_base + quote(path),
+                    int(size) if size is not None else None,
+                    sha if re.fullmatch(r"[0-9a-f]{64}", sha) else None,
+                )
+                out.append(rf)
+                if rf.sha256 is None and re.fullmatch(r"[0-9a-f]{40}", str(e.get("oid", ""))):
+                    self._git_oid[path] = str(e["oid"])
+            m = _LINK_NEXT.search(resp.headers.get("Link", ""))
+            url = urljoin(url, m.group(1)) if m else None
+        return out
+
+    def list_files(self) -> list[RemoteFile]:
+        files = self._tree()
+        save_listing(self, self._identity(), files, {"git_oids": self._git_oid})
+        chosen = [f for f in files if selected(f.path, self.spec)]
+        unchecked = [f.path for f in chosen if not f.sha256 and f.path not in self._git_oid]
+        if unchecked and self.recipe.checksums != "pinned":
+            raise RecipeError(
+                f"{self.recipe.name}: the Hub gives no checksum for {unchecked[0]}"
+                + (f" (and {len(unchecked) - 1} more)" if len(unchecked) > 1 else "")
+                + "; set `checksums: pinned` to pin it on the first download"
+            )
+        return chosen
+
+    def expected_files(self) -> list[RemoteFile] | None:
+        files = load_listing(self, self._identity())
+        return None if files is None else [f for f in files if selected(f.path, self.spec)]
+
+    def upstream_paths(self) -> set[str] | None:
+        files = load_listing(self, self._identity())
+        return None if files is None else {f.path for f in files}
+
+    def _git_file(self, path: str) -> bool:
+        """Whether `path` is a regular git file (checked by its blob sha1); after a restart the oids come
+        from the stored listing."""
+        with self._lock:
+            if not self._git_oid:
+                oids = load_listing_extra(self, self._identity()).get("git_oids")
+                if isinstance(oids, dict):
+                    self._git_oid.update({str(k): str(v) for k, v in oids.items()})
+            return path in self._git_oid
+
+    # -- transfer -------------------------------------------------------------------------------
+    def _hub_get(
+        self, url: str, headers: dict[str, str], method: str = "GET"
+    ) -> tuple[requests.Response | str, CaseInsensitiveDict[str]]:
+        """Ask the Hub for ``url``, following its own redirects with the token; returns the response, or the
+        cross-host (CDN) URL it redirects to (which gets no token), with the Hub's last answer's headers."""
+        start, auth = origin(url), self._auth()
+        for _ in range(10):
+            self.budget.wait()
+            resp = fetch(self, url, headers=headers, auth=auth if origin(url) == start else None,
+                         method=method, follow=False)  # fmt: skip
+            self.budget.update(resp)
+            location = resp.headers.get("Location")
+            if resp.status_code in REDIRECTS and location:
+                commit = resp.headers.get("X-Repo-Commit")
+                resp.close()
+                if commit and commit != self.params.revision:
+                    raise TransferError(
+                        f"{self.recipe.name}: the Hub answered commit {commit[:12]} for revision "
+                        f"{self.params.revision[:12]} of {self.params.repo}"
+                    )
+                nxt = urljoin(url, location)
+                if origin(nxt) != start:
+                    return nxt, resp.headers
+                url = nxt
+                continue
+            return resp, resp.headers
+        raise TransferError(f"{self.recipe.name}: too many redirects for {redaction.redact_url(url)}")
+
+    def _hub_answer(self, file: RemoteFile, resp: requests.Response) -> requests.Response:
+        """Check a direct (non-redirect) answer from the Hub and hand it on."""
+        if resp.status_code in (401, 403, 404):
+            error_body(resp)
+            raise self._refusal(resp, file.path)
+        if resp.status_code == 429 and "Retry-After" not in resp.headers:
+            hint = wait_hint(resp)  # RateLimit: "...";r=0;t=<s> -> the Retry-After the engine honours
+            if hint is not None:
+                resp.headers["Retry-After"] = str(int(hint))
+        if resp.status_code == 200 and self._git_file(file.path):
+            return self._checked_git_file(file, resp)
+        return resp
+
+    def _checked_git_file(self, file: RemoteFile, resp: requests.Response) -> requests.Response:
+        """A regular file: read it whole, check its git blob sha1, and give the engine the checked bytes."""
+        length = resp.headers.get("Content-Length", "")
+        if length.isdigit() and int(length) > GIT_FILE_LIMIT:
+            return resp  # too big to hold; the engine checks the size
+        try:
+            data = resp.raw.read(GIT_FILE_LIMIT + 1, decode_content=False)
+        except Exception as e:  # noqa: BLE001 - urllib3 errors: report as the network error they are
+            raise requests.exceptions.ChunkedEncodingError(e) from None
+        finally:
+            resp.close()
+        if length.isdigit() and len(data) != int(length):
+            raise requests.exceptions.ChunkedEncodingError(f"short body ({len(data)}/{length} bytes)")
+        got, want = git_blob_sha1(data), self._git_oid[file.path]
+        if got != want:
+            raise TransferError(
+                f"{self.recipe.name}: checksum mismatch for {file.path} from "
+                f"{redaction.redact_url(file.url)} "
+                f"(git blob sha1: expected {want}, got {got})"
+            )
+        out = requests.Response()
+        out.status_code, out.url, out.reason = 200, resp.url, "OK"
+        out.headers = CaseInsensitiveDict(resp.headers)
+        out.headers["Content-Length"] = str(len(data))
+        out.headers.pop("Content-Range", None)
+        out.raw = io.BytesIO(data)
+        return out
+
+    def open(self, file: RemoteFile, headers: dict[str, str]) -> requests.Response:
+        if self._git_file(file.path):
+            headers = {
+                k: v for k, v in headers.items() if k not in ("Range", "If-Range")
+            }  # whole, then checked
+        resp: requests.Response | None = None
+        for _ in range(RESOLVE_TRIES):
+            with self._lock:
+                signed = self._signed.get(file.path)
+            if signed is None:
+                got, _ = self._hub_get(file.url, headers)
+                if isinstance(got, requests.Response):
+                    return self._hub_answer(file, got)
+                signed = got
+                with self._lock:
+                    self._signed[file.path] = signed
+            resp = fetch(self, signed, headers=headers)  # the CDN: no token
+            if resp.status_code in (400, 401, 403):
+                error_body(resp)  # expired (or revoked) signed URL: ask the Hub again
+                with self._lock:
+                    if self._signed.get(file.path) == signed:
+                        del self._signed[file.path]
+                continue
+            return resp
+        raise AccessError(
+            f"{self.recipe.name}: the Hugging Face CDN refused {RESOLVE_TRIES} fresh links for {file.path} "
+            f"(HTTP {resp.status_code if resp is not None else '?'})"
+        )
+
+    def probe(self, file: RemoteFile) -> dict[str, str]:
+        """HEAD the resolve URL without following the CDN redirect: X-Repo-Commit, X-Linked-Etag (sha256 of
+        an LFS file), X-Linked-Size — the metadata huggingface_hub reads, without downloading anything."""
+        got, h = self._hub_get(file.url, {"Accept-Encoding": "identity"}, method="HEAD")
+        if isinstance(got, requests.Response):
+            got.close()
+            if got.status_code in (401, 403, 404, 429):
+                raise self._refusal(got, file.path)
+        return {
+            "commit": h.get("X-Repo-Commit", ""),
+            "etag": _norm_etag(h.get("X-Linked-Etag") or h.get("ETag", "")),
+            "size": h.get("X-Linked-Size") or h.get("Content-Length", ""),
+        }
+
+    def response_checksum(self, file: RemoteFile, resp: requests.Response) -> RemoteFile:
+        linked = _norm_etag(resp.headers.get("X-Linked-Etag", ""))
+        if re.fullmatch(r"[0-9a-f]{64}", linked):
+            return RemoteFile(file.path, file.url, file.size, linked, file.md5)
+        return file
+
+    def sizes(self, files: list[RemoteFile]) -> list[RemoteFile]:
+        return files  # the tree listing has every size
+
+    def check_access(self) -> AccessReport:
+        try:
+            files = self.list_files()
+            if files:
+                meta = self.probe(files[0])
+                if meta["commit"] and meta["commit"] != self.params.revision:
+                    raise TransferError(f"{self.recipe.name}: the Hub answered commit {meta['commit'][:12]}")
+        except AccessError as e:
+            return AccessReport(self.recipe.name, self.spec.id, False, str(e), self.page)
+        except (TransferError, RecipeError) as e:
+            return AccessReport(self.recipe.name, self.spec.id, False, str(e))
+        except requests.RequestException as e:
+            return AccessReport(self.recipe.name, self.spec.id, False, f"network error: {type(e).__name__}")
+        return AccessReport(self.recipe.name, self.spec.id, True, f"{self.params.repo} readable")
