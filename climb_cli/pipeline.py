@@ -26,13 +26,13 @@ import pyarrow as pa
 from climb_cli import __version__
 from climb_cli.engines import make_engine, memory_capped_workers
 from climb_cli.errors import ClimbError, ItemError
+from climb_cli.hashing import sha256_file
 from climb_cli.index import Item, build_index
 from climb_cli.manifest import RawManifest
 from climb_cli.recipe import Recipe
 from climb_cli.settings import Settings
 from climb_cli.shards import ShardWriter, build_schema, to_row, write_json_atomic, write_table_atomic
 from climb_cli.steps.base import Sample, StepDef, registry
-from climb_cli.transfer import sha256_file
 
 PROBE_LIMIT = 50  # items tried before concluding that the recipe fails on everything
 PROBE_SAMPLES = 3  # successful items whose metadata types make the row schema

@@ -32,43 +32,19 @@ import urllib3
 
 from climb_cli import redaction
 from climb_cli.errors import AccessError, TransferError
+from climb_cli.events import Outcome, Progress
+from climb_cli.hashing import hash_file
 from climb_cli.manifest import Entry, RawManifest
 from climb_cli.sources.base import RemoteFile, Source
 
+SIDECAR_MIN = 1024 * 1024  # below this, a transfer killed mid-way restarts instead of resuming
 RETRY_STATUS = {408, 425, 429, 500, 502, 503, 504}
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 _UNSATISFIED_RANGE = re.compile(r"bytes \*/(\d+)")
 _NETWORK_ERRORS = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
 
 
-@dataclass
-class Outcome:
-    file: RemoteFile
-    status: str  # "downloaded" | "skipped" | "failed"
-    size: int = 0
-    sha256: str = ""
-    error: str = ""
-    access_denied: bool = False
-
-
-class Progress:
-    """What the engine reports while it works; the CLI renders it with rich."""
-
-    def start(self, total_files: int, total_bytes: int | None) -> None: ...
-    def advance(self, nbytes: int) -> None: ...
-    def file_done(self, outcome: Outcome) -> None: ...
-    def message(self, text: str) -> None: ...
-
-
-def _hash_file(path: Path, *algos: str) -> dict[str, str]:
-    hashers = {a: hashlib.new(a) for a in algos}
-    buf = bytearray(1024 * 1024)
-    view = memoryview(buf)
-    with open(path, "rb", buffering=0) as f:
-        while n := f.readinto(buf):
-            for h in hashers.values():
-                h.update(view[:n])
-    return {a: h.hexdigest() for a, h in hashers.items()}
+_hash_file = hash_file  # the name other modules import
 
 
 def _body_chunks(resp: requests.Response, size: int) -> Iterator[bytes]:
@@ -90,11 +66,6 @@ def _body_chunks(resp: requests.Response, size: int) -> Iterator[bytes]:
 def _algos(rf: RemoteFile) -> list[str]:
     """sha256 always (the manifest keys on it); md5 too when that is the only upstream sum."""
     return ["sha256", "md5"] if rf.md5 and not rf.sha256 else ["sha256"]
-
-
-def sha256_file(path: Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def retry_after_seconds(value: str | None) -> float | None:
@@ -159,6 +130,13 @@ class Downloader:
     per_host: int = 4
     progress: Progress = field(default_factory=Progress)
     sleep: Callable[[float], None] = time.sleep
+    _dirs: set[Path] = field(default_factory=set, repr=False)
+
+    def _ensure_dir(self, path: Path) -> None:
+        """mkdir -p, once per folder per run (a folder of 10,000 files costs one call, not 10,000)."""
+        if path not in self._dirs:
+            path.mkdir(parents=True, exist_ok=True)
+            self._dirs.add(path)
 
     @classmethod
     def from_settings(cls, settings, progress: Progress | None = None) -> Downloader:  # type: ignore[no-untyped-def]
@@ -181,9 +159,9 @@ class Downloader:
     def fetch(self, source: Source, rf: RemoteFile, dest: Path, raw_root: Path) -> tuple[int, str, str]:
         """Download rf to dest through a .part file; returns (size, sha256, etag). Raises on failure."""
         part = _Part.for_file(raw_root, os.path.relpath(dest, raw_root))
-        part.path.parent.mkdir(parents=True, exist_ok=True)
-        if part.url and part.url != redaction.redact_url(rf.url):
-            part.discard()  # bytes of some other URL: never mix them
+        self._ensure_dir(part.path.parent)
+        if (part.url and part.url != redaction.redact_url(rf.url)) or (not part.validator and part.size()):
+            part.discard()  # bytes of some other URL, or of an unknown version: never mix them
         attempt = 0
         while True:
             offset = part.size()
@@ -242,7 +220,8 @@ class Downloader:
                     cl = resp.headers.get("Content-Length")
                     expected_total = int(cl) if cl and cl.isdigit() else None
                 part.validator, part.url = validator, redaction.redact_url(rf.url)
-                part.save_meta()
+                if expected_total is None or expected_total - offset > SIDECAR_MIN:
+                    part.save_meta()  # a large transfer: make it resumable even after kill -9
                 written = offset
                 with open(part.path, mode) as out:
                     try:
@@ -254,6 +233,7 @@ class Downloader:
                             self.progress.advance(len(chunk))
                     except _NETWORK_ERRORS as e:
                         out.flush()
+                        part.save_meta()
                         attempt = self._retry_or_raise(
                             attempt, rf, f"{type(e).__name__} after {written} bytes", None
                         )
@@ -295,7 +275,7 @@ class Downloader:
         if rf.size is not None and size != rf.size:
             part.discard()
             raise TransferError(f"size mismatch for {rf.path}: expected {rf.size}, got {size}")
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        self._ensure_dir(dest.parent)
         with open(part.path, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(part.path, dest)

@@ -21,8 +21,8 @@ from rich.progress import (
 )
 from rich.progress import Progress as RichBar
 
+from climb_cli.events import Outcome, Progress
 from climb_cli.redaction import redact
-from climb_cli.transfer import Outcome, Progress
 
 console = Console(highlight=False, soft_wrap=True)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
