@@ -23,7 +23,23 @@ TEST_USER = "ada"
 TEST_EMAIL = "ada@example.org"
 TEST_PASSWORD = "pw-Xyzzy-7f3a9c-secret"
 WRONG_PASSWORD = "wrong-Plugh-51e0-secret"
-SECRETS = (TEST_PASSWORD, WRONG_PASSWORD)
+SECRETS = (
+    TEST_PASSWORD,
+    WRONG_PASSWORD,
+    # Kaggle
+    "kgl-key-Quux-93b1-secret",
+    "KGAT_tok-Frob-4e7a-secret",
+    "KGAT_bob-Zork-11aa-secret",
+    "KGAT_wrong-Gnusto-7c2d-secret",
+    "kcli-key-Blorb-0c4d-secret",
+    "KGAT_kcli-Rezrov-8f1e-secret",
+    # Grand Challenge
+    "gc-tok-Frotz-5b2e-secret",
+    "gc-bob-Yomin-77d0-secret",
+    "gc-bad-Xyzzy-e3c1-secret",
+    "gcf-tok-Nitfol-2a9b-secret",
+    "gcf-oth-Bozbar-6c3d-secret",
+)
 SHARED_WFDB = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "wfdb"
 REPO = Path(__file__).resolve().parents[1]
 

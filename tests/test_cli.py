@@ -83,11 +83,11 @@ def test_dry_run_counts_and_refuses_what_cannot_fit(
 
 
 def test_secrets_never_reach_argv_or_output(tmp_path: Path, server: FakePhysioNet) -> None:
-    from tests.conftest import SECRETS, TEST_USER
+    from tests.conftest import TEST_PASSWORD, TEST_USER, WRONG_PASSWORD
 
     src = "  - kind: physionet\n    project: secret-ecg\n    version: 1.0.3\n    include: [LICENSE.txt]\n"
     recipes = write_recipe(tmp_path / "recipes", "toyecg", src, access="credentialed").parent
-    for n, password in enumerate(SECRETS):  # the right one, then a wrong one
+    for n, password in enumerate((TEST_PASSWORD, WRONG_PASSWORD)):  # the right one, then a wrong one
         env = {
             "CLIMB_PHYSIONET_URL": server.base_url,
             "PHYSIONET_USERNAME": TEST_USER,
