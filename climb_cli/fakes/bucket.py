@@ -160,7 +160,7 @@ FAULT_IDS = (
     "stall",  # the body stops for longer than the client's read timeout
     "ignore-range",  # the resume asks for a Range and gets 200 with the whole body
     "changed",  # the file changed between two requests: If-Range fails, 200 with the new validators
-    "429-burst",  # two 429s with Retry-After: 1
+    "429-burst",  # two 429s, with Retry-After: 1 then 0
     "503-burst",  # three 503s with Retry-After: 0
     "expired-signed-url",  # the signed URL expires between the first request and the resume
 )
@@ -186,9 +186,8 @@ def arm_fault(fake: FakeHTTPServer, fault: str, path_glob: str, size: int) -> li
         plan.add("ignore_range" if fault == "ignore-range" else "change", path_glob=path_glob)
         return [200, 200]
     if fault == "429-burst":
-        plan.add(
-            "status", path_glob=path_glob, status=429, times=2, retry_after="1", body=b"Too Many Requests"
-        )
+        plan.add("status", path_glob=path_glob, status=429, retry_after="1", body=b"Too Many Requests")
+        plan.add("status", path_glob=path_glob, status=429, retry_after="0", body=b"Too Many Requests")
         return [429, 429, 200]
     if fault == "503-burst":
         plan.add("status", path_glob=path_glob, status=503, times=3, retry_after="0")

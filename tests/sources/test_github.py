@@ -24,7 +24,7 @@ from climb_cli.sources import make_sources
 from climb_cli.verify import verify_raw
 from tests.conftest import SECRETS, write_recipe
 
-TOKEN, WRONG = SECRETS
+TOKEN, WRONG = SECRETS[0], SECRETS[1]  # under the leak guard of tests/conftest.py
 # CLIMB's frozen ECG split files (climb-datasets.md, Appendix): the real pins, used as recipe fields
 CLIMB_COMMIT = "0f767b1ea168810b998981078dc27e7f9a4e4675"
 CLIMB_SPLITS = {

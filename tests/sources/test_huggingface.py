@@ -5,7 +5,10 @@ sha1, gated and private repositories, rate limits, and the shared fault matrix (
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,7 +28,7 @@ from climb_cli.transfer import Downloader
 from climb_cli.verify import verify_raw
 from tests.conftest import SECRETS, write_recipe
 
-TOKEN, WRONG = SECRETS
+TOKEN, WRONG = SECRETS[0], SECRETS[1]  # under the leak guard of tests/conftest.py
 COMMIT = "5b3e0f1c2a4d6e8f9a0b1c2d3e4f5a6b7c8d9e0f"
 PARQUET = os.urandom(650_000)
 
@@ -285,3 +288,64 @@ def test_fault_matrix(tmp_path: Path, settings: Settings, hub: FakeHub, fault: s
         assert [r.status for r in host.log].count(403) == 1
         assert len(hub.requests_for("/datasets/climb/toy/resolve/*")) == 2
     assert not list((_raw(settings) / ".climb" / "partial").rglob("*.part"))
+
+
+_HF_CLIENT = """
+import hashlib, json, sys
+from huggingface_hub import hf_hub_download, list_repo_files, snapshot_download
+from huggingface_hub.errors import GatedRepoError
+
+commit, token = sys.argv[1], sys.argv[2]
+out = {"files": {}}
+for name in ("data/train-00000-of-00002.parquet", "README.md"):
+    path = hf_hub_download("climb/toy", name, repo_type="dataset", revision=commit)
+    out["files"][name] = hashlib.sha256(open(path, "rb").read()).hexdigest()
+out["listed"] = sorted(list_repo_files("climb/toy", repo_type="dataset", revision=commit))
+snap = snapshot_download("climb/toy", repo_type="dataset", revision=commit, cache_dir="snapshot")
+root = __import__("pathlib").Path(snap)
+out["snapshot"] = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+try:
+    hf_hub_download("climb/gated", "x.bin", repo_type="dataset", revision=commit)
+    out["gated_anonymous"] = "downloaded"
+except GatedRepoError:
+    out["gated_anonymous"] = "GatedRepoError"
+path = hf_hub_download("climb/gated", "x.bin", repo_type="dataset", revision=commit, token=token)
+out["gated_token"] = open(path, "rb").read() == b"gated bytes" * 100
+print(json.dumps(out))
+"""
+
+
+def test_huggingface_hub_official_client_uses_the_fake(
+    tmp_path: Path, hub: FakeHub, repo_files: list[HubFile]
+) -> None:
+    """huggingface_hub itself (HF_ENDPOINT -> the fake): HEAD metadata, CDN redirects, tree API, gating."""
+    python = os.environ.get("CLIMB_HF_CLIENT_PYTHON", sys.executable)
+    probe = subprocess.run([python, "-c", "import huggingface_hub"], capture_output=True, timeout=60)
+    if probe.returncode != 0:
+        pytest.skip(
+            "huggingface_hub is not importable here (it needs h11>=0.16, which httpcore 0.16 of the "
+            "installed httpx 0.23 refuses); set CLIMB_HF_CLIENT_PYTHON to an interpreter that has it"
+        )
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("HF_", "HUGGING")) and "proxy" not in k.lower()
+    }
+    env.update(HF_ENDPOINT=hub.base_url, HF_HOME=str(tmp_path / "hf"), HF_HUB_DISABLE_TELEMETRY="1")
+    p = subprocess.run(
+        [python, "-c", _HF_CLIENT, COMMIT, TOKEN],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert p.returncode == 0, p.stderr[-2000:].replace(TOKEN, "***")
+    out = json.loads(p.stdout.strip().splitlines()[-1])
+    sums = {f.path: hashlib.sha256(f.data).hexdigest() for f in repo_files}
+    assert out["files"] == {k: sums[k] for k in out["files"]}
+    assert out["listed"] == sorted(sums) and out["snapshot"] == sorted(sums)
+    assert out["gated_anonymous"] == "GatedRepoError" and out["gated_token"] is True
+    assert hub.cdn.log and not hub.cdn.authorization_seen  # the client's token never reached the CDN
+    heads = hub.requests_for("/datasets/climb/toy/resolve/*", method="HEAD")
+    assert {r.status for r in heads} == {200, 302}  # metadata probes: a regular file, and an LFS redirect

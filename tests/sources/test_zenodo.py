@@ -20,7 +20,7 @@ from climb_cli.sources import make_sources
 from climb_cli.verify import verify_raw
 from tests.conftest import SECRETS, write_recipe
 
-TOKEN, WRONG = SECRETS
+TOKEN, WRONG = SECRETS[0], SECRETS[1]  # under the leak guard of tests/conftest.py
 BIG = 700_000
 
 
