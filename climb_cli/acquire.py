@@ -1,7 +1,11 @@
-"""Downloading a recipe's raw files: plan (what, how big, will it fit), then transfer.
+"""Downloading a recipe's raw files: plan (what, how big, will it fit), transfer, then the per-source
+steps that follow a verified download (archive extraction, pinning sums).
 
 The plan asks each source for its file list (PhysioNet: SHA256SUMS.txt filtered by the recipe's
-include/exclude globs); the transfer engine does the rest.
+include/exclude globs); the transfer engine does the rest. A source that cannot be listed (no
+credentials, access not granted) does not stop the others; a manual source is checked for what a
+person has placed instead of being downloaded. The report says, per dataset, whether everything is
+there and if not, why — which `climb download --all` turns into its closing summary.
 """
 
 from __future__ import annotations
@@ -9,13 +13,20 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass, field
 
+import requests
+
+from climb_cli import archives, redaction
+from climb_cli.auth import DENIED, FAILED, MANUAL, NO_CREDENTIALS, access_reason
 from climb_cli.errors import AccessError, ClimbError
 from climb_cli.manifest import RawManifest
+from climb_cli.pins import Pins, mismatch_hint
 from climb_cli.recipe import Recipe
 from climb_cli.settings import Settings
 from climb_cli.sources import make_sources
 from climb_cli.sources.base import RemoteFile, Source
 from climb_cli.transfer import Downloader, Outcome, Progress
+
+__all__ = ["DENIED", "FAILED", "MANUAL", "NO_CREDENTIALS", "DownloadReport", "Plan", "download", "plan"]
 
 
 @dataclass
@@ -35,27 +46,58 @@ class Plan:
 
 
 @dataclass
+class Problem:
+    category: str  # no credentials | access not granted | manual | failed
+    source: str
+    text: str  # one line, starting with the dataset name
+
+
+@dataclass
 class DownloadReport:
     recipe: Recipe
     outcomes: list[Outcome] = field(default_factory=list)
-    error: str = ""
+    error: str = ""  # the first source that could not be listed (kept for callers of the vertical slice)
+    problems: list[Problem] = field(default_factory=list)
+    manual: list = field(default_factory=list)  # sources.manual.Placement per manual source
+    extracted: list[archives.Result] = field(default_factory=list)
+    pinned: int = 0  # sums pinned by this run
 
     def count(self, status: str) -> int:
         return sum(1 for o in self.outcomes if o.status == status)
 
     @property
     def ok(self) -> bool:
-        return not self.error and self.count("failed") == 0
+        return not self.problems and not self.error and self.count("failed") == 0
 
     @property
     def bytes(self) -> int:
         return sum(o.size for o in self.outcomes if o.status == "downloaded")
 
+    @property
+    def category(self) -> str:
+        """ok, or why not: the first problem's category."""
+        return self.problems[0].category if self.problems else "ok"
+
+    @property
+    def why(self) -> str:
+        if not self.problems:
+            return ""
+        more = f" (+{len(self.problems) - 1} more problem(s))" if len(self.problems) > 1 else ""
+        return self.problems[0].text + more
+
+    def add(self, category: str, source: Source, text: str) -> None:
+        name = self.recipe.name
+        text = redaction.redact(text if text.startswith(f"{name}:") else f"{name}: {text}")
+        self.problems.append(Problem(category, source.spec.id, text))
+        if not self.error and category != MANUAL:
+            self.error = text
+
 
 def plan(recipe: Recipe, settings: Settings, *, with_sizes: bool = False) -> Plan:
     jobs: list[tuple[Source, RemoteFile]] = []
+    pins = Pins(recipe, settings)
     for source in make_sources(recipe, settings):
-        files = source.list_files()
+        files = pins.apply(source, source.list_files())
         if with_sizes:
             files = source.sizes(files)
         jobs.extend((source, rf) for rf in files)
@@ -82,16 +124,183 @@ def check_disk(p: Plan, settings: Settings) -> str | None:
     return None
 
 
-def download(recipe: Recipe, settings: Settings, progress: Progress | None = None) -> DownloadReport:
-    report = DownloadReport(recipe)
+def _list(source: Source, report: DownloadReport) -> list[RemoteFile] | None:
     try:
-        p = plan(recipe, settings)
+        return source.list_files()
     except AccessError as e:
-        report.error = str(e)
-        return report
+        report.add(access_reason(source, e), source, str(e))
     except ClimbError as e:
-        report.error = str(e)
+        report.add(FAILED, source, str(e))
+    except requests.RequestException as e:
+        report.add(FAILED, source, f"listing {source.describe()} failed: {type(e).__name__}: {e}")
+    return None
+
+
+def download(recipe: Recipe, settings: Settings, progress: Progress | None = None) -> DownloadReport:
+    """Download every source of the recipe that can be downloaded; report the rest."""
+    report = DownloadReport(recipe)
+    sources = make_sources(recipe, settings)
+    try:
+        pins = Pins(recipe, settings)
+    except ClimbError as e:
+        report.add(FAILED, sources[0], str(e))
         return report
-    with RawManifest.for_dataset(settings.raw_dir(recipe.name)) as manifest:
-        report.outcomes = Downloader.from_settings(settings, progress).run(p.jobs, manifest)
+    listed: list[tuple[Source, list[RemoteFile]]] = []
+    manual: list[Source] = []
+    for source in sources:
+        if getattr(source, "manual", False):
+            manual.append(source)
+            continue
+        files = _list(source, report)
+        if files is not None:
+            listed.append((source, pins.apply(source, files)))
+    raw_root = settings.raw_dir(recipe.name)
+    if not listed and not manual:
+        return report
+    with RawManifest.for_dataset(raw_root) as manifest:
+        known = manifest.load_index()
+        jobs: list[tuple[Source, RemoteFile]] = []
+        owner: dict[int, Source] = {}
+        for source, files in listed:
+            for rf in files:
+                owner[id(rf)] = source
+                state = archives.removed_archive_state(source, rf, known)
+                if state is not None:  # extracted, archive removed on purpose, members intact
+                    report.outcomes.append(Outcome(rf, "skipped", state.archive_size, state.archive_sha256))
+                else:
+                    jobs.append((source, rf))
+        if jobs:
+            report.outcomes.extend(Downloader.from_settings(settings, progress).run(jobs, manifest))
+        _after_transfer(report, owner, pins)
+        placements = {}
+        for source in manual:
+            placements[source.spec.id] = source.placement(manifest, pins, known=known)  # type: ignore[attr-defined]
+            for rf, digest, size in placements[source.spec.id].ok_files:
+                pins.record(source, rf, digest, size)
+        _extract_all(report, [*listed, *((s, s.explicit_files()) for s in manual)], manifest)  # type: ignore[attr-defined]
+        for source in manual:
+            p = source.count_globs(placements[source.spec.id])  # type: ignore[attr-defined]
+            report.manual.append(p)
+            if not p.complete:
+                report.add(MANUAL, source, p.summary() + f" (see `climb auth check {recipe.name}`)")
+        report.pinned = pins.save()
     return report
+
+
+def _after_transfer(report: DownloadReport, owner: dict[int, Source], pins: Pins) -> None:
+    """Pin first downloads, explain pin mismatches, and turn failed files into problems."""
+    failed: dict[str, list[Outcome]] = {}
+    sources: dict[str, Source] = {}
+    for o in report.outcomes:
+        source = owner.get(id(o.file))
+        if source is None:
+            continue
+        if o.status in ("downloaded", "skipped") and not o.file.sha256:
+            pins.record(source, o.file, o.sha256, o.size)
+        elif o.status == "failed":
+            pin = pins.pinned_by(source, o.file)
+            if pin is not None and "checksum mismatch" in o.error:
+                o.error += mismatch_hint(pin, archives.source_key(source, o.file.path))
+            failed.setdefault(source.spec.id, []).append(o)
+            sources[source.spec.id] = source
+    for sid, outs in failed.items():
+        source = sources[sid]
+        denied = [o for o in outs if o.access_denied]
+        if denied:
+            report.add(access_reason(source, denied[0].error), source, denied[0].error)
+        other = [o for o in outs if not o.access_denied]
+        if other:
+            report.add(FAILED, source, f"{len(other)} file(s) failed; first: {other[0].error}")
+
+
+def _extract_all(
+    report: DownloadReport, listed: list[tuple[Source, list[RemoteFile]]], manifest: RawManifest
+) -> None:
+    """Extract every archive the recipe asks to extract that is present and verified (its manifest
+    row matches the file). Members may not overwrite another file of the dataset."""
+    raw_root = None
+    reserved: set[str] = set()
+    for source, files in listed:
+        raw_root = source.settings.raw_dir(source.recipe.name)
+        reserved.update(archives.source_key(source, rf.path) for rf in files)
+    if raw_root is None:
+        return
+    claimed: set[str] = set()
+    for source, files in listed:
+        pol = archives.policy(source)
+        if pol is None:
+            continue
+        known = manifest.load_index()
+        for rf in files:
+            if not pol.wants(rf.path):
+                continue
+            key = archives.source_key(source, rf.path)
+            path = raw_root / key
+            row = known.get(key)
+            try:
+                st = path.stat()
+            except OSError:
+                continue  # not there (failed, or extracted and removed on purpose)
+            if row is None or row[:2] != (st.st_size, st.st_mtime_ns) or rf.sha256 not in (None, row[2]):
+                continue  # not verified: never extract unverified bytes
+            try:
+                res = archives.extract(
+                    path,
+                    raw_root=raw_root,
+                    key=key,
+                    sha256=row[2],
+                    dataset=source.recipe.name,
+                    source_id=source.spec.id,
+                    strip_components=pol.strip_components,
+                    reserved=(reserved | claimed) - {key},
+                    manifest=manifest,
+                    known=known,
+                )
+            except ClimbError as e:
+                report.add(FAILED, source, str(e))
+                continue
+            except OSError as e:
+                report.add(FAILED, source, f"extracting {key}: {e.strerror or e}")
+                continue
+            claimed.update(res.members)
+            report.extracted.append(res)
+            if not pol.keep_archive:
+                path.unlink()
+                manifest.delete([key])
+                res.removed_archive = True
+
+
+def repair(
+    recipe: Recipe, settings: Settings, bad: list[tuple[Source, RemoteFile]], progress: Progress | None = None
+) -> list[Outcome]:
+    """Re-download the given (missing/corrupt) files, then redo extraction where members are damaged.
+    Files of manual sources cannot be re-downloaded: they come back as failed with the instructions."""
+    outcomes: list[Outcome] = []
+    jobs: list[tuple[Source, RemoteFile]] = []
+    seen: set[tuple[int, str]] = set()
+    for source, rf in bad:
+        if (id(source), rf.path) in seen:
+            continue
+        seen.add((id(source), rf.path))
+        if getattr(source, "manual", False):
+            if not (source.settings.raw_dir(recipe.name) / archives.source_key(source, rf.path)).is_file():
+                outcomes.append(Outcome(rf, "failed", error=source.instructions_line(rf.path)))  # type: ignore[attr-defined]
+            continue
+        jobs.append((source, rf))
+    with RawManifest.for_dataset(settings.raw_dir(recipe.name)) as manifest:
+        if jobs:
+            outcomes.extend(Downloader.from_settings(settings, progress).run(jobs, manifest))
+        by_source: dict[int, tuple[Source, list[RemoteFile]]] = {}
+        pins = Pins(recipe, settings)
+        for source, _ in bad:
+            if id(source) not in by_source:
+                if getattr(source, "manual", False):
+                    files = source.explicit_files()  # type: ignore[attr-defined]
+                else:
+                    files = source.expected_files() or []
+                by_source[id(source)] = (source, pins.apply(source, files))
+        report = DownloadReport(recipe)
+        _extract_all(report, list(by_source.values()), manifest)
+        for p in report.problems:
+            outcomes.append(Outcome(RemoteFile(p.source, ""), "failed", error=p.text))
+    return outcomes

@@ -185,8 +185,19 @@ def download(
         int | None, typer.Option(help="Connections per host [env CLIMB_CONNECTIONS; 4].")
     ] = None,
     retries: Annotated[int | None, typer.Option(help="Retries per file [env CLIMB_RETRIES; 8].")] = None,
+    write_lock: Annotated[
+        Path | None,
+        typer.Option(
+            "--write-lock",
+            help="After downloading, write the pinned sums (checksums: pinned) to this file, or to "
+            "<folder>/<name>.lock — e.g. beside the recipe, to commit with it.",
+        ),
+    ] = None,
 ) -> None:
     """Download datasets' raw files, resuming and verifying each against upstream checksums.
+
+    Every dataset that can be downloaded is; the others (no credentials, access not granted,
+    manual, failed) are listed at the end and the exit code is 1.
 
     Example: climb download ptbxl
     """
@@ -196,7 +207,10 @@ def download(
     st = _state(ctx)
     settings = _apply_network(st.settings, connections, retries)
     recipes = st.catalog.resolve(list(names or []), all_)
+    if write_lock is not None and len(recipes) > 1 and not write_lock.is_dir():
+        raise UsageError("--write-lock with several datasets needs a folder (each gets <name>.lock)")
     failed: list[tuple[str, str]] = []
+    summary: list[tuple[str, str, str]] = []  # (dataset, category, why) of those not complete
     for r in recipes:
         if dry_run:
             try:
@@ -218,17 +232,28 @@ def download(
             report = run_download(r, settings, bar)
         finally:
             bar.stop()
-        if report.error:
-            failed.append((r.name, report.error))
-            continue
-        n_failed = report.count("failed")
-        ui.say(
-            f"{r.name}: {report.count('downloaded')} downloaded ({ui.human(report.bytes)}), "
-            f"{report.count('skipped')} already present, {n_failed} failed -> {settings.raw_dir(r.name)}"
-        )
-        if n_failed:
-            first = next(o for o in report.outcomes if o.status == "failed")
-            failed.append((r.name, f"{n_failed} file(s) failed; first: {first.error}"))
+        if report.outcomes or not report.problems:
+            extracted = sum(x.extracted for x in report.extracted)
+            ui.say(
+                f"{r.name}: {report.count('downloaded')} downloaded ({ui.human(report.bytes)}), "
+                f"{report.count('skipped')} already present, {report.count('failed')} failed"
+                + (f", {extracted} extracted from {len(report.extracted)} archive(s)" if extracted else "")
+                + (f", {report.pinned} sum(s) pinned" if report.pinned else "")
+                + f" -> {settings.raw_dir(r.name)}"
+            )
+        for placement in report.manual:
+            for line in placement.lines():
+                ui.say(line)
+        if write_lock is not None and r.checksums == "pinned":
+            from climb_cli.pins import Pins
+
+            ui.say(f"{r.name}: pins written to {Pins(r, settings).write_lock(write_lock)}")
+        if not report.ok:
+            failed.append((r.name, report.why))
+            summary.extend((r.name, pr.category, pr.text) for pr in report.problems)
+    if summary and len(recipes) > 1:
+        _download_summary(summary, len(recipes))
+        raise typer.Exit(1)
     _finish(failed, len(recipes))
 
 
@@ -239,6 +264,28 @@ def _finish(failed: list[tuple[str, str]], total: int) -> None:
         if total > 1:
             ui.error(f"{len(failed)} of {total} dataset(s) failed")
         raise typer.Exit(1)
+
+
+def _download_summary(rows: list[tuple[str, str, str]], total: int) -> None:
+    """The closing table of `download --all`: each dataset that could not be completed, and why."""
+    from rich.table import Table
+
+    t = Table("dataset", "why not", "what to do", title="not downloaded", title_justify="left")
+    for name, category, why in rows:
+        t.add_row(redact(name), redact(category), redact(why.removeprefix(f"{name}: ")))
+    _print_table(t)
+    datasets = len({name for name, _, _ in rows})
+    ui.error(f"{datasets} of {total} dataset(s) could not be downloaded completely (see the table above)")
+
+
+def _print_table(t: Any) -> None:
+    """A table on stdout; not wrapped when stdout is not a terminal (so it greps and pipes well)."""
+    if ui.console.is_terminal:
+        ui.console.print(t)
+        return
+    from rich.console import Console
+
+    Console(width=1000, highlight=False, soft_wrap=True).print(t)
 
 
 @app.command()
@@ -288,13 +335,11 @@ def verify(
             continue
         raw, bad = verify_raw(r, settings, workers=workers)
         if repair and bad and not raw.never_listed:
-            from climb_cli.manifest import RawManifest
-            from climb_cli.transfer import Downloader
+            from climb_cli.acquire import repair as run_repair
 
             bar = ui.TransferBar(f"{r.name} repair")
             try:
-                with RawManifest.for_dataset(settings.raw_dir(r.name)) as manifest:
-                    outs = Downloader.from_settings(settings, bar).run(bad, manifest)
+                outs = run_repair(r, settings, bad, bar)
             finally:
                 bar.stop()
             for o in outs:
@@ -340,6 +385,101 @@ def verify(
             raise typer.Exit(1)
         return
     _finish(failed, len(recipes))
+
+
+# ---------------------------------------------------------------------------------------------
+auth_app = typer.Typer(
+    help="Credentials: where they come from, whether each dataset is accessible, storing them.",
+    no_args_is_help=True,
+)
+app.add_typer(auth_app, name="auth")
+
+
+@auth_app.command("status")
+def auth_status(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """For each service: whether climb finds a credential, where from (env var or file), and the
+    account name — never the secret.
+
+    Example: climb auth status --json
+    """
+    from climb_cli.auth import status
+
+    rows = status(_state(ctx).settings)
+    if as_json:
+        _print_json(rows)
+        return
+    from rich.table import Table
+
+    t = Table("service", "found", "from", "identity")
+    for row in rows:
+        t.add_row(
+            row["service"], "yes" if row["found"] else "no", redact(row["origin"]), redact(row["identity"])
+        )
+    _print_table(t)
+
+
+@auth_app.command("check")
+def auth_check(
+    ctx: typer.Context,
+    names: Annotated[list[str] | None, typer.Argument(help="Dataset names.")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Every dataset with a recipe.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Without downloading data: are credentials found and is access granted, per dataset — and
+    the exact next step when not. Exit 1 when any requested dataset is not accessible.
+
+    Example: climb auth check mimic-iv-ecg ptbxl
+    """
+    from dataclasses import asdict
+
+    from climb_cli.auth import check
+
+    st = _state(ctx)
+    rows = check(st.catalog.resolve(list(names or []), all_), st.settings)
+    if as_json:
+        _print_json([asdict(r) for r in rows])
+    else:
+        from rich.table import Table
+
+        t = Table("dataset", "source", "access", "detail", "next step")
+        for row in rows:
+            detail = row.detail.removeprefix(f"{row.dataset}: ")
+            t.add_row(row.dataset, f"{row.source} ({row.kind})", row.status, detail, row.next_step)
+        _print_table(t)
+    if not all(r.ok for r in rows):
+        if not as_json:
+            bad = len({r.dataset for r in rows if not r.ok})
+            ui.error(f"{bad} of {len({r.dataset for r in rows})} dataset(s) not accessible")
+        raise typer.Exit(1)
+
+
+@auth_app.command("login")
+def auth_login(
+    ctx: typer.Context,
+    service: Annotated[str, typer.Argument(help="physionet, kaggle or grand-challenge.")],
+    username: Annotated[
+        str | None,
+        typer.Option(help="Account name (PhysioNet; Kaggle legacy key). Prompted for on a terminal."),
+    ] = None,
+    no_check: Annotated[bool, typer.Option("--no-check", help="Store without trying the secret.")] = False,
+) -> None:
+    """Store a password or token where the service's own tools look (~/.netrc, ~/.kaggle, climb's
+    token file), mode 0600, after checking that the service accepts it. The secret is read from a
+    hidden prompt, or from stdin when stdin is not a terminal — never from the command line.
+
+    Example: climb auth login physionet --username ada
+    """
+    from climb_cli.auth import login
+
+    res = login(service, _state(ctx).settings, username=username, check=not no_check)
+    if res.checked:
+        ui.say(f"{service}: {res.checked}")
+    for note in res.notes:
+        ui.warn(f"{service}: {note}")
+    ui.say(f"{service}: stored in {res.path} (mode 0600)")
 
 
 @app.command()

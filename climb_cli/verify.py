@@ -2,7 +2,11 @@
 
 Raw: every expected file (the recipe's selection of each source's list) is re-hashed in parallel
 threads (hashlib releases the GIL, so all cores hash at once) and reported as missing, corrupt or
-fine; files under raw/<dataset>/ that upstream does not have are reported as unexpected.
+fine; files under raw/<dataset>/ that upstream does not have are reported as unexpected. Members
+extracted from archives are expected files too, checked against the sums recorded when they were
+extracted (an archive removed on purpose after extraction is not missing); with `checksums: pinned`
+files without an upstream sum are checked against their pins; a manual source's globs with fewer
+files than the recipe expects are reported as missing.
 Outputs: every shard's sha256, byte size and row count against manifest.json, and the split and
 class counts against the recipe's expectations.
 """
@@ -16,7 +20,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from climb_cli import archives
 from climb_cli.manifest import Entry, RawManifest
+from climb_cli.pins import Pins
 from climb_cli.recipe import Recipe
 from climb_cli.settings import Settings
 from climb_cli.sources import make_sources
@@ -82,15 +88,27 @@ def verify_raw(recipe: Recipe, settings: Settings, *, workers: int | None = None
     raw_root = settings.raw_dir(recipe.name)
     expected: list[tuple[Source, RemoteFile, str]] = []
     known: set[str] = set()
+    pins = Pins(recipe, settings)
+    archive_of: dict[int, RemoteFile] = {}  # id(member file) -> its archive (what --repair fetches)
     for source in make_sources(recipe, settings):
         files = source.expected_files()
         prefix = source.spec.into + "/" if source.spec.into else ""
         if files is None:
             report.never_listed.append(source.spec.id)
             continue
-        expected.extend((source, rf, prefix + rf.path) for rf in files)
+        files = pins.apply(source, files)
+        members, removed = archives.expected_members(source, files)
+        member_paths = {m.path for m, _ in members}
+        expected.extend(
+            (source, rf, prefix + rf.path) for rf in files if rf.path not in removed | member_paths
+        )
+        for member, archive in members:
+            archive_of[id(member)] = archive
+            expected.append((source, member, prefix + member.path))
         upstream = getattr(source, "upstream_paths", lambda: None)()
         known.update(prefix + p for p in (upstream or {rf.path for rf in files}))
+        known.update(prefix + m.path for m, _ in members)
+        report.missing.extend(getattr(source, "shortfalls", list)())
     bad: list[tuple[Source, RemoteFile]] = []
     now = time.time()
     manifest = RawManifest.for_dataset(raw_root)
@@ -118,12 +136,9 @@ def verify_raw(recipe: Recipe, settings: Settings, *, workers: int | None = None
         for item, (state, size, entry) in zip(expected, pool.map(check, expected, chunksize=64), strict=True):
             report.checked += 1
             report.bytes += size
-            if state == "missing":
-                report.missing.append(item[2])
-                bad.append((item[0], item[1]))
-            elif state == "corrupt":
-                report.corrupt.append(item[2])
-                bad.append((item[0], item[1]))
+            if state in ("missing", "corrupt"):
+                (report.missing if state == "missing" else report.corrupt).append(item[2])
+                bad.append((item[0], archive_of.get(id(item[1]), item[1])))
             elif entry is not None:
                 old = previous.get(entry.path)
                 manifest.put(

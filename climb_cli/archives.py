@@ -1,0 +1,558 @@
+"""Archive extraction: a step of a source, run after the archive itself was downloaded and verified.
+
+Formats: zip, tar (plain, .tar.gz/.tgz, .tar.bz2/.tbz2, .tar.xz/.txz) and a single gzip-compressed file
+(`x.csv.gz` -> `x.csv`). Recipe fields (on source kinds that deliver archives; their Params inherit
+`ArchiveOptions`):
+
+    extract: true | [globs]     extract every archive of this source, or those matching the globs
+    keep_archive: true | false  keep the archive after a complete extraction (default true)
+    strip_components: N        drop N leading folders of every member path (like tar)
+
+Members are extracted beside the archive (the archive's own folder), one at a time and streaming, each
+to a temporary file under `.climb/partial/extract/` that is renamed into place once whole; its sha256 is
+computed while it is written and recorded in the raw manifest and in a per-archive state file
+`.climb/extracted-<archive path, %-quoted>.json` (archive sha256, and each member's size, mtime and
+sha256). A rerun whose archive sha256 is unchanged and whose members are intact (size and mtime as
+recorded) does nothing; after a crash it extracts only what is missing.
+
+Before any byte is written every member is checked, and the whole archive is REJECTED with one line
+naming the archive and the member when a member is an absolute path, contains `..`, a drive letter or
+a backslash, is a symlink, a hard link, a device or FIFO, is encrypted, overlaps another zip entry,
+collides with another file of the dataset, or lands under a symlinked folder. Zip-bomb protection:
+a member may not produce more bytes than it declares (zip central directory, tar header), the declared
+total must fit on the disk, and a single .gz may not expand more than deflate's maximum ratio (1032:1).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import hashlib
+import json
+import os
+import shutil
+import stat
+import struct
+import tarfile
+import time
+import zipfile
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+from urllib.parse import quote
+
+from pydantic import Field
+
+from climb_cli.errors import ClimbError
+from climb_cli.manifest import Entry, RawManifest
+from climb_cli.sources.base import RemoteFile, Source, SourceParams, glob_match, safe_relpath
+
+GZIP_MAX_RATIO = 1032  # deflate cannot compress better than ~1032:1; more output than that is a bomb
+_CHUNK = 1024 * 1024
+_STATE_EVERY_S = 2.0
+
+
+class ArchiveError(ClimbError):
+    """An archive was rejected or could not be extracted; the message names the archive (and member)."""
+
+
+class ArchiveOptions(SourceParams):
+    """Recipe fields of source kinds whose files may be archives (inherit this in a source's Params)."""
+
+    extract: bool | list[str] = Field(
+        False, description="extract archives after download: true (all) or a list of globs of archive paths"
+    )
+    keep_archive: bool = Field(True, description="keep the archive after it was completely extracted")
+    strip_components: int = Field(0, ge=0, description="leading folders to drop from member paths")
+
+
+@dataclass(frozen=True)
+class Policy:
+    extract: bool | tuple[str, ...]
+    keep_archive: bool = True
+    strip_components: int = 0
+
+    def wants(self, path: str) -> bool:
+        """Whether the source file at `path` (relative to the source folder) is to be extracted."""
+        if archive_kind(path) is None or not self.extract:
+            return False
+        if self.extract is True:
+            return True
+        return any(glob_match(path, g) for g in self.extract)  # type: ignore[union-attr]
+
+
+def policy(source: Source) -> Policy | None:
+    """The source's extraction policy (Params fields, or SourceSpec fields of the same names), or None."""
+
+    def field_(name: str, default: Any) -> Any:
+        value = getattr(source.params, name, None)
+        if value is None:
+            value = getattr(source.spec, name, None)
+        return default if value is None else value
+
+    extract = field_("extract", False)
+    if not extract:
+        return None
+    return Policy(
+        extract if isinstance(extract, bool) else tuple(extract),
+        bool(field_("keep_archive", True)),
+        int(field_("strip_components", 0)),
+    )
+
+
+def archive_kind(name: str) -> str | None:
+    """'zip', 'tar' or 'gz' from the file name (case-insensitive); None for anything else."""
+    n = name.lower()
+    if n.endswith(".zip"):
+        return "zip"
+    if n.endswith((".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")):
+        return "tar"
+    if n.endswith(".gz"):
+        return "gz"
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# State
+
+
+def state_path(raw_root: Path, key: str) -> Path:
+    return raw_root / ".climb" / f"extracted-{quote(key, safe='')}.json"
+
+
+@dataclass
+class State:
+    archive: str
+    archive_sha256: str
+    strip_components: int = 0
+    complete: bool = False
+    archive_size: int = 0
+    members: dict[str, list[Any]] = field(default_factory=dict)  # key -> [size, mtime_ns, sha256, name]
+
+    @classmethod
+    def load(cls, raw_root: Path, key: str) -> State | None:
+        try:
+            data = json.loads(state_path(raw_root, key).read_text(encoding="utf-8"))
+            return cls(
+                data["archive"],
+                data["archive_sha256"],
+                int(data.get("strip_components", 0)),
+                bool(data.get("complete", False)),
+                int(data.get("archive_size", 0)),
+                {k: list(v) for k, v in data.get("members", {}).items()},
+            )
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return None
+
+    def save(self, raw_root: Path) -> None:
+        path = state_path(raw_root, self.archive)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(
+            json.dumps(
+                {
+                    "archive": self.archive,
+                    "archive_sha256": self.archive_sha256,
+                    "archive_size": self.archive_size,
+                    "strip_components": self.strip_components,
+                    "complete": self.complete,
+                    "members": self.members,
+                },
+                indent=0,
+                sort_keys=True,
+            ),
+            encoding="utf-8",
+        )
+        os.replace(tmp, path)
+
+    def intact(self, raw_root: Path, known: dict[str, tuple[int, int, str]] | None = None) -> dict[str, bool]:
+        """member key -> whether the file on disk is still the one extracted (size and mtime as recorded,
+        and, with `known` (the manifest index), a manifest row with the same sum)."""
+        out = {}
+        for key, (size, mtime_ns, digest, *_) in self.members.items():
+            try:
+                st = (raw_root / key).stat()
+            except OSError:
+                out[key] = False
+                continue
+            ok = st.st_size == size and st.st_mtime_ns == mtime_ns and stat.S_ISREG(st.st_mode)
+            if ok and known is not None:
+                ok = known.get(key) == (size, mtime_ns, digest)
+            out[key] = ok
+        return out
+
+    def satisfied(self, raw_root: Path, sha256: str | None, known: dict | None = None) -> bool:
+        """Completely extracted from an archive with this sha256 (None: any), every member intact."""
+        return (
+            self.complete
+            and (sha256 is None or sha256 == self.archive_sha256)
+            and all(self.intact(raw_root, known).values())
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Members
+
+
+@dataclass
+class Member:
+    name: str  # as stored in the archive
+    key: str  # destination, relative to the dataset's raw folder
+    size: int  # declared uncompressed size
+    mtime: float | None
+    ref: Any  # ZipInfo / TarInfo / None (gz)
+
+
+def _reject(dataset: str, archive: str, member: str, why: str) -> ArchiveError:
+    return ArchiveError(f"{dataset}: archive {archive}: member {member!r} rejected: {why}")
+
+
+def _clean_member_path(name: str) -> str | None:
+    """The member's relative path, or None when it is absolute, has '..', a drive letter or a backslash."""
+    if len(name) >= 2 and name[1] == ":" and name[0].isalpha():
+        return None
+    body = name.rstrip("/")
+    while body.startswith("./"):
+        body = body[2:]
+    if body in ("", "."):
+        return ""
+    return safe_relpath(body)
+
+
+class _Reader:
+    """Iterates an archive's members (validated) and opens each one for streaming."""
+
+    def __init__(self, path: Path, kind: str, label: str, dataset: str) -> None:
+        self.path, self.kind, self.label, self.dataset = path, kind, label, dataset
+        self._zip: zipfile.ZipFile | None = None
+        self._tar: tarfile.TarFile | None = None
+        try:
+            if kind == "zip":
+                self._zip = zipfile.ZipFile(path)
+            elif kind == "tar":
+                self._tar = tarfile.open(path, "r:*")  # noqa: SIM115 - closed by close()
+        except (zipfile.BadZipFile, tarfile.TarError, OSError, EOFError) as e:
+            raise ArchiveError(f"{dataset}: archive {label}: cannot be read as {kind}: {e}") from None
+
+    def close(self) -> None:
+        for h in (self._zip, self._tar):
+            if h is not None:
+                h.close()
+
+    def members(self) -> list[tuple[str, int, float | None, Any, bool]]:
+        """(name, declared size, mtime, ref, is_dir) for every entry, after the type checks."""
+        reject = self._reject
+        out: list[tuple[str, int, float | None, Any, bool]] = []
+        if self._zip is not None:
+            infos = self._zip.infolist()
+            for zi in infos:
+                mode = zi.external_attr >> 16
+                ftype = stat.S_IFMT(mode) if zi.create_system == 3 else 0
+                if ftype == stat.S_IFLNK:
+                    raise reject(zi.filename, "symbolic link")
+                if ftype and ftype not in (stat.S_IFREG, stat.S_IFDIR):
+                    raise reject(zi.filename, "device, FIFO or socket")
+                if zi.flag_bits & 0x1:
+                    raise reject(zi.filename, "encrypted")
+                try:
+                    mtime = time.mktime((*zi.date_time, 0, 0, -1))
+                except (OverflowError, ValueError):
+                    mtime = None
+                out.append((zi.filename, zi.file_size, mtime, zi, zi.is_dir()))
+            # entries whose data overlap (the non-recursive zip bomb) or run past the archive
+            spans = sorted((zi.header_offset, zi.compress_size, zi.filename) for zi in infos)
+            archive_size = self.path.stat().st_size
+            for (off, csize, name), nxt in zip(spans, [*spans[1:], None], strict=True):
+                end = off + 30 + csize
+                if end > archive_size or (nxt is not None and end > nxt[0]):
+                    raise reject(name, "its data overlaps another entry or runs past the end (zip bomb?)")
+        elif self._tar is not None:
+            try:
+                infos_t = self._tar.getmembers()
+            except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
+                raise ArchiveError(f"{self.dataset}: archive {self.label}: corrupt tar: {e}") from None
+            for ti in infos_t:
+                if ti.issym():
+                    raise reject(ti.name, "symbolic link")
+                if ti.islnk():
+                    raise reject(ti.name, "hard link")
+                if ti.ischr() or ti.isblk() or ti.isfifo():
+                    raise reject(ti.name, "device or FIFO")
+                if not (ti.isreg() or ti.isdir()):
+                    raise reject(ti.name, f"unsupported member type {ti.type!r}")
+                out.append((ti.name, ti.size, float(ti.mtime), ti, ti.isdir()))
+        else:  # a single .gz file
+            name = self.path.name[: -len(".gz")]
+            with open(self.path, "rb") as f:
+                f.seek(-4, os.SEEK_END)
+                (isize,) = struct.unpack("<I", f.read(4))
+            cap = self.path.stat().st_size * GZIP_MAX_RATIO
+            out.append((name, max(isize, 0), self.path.stat().st_mtime, cap, False))
+        return out
+
+    def _reject(self, member: str, why: str) -> ArchiveError:
+        return _reject(self.dataset, self.label, member, why)
+
+    @contextlib.contextmanager
+    def open(self, ref: Any) -> Iterator[IO[bytes]]:
+        if self._zip is not None:
+            try:
+                fh: IO[bytes] = self._zip.open(ref)
+            except NotImplementedError as e:
+                raise self._reject(ref.filename, f"unsupported compression ({e})") from None
+        elif self._tar is not None:
+            extracted = self._tar.extractfile(ref)
+            assert extracted is not None
+            fh = extracted
+        else:
+            fh = gzip.open(self.path, "rb")  # noqa: SIM115 - closed below
+        try:
+            yield fh
+        finally:
+            fh.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Extraction
+
+
+@dataclass
+class Result:
+    archive: str
+    extracted: int = 0  # members written this time
+    intact: int = 0  # members already in place
+    removed_archive: bool = False
+    skipped: bool = False  # nothing to do at all
+    members: dict[str, list[Any]] = field(default_factory=dict)
+
+
+def _check_parents(raw_root: Path, base: str, key: str, dataset: str, label: str, name: str) -> None:
+    """No folder between the archive's folder (`base`) and the member may be a symlink or a file."""
+    p = raw_root / base if base else raw_root
+    for part in key[len(base) + 1 if base else 0 :].split("/")[:-1]:
+        p = p / part
+        if p.is_symlink():
+            raise _reject(dataset, label, name, f"its folder {p.name!r} is a symbolic link on disk")
+        if p.exists() and not p.is_dir():
+            raise _reject(dataset, label, name, f"{p.relative_to(raw_root)} exists and is not a folder")
+    dest = raw_root / key
+    if dest.is_dir() and not dest.is_symlink():
+        raise _reject(dataset, label, name, f"{key} exists and is a folder")
+
+
+def _plan_members(
+    reader: _Reader, key: str, strip: int, reserved: set[str], dataset: str
+) -> tuple[list[Member], set[str]]:
+    """Validate every entry and decide where it goes; returns file members and folders to create."""
+    base = key.rpartition("/")[0]
+    files: list[Member] = []
+    dirs: set[str] = set()
+    seen: dict[str, str] = {}
+    for name, size, mtime, ref, is_dir in reader.members():
+        clean = _clean_member_path(name)
+        if clean is None:
+            raise _reject(dataset, key, name, "absolute path, '..', drive letter or backslash")
+        if clean == "":
+            continue
+        parts = clean.split("/")
+        if len(parts) <= strip:
+            continue
+        rel = "/".join(parts[strip:])
+        dest = f"{base}/{rel}" if base else rel
+        if dest.split("/")[0] == ".climb":
+            raise _reject(dataset, key, name, "would write into climb's own .climb folder")
+        if is_dir:
+            dirs.add(dest)
+            continue
+        if dest in seen:
+            raise _reject(dataset, key, name, f"a second entry for {dest} (first: {seen[dest]!r})")
+        if dest == key or dest in reserved:
+            raise _reject(dataset, key, name, f"would overwrite {dest}, another file of the dataset")
+        seen[dest] = name
+        files.append(Member(name, dest, size, mtime, ref))
+    file_keys = set(seen)
+    for m in files:  # a file where another member needs a folder
+        parts = m.key.split("/")
+        for i in range(1, len(parts)):
+            if "/".join(parts[:i]) in file_keys:
+                raise _reject(dataset, key, m.name, f"needs {'/'.join(parts[:i])} as a folder, also a file")
+    return files, dirs
+
+
+def extract(
+    archive: Path,
+    *,
+    raw_root: Path,
+    key: str,
+    sha256: str,
+    dataset: str,
+    source_id: str,
+    strip_components: int = 0,
+    reserved: set[str] | None = None,
+    manifest: RawManifest | None = None,
+    known: dict[str, tuple[int, int, str]] | None = None,
+) -> Result:
+    """Extract `archive` (at raw_root/key, already verified to have `sha256`) beside itself.
+
+    Raises ArchiveError (one line) when the archive is rejected or unreadable; nothing is written then.
+    """
+    kind = archive_kind(key)
+    if kind is None:
+        raise ArchiveError(f"{dataset}: {key} is not an archive climb can extract (zip, tar, tar.gz, gz)")
+    state = State.load(raw_root, key)
+    if state and (state.archive_sha256 != sha256 or state.strip_components != strip_components):
+        stale = state  # another version of the archive: its members are replaced below
+    else:
+        stale = None
+    if state is not None and stale is None:
+        intact = state.intact(raw_root, known)
+        if state.complete and all(intact.values()):
+            return Result(key, intact=len(intact), skipped=True, members=dict(state.members))
+        done = {k: v for k, v in state.members.items() if intact.get(k)}
+    else:
+        done = {}
+    reader = _Reader(archive, kind, key, dataset)
+    try:
+        members, dirs = _plan_members(reader, key, strip_components, reserved or set(), dataset)
+        base = key.rpartition("/")[0]
+        for m in members:
+            _check_parents(raw_root, base, m.key, dataset, key, m.name)
+        todo = [m for m in members if not (m.key in done and done[m.key][0] == m.size)]
+        need = sum(m.size for m in todo)
+        free = shutil.disk_usage(raw_root).free
+        if need > free * 0.99:
+            raise ArchiveError(
+                f"{dataset}: archive {key} declares {need:,} bytes to extract, "
+                f"but {raw_root} has {free:,} free"
+            )
+        new = State(key, sha256, strip_components, False, archive.stat().st_size)
+        new.members = {m.key: done[m.key] for m in members if m.key in done}
+        if stale is not None:  # members of the old version that the new one no longer has
+            gone = [k for k in stale.members if k not in {m.key for m in members}]
+            for k in gone:
+                with contextlib.suppress(OSError):
+                    (raw_root / k).unlink()
+            if manifest is not None and gone:
+                manifest.delete(gone)
+        new.save(raw_root)
+        for d in sorted(dirs):
+            (raw_root / d).mkdir(parents=True, exist_ok=True)
+        last_save = time.monotonic()
+        result = Result(key, intact=len(members) - len(todo))
+        tmp_root = raw_root / ".climb" / "partial" / "extract"
+        for m in todo:
+            row = _extract_member(reader, m, raw_root, tmp_root, dataset, key)
+            new.members[m.key] = row
+            result.extracted += 1
+            if manifest is not None:
+                now = time.time()
+                manifest.put(
+                    Entry(m.key, row[0], row[1], row[2], source_id, f"{key}!/{m.name}", "", now, now)
+                )
+            if time.monotonic() - last_save > _STATE_EVERY_S:
+                new.save(raw_root)
+                last_save = time.monotonic()
+        new.complete = True
+        new.save(raw_root)
+        result.members = dict(new.members)
+        return result
+    finally:
+        reader.close()
+
+
+def _extract_member(
+    reader: _Reader, m: Member, raw_root: Path, tmp_root: Path, dataset: str, label: str
+) -> list[Any]:
+    """Stream one member to a temporary file, hashing it, then rename it into place."""
+    tmp = tmp_root / (m.key + ".part")
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    dest = raw_root / m.key
+    h = hashlib.sha256()
+    limit = m.ref if reader.kind == "gz" else m.size  # gz: the ratio cap; others: the declared size
+    written = 0
+    try:
+        with reader.open(m.ref) as src, open(tmp, "wb") as out:
+            while chunk := src.read(_CHUNK):
+                written += len(chunk)
+                if written > limit:
+                    raise _reject(
+                        dataset,
+                        label,
+                        m.name,
+                        f"expands beyond its declared size ({limit:,} bytes; zip bomb?)",
+                    )
+                h.update(chunk)
+                out.write(chunk)
+    except ArchiveError:
+        tmp.unlink(missing_ok=True)
+        raise
+    except (zipfile.BadZipFile, tarfile.TarError, gzip.BadGzipFile, EOFError, zlib.error, OSError) as e:
+        tmp.unlink(missing_ok=True)
+        raise ArchiveError(f"{dataset}: archive {label}: member {m.name!r} is corrupt: {e}") from None
+    if reader.kind == "tar" and written != m.size:
+        tmp.unlink(missing_ok=True)
+        raise ArchiveError(f"{dataset}: archive {label}: member {m.name!r} is truncated")
+    if m.mtime is not None and m.mtime > 0:
+        with contextlib.suppress(OSError, OverflowError, ValueError):
+            os.utime(tmp, (m.mtime, m.mtime))
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if dest.is_symlink():
+        dest.unlink()
+    os.replace(tmp, dest)
+    st = dest.stat()
+    return [written, st.st_mtime_ns, h.hexdigest(), m.name]
+
+
+# ---------------------------------------------------------------------------------------------
+# For acquire and verify
+
+
+def source_key(source: Source, path: str) -> str:
+    """A source file's key relative to the dataset's raw folder."""
+    return f"{source.spec.into}/{path}" if source.spec.into else path
+
+
+def removed_archive_state(source: Source, rf: RemoteFile, known: dict | None) -> State | None:
+    """The extraction state when `rf` is an archive that was extracted completely and then removed on
+    purpose (keep_archive: false) and whose members are all intact: nothing to download."""
+    pol = policy(source)
+    if pol is None or pol.keep_archive or not pol.wants(rf.path):
+        return None
+    raw_root = source.settings.raw_dir(source.recipe.name)
+    key = source_key(source, rf.path)
+    if (raw_root / key).exists():
+        return None
+    state = State.load(raw_root, key)
+    if state is None or not state.satisfied(raw_root, rf.sha256, known):
+        return None
+    return state
+
+
+def expected_members(
+    source: Source, files: list[RemoteFile]
+) -> tuple[list[tuple[RemoteFile, RemoteFile]], set[str]]:
+    """For verify: (member file, its archive) pairs from the recorded extractions of this source's
+    archives (member paths relative to the source folder, with their recorded sha256), and the paths
+    of archives that were removed on purpose after a complete extraction (not to be reported missing)."""
+    pol = policy(source)
+    if pol is None:
+        return [], set()
+    raw_root = source.settings.raw_dir(source.recipe.name)
+    prefix = source.spec.into + "/" if source.spec.into else ""
+    members: list[tuple[RemoteFile, RemoteFile]] = []
+    removed: set[str] = set()
+    for rf in files:
+        if not pol.wants(rf.path):
+            continue
+        key = source_key(source, rf.path)
+        state = State.load(raw_root, key)
+        if state is None:
+            continue
+        for mkey, (size, _mtime, digest, *rest) in sorted(state.members.items()):
+            name = rest[0] if rest else mkey
+            members.append((RemoteFile(mkey[len(prefix) :], f"{key}!/{name}", size, digest), rf))
+        if state.complete and not pol.keep_archive and not (raw_root / key).exists():
+            removed.add(rf.path)
+    return members, removed

@@ -1,0 +1,408 @@
+"""`climb auth`: where credentials come from (status), whether each dataset is accessible (check),
+and storing a secret where the service's own tools look for it (login).
+
+login never takes a secret on the command line: it reads it from a hidden prompt (getpass) or, when
+stdin is not a terminal, from the first line of stdin. It writes, atomically and with mode 0600
+(parent folders 0700):
+
+- physionet:       ~/.netrc (or $NETRC) `machine <host>` — physionet.org, or the mirror host of
+                   CLIMB_PHYSIONET_URL — keeping every other entry of the file as it was;
+- kaggle:          an API token -> ~/.kaggle/access_token; with --username, a legacy key ->
+                   kaggle.json in $KAGGLE_CONFIG_DIR or ~/.kaggle (other keys of the file kept);
+- grand-challenge: <climb config dir>/grand-challenge-token.
+
+Before storing, the secret is tried when climb can do so cheaply (PhysioNet: its login form; Kaggle
+and Grand Challenge: the source's `check_login` if that source kind provides one); a secret the
+service rejects is not stored.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import json
+import os
+import re
+import sys
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from climb_cli import credentials, redaction
+from climb_cli.errors import AccessError, ClimbError, UsageError
+from climb_cli.recipe import Recipe, SourceSpec
+from climb_cli.settings import Settings
+from climb_cli.sources import make_sources, source_class
+from climb_cli.sources.base import AccessReport, Source
+
+SERVICES = ("physionet", "kaggle", "grand-challenge")
+PHYSIONET_DEFAULT = "https://physionet.org"
+
+NO_CREDENTIALS = "no credentials"
+DENIED = "access not granted"
+MANUAL = "manual"
+FAILED = "failed"
+
+
+# ---------------------------------------------------------------------------------------------
+# Classifying refusals
+
+
+def access_reason(source: Source | None, error: BaseException | str | None = None) -> str:
+    """'no credentials' or 'access not granted' (or 'failed' for a not-found) for a refusal.
+
+    An AccessError may carry `reason`; otherwise a source whose `credentials()` finds nothing is
+    'no credentials', and anything else 'access not granted'."""
+    reason = getattr(error, "reason", None)
+    if reason in (NO_CREDENTIALS, DENIED, MANUAL, FAILED):
+        return str(reason)
+    if source is not None and getattr(source, "manual", False):
+        return MANUAL
+    text = str(error or "").lower()
+    if "not found" in text:
+        return FAILED
+    creds = getattr(source, "credentials", None)
+    if callable(creds):
+        try:
+            if creds() is None:
+                return NO_CREDENTIALS
+        except Exception:  # noqa: BLE001 - a broken credential file is still "no credentials"
+            return NO_CREDENTIALS
+    return DENIED
+
+
+# ---------------------------------------------------------------------------------------------
+# status
+
+
+def physionet_host(settings: Settings) -> str:
+    return (
+        requests.utils.urlparse(settings.base_url("physionet", PHYSIONET_DEFAULT)).hostname or "physionet.org"
+    )
+
+
+def status(settings: Settings) -> list[dict[str, Any]]:
+    """Per service: found?, from where (env var name or file path), identity. Never a secret."""
+    return [asdict(f) for f in credentials.status(physionet_host(settings))]
+
+
+# ---------------------------------------------------------------------------------------------
+# check
+
+
+@dataclass
+class AccessRow:
+    dataset: str
+    source: str
+    kind: str
+    ok: bool
+    status: str  # ok | no credentials | access not granted | manual | failed
+    detail: str
+    next_step: str
+
+
+def check(recipes: list[Recipe], settings: Settings) -> list[AccessRow]:
+    """For each dataset and source, without downloading data: credentials present? access granted?"""
+    rows: list[AccessRow] = []
+    for recipe in recipes:
+        for source in make_sources(recipe, settings):
+            try:
+                rep = source.check_access()
+            except AccessError as e:
+                rep = AccessReport(recipe.name, source.spec.id, False, str(e))
+            except ClimbError as e:
+                rep = AccessReport(recipe.name, source.spec.id, False, str(e))
+            except requests.RequestException as e:
+                rep = AccessReport(recipe.name, source.spec.id, False, f"network error: {type(e).__name__}")
+            if rep.ok:
+                state = "ok"
+            elif getattr(source, "manual", False):
+                state = MANUAL
+            elif rep.detail.startswith("network error"):
+                state = FAILED
+            else:
+                state = access_reason(source, rep.detail)
+            rows.append(
+                AccessRow(
+                    recipe.name,
+                    source.spec.id,
+                    source.kind,
+                    rep.ok,
+                    state,
+                    redaction.redact(rep.detail),
+                    redaction.redact(_next_step(source, rep, state)),
+                )
+            )
+    return rows
+
+
+def _next_step(source: Source, rep: AccessReport, state: str) -> str:
+    if rep.ok:
+        return ""
+    step = rep.next_step
+    if state == NO_CREDENTIALS and source.kind in SERVICES:
+        login = f"run `climb auth login {source.kind}`"
+        return f"{login}; then {_as_step(step)}" if step else login
+    return _as_step(step) if step else ""
+
+
+def _as_step(step: str) -> str:
+    """A bare URL becomes 'see <url>'; a sentence is kept."""
+    return f"see {step}" if re.match(r"^https?://\S+$", step) else step
+
+
+# ---------------------------------------------------------------------------------------------
+# login: reading the secret
+
+
+def read_secret(prompt: str, stdin: Any = None) -> str:
+    """A hidden prompt on a terminal; otherwise the first line of stdin. Never argv."""
+    stream = stdin if stdin is not None else sys.stdin
+    value = (getpass.getpass(prompt) if stream.isatty() else stream.readline()).rstrip("\r\n")
+    if not value:
+        raise UsageError("no secret given (type it at the prompt, or pipe it on stdin)")
+    if "\n" in value or "\r" in value or "\x00" in value:
+        raise UsageError("the secret must be one line")
+    redaction.register(value)
+    return value
+
+
+def read_line(prompt: str, stdin: Any = None) -> str:
+    stream = stdin if stdin is not None else sys.stdin
+    if not stream.isatty():
+        raise UsageError("give --username when the secret comes from stdin")
+    sys.stderr.write(prompt)
+    sys.stderr.flush()
+    return stream.readline().strip()
+
+
+# ---------------------------------------------------------------------------------------------
+# login: writing files
+
+
+def _mkdir_private(path: Path) -> None:
+    """Create missing parents with mode 0700 (existing folders are left alone)."""
+    missing = []
+    p = path
+    while not p.exists():
+        missing.append(p)
+        p = p.parent
+    for d in reversed(missing):
+        d.mkdir(mode=0o700)
+        os.chmod(d, 0o700)  # regardless of the umask
+
+
+def write_private(path: Path, text: str) -> Path:
+    """Atomically replace `path` with `text`, mode 0600 from the first byte (a symlink is followed)."""
+    target = Path(os.path.realpath(path)) if path.is_symlink() else path
+    _mkdir_private(target.parent)
+    tmp = target.with_name(f".{target.name}.climb-{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return target
+
+
+_NETRC_TOKEN = re.compile(r'"(?:\\.|[^"\\])*"|\S+')
+
+
+def _netrc_quote(value: str) -> str:
+    if value and not re.search(r'[\s"\\#]', value):
+        return value
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def netrc_with_entry(text: str, host: str, login: str, password: str) -> str:
+    """`text` with the `machine <host>` entry replaced (or appended); everything else kept as it was
+    (other machines, `default`, `macdef` bodies, comments)."""
+    spans: list[tuple[int, int]] = []  # [start, end) of existing entries for host
+    tokens: list[tuple[str, int, int]] = []
+    pos, n = 0, len(text)
+    while pos < n:
+        m = _NETRC_TOKEN.search(text, pos)
+        if m is None:
+            break
+        tok = m.group(0)
+        if tok.startswith("#") and (m.start() == 0 or text[m.start() - 1] in "\n\r \t"):
+            line_end = text.find("\n", m.start())
+            pos = n if line_end < 0 else line_end + 1
+            continue
+        tokens.append((tok, m.start(), m.end()))
+        pos = m.end()
+        if tok == "macdef":  # skip the macro body: up to the next empty line
+            blank = re.search(r"\n[ \t]*\n", text[pos:])
+            pos = n if blank is None else pos + blank.end()
+    i = 0
+    while i < len(tokens):
+        tok = tokens[i][0]
+        if tok in ("machine", "default"):
+            start = tokens[i][1]
+            name = tokens[i + 1][0].strip('"') if tok == "machine" and i + 1 < len(tokens) else None
+            j = i + (2 if tok == "machine" else 1)
+            while j < len(tokens) and tokens[j][0] not in ("machine", "default", "macdef"):
+                j += 1
+            end = tokens[j][1] if j < len(tokens) else len(text)
+            if name == host:
+                spans.append((start, end))
+            i = j
+        else:
+            i += 1
+    entry = f"machine {host} login {_netrc_quote(login)} password {_netrc_quote(password)}\n"
+    if not spans:
+        sep = "" if not text or text.endswith("\n") else "\n"
+        return text + sep + entry
+    out, last = [], 0
+    for k, (start, end) in enumerate(spans):
+        out.append(text[last:start])
+        if k == 0:
+            out.append(entry)
+        last = end
+    out.append(text[last:])
+    return "".join(out)
+
+
+# ---------------------------------------------------------------------------------------------
+# login: the services
+
+
+@dataclass
+class LoginResult:
+    service: str
+    path: Path
+    identity: str
+    checked: str  # what the check said ("" when it could not run)
+    notes: list[str]
+
+
+def _check_physionet(settings: Settings, creds: credentials.UserPassword) -> str:
+    """Sign in through the (mirror's) login form with these credentials; raise AccessError if rejected."""
+    from climb_cli.sources.physionet import PhysioNetSource
+
+    recipe = Recipe(
+        name="climb-auth-login",
+        title="",
+        modality="",
+        license="",
+        access="credentialed",
+        sources=[SourceSpec(kind="physionet", project="login-check", version="1")],  # type: ignore[call-arg]
+    )
+    src = PhysioNetSource(recipe, recipe.sources[0], settings)
+    src.credentials = lambda: creds  # type: ignore[method-assign]
+    try:
+        src._login(src._generation)
+    except AccessError as e:
+        msg = str(e).removeprefix("climb-auth-login: ")
+        raise AccessError(f"not stored: {msg}") from None
+    return f"signed in to {redaction.redact_url(src.base)} as {creds.username!r}"
+
+
+def _check_with_source(kind: str, settings: Settings, secret: credentials.Token) -> str | None:
+    """A source kind's own cheap authenticated call, if it provides `check_login(settings, token)`;
+    None when it does not (the check is skipped with a note)."""
+    cls = source_class(kind)
+    fn: Callable[..., str] | None = getattr(cls, "check_login", None) if cls else None
+    if fn is None:
+        return None
+    return fn(settings, secret)
+
+
+def login(
+    service: str,
+    settings: Settings,
+    *,
+    username: str | None = None,
+    check: bool = True,
+    stdin: Any = None,
+) -> LoginResult:
+    """Read a secret (hidden prompt or stdin), try it, store it where the ecosystem looks."""
+    if service not in SERVICES:
+        raise UsageError(f"unknown service {service!r} (choose from {', '.join(SERVICES)})")
+    notes: list[str] = []
+    if service == "physionet":
+        host = physionet_host(settings)
+        user = username or read_line(f"PhysioNet username for {host}: ", stdin)
+        if not user:
+            raise UsageError("a PhysioNet username is required")
+        password = read_secret(f"PhysioNet password for {user}@{host}: ", stdin)
+        path = credentials.netrc_path()
+        creds = credentials.UserPassword(user, password, "what you typed")
+        checked = ""
+        if check:
+            try:
+                checked = _check_physionet(settings, creds)
+            except requests.RequestException as e:
+                notes.append(
+                    f"could not reach {host} to check the password ({type(e).__name__}); stored anyway"
+                )
+        old = path.read_text(encoding="utf-8") if path.is_file() else ""
+        written = write_private(path, netrc_with_entry(old, host, user, password))
+        if os.environ.get("PHYSIONET_USERNAME") and os.environ.get("PHYSIONET_PASSWORD"):
+            notes.append("PHYSIONET_USERNAME/PHYSIONET_PASSWORD are set and take precedence over ~/.netrc")
+        return LoginResult(service, written, user, checked, notes)
+    if service == "kaggle":
+        if username:
+            key = read_secret(f"Kaggle legacy API key for {username}: ", stdin)
+            token = credentials.Token(key, "", "Basic", username)
+            path = credentials.kaggle_config_dir() / "kaggle.json"
+        else:
+            key = read_secret("Kaggle API token (Settings > API > Generate New Token): ", stdin)
+            token = credentials.Token(key, "")
+            path = Path.home() / ".kaggle" / "access_token"
+        checked = _try(service, settings, token, check, notes)
+        if username:
+            try:
+                data = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+            except ValueError:
+                data = {}
+            data = data if isinstance(data, dict) else {}
+            data.update({"username": username, "key": key})
+            written = write_private(path, json.dumps(data, indent=2) + "\n")
+        else:
+            written = write_private(path, key + "\n")
+        if os.environ.get("KAGGLE_API_TOKEN") or (
+            os.environ.get("KAGGLE_USERNAME") and os.environ.get("KAGGLE_KEY")
+        ):
+            notes.append("KAGGLE_* environment variables are set and take precedence over the stored file")
+        elif username and (Path.home() / ".kaggle" / "access_token").is_file():
+            notes.append("~/.kaggle/access_token exists and takes precedence over kaggle.json")
+        return LoginResult(service, written, username or "", checked, notes)
+    # grand-challenge
+    value = read_secret("Grand Challenge API token (grand-challenge.org > profile > API tokens): ", stdin)
+    if value.lower().startswith("bearer "):
+        value = value[7:].strip()
+    token = credentials.Token(value, "")
+    checked = _try(service, settings, token, check, notes)
+    path = credentials.config_dir() / "grand-challenge-token"
+    written = write_private(path, value + "\n")
+    if os.environ.get("GRAND_CHALLENGE_TOKEN") or os.environ.get("GRAND_CHALLENGE_AUTHORIZATION"):
+        notes.append("GRAND_CHALLENGE_TOKEN/AUTHORIZATION are set and take precedence over the token file")
+    return LoginResult(service, written, "", checked, notes)
+
+
+def _try(service: str, settings: Settings, token: credentials.Token, check: bool, notes: list[str]) -> str:
+    if not check:
+        return ""
+    kind = service
+    try:
+        said = _check_with_source(kind, settings, token)
+    except AccessError as e:
+        raise AccessError(f"not stored: {str(e)}") from None
+    except requests.RequestException as e:
+        notes.append(f"could not reach {service} to check the secret ({type(e).__name__}); stored anyway")
+        return ""
+    if said is None:
+        notes.append(f"not checked: this climb has no {service} source with a login check; stored as given")
+        return ""
+    return said
