@@ -21,21 +21,31 @@ from __future__ import annotations
 
 from typing import Literal
 
-import cv2
 import numpy as np
+
+from climb_cli.lazy import lazy
+
+cv2 = lazy("cv2")
 
 WindowFunction = Literal["linear", "linear_exact", "sigmoid"]
 Interpolation = Literal["auto", "area", "linear", "cubic", "nearest", "lanczos"]
 PadAlign = Literal["center", "climb", "start", "end"]
 OutputDtype = Literal["float32", "uint8", "uint16"]
 
-_CV_INTERP = {
-    "area": cv2.INTER_AREA,
-    "linear": cv2.INTER_LINEAR,
-    "cubic": cv2.INTER_CUBIC,
-    "nearest": cv2.INTER_NEAREST,
-    "lanczos": cv2.INTER_LANCZOS4,
+_CV_INTERP = {  # names, not values: OpenCV is imported only when a step first resizes
+    "area": "INTER_AREA",
+    "linear": "INTER_LINEAR",
+    "cubic": "INTER_CUBIC",
+    "nearest": "INTER_NEAREST",
+    "lanczos": "INTER_LANCZOS4",
 }
+
+
+def cv_interpolation(name: str) -> int:
+    """OpenCV's interpolation flag for one of the names above."""
+    return int(getattr(cv2, _CV_INTERP[name]))
+
+
 #: dtypes cv2.resize handles natively; others go through float64 and back.
 _CV_DTYPES = {np.dtype(t) for t in (np.uint8, np.uint16, np.int16, np.float32, np.float64)}
 _INT_MAX = {"uint8": 255, "uint16": 65535}
@@ -207,7 +217,7 @@ def resize(
         return x
     if interpolation == "auto":
         interpolation = "area" if new_h <= h and new_w <= w else "linear"
-    flag = _CV_INTERP[interpolation]
+    flag = cv_interpolation(interpolation)
     native = x.dtype in _CV_DTYPES
     work = x if native else x.astype(np.float64)
 

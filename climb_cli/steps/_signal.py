@@ -11,7 +11,10 @@ from fractions import Fraction
 from typing import Literal
 
 import numpy as np
-from scipy import signal as _ss
+
+from climb_cli.lazy import lazy
+
+_ss = lazy("scipy.signal")
 
 ResampleMethod = Literal["poly", "fft", "decimate"]
 CropAlign = Literal["start", "center", "end"]

@@ -34,20 +34,25 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from pydantic import Field, model_validator
-from pydicom import dcmread
-from pydicom.dataset import Dataset
-from pydicom.errors import InvalidDicomError
-from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi, as_pixel_options, get_decoder
-from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from climb_cli.errors import ItemError
+from climb_cli.lazy import lazy
 from climb_cli.steps import _pixels
 from climb_cli.steps._pixels import OutputDtype, WindowFunction, meta_key
 from climb_cli.steps.base import Sample, StepParams, step
+
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
+    from pydicom.uid import UID
+
+pydicom = lazy("pydicom")
+_errors = lazy("pydicom.errors")
+_pixels_api = lazy("pydicom.pixels")
+_uid = lazy("pydicom.uid")
 
 #: named windows (centre, width); see the module docstring for where CLIMB used each.
 WINDOW_PRESETS: dict[str, tuple[float, float]] = {
@@ -174,10 +179,10 @@ def _header(sample: Sample, input_name: str) -> tuple[Path, Dataset]:
     """The DICOM header dicom.read kept for this input, or (if absent) the file's header read again."""
     path = sample.input(input_name)
     ds = sample.meta.get(_header_key(input_name))
-    if isinstance(ds, Dataset):
+    if isinstance(ds, pydicom.Dataset):
         return path, ds
     try:
-        ds = dcmread(path, stop_before_pixels=True, force=True)
+        ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
     except Exception as exc:
         raise ItemError(f"{path.name}: cannot read the DICOM header ({_why(exc)})") from None
     sample.meta[_header_key(input_name)] = ds
@@ -254,8 +259,8 @@ def _open(path: Path, force: bool) -> Dataset:
     if not path.is_file():
         raise ItemError(f"{path.name}: file not found")
     try:
-        return dcmread(path, force=force)
-    except InvalidDicomError:
+        return pydicom.dcmread(path, force=force)
+    except _errors.InvalidDicomError:
         raise ItemError(
             f"{path.name}: not a DICOM file (no 'DICM' prefix after the preamble); force: true reads "
             "files written without one"
@@ -268,7 +273,7 @@ def _transfer_syntax(ds: Dataset, path: Path, force: bool) -> UID:
     meta = getattr(ds, "file_meta", None)
     ts = meta.get("TransferSyntaxUID") if meta is not None else None
     if ts:
-        return UID(str(ts))
+        return _uid.UID(str(ts))
     elem = ds.get("PixelData") if "PixelData" in ds else None
     encapsulated = elem is not None and ds["PixelData"].is_undefined_length
     implicit, little = ds.original_encoding if hasattr(ds, "original_encoding") else (None, None)
@@ -277,9 +282,13 @@ def _transfer_syntax(ds: Dataset, path: Path, force: bool) -> UID:
             f"{path.name}: no transfer syntax in the file meta"
             + ("" if force else "; force: true infers it for uncompressed pixel data")
         )
-    ts = ImplicitVRLittleEndian if implicit else (ExplicitVRLittleEndian if little else ExplicitVRBigEndian)
+    ts = (
+        _uid.ImplicitVRLittleEndian
+        if implicit
+        else (_uid.ExplicitVRLittleEndian if little else _uid.ExplicitVRBigEndian)
+    )
     if meta is None:
-        ds.file_meta = Dataset()
+        ds.file_meta = pydicom.Dataset()
     ds.file_meta.TransferSyntaxUID = ts
     return ts
 
@@ -296,7 +305,7 @@ def _decode(ds: Dataset, path: Path, ts: UID, index: int | None, plugin: str) ->
     """(pixels, photometric interpretation of the returned pixels), or an ItemError naming the cause."""
     label = _ts_label(ts)
     try:
-        decoder = get_decoder(ts)
+        decoder = _pixels_api.get_decoder(ts)
     except NotImplementedError:
         raise ItemError(f"{path.name}: no pixel decoder for {label} (not supported by pydicom)") from None
     if not decoder.is_available:
@@ -310,7 +319,7 @@ def _decode(ds: Dataset, path: Path, ts: UID, index: int | None, plugin: str) ->
             f"available: {have})"
         )
     try:
-        opts = as_pixel_options(ds)
+        opts = _pixels_api.as_pixel_options(ds)
     except Exception as exc:
         raise ItemError(f"{path.name}: incomplete Image Pixel module ({_why(exc)})") from None
     try:
@@ -342,7 +351,7 @@ def _read(sample: Sample, p: ReadParams, path: Path) -> Sample:
     ds = _open(path, p.force)
     if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
         sop = _text(ds, "SOPClassUID")
-        kind = UID(sop).name if sop else "unknown SOP class"
+        kind = _uid.UID(sop).name if sop else "unknown SOP class"
         raise ItemError(f"{path.name}: no pixel data ({kind})")
     ts = _transfer_syntax(ds, path, p.force)
     n_frames = max(1, int((_floats(ds.get("NumberOfFrames")) or [1])[0]))
@@ -350,7 +359,7 @@ def _read(sample: Sample, p: ReadParams, path: Path) -> Sample:
     arr, photometric = _decode(ds, path, ts, index, p.plugin)
     if photometric == "PALETTE COLOR":
         try:
-            arr = apply_color_lut(arr, ds)
+            arr = _pixels_api.apply_color_lut(arr, ds)
         except Exception as exc:
             raise ItemError(f"{path.name}: cannot apply the palette colour LUT ({_why(exc)})") from None
         photometric = "RGB"
@@ -432,7 +441,7 @@ def modality_lut(sample: Sample, p: ModalityLutParams) -> Sample:
         if _is_colour(sample, p.array, x):  # no modality LUT for colour: pixels pass through unchanged
             out, kind = x, "identity (colour)"
         elif ds.get("ModalityLUTSequence"):
-            out, kind = apply_modality_lut(x, ds).astype(np.float32), "lut"
+            out, kind = _pixels_api.apply_modality_lut(x, ds).astype(np.float32), "lut"
         else:
             out, kind = _rescale(sample, p.array, x, ds)
     except ItemError:
@@ -640,7 +649,7 @@ def _apply_voi_sequence(x: np.ndarray, ds: Dataset, index: int) -> np.ndarray:
     work = x
     if x.dtype.kind == "f":  # LUT input must be integer: modality output rounded
         work = np.rint(x).astype(np.int64)
-    out = apply_voi(work, ds, index)
+    out = _pixels_api.apply_voi(work, ds, index)
     return (out.astype(np.float32) / np.float32(2**bits - 1)).clip(0, 1)
 
 

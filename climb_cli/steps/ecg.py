@@ -20,12 +20,14 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-import wfdb
 from pydantic import Field, field_validator, model_validator
 
 from climb_cli.errors import ItemError
+from climb_cli.lazy import lazy
 from climb_cli.steps import _signal
 from climb_cli.steps.base import Sample, StepParams, step
+
+wfdb = lazy("wfdb")
 
 # --------------------------------------------------------------------------------------------- helpers
 

@@ -45,13 +45,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import pyedflib
 from pydantic import Field, field_validator, model_validator
-from scipy import signal as _ss
 
 from climb_cli.errors import ItemError
+from climb_cli.lazy import lazy
 from climb_cli.steps import _signal
 from climb_cli.steps.base import Sample, StepParams, step
+
+pyedflib = lazy("pyedflib")
+_ss = lazy("scipy.signal")
 
 # --------------------------------------------------------------------------------------------- helpers
 

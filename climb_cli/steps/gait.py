@@ -23,11 +23,13 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-import pandas as pd
 from pydantic import Field, model_validator
 
 from climb_cli.errors import ItemError
+from climb_cli.lazy import lazy
 from climb_cli.steps.base import Sample, StepParams, step
+
+pd = lazy("pandas")
 
 #: HuGaDB activity IDs -> CLIMB's class names (`HuGaDB_LABELS` in CLIMB's gait/hugadb.py).
 HUGADB_ACTIVITIES: dict[int, str] = {

@@ -28,11 +28,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import scipy.io
 from pydantic import Field, field_validator, model_validator
 
 from climb_cli.errors import ItemError
+from climb_cli.lazy import lazy
 from climb_cli.steps.base import Sample, StepParams, step
+
+scipy_io = lazy("scipy.io")
 
 # ----------------------------------------------------------------------------------------------- cache
 
@@ -91,7 +93,7 @@ def _load_npy(path: Path, allow_pickle: bool) -> Any:
 
 def _load_mat(path: Path) -> dict[str, Any]:
     try:
-        data = scipy.io.loadmat(str(path))
+        data = scipy_io.loadmat(str(path))
     except NotImplementedError:
         raise ItemError(f"{path.name}: MATLAB v7.3 (HDF5) files are not supported; save as -v7") from None
     return {k: v for k, v in data.items() if not k.startswith("__")}

@@ -28,14 +28,16 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-import cv2
 import numpy as np
 from pydantic import Field, field_validator, model_validator
 
 from climb_cli.errors import ItemError
+from climb_cli.lazy import lazy
 from climb_cli.steps import _pixels
 from climb_cli.steps._pixels import Interpolation, PadAlign, meta_key
 from climb_cli.steps.base import Sample, StepParams, step
+
+cv2 = lazy("cv2")
 
 _GRAY_PI = "MONOCHROME2"
 

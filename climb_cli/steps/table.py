@@ -42,11 +42,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import pandas as pd
 from pydantic import Field, field_validator
 
 from climb_cli.errors import ItemError
+from climb_cli.lazy import lazy
 from climb_cli.steps.base import Sample, StepParams, step
+
+pd = lazy("pandas")
 
 Format = Literal["auto", "csv", "tsv", "soft", "json", "jsonl"]
 

@@ -23,13 +23,16 @@ import math
 from pathlib import Path
 from typing import Literal
 
-import cv2
 import numpy as np
 from pydantic import Field, field_validator, model_validator
 
 from climb_cli.errors import ItemError
+from climb_cli.lazy import lazy
+from climb_cli.steps._pixels import cv_interpolation
 from climb_cli.steps.base import Sample, StepParams, step
 from climb_cli.steps.volume import WindowChoice, clahe_frames, window_params, window_uint8
+
+cv2 = lazy("cv2")
 
 # --------------------------------------------------------------------------------------------- helpers
 
@@ -228,14 +231,6 @@ class ResizeParams(StepParams):
         return v
 
 
-_CV_INTERP = {
-    "area": cv2.INTER_AREA,
-    "linear": cv2.INTER_LINEAR,
-    "cubic": cv2.INTER_CUBIC,
-    "nearest": cv2.INTER_NEAREST,
-}
-
-
 @step("video.resize", ResizeParams)
 def resize(sample: Sample, p: ResizeParams) -> Sample:
     """Resize every frame to [height, width], or long side N keeping aspect (optionally padded to square)."""
@@ -254,7 +249,7 @@ def resize(sample: Sample, p: ResizeParams) -> Sample:
         out[:] = video
     else:
         for i in range(video.shape[0]):
-            out[i] = cv2.resize(video[i], (tw, th), interpolation=_CV_INTERP[p.interpolation])
+            out[i] = cv2.resize(video[i], (tw, th), interpolation=cv_interpolation(p.interpolation))
     if p.pad_square:
         assert p.long_side is not None
         n = p.long_side

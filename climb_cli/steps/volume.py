@@ -27,14 +27,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import cv2
 import numpy as np
-import pydicom
-import SimpleITK as sitk
 from pydantic import Field, field_validator, model_validator
 
 from climb_cli.errors import ItemError
+from climb_cli.lazy import lazy
+from climb_cli.steps._pixels import cv_interpolation
 from climb_cli.steps.base import Sample, StepParams, step
+
+cv2 = lazy("cv2")
+pydicom = lazy("pydicom")
+sitk = lazy("SimpleITK")
 
 AXES = "zyx"
 
@@ -756,14 +759,6 @@ class ResizeSlicesParams(StepParams):
         return v
 
 
-_CV_INTERP = {
-    "area": cv2.INTER_AREA,
-    "linear": cv2.INTER_LINEAR,
-    "cubic": cv2.INTER_CUBIC,
-    "nearest": cv2.INTER_NEAREST,
-}
-
-
 @step("volume.resize_slices", ResizeSlicesParams)
 def resize_slices(sample: Sample, p: ResizeSlicesParams) -> Sample:
     """Resize every slice in-plane to [height, width] with OpenCV (CLIMB's 256x256 INTER_AREA); z kept."""
@@ -780,7 +775,7 @@ def resize_slices(sample: Sample, p: ResizeSlicesParams) -> Sample:
     )
     out = np.empty((arr.shape[0], h, w), dtype=src.dtype)
     for k in range(arr.shape[0]):
-        out[k] = cv2.resize(src[k], (w, h), interpolation=_CV_INTERP[p.interpolation])
+        out[k] = cv2.resize(src[k], (w, h), interpolation=cv_interpolation(p.interpolation))
     # pixel centres: new index u maps to old (u + 0.5) * scale - 0.5, so the image edges stay in place
     scale = np.array([nx / w, ny / h, 1.0])
     spacing = np.array(img.GetSpacing())
