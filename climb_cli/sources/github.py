@@ -42,6 +42,7 @@ import requests
 from pydantic import Field, model_validator
 
 from climb_cli import credentials, redaction
+from climb_cli.archives import ArchiveOptions
 from climb_cli.errors import AccessError, ClimbError, RecipeError, TransferError
 from climb_cli.sources.base import AccessReport, RemoteFile, Source, SourceParams, safe_relpath, selected
 from climb_cli.sources.http import (
@@ -83,7 +84,7 @@ class GitHubAsset(SourceParams):
     size: int | None = Field(None, ge=0)
 
 
-class GitHubParams(SourceParams):
+class GitHubParams(ArchiveOptions):
     repo: str = Field(pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$", description="owner/name")
     commit: str | None = Field(None, pattern=r"^[0-9a-f]{40}$", description="the pinned commit (full sha)")
     files: list[GitHubFile] = Field(default_factory=list)

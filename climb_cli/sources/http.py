@@ -51,6 +51,7 @@ import requests
 from pydantic import Field, model_validator
 
 from climb_cli import redaction
+from climb_cli.archives import ArchiveOptions
 from climb_cli.errors import AccessError, RecipeError, TransferError
 from climb_cli.sources.base import AccessReport, RemoteFile, Source, SourceParams, safe_relpath, selected
 
@@ -385,7 +386,7 @@ class HttpBucket(SourceParams):
     sha256: dict[str, str] = Field(default_factory=dict, description="optional pins, by relative path")
 
 
-class HttpParams(SourceParams):
+class HttpParams(ArchiveOptions):
     files: list[HttpFile] = Field(default_factory=list)
     bucket: HttpBucket | None = None
 

@@ -39,8 +39,9 @@ from pydantic import Field
 from requests.structures import CaseInsensitiveDict
 
 from climb_cli import credentials, redaction
+from climb_cli.archives import ArchiveOptions
 from climb_cli.errors import AccessError, ClimbError, RecipeError, TransferError
-from climb_cli.sources.base import AccessReport, RemoteFile, Source, SourceParams, safe_relpath, selected
+from climb_cli.sources.base import AccessReport, RemoteFile, Source, safe_relpath, selected
 from climb_cli.sources.http import (
     REDIRECTS,
     RateBudget,
@@ -71,7 +72,7 @@ def _norm_etag(value: str) -> str:
     return value.strip().removeprefix("W/").strip('"')
 
 
-class HuggingFaceParams(SourceParams):
+class HuggingFaceParams(ArchiveOptions):
     repo: str = Field(pattern=r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)?$", description="repo id, e.g. org/name")
     repo_type: Literal["dataset", "model"] = "dataset"
     revision: str = Field(pattern=r"^[0-9a-f]{40}$", description="the pinned commit sha")

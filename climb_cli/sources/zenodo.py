@@ -1,9 +1,11 @@
 """Zenodo records (`kind: zenodo`): `record: <id>`, files chosen with the usual include/exclude globs.
 
-``GET <base>/api/records/<id>`` lists the files with ``checksum: "md5:<hex>"`` (the only sum Zenodo
-publishes) and ``links.self`` (``.../files/<key>/content``), which is what climb downloads. The listing is
-kept under ``raw/<dataset>/.climb/`` so that ``climb verify`` can check the files offline. Responses also
-carry ``Content-MD5`` (hex) and ``ETag: "md5:<hex>"``.
+``record:`` is the record id or its DOI (``10.5281/zenodo.<id>``). Give a version's own id, not the
+concept id of all versions, which follows the latest version. ``GET <base>/api/records/<id>`` lists the
+files with ``checksum: "md5:<hex>"`` (the only sum Zenodo publishes) and ``links.self``
+(``.../files/<key>/content``), which is what climb downloads. The listing is kept under
+``raw/<dataset>/.climb/`` so that ``climb verify`` can check the files offline. Responses also carry
+``Content-MD5`` (hex) and ``ETag: "md5:<hex>"``.
 
 Zenodo rate-limits every request (``X-RateLimit-Limit/Remaining/Reset``, 429 with ``Retry-After``): climb
 paces itself to the remaining budget, waiting for the window to reset rather than spending a request on a
@@ -22,11 +24,12 @@ from typing import Any
 from urllib.parse import quote
 
 import requests
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from climb_cli import credentials, redaction
+from climb_cli.archives import ArchiveOptions
 from climb_cli.errors import AccessError, RecipeError, TransferError
-from climb_cli.sources.base import AccessReport, RemoteFile, Source, SourceParams, safe_relpath, selected
+from climb_cli.sources.base import AccessReport, RemoteFile, Source, safe_relpath, selected
 from climb_cli.sources.http import (
     RateBudget,
     api_get,
@@ -43,11 +46,21 @@ from climb_cli.sources.http import (
 
 DEFAULT_URL = "https://zenodo.org"
 _MD5 = re.compile(r"^md5:([0-9a-fA-F]{32})$")
+_DOI = re.compile(r"^(?:https?://(?:dx\.)?doi\.org/)?(?:10\.5281/zenodo\.)?(\d+)$", re.I)
 _ETAG_MD5 = re.compile(r'^(?:W/)?"?md5:([0-9a-fA-F]{32})"?$')
 
 
-class ZenodoParams(SourceParams):
-    record: int = Field(gt=0, description="record id (the number in zenodo.org/records/<id>)")
+class ZenodoParams(ArchiveOptions):
+    record: int = Field(
+        gt=0, description="record id (zenodo.org/records/<id>), or its DOI 10.5281/zenodo.<id>"
+    )
+
+    @field_validator("record", mode="before")
+    @classmethod
+    def _from_doi(cls, v: Any) -> Any:
+        if isinstance(v, str) and (m := _DOI.match(v.strip())):
+            return int(m.group(1))
+        return v
 
 
 class ZenodoSource(Source):

@@ -309,6 +309,11 @@ def test_repository_archive_at_a_commit(
         assert tar.extractfile(f"DDVD233-CLIMB-{CLIMB_COMMIT[:7]}/README.md").read() == tree["README.md"]  # type: ignore[union-attr]
     assert github.api.requests_for(f"*/tarball/{CLIMB_COMMIT}")[0].had_authorization
     assert github.codeload.log and not any(r.had_authorization for r in github.codeload.log)
+    # the archive step of the source: extracted without the <owner>-<repo>-<sha7>/ top folder
+    body += "    extract: true\n    strip_components: 1\n"
+    assert download(_recipe(tmp_path, body), settings).ok
+    for path, data in tree.items():
+        assert (_raw(settings) / path).read_bytes() == data
 
 
 def test_private_archive_uses_codeloads_own_token(

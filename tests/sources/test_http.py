@@ -5,7 +5,9 @@ the shared fault matrix."""
 from __future__ import annotations
 
 import hashlib
+import io
 import os
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -201,6 +203,21 @@ def test_refusals_are_one_line(tmp_path: Path, settings: Settings, bucket: FakeB
         "the URL "
         "in the recipe, or whether the file still is public"
     )
+
+
+def test_a_zip_is_extracted_once_verified(tmp_path: Path, settings: Settings, bucket: FakeBucket) -> None:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("ISIC2018_Task3_Training_Input/ISIC_0024306.jpg", b"\xff\xd8jpeg" * 100)
+        z.writestr("ISIC2018_Task3_Training_Input/LICENSE.txt", b"CC-BY-NC\n")
+    bucket.put("isic-challenge-data", "2018/small.zip", buf.getvalue(), content_type="application/zip")
+    body = _files(bucket, [("2018/small.zip", _sha(buf.getvalue()))])
+    body += "    extract: true\n    keep_archive: false\n    strip_components: 1\n"
+    report = download(_recipe(tmp_path, body), settings)
+    assert report.ok, (report.error, report.outcomes)
+    assert (_raw(settings) / "ISIC_0024306.jpg").read_bytes() == b"\xff\xd8jpeg" * 100
+    assert (_raw(settings) / "LICENSE.txt").read_bytes() == b"CC-BY-NC\n"
+    assert not (_raw(settings) / "small.zip").exists()  # removed after a complete extraction
 
 
 def test_recipe_validation(tmp_path: Path) -> None:

@@ -189,6 +189,12 @@ def test_restricted_record_with_token_uses_bearer_never_the_query(
     assert TOKEN not in listing
 
 
+def test_record_given_as_its_doi(tmp_path: Path, settings: Settings, zenodo: FakeZenodo) -> None:
+    src = "  - id: zen\n    kind: zenodo\n    record: 10.5281/zenodo.1001\n    include: [README.md]\n"
+    recipe = Catalog([write_recipe(tmp_path / "recipes", "toyzen", src).parent]).load("toyzen")
+    assert download(recipe, settings).ok and (_raw(settings) / "README.md").is_file()
+
+
 def test_unknown_record_is_a_not_found_line(tmp_path: Path, settings: Settings, zenodo: FakeZenodo) -> None:
     report = download(_recipe(tmp_path, record=99), settings)
     assert report.error.startswith("toyzen: record 99 not found on Zenodo (HTTP 404); check `record: 99`")
