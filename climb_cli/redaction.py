@@ -35,6 +35,11 @@ def redact(text: str) -> str:
     return text
 
 
+def _secret_key(key: str) -> bool:
+    """Query parameters that carry credentials or signatures (S3/GCS/CloudFront signed URLs)."""
+    return bool(_SECRET_QUERY_KEYS.search(key)) or key.lower().startswith(("x-amz-", "x-goog-"))
+
+
 def redact_url(url: str) -> str:
     """A URL safe to print: no user:password@, no signed query values, no registered secrets."""
     try:
@@ -47,18 +52,7 @@ def redact_url(url: str) -> str:
     query = parts.query
     if query:
         pairs = parse_qsl(query, keep_blank_values=True)
-        if any(_SECRET_QUERY_KEYS.search(k) for k, _ in pairs) or any(
-            k.lower().startswith("x-amz-") or k.lower().startswith("x-goog-") for k, _ in pairs
-        ):
-            query = urlencode(
-                [
-                    (
-                        k,
-                        MASK
-                        if _SECRET_QUERY_KEYS.search(k) or k.lower().startswith(("x-amz-", "x-goog-"))
-                        else v,
-                    )
-                    for k, v in pairs
-                ]
-            )
+        masked = [(k, MASK if _secret_key(k) else v) for k, v in pairs]
+        if masked != pairs:
+            query = urlencode(masked, safe="*")
     return redact(urlunsplit((parts.scheme, netloc, parts.path, query, "")))
