@@ -6,9 +6,10 @@ from climb_cli import redaction
 
 
 def test_registered_secrets_are_masked_longest_first() -> None:
-    redaction.register("abc-secret-value")
-    redaction.register("abc")  # shorter than 3 characters would be ignored; 3 counts
-    assert redaction.redact("x abc-secret-value y abc") == "x *** y ***"
+    redaction.register("tok-Zq9-unique-long")
+    redaction.register("tok-Zq9")  # a prefix of the other: the longer one is masked whole first
+    redaction.register("zq")  # too short to be a secret: ignored, or every 'zq' would vanish
+    assert redaction.redact("x tok-Zq9-unique-long y tok-Zq9 zq") == "x *** y *** zq"
 
 
 def test_urls_lose_userinfo_and_signatures_but_keep_the_rest() -> None:
