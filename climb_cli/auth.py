@@ -11,9 +11,10 @@ stdin is not a terminal, from the first line of stdin. It writes, atomically and
                    kaggle.json in $KAGGLE_CONFIG_DIR or ~/.kaggle (other keys of the file kept);
 - grand-challenge: <climb config dir>/grand-challenge-token.
 
-Before storing, the secret is tried when climb can do so cheaply (PhysioNet: its login form; Kaggle
-and Grand Challenge: the source's `check_login` if that source kind provides one); a secret the
-service rejects is not stored.
+Before storing, the secret is tried with one cheap call (PhysioNet: its login form; Kaggle: the
+IntrospectToken RPC; Grand Challenge: the archive list; a source kind's own `check_login(settings,
+token)` is preferred when it has one); a secret the service rejects is not stored, and one that could
+not be checked (network) is stored with a note. `--no-check` skips the call.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ from climb_cli.sources.base import AccessReport, Source
 
 SERVICES = ("physionet", "kaggle", "grand-challenge")
 PHYSIONET_DEFAULT = "https://physionet.org"
+KAGGLE_DEFAULT = "https://api.kaggle.com"  # the same defaults and mirror keys as the sources
+GC_DEFAULT = "https://grand-challenge.org"
 
 NO_CREDENTIALS = "no credentials"
 DENIED = "access not granted"
@@ -309,13 +312,70 @@ def _check_physionet(settings: Settings, creds: credentials.UserPassword) -> str
 
 
 def _check_with_source(kind: str, settings: Settings, secret: credentials.Token) -> str | None:
-    """A source kind's own cheap authenticated call, if it provides `check_login(settings, token)`;
-    None when it does not (the check is skipped with a note)."""
+    """A source kind's own login check, `check_login(settings, token) -> str`, when it provides one."""
     cls = source_class(kind)
     fn: Callable[..., str] | None = getattr(cls, "check_login", None) if cls else None
-    if fn is None:
-        return None
-    return fn(settings, secret)
+    return None if fn is None else fn(settings, secret)
+
+
+def _session() -> requests.Session:
+    from climb_cli.sources.base import USER_AGENT
+
+    s = requests.Session()
+    s.trust_env = False  # no ~/.netrc or proxy surprises: exactly the secret being tried
+    s.headers["User-Agent"] = USER_AGENT
+    return s
+
+
+def _check_kaggle(settings: Settings, token: credentials.Token) -> str:
+    """One cheap authenticated RPC: IntrospectToken (an API token is checked for `active`; a legacy
+    key is accepted unless the API answers 401/403)."""
+    base = settings.base_url("kaggle", KAGGLE_DEFAULT)
+    url = f"{base}/v1/security.OAuthService/IntrospectToken"
+    timeout = (settings.connect_timeout, settings.read_timeout)
+    with _session() as s:
+        if token.scheme == "Basic":
+            r = s.post(url, json={"token": ""}, auth=(token.username, token.value), timeout=timeout)
+            if r.status_code in (401, 403):
+                raise AccessError(
+                    f"Kaggle rejected the legacy API key of {token.username!r} (HTTP {r.status_code})"
+                )
+            if r.status_code >= 500:
+                raise requests.HTTPError(f"HTTP {r.status_code}")
+            return f"Kaggle accepted the legacy API key of {token.username!r}"
+        r = s.post(
+            url,
+            json={"token": token.value},
+            headers={"Authorization": f"Bearer {token.value}"},
+            timeout=timeout,
+        )
+        if r.status_code >= 500:
+            raise requests.HTTPError(f"HTTP {r.status_code}")
+        try:
+            data = r.json() if r.status_code == 200 else {}
+        except ValueError:
+            data = {}
+        if not (isinstance(data, dict) and data.get("active")):
+            raise AccessError(f"Kaggle rejected the API token (HTTP {r.status_code}, not an active token)")
+        who = data.get("username")
+        return "Kaggle accepted the API token" + (f" of {who!r}" if who else "")
+
+
+def _check_grand_challenge(settings: Settings, token: credentials.Token) -> str:
+    """One cheap authenticated API call (the first archive visible to the token)."""
+    base = settings.base_url("grand-challenge", GC_DEFAULT)
+    with _session() as s:
+        r = s.get(
+            f"{base}/api/v1/archives/",
+            params={"limit": 1},
+            headers={"Authorization": f"Bearer {token.value}", "Accept": "application/json"},
+            timeout=(settings.connect_timeout, settings.read_timeout),
+        )
+    if r.status_code in (401, 403):
+        raise AccessError(f"Grand Challenge rejected the token (HTTP {r.status_code})")
+    if r.status_code != 200:
+        raise requests.HTTPError(f"HTTP {r.status_code}")
+    return "Grand Challenge accepted the token"
 
 
 def login(
@@ -392,17 +452,16 @@ def login(
 
 
 def _try(service: str, settings: Settings, token: credentials.Token, check: bool, notes: list[str]) -> str:
+    """Try the secret; AccessError('not stored: ...') when the service rejects it."""
     if not check:
         return ""
-    kind = service
     try:
-        said = _check_with_source(kind, settings, token)
+        said = _check_with_source(service, settings, token)
+        if said is None:
+            said = (_check_kaggle if service == "kaggle" else _check_grand_challenge)(settings, token)
     except AccessError as e:
-        raise AccessError(f"not stored: {str(e)}") from None
+        raise AccessError(f"not stored: {e}") from None
     except requests.RequestException as e:
-        notes.append(f"could not reach {service} to check the secret ({type(e).__name__}); stored anyway")
-        return ""
-    if said is None:
-        notes.append(f"not checked: this climb has no {service} source with a login check; stored as given")
+        notes.append(f"could not check the secret with {service} ({type(e).__name__}); stored anyway")
         return ""
     return said

@@ -389,7 +389,7 @@ def verify(
 
 # ---------------------------------------------------------------------------------------------
 auth_app = typer.Typer(
-    help="Credentials: where they come from, whether each dataset is accessible, storing them.",
+    help="Credentials: where they come from (status), dataset access (check), storing them (login).",
     no_args_is_help=True,
 )
 app.add_typer(auth_app, name="auth")
@@ -400,8 +400,10 @@ def auth_status(
     ctx: typer.Context,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
-    """For each service: whether climb finds a credential, where from (env var or file), and the
-    account name — never the secret.
+    """Where each service's credential comes from (never the secret itself).
+
+    For each service: whether climb finds a credential, where from (env var name or file path), and
+    the account name where there is one.
 
     Example: climb auth status --json
     """
@@ -428,8 +430,11 @@ def auth_check(
     all_: Annotated[bool, typer.Option("--all", help="Every dataset with a recipe.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
-    """Without downloading data: are credentials found and is access granted, per dataset — and
-    the exact next step when not. Exit 1 when any requested dataset is not accessible.
+    """Whether each dataset is accessible, and the next step when it is not.
+
+    Without downloading data: credentials found? access granted? (PhysioNet: one byte of that
+    version's SHA256SUMS.txt; manual: files placed?) Exit 1 when any requested dataset is not
+    accessible.
 
     Example: climb auth check mimic-iv-ecg ptbxl
     """
@@ -466,9 +471,11 @@ def auth_login(
     ] = None,
     no_check: Annotated[bool, typer.Option("--no-check", help="Store without trying the secret.")] = False,
 ) -> None:
-    """Store a password or token where the service's own tools look (~/.netrc, ~/.kaggle, climb's
-    token file), mode 0600, after checking that the service accepts it. The secret is read from a
-    hidden prompt, or from stdin when stdin is not a terminal — never from the command line.
+    """Store a password or token where the service's own tools look (mode 0600).
+
+    PhysioNet: ~/.netrc; Kaggle: ~/.kaggle/access_token (or kaggle.json with --username); Grand
+    Challenge: climb's token file. The secret is read from a hidden prompt, or from stdin when stdin
+    is not a terminal — never from the command line — and tried before it is stored.
 
     Example: climb auth login physionet --username ada
     """

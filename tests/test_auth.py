@@ -21,11 +21,19 @@ from climb_cli.errors import UsageError
 from climb_cli.fakes.physionet import FakePhysioNet
 from tests.conftest import REPO, SECRETS, TEST_PASSWORD, TEST_USER, WRONG_PASSWORD, write_recipe
 
-KAGGLE_KEY = "kg-key-Quux-33b1-secret"
-KAGGLE_TOKEN = "KGAT_tok-Frotz-8c2d-secret"
-GC_TOKEN = "gc-tok-Grue-9d2e-secret"
-NETRC_OTHER = "other-Zork-71aa-secret"
-ALL_SECRETS = (*SECRETS, KAGGLE_KEY, KAGGLE_TOKEN, GC_TOKEN, NETRC_OTHER)
+
+def _secret(prefix: str) -> str:
+    """A secret from conftest's leak-guarded list (the guard fails any test that prints it)."""
+    return next(s for s in SECRETS if s.startswith(prefix))
+
+
+KAGGLE_KEY = _secret("kgl-key-")
+KAGGLE_TOKEN = _secret("KGAT_tok-")
+KAGGLE_WRONG = _secret("KGAT_wrong-")
+GC_TOKEN = _secret("gc-tok-")
+GC_WRONG = _secret("gc-bad-")
+NETRC_OTHER = _secret("gcf-oth-")  # any guarded value: a password of another machine in ~/.netrc
+ALL_SECRETS = SECRETS
 
 
 def _env(tmp_path: Path, server: FakePhysioNet | None = None, **extra: str) -> dict[str, str]:
@@ -270,7 +278,7 @@ def test_login_physionet_default_host_and_new_file(tmp_path: Path) -> None:
 def test_login_kaggle_token_and_legacy_key_and_gc_token(tmp_path: Path) -> None:
     env = _env(tmp_path)
     home = Path(env["HOME"])
-    r = climb_in_process("auth", "login", "kaggle", env=env, stdin=KAGGLE_TOKEN + "\n")
+    r = climb_in_process("auth", "login", "kaggle", "--no-check", env=env, stdin=KAGGLE_TOKEN + "\n")
     assert r.returncode == 0, r.stderr
     token = home / ".kaggle" / "access_token"
     assert token.read_text() == KAGGLE_TOKEN + "\n" and stat.S_IMODE(token.stat().st_mode) == 0o600
@@ -280,7 +288,9 @@ def test_login_kaggle_token_and_legacy_key_and_gc_token(tmp_path: Path) -> None:
     env["KAGGLE_CONFIG_DIR"] = str(kdir)
     kdir.mkdir(parents=True)
     (kdir / "kaggle.json").write_text(json.dumps({"username": "old", "key": "old", "path": "/data/kaggle"}))
-    r = climb_in_process("auth", "login", "kaggle", "--username", "kat", env=env, stdin=KAGGLE_KEY + "\n")
+    r = climb_in_process(
+        "auth", "login", "kaggle", "--username", "kat", "--no-check", env=env, stdin=KAGGLE_KEY + "\n"
+    )
     assert r.returncode == 0, r.stderr
     assert json.loads((kdir / "kaggle.json").read_text()) == {
         "username": "kat",
@@ -289,7 +299,9 @@ def test_login_kaggle_token_and_legacy_key_and_gc_token(tmp_path: Path) -> None:
     }
     assert stat.S_IMODE((kdir / "kaggle.json").stat().st_mode) == 0o600
     assert "access_token exists and takes precedence over kaggle.json" in r.stderr
-    r = climb_in_process("auth", "login", "grand-challenge", env=env, stdin="Bearer " + GC_TOKEN + "\n")
+    r = climb_in_process(
+        "auth", "login", "grand-challenge", "--no-check", env=env, stdin="Bearer " + GC_TOKEN + "\n"
+    )
     assert r.returncode == 0, r.stderr
     gc = Path(env["XDG_CONFIG_HOME"]) / "climb" / "grand-challenge-token"
     assert gc.read_text() == GC_TOKEN + "\n" and stat.S_IMODE(gc.stat().st_mode) == 0o600
@@ -299,6 +311,42 @@ def test_login_kaggle_token_and_legacy_key_and_gc_token(tmp_path: Path) -> None:
         for row in json.loads(climb_in_process("auth", "status", "--json", env=env).stdout)
     }
     assert status["kaggle"]["origin"] == str(token) and status["grand-challenge"]["origin"] == str(gc)
+
+
+def test_login_kaggle_and_grand_challenge_are_checked_before_they_are_stored(tmp_path: Path) -> None:
+    from climb_cli.fakes.grand_challenge import FakeGrandChallenge
+    from climb_cli.fakes.kaggle import FakeKaggle, KaggleUser
+
+    with (
+        FakeKaggle(users=[KaggleUser("kat", key=KAGGLE_KEY, tokens={KAGGLE_TOKEN})]) as kaggle,
+        FakeGrandChallenge(tokens={GC_TOKEN: "ada"}) as gc,
+    ):
+        env = _env(tmp_path, CLIMB_KAGGLE_URL=kaggle.api_base, CLIMB_GRAND_CHALLENGE_URL=gc.base_url)
+        home = Path(env["HOME"])
+        r = climb_in_process("auth", "login", "kaggle", env=env, stdin=KAGGLE_WRONG + "\n")
+        assert r.returncode == 1 and not (home / ".kaggle").exists()
+        assert r.stderr.startswith("climb: error: not stored: Kaggle rejected the API token")
+        r = climb_in_process("auth", "login", "kaggle", env=env, stdin=KAGGLE_TOKEN + "\n")
+        assert r.returncode == 0 and "kaggle: Kaggle accepted the API token of 'kat'" in r.stdout
+        r = climb_in_process(
+            "auth", "login", "kaggle", "--username", "kat", env=env, stdin=KAGGLE_WRONG + "\n"
+        )
+        assert r.returncode == 1 and "Kaggle rejected the legacy API key of 'kat' (HTTP 401)" in r.stderr
+        r = climb_in_process("auth", "login", "kaggle", "--username", "kat", env=env, stdin=KAGGLE_KEY + "\n")
+        assert r.returncode == 0 and "Kaggle accepted the legacy API key of 'kat'" in r.stdout
+        r = climb_in_process("auth", "login", "grand-challenge", env=env, stdin=GC_WRONG + "\n")
+        assert r.returncode == 1 and "not stored: Grand Challenge rejected the token (HTTP 401)" in r.stderr
+        r = climb_in_process("auth", "login", "grand-challenge", env=env, stdin=GC_TOKEN + "\n")
+        assert r.returncode == 0 and "Grand Challenge accepted the token" in r.stdout
+        introspections = kaggle.requests_for("/v1/security.OAuthService/IntrospectToken", method="POST")
+        assert len(introspections) == 4 and all(x.had_authorization for x in introspections)
+        assert [x.status for x in gc.requests_for("/api/v1/archives/")] == [401, 200]
+    assert (home / ".kaggle" / "access_token").read_text() == KAGGLE_TOKEN + "\n"
+    assert json.loads((home / ".kaggle" / "kaggle.json").read_text()) == {
+        "username": "kat",
+        "key": KAGGLE_KEY,
+    }
+    assert (Path(env["XDG_CONFIG_HOME"]) / "climb" / "grand-challenge-token").read_text() == GC_TOKEN + "\n"
 
 
 def test_login_never_takes_the_secret_from_argv(tmp_path: Path) -> None:

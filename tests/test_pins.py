@@ -17,8 +17,9 @@ from climb_cli.settings import Settings
 from climb_cli.sources import make_sources
 from climb_cli.sources.base import RemoteFile
 from climb_cli.verify import verify_raw
-from tests.conftest import run_climb, write_recipe
+from tests.conftest import write_recipe
 from tests.test_archives import _Server
+from tests.test_auth import _env, climb_in_process
 
 BLOBS = {"set.zip": b"PK-not-really-a-zip" * 1000, "notes.txt": b"first version\n"}
 
@@ -147,14 +148,15 @@ def test_write_lock_from_the_command_line(tmp_path: Path) -> None:
     out = tmp_path / "locks"
     out.mkdir()
     args = ["--data-dir", str(tmp_path / "data"), "--recipes", str(recipes), "download", "toyman"]
-    r = run_climb(*args, "--write-lock", str(out))
+    env = _env(tmp_path)
+    r = climb_in_process(*args, "--write-lock", str(out), env=env)
     assert r.returncode == 0, r.stderr
     assert "2 sum(s) pinned" in r.stdout
     assert f"toyman: pins written to {out / 'toyman.lock'}" in r.stdout
     pins = read_lock(out / "toyman.lock")
     assert {k: p.sha256 for k, p in pins.items()} == {"a.csv": sha(b"1\n"), "b.csv": sha(b"2\n")}
     (raw / "b.csv").write_text("3\n")  # a placed file changes after it was pinned
-    r = run_climb(*args)
+    r = climb_in_process(*args, env=env)
     pinned = sha(b"2\n")
     assert r.returncode == 1
     assert "replace: b.csv: sha256 " in r.stdout and f"expected {pinned} (pinned in " in r.stdout

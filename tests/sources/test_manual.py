@@ -19,7 +19,8 @@ from climb_cli.settings import Settings
 from climb_cli.sources import make_sources
 from climb_cli.sources.base import RemoteFile
 from climb_cli.verify import verify_raw
-from tests.conftest import run_climb, write_recipe
+from tests.conftest import write_recipe
+from tests.test_auth import _env, climb_in_process
 
 TABLE = b"id,label\n1,a\n2,b\n"
 
@@ -208,9 +209,8 @@ def test_recipe_validation(tmp_path: Path, files: str, message: str) -> None:
 
 def test_cli_prints_the_instructions_and_exits_1(tmp_path: Path) -> None:
     recipe = _recipe(tmp_path)
-    r = run_climb(
-        "--data-dir", str(tmp_path / "data"), "--recipes", str(recipe.path.parent), "download", "toyman"
-    )
+    args = ("--data-dir", str(tmp_path / "data"), "--recipes", str(recipe.path.parent), "download", "toyman")
+    r = climb_in_process(*args, env=_env(tmp_path))
     assert r.returncode == 1
     assert "toyman: manual: 0 of 2 files placed in " in r.stdout
     assert "  from:  https://aimi.stanford.edu/datasets/toy" in r.stdout
