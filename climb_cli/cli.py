@@ -218,10 +218,12 @@ def download(
             except ClimbError as e:
                 failed.append((r.name, str(e)))
                 continue
+            manual = sum(1 for src, _ in p.jobs if getattr(src, "manual", False))
             ui.say(
                 f"{r.name}: {p.files:,} files, {ui.human(p.total_bytes)} "
                 f"({p.total_bytes if p.total_bytes is not None else '?'} bytes), "
                 f"{ui.human(p.present_bytes)} already present"
+                + (f" ({manual} to be placed by hand: manual source)" if manual else "")
             )
             problem = check_disk(p, settings)
             if problem:
@@ -244,10 +246,13 @@ def download(
         for placement in report.manual:
             for line in placement.lines():
                 ui.say(line)
-        if write_lock is not None and r.checksums == "pinned":
+        if write_lock is not None:
             from climb_cli.pins import Pins
 
-            ui.say(f"{r.name}: pins written to {Pins(r, settings).write_lock(write_lock)}")
+            if r.checksums == "pinned":
+                ui.say(f"{r.name}: pins written to {Pins(r, settings).write_lock(write_lock)}")
+            else:
+                ui.warn(f"{r.name}: no lock written: its recipe says checksums: {r.checksums}, not pinned")
         if not report.ok:
             failed.append((r.name, report.why))
             summary.extend((r.name, pr.category, pr.text) for pr in report.problems)
