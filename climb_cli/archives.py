@@ -51,7 +51,8 @@ from climb_cli.sources.base import RemoteFile, Source, SourceParams, glob_match,
 
 GZIP_MAX_RATIO = 1032  # deflate cannot compress better than ~1032:1; more output than that is a bomb
 _CHUNK = 1024 * 1024
-_STATE_EVERY_S = 2.0
+_STATE_EVERY_S = 2.0  # save the extraction state at most this often...
+_STATE_COST_FACTOR = 20  # ... and spend at most 1/20 of the time saving it (huge archives)
 
 
 class ArchiveError(ClimbError):
@@ -439,7 +440,7 @@ def extract(
         new.save(raw_root)
         for d in sorted(dirs):
             (raw_root / d).mkdir(parents=True, exist_ok=True)
-        last_save = time.monotonic()
+        last_save, every = time.monotonic(), _STATE_EVERY_S
         result = Result(key, intact=len(members) - len(todo))
         tmp_root = raw_root / ".climb" / "partial" / "extract"
         for m in todo:
@@ -451,9 +452,11 @@ def extract(
                 manifest.put(
                     Entry(m.key, row[0], row[1], row[2], source_id, f"{key}!/{m.name}", "", now, now)
                 )
-            if time.monotonic() - last_save > _STATE_EVERY_S:
+            if time.monotonic() - last_save > every:
+                t0 = time.monotonic()
                 new.save(raw_root)
                 last_save = time.monotonic()
+                every = max(_STATE_EVERY_S, _STATE_COST_FACTOR * (last_save - t0))
         new.complete = True
         new.save(raw_root)
         result.members = dict(new.members)
