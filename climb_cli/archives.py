@@ -43,8 +43,6 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import quote
 
-from pydantic import Field
-
 from climb_cli.errors import ClimbError
 from climb_cli.manifest import Entry, RawManifest
 from climb_cli.sources.base import RemoteFile, Source, SourceParams, glob_match, safe_relpath
@@ -60,13 +58,8 @@ class ArchiveError(ClimbError):
 
 
 class ArchiveOptions(SourceParams):
-    """Recipe fields of source kinds whose files may be archives (inherit this in a source's Params)."""
-
-    extract: bool | list[str] = Field(
-        False, description="extract archives after download: true (all) or a list of globs of archive paths"
-    )
-    keep_archive: bool = Field(True, description="keep the archive after it was completely extracted")
-    strip_components: int = Field(0, ge=0, description="leading folders to drop from member paths")
+    """Kept for source kinds that name it: the archive fields (extract, keep_archive,
+    strip_components) are fields of every source now (recipe.SourceSpec)."""
 
 
 @dataclass(frozen=True)
@@ -85,21 +78,14 @@ class Policy:
 
 
 def policy(source: Source) -> Policy | None:
-    """The source's extraction policy (Params fields, or SourceSpec fields of the same names), or None."""
-
-    def field_(name: str, default: Any) -> Any:
-        value = getattr(source.params, name, None)
-        if value is None:
-            value = getattr(source.spec, name, None)
-        return default if value is None else value
-
-    extract = field_("extract", False)
-    if not extract:
+    """The source's extraction policy (the recipe's extract / keep_archive / strip_components), or None."""
+    spec = source.spec
+    if not spec.extract:
         return None
     return Policy(
-        extract if isinstance(extract, bool) else tuple(extract),
-        bool(field_("keep_archive", True)),
-        int(field_("strip_components", 0)),
+        spec.extract if isinstance(spec.extract, bool) else tuple(spec.extract),
+        spec.keep_archive,
+        spec.strip_components,
     )
 
 

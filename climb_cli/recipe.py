@@ -43,6 +43,11 @@ class SourceSpec(BaseModel):
     into: str = Field("", description="sub-folder of raw/<dataset>/ for this source's files")
     include: list[str] = Field(default_factory=list, description="globs of upstream paths to fetch")
     exclude: list[str] = Field(default_factory=list, description="globs of upstream paths to skip")
+    extract: bool | list[str] = Field(
+        False, description="extract archives after download: true (all), or globs of archive paths"
+    )
+    keep_archive: bool = Field(True, description="keep an archive once it is completely extracted")
+    strip_components: int = Field(0, ge=0, description="leading folders to drop from member paths")
 
     @field_validator("into")
     @classmethod

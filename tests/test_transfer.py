@@ -207,3 +207,14 @@ def test_retry_after_parsing() -> None:
     assert retry_after_seconds("3") == 3.0
     assert retry_after_seconds(None) is None and retry_after_seconds("soon") is None
     assert 0 <= retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT") <= 0.0 + 1e-9
+
+
+def test_short_body_closed_cleanly_is_resumed(
+    tmp_path: Path, settings: Settings, server: FakePhysioNet, big: bytes
+) -> None:
+    server.faults.add("short", path_glob="*/big.bin", after_bytes=1_000_000)
+    assert download(_recipe(tmp_path), settings).ok
+    assert _final(settings).read_bytes() == big
+    first, second = _file_requests(server)
+    assert first.fault == "short" and second.status == 206
+    assert second.range == f"bytes={first.bytes_sent}-"
