@@ -378,6 +378,17 @@ def _commit_run(recipe: Recipe, out_dir: Path, report: PreprocessReport, schema:
             "errors": len(errors),
             "input_digest": hashlib.sha256("".join(u.digest for u in report.units).encode()).hexdigest(),
             "schema": [{"name": f.name, "type": str(f.type)} for f in schema],
+            "modality": recipe.modality,
+            "arrays": {
+                f.name: {
+                    "dtype": str(f.type.value_type),
+                    "shape_column": f"{f.name}_shape",
+                    "encoding": recipe.output.array_encoding,
+                    "compression": recipe.output.compression,
+                }
+                for f in schema
+                if f"{f.name}_shape" in schema.names
+            },
             "layout": "arrays are flat row-major values in <name>, with their shape in <name>_shape",
         },
     )
