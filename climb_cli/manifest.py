@@ -105,6 +105,40 @@ class RawManifest:
         for e in entries:
             self.put(e)
 
+    def put_batch(self, entries: list[Entry]) -> None:
+        """Many rows in one transaction (verify's results)."""
+        with self._lock:
+            self._flush_locked()
+            self._db.execute("BEGIN")
+            self._db.executemany(
+                "INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,?,?,?,?)",
+                [
+                    (
+                        e.path,
+                        e.size,
+                        e.mtime_ns,
+                        e.sha256,
+                        e.source,
+                        e.url,
+                        e.etag,
+                        e.fetched_at,
+                        e.verified_at,
+                    )
+                    for e in entries
+                ],
+            )
+            self._db.execute("COMMIT")
+
+    def touch_verified(self, paths: list[str], when: float) -> None:
+        """Record that these rows were re-verified unchanged (one UPDATE per row, one transaction)."""
+        with self._lock:
+            self._flush_locked()
+            self._db.execute("BEGIN")
+            self._db.executemany(
+                "UPDATE files SET verified_at = ? WHERE path = ?", [(when, p) for p in paths]
+            )
+            self._db.execute("COMMIT")
+
     def delete(self, paths: Iterable[str]) -> None:
         with self._lock:
             self._flush_locked()

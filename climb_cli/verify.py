@@ -132,8 +132,16 @@ def verify_raw(recipe: Recipe, settings: Settings, *, workers: int | None = None
         manifest,
         ThreadPoolExecutor(workers or os.cpu_count() or 2, thread_name_prefix="climb-verify") as pool,
     ):
-        previous = manifest.load()
-        for item, (state, size, entry) in zip(expected, pool.map(check, expected, chunksize=64), strict=True):
+        previous = manifest.load_index()
+        changed: list[Entry] = []
+        unchanged: list[str] = []
+
+        def check_chunk(chunk: list[tuple[Source, RemoteFile, str]]) -> list[tuple[str, int, Entry | None]]:
+            return [check(item) for item in chunk]  # one task per 64 files, not one per file
+
+        chunks = [expected[i : i + 64] for i in range(0, len(expected), 64)]
+        results = (r for rs in pool.map(check_chunk, chunks) for r in rs)
+        for item, (state, size, entry) in zip(expected, results, strict=True):
             report.checked += 1
             report.bytes += size
             if state in ("missing", "corrupt"):
@@ -141,19 +149,17 @@ def verify_raw(recipe: Recipe, settings: Settings, *, workers: int | None = None
                 bad.append((item[0], archive_of.get(id(item[1]), item[1])))
             elif entry is not None:
                 old = previous.get(entry.path)
-                manifest.put(
-                    Entry(
-                        entry.path,
-                        entry.size,
-                        entry.mtime_ns,
-                        entry.sha256,
-                        entry.source,
-                        old.url if old else entry.url,
-                        old.etag if old else "",
-                        old.fetched_at if old else 0.0,
-                        now,
-                    )
+                if old == (entry.size, entry.mtime_ns, entry.sha256):
+                    unchanged.append(entry.path)
+                else:
+                    changed.append(entry)  # new to the manifest (placed by hand), or re-hashed
+        for i, e in enumerate(changed):
+            if e.path in previous and (full := manifest.get(e.path)) is not None:  # keep where it came from
+                changed[i] = Entry(
+                    e.path, e.size, e.mtime_ns, e.sha256, e.source, full.url, full.etag, full.fetched_at, now
                 )
+        manifest.put_batch(changed)
+        manifest.touch_verified(unchanged, now)
         if report.corrupt:
             manifest.delete(report.corrupt)
     if report.never_listed:

@@ -14,7 +14,6 @@ import html
 import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from urllib.parse import quote, unquote
 
 import requests
@@ -206,10 +205,18 @@ class PhysioNetSource(Source):
         return RemoteFile(path=CHECKSUMS, url=self.files_url + CHECKSUMS)
 
     def _all_upstream(self) -> dict[str, str] | None:
+        """The stored SHA256SUMS.txt, parsed once per version of the file on disk."""
         local = self.raw_dir / CHECKSUMS
-        if not local.is_file():
+        try:
+            st = local.stat()
+        except FileNotFoundError:
             return None
-        return parse_sha256sums(local.read_text(encoding="utf-8", errors="replace"), str(local))
+        key = (st.st_size, st.st_mtime_ns)
+        cached = getattr(self, "_sums_cache", None)
+        if cached is None or cached[0] != key:
+            sums = parse_sha256sums(local.read_text(encoding="utf-8", errors="replace"), str(local))
+            self._sums_cache = cached = (key, sums)
+        return cached[1]
 
     def _remote(self, path: str, digest: str) -> RemoteFile:
         return RemoteFile(path=path, url=self.files_url + quote(path), sha256=digest)
@@ -270,10 +277,3 @@ class PhysioNetSource(Source):
         return AccessReport(
             self.recipe.name, self.spec.id, ok, f"HTTP {r.status_code}", "" if ok else self.page_url
         )
-
-
-def local_checksums(raw_dir: Path) -> dict[str, str] | None:
-    path = raw_dir / CHECKSUMS
-    if not path.is_file():
-        return None
-    return parse_sha256sums(path.read_text(encoding="utf-8", errors="replace"), str(path))
