@@ -3,16 +3,24 @@
 Every function takes an array shaped (channels, samples) and works along the last axis. Inputs are
 converted to float64 and float64 is returned: choosing the stored dtype is the job of a cast step.
 Invalid arguments raise ValueError with a one-line message; steps turn it into an ItemError.
+
+The last section holds the step bodies the ECG and EEG modules share (sampling rate lookup, resampling and
+filtering of `sample.arrays["signal"]`, overflow-checked casts); each module passes its own step name and
+its own check of the signal, so step names and error messages stay per module.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from fractions import Fraction
 from typing import Literal
 
 import numpy as np
 
+from climb_cli.errors import ItemError
 from climb_cli.lazy import lazy
+from climb_cli.steps.base import Sample
 
 _ss = lazy("scipy.signal")
 
@@ -219,3 +227,55 @@ def minmax(x: np.ndarray, per_lead: bool = True, eps: float = 1e-8) -> np.ndarra
     axis = -1 if per_lead else None
     lo = a.min(axis=axis, keepdims=True)
     return _safe_divide(a - lo, a.max(axis=axis, keepdims=True) - lo, eps)
+
+
+# ------------------------------------------------------------------------------------ shared step bodies
+
+#: a module's check of `sample.arrays["signal"]` before a step uses it: (sample, step name) -> array.
+SignalCheck = Callable[[Sample, str], np.ndarray]
+
+
+def sampling_rate(sample: Sample) -> float:
+    """`meta["sampling_rate"]` as a float; an ItemError when no reader step has set it."""
+    fs = sample.meta.get("sampling_rate")
+    if fs is None:
+        raise ItemError("no sampling_rate in the sample's metadata; a reader step must come first")
+    return float(fs)
+
+
+def resample_sample(
+    sample: Sample, step_name: str, hz: float, method: ResampleMethod, check: SignalCheck
+) -> Sample:
+    """Resample the signal to `hz` and update meta sampling_rate; a no-op at the same rate."""
+    fs = sampling_rate(sample)
+    if math.isclose(fs, hz, rel_tol=1e-12):
+        return sample
+    x = check(sample, step_name)
+    try:
+        sample.arrays["signal"] = resample(x, fs, hz, method)
+    except ValueError as exc:
+        raise ItemError(str(exc)) from None
+    sample.meta["sampling_rate"] = float(hz)
+    return sample
+
+
+def filter_sample(
+    sample: Sample, step_name: str, apply: Callable[[np.ndarray, float], np.ndarray], check: SignalCheck
+) -> Sample:
+    """Replace the signal by apply(signal, sampling rate); a ValueError becomes '<step_name>: <reason>'."""
+    x = check(sample, step_name)
+    fs = sampling_rate(sample)
+    try:
+        sample.arrays["signal"] = apply(x, fs)
+    except ValueError as exc:
+        raise ItemError(f"{step_name}: {exc}") from None
+    return sample
+
+
+def astype_counting_overflow(x: np.ndarray, dtype: str) -> tuple[np.ndarray, int]:
+    """`x` cast to `dtype`, and how many finite values became inf (overflow) in the cast."""
+    with np.errstate(over="ignore"):
+        out = x.astype(dtype)
+    if np.isfinite(out).all():
+        return out, 0
+    return out, int(np.count_nonzero(np.isfinite(x) & ~np.isfinite(out)))

@@ -132,13 +132,6 @@ def _finite_signal(sample: Sample, step_name: str) -> np.ndarray:
     return x
 
 
-def _sampling_rate(sample: Sample) -> float:
-    fs = sample.meta.get("sampling_rate")
-    if fs is None:
-        raise ItemError("no sampling_rate in the sample's metadata; a reader step must come first")
-    return float(fs)
-
-
 def _lead_key(name: str) -> str:
     """How lead names are compared: case-insensitive, spaces ignored (`aVR` == `AVR`, `ECG 1` == `ecg1`)."""
     return "".join(name.split()).casefold()
@@ -306,16 +299,7 @@ class ResampleParams(StepParams):
 @step("ecg.resample", ResampleParams)
 def resample(sample: Sample, p: ResampleParams) -> Sample:
     """Resample to `hz`; the length becomes round(n * hz / rate); a no-op at the same rate."""
-    fs = _sampling_rate(sample)
-    if math.isclose(fs, p.hz, rel_tol=1e-12):
-        return sample
-    x = _finite_signal(sample, "ecg.resample")
-    try:
-        sample.arrays["signal"] = _signal.resample(x, fs, p.hz, p.method)
-    except ValueError as exc:
-        raise ItemError(str(exc)) from None
-    sample.meta["sampling_rate"] = float(p.hz)
-    return sample
+    return _signal.resample_sample(sample, "ecg.resample", p.hz, p.method, _finite_signal)
 
 
 # --------------------------------------------------------------------------------------------- filters
@@ -339,13 +323,7 @@ class CutoffParams(StepParams):
 
 
 def _filtered(sample: Sample, step_name: str, apply: Callable[[np.ndarray, float], np.ndarray]) -> Sample:
-    x = _finite_signal(sample, step_name)
-    fs = _sampling_rate(sample)
-    try:
-        sample.arrays["signal"] = apply(x, fs)
-    except ValueError as exc:
-        raise ItemError(f"{step_name}: {exc}") from None
-    return sample
+    return _signal.filter_sample(sample, step_name, apply, _finite_signal)
 
 
 @step("ecg.bandpass", BandpassParams)
@@ -442,9 +420,7 @@ def cast(sample: Sample, p: CastParams) -> Sample:
         info = np.iinfo(np.int16)
         out = np.clip(np.rint(x), info.min, info.max).astype(np.int16)
     else:
-        with np.errstate(over="ignore"):
-            out = x.astype(p.dtype)
-        overflow = int(np.count_nonzero(np.isfinite(x) & ~np.isfinite(out)))
+        out, overflow = _signal.astype_counting_overflow(x, p.dtype)
         if overflow:
             raise ItemError(f"{overflow} samples overflow {p.dtype}; lower the scale or use a wider dtype")
     sample.arrays["signal"] = out

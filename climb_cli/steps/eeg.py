@@ -179,13 +179,6 @@ def _check_channel_list(channels: list[str] | None) -> list[str] | None:
     return channels
 
 
-def _sampling_rate(sample: Sample) -> float:
-    fs = sample.meta.get("sampling_rate")
-    if fs is None:
-        raise ItemError("no sampling_rate in the sample's metadata; a reader step must come first")
-    return float(fs)
-
-
 def _finite_signal(sample: Sample, step_name: str) -> np.ndarray:
     """The `signal` array, refusing NaN/inf (they would spread through filters and statistics)."""
     if "signal" not in sample.arrays and "epochs" in sample.arrays:
@@ -499,16 +492,7 @@ class ResampleParams(StepParams):
 @step("eeg.resample", ResampleParams)
 def resample(sample: Sample, p: ResampleParams) -> Sample:
     """Resample the signal to `hz`; the length becomes round(n * hz / rate); a no-op at the same rate."""
-    fs = _sampling_rate(sample)
-    if math.isclose(fs, p.hz, rel_tol=1e-12):
-        return sample
-    x = _finite_signal(sample, "eeg.resample")
-    try:
-        sample.arrays["signal"] = _signal.resample(x, fs, p.hz, p.method)
-    except ValueError as exc:
-        raise ItemError(str(exc)) from None
-    sample.meta["sampling_rate"] = float(p.hz)
-    return sample
+    return _signal.resample_sample(sample, "eeg.resample", p.hz, p.method, _finite_signal)
 
 
 # --------------------------------------------------------------------------------------------- filters
@@ -532,13 +516,7 @@ class CutoffParams(StepParams):
 
 
 def _filtered(sample: Sample, step_name: str, apply: Callable[[np.ndarray, float], np.ndarray]) -> Sample:
-    x = _finite_signal(sample, step_name)
-    fs = _sampling_rate(sample)
-    try:
-        sample.arrays["signal"] = apply(x, fs)
-    except ValueError as exc:
-        raise ItemError(f"{step_name}: {exc}") from None
-    return sample
+    return _signal.filter_sample(sample, step_name, apply, _finite_signal)
 
 
 @step("eeg.bandpass", BandpassParams)
@@ -899,7 +877,7 @@ def _cut(x: np.ndarray, starts: np.ndarray, win: int) -> np.ndarray:
 def epoch(sample: Sample, p: EpochParams) -> Sample:
     """Cut fixed windows (window, stride s) labelled from EDF+ annotations or a hypnogram -> `epochs`."""
     x = sample.array("signal")
-    fs = _sampling_rate(sample)
+    fs = _signal.sampling_rate(sample)
     win = _seconds_to_samples(p.window, fs, "window")
     stride = _seconds_to_samples(p.stride if p.stride is not None else p.window, fs, "stride")
     first = int(round(p.start * fs))
@@ -999,7 +977,7 @@ class EpochEventsParams(StepParams):
 def epoch_events(sample: Sample, p: EpochEventsParams) -> Sample:
     """Cut event-locked epochs [tmin, tmax] around mapped EDF+ annotations, with optional baseline."""
     x = sample.array("signal")
-    fs = _sampling_rate(sample)
+    fs = _signal.sampling_rate(sample)
     ann, shift = _annotation_source(sample, p.annotation_input)
     mapping = {_stage_key(k): v for k, v in p.mapping.items()}
     first = int(round(p.tmin * fs))
@@ -1057,13 +1035,7 @@ def cast(sample: Sample, p: CastParams) -> Sample:
     if not names:
         raise ItemError("no signal or epochs array yet; a reader step must come first")
     for name in names:
-        x = sample.arrays[name]
-        with np.errstate(over="ignore"):
-            out = x.astype(p.dtype)
-        if np.isfinite(out).all():
-            sample.arrays[name] = out
-            continue
-        overflow = int(np.count_nonzero(np.isfinite(x) & ~np.isfinite(out)))
+        out, overflow = _signal.astype_counting_overflow(sample.arrays[name], p.dtype)
         if overflow:
             raise ItemError(f"{overflow} values of {name} overflow {p.dtype}; scale first or keep float64")
         sample.arrays[name] = out
