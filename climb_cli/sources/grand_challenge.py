@@ -25,7 +25,6 @@ results``; climb follows ``next``, only on the API's own host).
 from __future__ import annotations
 
 import json
-import os
 import re
 import threading
 import time
@@ -38,13 +37,13 @@ from pydantic import Field
 
 from climb_cli import credentials, redaction
 from climb_cli.errors import AccessError, TransferError
+from climb_cli.sources import _api as shared_api
 from climb_cli.sources.base import AccessReport, RemoteFile, Source, SourceParams, safe_relpath, selected
 
 DEFAULT_URL = "https://grand-challenge.org"
 TOKEN_PAGE = "https://grand-challenge.org/settings/api-tokens/"
 PAGE = 100
 _MAX_PAGES = 100_000
-_API_RETRY = {408, 429, 500, 502, 503, 504}
 _URL_MARGIN = 20.0
 _RE_RESOLVE = 2
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
@@ -102,7 +101,7 @@ class GrandChallengeSource(Source):
 
     @property
     def listing_path(self) -> Path:
-        return self.settings.raw_dir(self.recipe.name) / ".climb" / f"listing-{self.spec.id}.json"
+        return shared_api.listing_path(self)
 
     # -- credentials ------------------------------------------------------------------------------
     def credentials(self) -> credentials.Token | None:
@@ -157,59 +156,38 @@ class GrandChallengeSource(Source):
     # -- API ----------------------------------------------------------------------------------------
     def _get_json(self, url: str) -> Any:
         """One API GET, retried (small budget) on connection errors, 429 and 5xx honouring Retry-After."""
-        from climb_cli.transfer import retry_after_seconds
-
         if urlsplit(url).netloc != self._host:
             raise TransferError(
                 f"{self.recipe.name}: Grand Challenge linked to another host: {redaction.redact_url(url)}"
             )
-        tries = max(1, min(self.settings.retries, 5) + 1)
-        for attempt in range(tries):
-            last = attempt == tries - 1
-            try:
-                r = self.session().get(
-                    url,
-                    headers={**self._headers_for(url), "Accept": "application/json"},
-                    timeout=self.timeout,
-                    allow_redirects=False,
+        r = shared_api.send_with_retry(
+            self,
+            lambda: self.session().get(
+                url,
+                headers={**self._headers_for(url), "Accept": "application/json"},
+                timeout=self.timeout,
+                allow_redirects=False,
+            ),
+            f"{self.recipe.name}: cannot reach Grand Challenge at {redaction.redact_url(url)}",
+        )
+        with r:
+            if r.status_code == 401:
+                raise self._invalid_token(r)
+            if r.status_code in (403, 404):
+                raise self._not_visible()
+            if r.status_code == 400 and "archive" in _detail(r):
+                raise self._not_visible()  # ?archive=<pk> of an archive that does not exist
+            if r.status_code != 200:
+                raise TransferError(
+                    f"{self.recipe.name}: Grand Challenge answered HTTP {r.status_code} to "
+                    f"{redaction.redact_url(url)}" + (f" ({_detail(r)})" if _detail(r) else "")
                 )
-            except (requests.ConnectionError, requests.Timeout) as e:
-                if last:
-                    raise TransferError(
-                        f"{self.recipe.name}: cannot reach Grand Challenge at {redaction.redact_url(url)}: "
-                        f"{type(e).__name__}"
-                    ) from None
-                self._sleep(attempt, None)
-                continue
-            with r:
-                if r.status_code in _API_RETRY and not last:
-                    self._sleep(attempt, retry_after_seconds(r.headers.get("Retry-After")))
-                    continue
-                if r.status_code == 401:
-                    raise self._invalid_token(r)
-                if r.status_code in (403, 404):
-                    raise self._not_visible()
-                if r.status_code == 400 and "archive" in _detail(r):
-                    raise self._not_visible()  # ?archive=<pk> of an archive that does not exist
-                if r.status_code != 200:
-                    raise TransferError(
-                        f"{self.recipe.name}: Grand Challenge answered HTTP {r.status_code} to "
-                        f"{redaction.redact_url(url)}" + (f" ({_detail(r)})" if _detail(r) else "")
-                    )
-                try:
-                    return r.json()
-                except ValueError:
-                    raise TransferError(
-                        f"{self.recipe.name}: Grand Challenge's answer to {redaction.redact_url(url)} "
-                        "is not JSON"
-                    ) from None
-        raise AssertionError("unreachable")
-
-    def _sleep(self, attempt: int, retry_after: float | None) -> None:
-        delay = min(self.settings.backoff_max, self.settings.backoff * (2**attempt))
-        if retry_after is not None:
-            delay = max(delay, min(retry_after, 600.0))
-        time.sleep(delay)
+            try:
+                return r.json()
+            except ValueError:
+                raise TransferError(
+                    f"{self.recipe.name}: Grand Challenge's answer to {redaction.redact_url(url)} is not JSON"
+                ) from None
 
     def _pages(self, route: str, query: dict[str, str], *, first_only: bool = False) -> list[dict[str, Any]]:
         """Every result of a DRF list, following ``next``."""
@@ -289,20 +267,11 @@ class GrandChallengeSource(Source):
             "upstream": [r["path"] for r in upstream],
             "values": values,
         }
-        self.listing_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.listing_path.with_name(f".{self.listing_path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(listing, indent=1, sort_keys=True), encoding="utf-8")
-        os.replace(tmp, self.listing_path)
+        shared_api.write_atomic(self.listing_path, json.dumps(listing, indent=1, sort_keys=True))
         return files
 
     def _load_listing(self) -> dict[str, Any] | None:
-        try:
-            data = json.loads(self.listing_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
-        if not isinstance(data, dict) or data.get("params") != self.params_dict():
-            return None
-        return data
+        return shared_api.load_params_listing(self)
 
     def expected_files(self) -> list[RemoteFile] | None:
         data = self._load_listing()

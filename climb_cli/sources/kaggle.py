@@ -32,7 +32,6 @@ import base64
 import binascii
 import calendar
 import json
-import os
 import threading
 import time
 from pathlib import Path
@@ -44,6 +43,7 @@ from pydantic import Field, model_validator
 
 from climb_cli import credentials, redaction
 from climb_cli.errors import AccessError, TransferError
+from climb_cli.sources import _api as shared_api
 from climb_cli.sources.base import AccessReport, RemoteFile, Source, SourceParams, safe_relpath, selected
 
 DEFAULT_URL = "https://api.kaggle.com"
@@ -51,7 +51,6 @@ WEB = "https://www.kaggle.com"
 DATASETS = "datasets.DatasetApiService"
 COMPETITIONS = "competitions.CompetitionApiService"
 PAGE_SIZE = 200
-_API_RETRY = {408, 429, 500, 502, 503, 504}
 _URL_MARGIN = 30.0  # re-resolve a signed URL this many seconds before it expires
 _RE_RESOLVE = 2  # fresh signed URLs per open() before giving up
 
@@ -117,13 +116,6 @@ def _error_message(resp: requests.Response) -> str:
     return ""
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 class KaggleSource(Source):
     kind = "kaggle"
     Params = KaggleParams
@@ -161,7 +153,7 @@ class KaggleSource(Source):
 
     @property
     def listing_path(self) -> Path:
-        return self.settings.raw_dir(self.recipe.name) / ".climb" / f"listing-{self.spec.id}.json"
+        return shared_api.listing_path(self)
 
     @property
     def sums_path(self) -> Path:
@@ -244,50 +236,30 @@ class KaggleSource(Source):
 
     def _api(self, service: str, method: str, body: dict[str, Any]) -> dict[str, Any]:
         """One JSON RPC call, retried (small budget) on connection errors, 429 and 5xx with Retry-After."""
-        from climb_cli.transfer import retry_after_seconds
-
         url = self._rpc_url(service, method)
-        tries = max(1, min(self.settings.retries, 5) + 1)
-        for attempt in range(tries):
-            last = attempt == tries - 1
+        r = shared_api.send_with_retry(
+            self,
+            lambda: self._post(url, body),
+            f"{self.recipe.name}: cannot reach Kaggle at {redaction.redact_url(url)}",
+        )
+        with r:
+            if r.status_code in (401, 403, 404):
+                raise self._refusal(r)
+            if r.status_code != 200:
+                detail = _error_message(r)
+                raise TransferError(
+                    f"{self.recipe.name}: Kaggle answered HTTP {r.status_code} to {method}"
+                    + (f" ({detail})" if detail else "")
+                )
             try:
-                r = self._post(url, body)
-            except (requests.ConnectionError, requests.Timeout) as e:
-                if last:
-                    raise TransferError(
-                        f"{self.recipe.name}: cannot reach Kaggle at {redaction.redact_url(url)}: "
-                        f"{type(e).__name__}"
-                    ) from None
-                self._sleep(attempt, None)
-                continue
-            with r:
-                if r.status_code in _API_RETRY and not last:
-                    self._sleep(attempt, retry_after_seconds(r.headers.get("Retry-After")))
-                    continue
-                if r.status_code in (401, 403, 404):
-                    raise self._refusal(r)
-                if r.status_code != 200:
-                    detail = _error_message(r)
-                    raise TransferError(
-                        f"{self.recipe.name}: Kaggle answered HTTP {r.status_code} to {method}"
-                        + (f" ({detail})" if detail else "")
-                    )
-                try:
-                    data = r.json()
-                except ValueError:
-                    raise TransferError(f"{self.recipe.name}: Kaggle's {method} answer is not JSON") from None
-                if not isinstance(data, dict):
-                    raise TransferError(f"{self.recipe.name}: Kaggle's {method} answer is not a JSON object")
-                if isinstance(data.get("code"), int) and data["code"] >= 400:  # kagglesdk's own rule
-                    raise TransferError(f"{self.recipe.name}: Kaggle {method}: {_error_message(r)}")
-                return data
-        raise AssertionError("unreachable")
-
-    def _sleep(self, attempt: int, retry_after: float | None) -> None:
-        delay = min(self.settings.backoff_max, self.settings.backoff * (2**attempt))
-        if retry_after is not None:
-            delay = max(delay, min(retry_after, 600.0))
-        time.sleep(delay)
+                data = r.json()
+            except ValueError:
+                raise TransferError(f"{self.recipe.name}: Kaggle's {method} answer is not JSON") from None
+            if not isinstance(data, dict):
+                raise TransferError(f"{self.recipe.name}: Kaggle's {method} answer is not a JSON object")
+            if isinstance(data.get("code"), int) and data["code"] >= 400:  # kagglesdk's own rule
+                raise TransferError(f"{self.recipe.name}: Kaggle {method}: {_error_message(r)}")
+            return data
 
     # -- listing ------------------------------------------------------------------------------------
     def _identity(self, method: str, fields: dict[str, Any]) -> str:
@@ -382,7 +354,7 @@ class KaggleSource(Source):
             "files": [{"path": f.path, "url": f.url, "size": f.size, "md5": f.md5} for f in files],
             "upstream": [n for n, _ in upstream],
         }
-        _write_atomic(self.listing_path, json.dumps(listing, indent=1, sort_keys=True))
+        shared_api.write_atomic(self.listing_path, json.dumps(listing, indent=1, sort_keys=True))
         return files
 
     def _download_identity(self, name: str | None) -> str:
@@ -400,13 +372,7 @@ class KaggleSource(Source):
         return self._identity("DownloadDataset", fields)
 
     def _load_listing(self) -> dict[str, Any] | None:
-        try:
-            data = json.loads(self.listing_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
-        if not isinstance(data, dict) or data.get("params") != self.params_dict():
-            return None  # listed for another recipe state (other version, dataset or file selection)
-        return data
+        return shared_api.load_params_listing(self)
 
     def _learned_sums(self) -> dict[str, str]:
         out: dict[str, str] = {}
