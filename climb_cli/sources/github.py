@@ -49,11 +49,13 @@ from climb_cli.sources.http import (
     REDIRECTS,
     RateBudget,
     api_get,
+    bearer_auth,
     error_body,
     fetch,
     json_or_none,
     load_listing,
     origin,
+    paths_from_listing,
     rate_limit_line,
     save_listing,
     unpinned_line,
@@ -142,8 +144,7 @@ class GitHubSource(Source):
         return credentials.github()
 
     def _auth(self) -> dict[str, str] | None:
-        tok = self.credentials()
-        return {"Authorization": f"Bearer {tok.value}"} if tok else None
+        return bearer_auth(self.credentials())
 
     def _refusal(self, resp: requests.Response, what: str) -> ClimbError:
         """One line for a 401/403/404 from GitHub (rate limits included)."""
@@ -255,8 +256,7 @@ class GitHubSource(Source):
     def upstream_paths(self) -> set[str] | None:
         if self.params.release is None:
             return {f.path for f in self._pinned()}
-        files = load_listing(self, self._identity())
-        return None if files is None else {f.path for f in files}
+        return paths_from_listing(self, self._identity())
 
     # -- transfer -------------------------------------------------------------------------------
     def open(self, file: RemoteFile, headers: dict[str, str]) -> requests.Response:

@@ -50,7 +50,7 @@ from urllib.parse import quote, unquote, urlencode, urljoin, urlsplit
 import requests
 from pydantic import Field, model_validator
 
-from climb_cli import redaction
+from climb_cli import credentials, redaction
 from climb_cli.archives import ArchiveOptions
 from climb_cli.errors import AccessError, RecipeError, TransferError
 from climb_cli.sources.base import AccessReport, RemoteFile, Source, SourceParams, safe_relpath, selected
@@ -325,6 +325,23 @@ def load_listing_extra(source: Source, identity: dict[str, Any]) -> dict[str, An
     return extra if isinstance(extra, dict) else {}
 
 
+def selected_from_listing(source: Source, identity: dict[str, Any]) -> list[RemoteFile] | None:
+    """The stored listing's files that the source's include/exclude globs select (None: no listing)."""
+    files = load_listing(source, identity)
+    return None if files is None else [f for f in files if selected(f.path, source.spec)]
+
+
+def paths_from_listing(source: Source, identity: dict[str, Any]) -> set[str] | None:
+    """Every upstream path in the stored listing (None: no listing)."""
+    files = load_listing(source, identity)
+    return None if files is None else {f.path for f in files}
+
+
+def bearer_auth(token: credentials.Token | None) -> dict[str, str] | None:
+    """``Authorization: Bearer`` for ``fetch``/``api_get``'s ``auth`` (sent to the first origin only)."""
+    return {"Authorization": f"Bearer {token.value}"} if token else None
+
+
 def md5_from_headers(resp: requests.Response, *, trust_etag: bool) -> str | None:
     """An MD5 the response carries: x-goog-hash md5= (base64), Content-MD5 (base64, or hex as Zenodo
     sends), or an S3 single-part ETag when ``trust_etag``."""
@@ -498,14 +515,12 @@ class HttpSource(Source):
     def expected_files(self) -> list[RemoteFile] | None:
         if self.params.bucket is None:
             return self._from_recipe()
-        files = load_listing(self, self._identity())
-        return None if files is None else [f for f in files if selected(f.path, self.spec)]
+        return selected_from_listing(self, self._identity())
 
     def upstream_paths(self) -> set[str] | None:
         if self.params.bucket is None:
             return {f.path for f in self._from_recipe()}
-        files = load_listing(self, self._identity())
-        return None if files is None else {f.path for f in files}
+        return paths_from_listing(self, self._identity())
 
     # -- transfer -------------------------------------------------------------------------------
     def _expected_type(self, file: RemoteFile) -> str | None:

@@ -46,14 +46,16 @@ from climb_cli.sources.http import (
     REDIRECTS,
     RateBudget,
     api_get,
+    bearer_auth,
     error_body,
     fetch,
     json_or_none,
-    load_listing,
     load_listing_extra,
     origin,
+    paths_from_listing,
     rate_limit_line,
     save_listing,
+    selected_from_listing,
     wait_hint,
 )
 
@@ -103,8 +105,7 @@ class HuggingFaceSource(Source):
         return credentials.huggingface()
 
     def _auth(self) -> dict[str, str] | None:
-        tok = self.credentials()
-        return {"Authorization": f"Bearer {tok.value}"} if tok else None
+        return bearer_auth(self.credentials())
 
     def _refusal(self, resp: requests.Response, what: str) -> ClimbError:
         p, name, tok = self.params, self.recipe.name, self.credentials()
@@ -196,12 +197,10 @@ class HuggingFaceSource(Source):
         return chosen
 
     def expected_files(self) -> list[RemoteFile] | None:
-        files = load_listing(self, self._identity())
-        return None if files is None else [f for f in files if selected(f.path, self.spec)]
+        return selected_from_listing(self, self._identity())
 
     def upstream_paths(self) -> set[str] | None:
-        files = load_listing(self, self._identity())
-        return None if files is None else {f.path for f in files}
+        return paths_from_listing(self, self._identity())
 
     def _git_file(self, path: str) -> bool:
         """Whether `path` is a regular git file (checked by its blob sha1); after a restart the oids come

@@ -33,15 +33,17 @@ from climb_cli.sources.base import AccessReport, RemoteFile, Source, safe_relpat
 from climb_cli.sources.http import (
     RateBudget,
     api_get,
+    bearer_auth,
     error_body,
     fetch,
     html_failure,
     is_html_page,
     json_or_none,
-    load_listing,
     md5_from_headers,
+    paths_from_listing,
     rate_limit_line,
     save_listing,
+    selected_from_listing,
 )
 
 DEFAULT_URL = "https://zenodo.org"
@@ -83,8 +85,7 @@ class ZenodoSource(Source):
         return credentials.zenodo()
 
     def _auth(self) -> dict[str, str] | None:
-        tok = self.credentials()
-        return {"Authorization": f"Bearer {tok.value}"} if tok else None
+        return bearer_auth(self.credentials())
 
     def _refusal(self, status: int, message: str, what: str) -> AccessError:
         """One line for a 401/403/404/410 from Zenodo about `what` (the record, or one of its files)."""
@@ -171,12 +172,10 @@ class ZenodoSource(Source):
         return [f for f in self._fetch_listing() if selected(f.path, self.spec)]
 
     def expected_files(self) -> list[RemoteFile] | None:
-        files = load_listing(self, self._identity())
-        return None if files is None else [f for f in files if selected(f.path, self.spec)]
+        return selected_from_listing(self, self._identity())
 
     def upstream_paths(self) -> set[str] | None:
-        files = load_listing(self, self._identity())
-        return None if files is None else {f.path for f in files}
+        return paths_from_listing(self, self._identity())
 
     # -- transfer -------------------------------------------------------------------------------
     def open(self, file: RemoteFile, headers: dict[str, str]) -> requests.Response:
