@@ -88,6 +88,18 @@ def hw(x: np.ndarray, channels: int | None = None) -> tuple[int, int]:
 
 # ----------------------------------------------------------------------------------------- windows
 
+#: named windows (centre, width), in modality units (HU for CT): CLIMB's pe, lung, ctpa ("window 700 /
+#: level 80", clips to [-270, 430]) and brixia, plus the standard CT windows brain and bone. dicom.window
+#: offers all of them, the volume/video steps the CT ones (all but brixia).
+WINDOW_PRESETS: dict[str, tuple[float, float]] = {
+    "pe": (400.0, 1000.0),
+    "lung": (-600.0, 1500.0),
+    "ctpa": (80.0, 700.0),
+    "brixia": (256.0, 512.0),
+    "brain": (40.0, 80.0),
+    "bone": (400.0, 1800.0),
+}
+
 
 def window_bounds(center: float, width: float, function: WindowFunction) -> tuple[float, float]:
     """The input values mapped to 0 and 1 (for the sigmoid: centre -+ width/2, where y is 0.12 / 0.88)."""

@@ -55,14 +55,7 @@ _pixels_api = lazy("pydicom.pixels")
 _uid = lazy("pydicom.uid")
 
 #: named windows (centre, width); see the module docstring for where CLIMB used each.
-WINDOW_PRESETS: dict[str, tuple[float, float]] = {
-    "pe": (400.0, 1000.0),
-    "lung": (-600.0, 1500.0),
-    "ctpa": (80.0, 700.0),
-    "brixia": (256.0, 512.0),
-    "brain": (40.0, 80.0),
-    "bone": (400.0, 1800.0),
-}
+WINDOW_PRESETS: dict[str, tuple[float, float]] = _pixels.WINDOW_PRESETS
 WindowPreset = Literal["pe", "lung", "ctpa", "brixia", "brain", "bone"]
 Plugin = Literal["auto", "pylibjpeg", "pillow", "gdcm", "pyjpegls", "pydicom"]
 

@@ -32,6 +32,7 @@ from pydantic import Field, field_validator, model_validator
 
 from climb_cli.errors import ItemError
 from climb_cli.lazy import lazy
+from climb_cli.steps import _pixels
 from climb_cli.steps._pixels import cv_interpolation
 from climb_cli.steps.base import Sample, StepParams, step
 
@@ -44,11 +45,7 @@ AXES = "zyx"
 #: CLIMB's and common CT windows as (centre, width) in HU. "ctpa" is CLIMB's `apply_window_level(window=700,
 #: level=80)`: it clips to [-270, 430].
 WINDOW_PRESETS: dict[str, tuple[float, float]] = {
-    "pe": (400.0, 1000.0),
-    "lung": (-600.0, 1500.0),
-    "ctpa": (80.0, 700.0),
-    "brain": (40.0, 80.0),
-    "bone": (400.0, 1800.0),
+    name: _pixels.WINDOW_PRESETS[name] for name in ("pe", "lung", "ctpa", "brain", "bone")
 }
 
 VolumeDtype = Literal["float32", "int16", "uint16", "uint8", "keep"]
@@ -168,12 +165,10 @@ def window_uint8(x: np.ndarray, center: float, width: float, block: int = 16) ->
 
 
 def clahe_frames(frames: np.ndarray, clip: float, tiles: tuple[int, int]) -> np.ndarray:
-    """OpenCV CLAHE on every uint8 frame of (n, H, W)."""
-    op = cv2.createCLAHE(clipLimit=float(clip), tileGridSize=(int(tiles[1]), int(tiles[0])))
-    out = np.empty_like(frames)
-    for i in range(frames.shape[0]):
-        out[i] = op.apply(np.ascontiguousarray(frames[i]))
-    return out
+    """OpenCV CLAHE on every uint8 frame of (n, H, W) (tiles as [rows, cols]); no frames give no frames."""
+    if frames.shape[0] == 0:
+        return np.empty_like(frames)
+    return _pixels.clahe(frames, clip, tiles, channels=1)
 
 
 def window_params(preset: str | None, center: float | None, width: float | None) -> tuple[str, float, float]:
