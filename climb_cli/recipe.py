@@ -82,6 +82,14 @@ class JoinSpec(_Model):
     on: list[str] = Field(min_length=1)
     how: Literal["left", "inner"] = "inner"
 
+    @model_validator(mode="before")
+    @classmethod
+    def _yaml_on(cls, data: Any) -> Any:
+        """YAML 1.1 reads an unquoted `on:` key as the boolean true; take it as `on`."""
+        if isinstance(data, dict) and True in data and "on" not in data:
+            data = {("on" if k is True else k): v for k, v in data.items()}
+        return data
+
 
 class LabelMap(_Model):
     """Translate raw label codes through a second table (e.g. PTB-XL scp_statements.csv)."""
