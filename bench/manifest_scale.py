@@ -70,9 +70,7 @@ def main() -> None:
         f"load all (skip check):  {load:7.2f} s   baseline json.load {jload:.2f} s  ratio {jload / load:.2f}x"
     )
     print(f"one lookup:             {lookup * 1e6:7.1f} us")
-    print(
-        f"commit one new row:     sqlite: one transaction; json baseline rewrites the file: {jsave:.2f} s"
-    )
+    print(f"commit one new row:     sqlite: one transaction; json baseline rewrites the file: {jsave:.2f} s")
 
 
 if __name__ == "__main__":
