@@ -24,7 +24,7 @@ from pydantic import Field, field_validator, model_validator
 
 from climb_cli.errors import ItemError
 from climb_cli.lazy import lazy
-from climb_cli.steps import _signal
+from climb_cli.steps import _signal, _wfdb_fast
 from climb_cli.steps.base import Sample, StepParams, step
 
 wfdb = lazy("wfdb")
@@ -164,6 +164,16 @@ def _read_wfdb(sample: Sample, p: ReadWfdbParams, base: Path) -> Sample:
     if not header_path.is_file():
         raise ItemError(f"{header_path.name}: header file not found")
     _check_record_line(header_path)
+    if p.physical:
+        try:
+            fast = _wfdb_fast.read(header_path)
+        except _wfdb_fast.Truncated as t:
+            raise ItemError(
+                f"{t.path.name}: truncated signal file, {t.size} bytes but the header needs {t.needed} "
+                f"({t.frames} samples x {t.channels} per frame, format 16)"
+            ) from None
+        if fast is not None:
+            return _store(sample, header_path, fast.signal, fast.names, fast.units, fast.fs, fast.files)
     try:
         header = wfdb.rdheader(str(base))
     except Exception as exc:
@@ -208,7 +218,18 @@ def _read_wfdb(sample: Sample, p: ReadWfdbParams, base: Path) -> Sample:
         signal[np.isnan(np.stack(physical))] = np.nan
         units = ["adu"] * n_sig
     rate = fs * spf[0]  # every channel has the same number of samples per frame
+    return _store(sample, header_path, signal, names, units, rate, signal_files)
 
+
+def _store(
+    sample: Sample,
+    header_path: Path,
+    signal: np.ndarray,
+    names: list[str],
+    units: list[str],
+    rate: float,
+    signal_files: list[Path],
+) -> Sample:
     sample.arrays["signal"] = np.ascontiguousarray(signal)
     sample.meta.update(
         sampling_rate=rate,

@@ -291,7 +291,8 @@ def test_garbage_header_is_an_item_error(tmp_path: Path, text: str) -> None:
 def test_wfdb_failure_while_reading_becomes_an_item_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    record = write_record(tmp_path, "r", twelve_lead_signal(n=100))
+    # format 212: read by wfdb (format 16 takes climb's own fast reader)
+    record = write_record(tmp_path, "r", twelve_lead_signal(n=100), fmt="212")
 
     def broken(*args: Any, **kwargs: Any) -> None:
         raise OSError("disk on fire")
@@ -603,7 +604,7 @@ def test_mimic3_fmt80_3000003_0003() -> None:
 
 
 def test_any_unexpected_failure_is_an_item_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    record = write_record(tmp_path, "r", twelve_lead_signal(n=100))
+    record = write_record(tmp_path, "r", twelve_lead_signal(n=100), fmt="212")  # read by wfdb
 
     def broken(*args: Any, **kwargs: Any) -> None:
         raise KeyError("surprise")
@@ -617,3 +618,50 @@ def test_any_unexpected_failure_is_an_item_error(tmp_path: Path, monkeypatch: py
     with pytest.raises(ItemError, match=r"r\.hea: cannot read the record \(KeyError"):
         read(record)
     monkeypatch.undo()
+
+
+# ------------------------------------------------------------------------------ the format-16 fast path
+
+
+def _via_wfdb(record: Path) -> np.ndarray:
+    rec = wfdb.rdrecord(str(record), physical=False, smooth_frames=False)
+    return np.stack(rec.dac(expanded=True, return_res=64))
+
+
+def test_fast_reader_equals_wfdb_on_generated_records_with_invalid_samples(tmp_path: Path) -> None:
+    from climb_cli.steps import _wfdb_fast
+
+    signal = twelve_lead_signal(n=700)
+    signal[10, 3] = np.nan  # written as format 16's invalid value, read back as NaN
+    record = write_record(tmp_path, "r", signal)
+    fast = _wfdb_fast.read(record.with_suffix(".hea"))
+    assert fast is not None and fast.fs == FS and fast.names == LEADS_12 and fast.units == ["mV"] * 12
+    np.testing.assert_array_equal(fast.signal, _via_wfdb(record))  # NaN positions included
+    assert np.isnan(fast.signal[3, 10])
+    assert read(record).arrays["signal"].tobytes() == fast.signal.tobytes()
+
+
+@pytest.mark.skipif(not FIXTURES.is_dir(), reason="../shared/fixtures/wfdb is not present")
+@pytest.mark.parametrize("name", ["test01_00s", "s0010_re"])
+def test_fast_reader_equals_wfdb_on_real_records(name: str) -> None:
+    """test01_00s: gain without baseline; s0010_re: no units, two signal files (.dat and .xyz)."""
+    from climb_cli.steps import _wfdb_fast
+
+    fast = _wfdb_fast.read(FIXTURES / f"{name}.hea")
+    assert fast is not None
+    np.testing.assert_array_equal(fast.signal, _via_wfdb(FIXTURES / name))
+    rec = wfdb.rdheader(str(FIXTURES / name))
+    assert fast.names == rec.sig_name and fast.units == rec.units and fast.fs == rec.fs
+
+
+def test_fast_reader_declines_what_it_does_not_know(tmp_path: Path) -> None:
+    from climb_cli.steps import _wfdb_fast
+
+    assert (
+        _wfdb_fast.read(write_record(tmp_path, "a", twelve_lead_signal(n=50), fmt="212").with_suffix(".hea"))
+        is None
+    )
+    assert (
+        _wfdb_fast.read(write_record(tmp_path, "b", twelve_lead_signal(n=50), fmt="80").with_suffix(".hea"))
+        is None
+    )
