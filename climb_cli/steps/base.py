@@ -56,6 +56,14 @@ class Sample:
             raise ItemError(f"no array named {name!r} yet; a reader step must come first") from None
 
 
+def why(exc: BaseException, limit: int = 160) -> str:
+    """A short, one-line description of an exception, for an ItemError reason."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if len(text) > limit:
+        text = text[: limit - 3] + "..."
+    return f"{type(exc).__name__}: {text}"
+
+
 StepFn = Callable[[Sample, Any], Sample]
 
 

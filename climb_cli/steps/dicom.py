@@ -43,7 +43,7 @@ from climb_cli.errors import ItemError
 from climb_cli.lazy import lazy
 from climb_cli.steps import _pixels
 from climb_cli.steps._pixels import OutputDtype, WindowFunction, meta_key
-from climb_cli.steps.base import Sample, StepParams, step
+from climb_cli.steps.base import Sample, StepParams, step, why
 
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
@@ -88,12 +88,8 @@ _FG_SEQUENCES = ("PixelValueTransformationSequence", "FrameVOILUTSequence", "Pix
 # --------------------------------------------------------------------------------------------- helpers
 
 
-def _why(exc: BaseException, limit: int = 200) -> str:
-    """A short, one-line description of an exception for an ItemError reason."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    if len(text) > limit:
-        text = text[: limit - 3] + "..."
-    return f"{type(exc).__name__}: {text}"
+def _why(exc: BaseException) -> str:
+    return why(exc, limit=200)
 
 
 def _ts_label(ts: UID) -> str:

@@ -26,6 +26,7 @@ from climb_cli.errors import ItemError
 from climb_cli.lazy import lazy
 from climb_cli.steps import _signal, _wfdb_fast
 from climb_cli.steps.base import Sample, StepParams, step
+from climb_cli.steps.base import why as _why
 
 wfdb = lazy("wfdb")
 
@@ -34,14 +35,6 @@ wfdb = lazy("wfdb")
 #: bytes per sample of the fixed-width WFDB formats (212, 310 and 311 pack samples; FLAC is compressed).
 _BYTES_PER_SAMPLE = {"8": 1, "80": 1, "16": 2, "61": 2, "160": 2, "24": 3, "32": 4}
 _FLAC_FORMATS = {"508", "516", "524"}
-
-
-def _why(exc: BaseException, limit: int = 160) -> str:
-    """A short, one-line description of an exception for an ItemError reason."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    if len(text) > limit:
-        text = text[: limit - 3] + "..."
-    return f"{type(exc).__name__}: {text}"
 
 
 def _signal_bytes(fmt: str, n_samples: int) -> int:

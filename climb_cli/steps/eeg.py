@@ -51,6 +51,7 @@ from climb_cli.errors import ItemError
 from climb_cli.lazy import lazy
 from climb_cli.steps import _signal
 from climb_cli.steps.base import Sample, StepParams, step
+from climb_cli.steps.base import why as _why
 
 pyedflib = lazy("pyedflib")
 _ss = lazy("scipy.signal")
@@ -106,14 +107,6 @@ SLEEP_STAGES: dict[str, str | None] = {
     "9": None,
     "unscored": None,
 }
-
-
-def _why(exc: BaseException, limit: int = 160) -> str:
-    """A short, one-line description of an exception for an ItemError reason."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    if len(text) > limit:
-        text = text[: limit - 3] + "..."
-    return f"{type(exc).__name__}: {text}"
 
 
 def _exact_key(name: str) -> str:

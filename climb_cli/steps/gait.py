@@ -28,6 +28,7 @@ from pydantic import Field, model_validator
 from climb_cli.errors import ItemError
 from climb_cli.lazy import lazy
 from climb_cli.steps.base import Sample, StepParams, step
+from climb_cli.steps.base import why as _why
 
 pd = lazy("pandas")
 
@@ -52,13 +53,6 @@ HUGADB_RATE = 58.8
 
 #: full-scale ranges from the HuGaDB README, for `physical: true` (int16 counts -> physical units).
 _FULL_SCALE = {"acc": (2.0 / 32768.0, "g"), "gyro": (2000.0 / 32768.0, "deg/s")}
-
-
-def _why(exc: BaseException, limit: int = 160) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    if len(text) > limit:
-        text = text[: limit - 3] + "..."
-    return f"{type(exc).__name__}: {text}"
 
 
 def _read_table(path: Path, sep: str) -> tuple[dict[str, str], pd.DataFrame]:

@@ -33,6 +33,7 @@ from pydantic import Field, field_validator, model_validator
 from climb_cli.errors import ItemError
 from climb_cli.lazy import lazy
 from climb_cli.steps.base import Sample, StepParams, step
+from climb_cli.steps.base import why as _why
 
 scipy_io = lazy("scipy.io")
 
@@ -59,13 +60,6 @@ def _cached(path: Path, what: str, load: Callable[[], Any], *extra: Any) -> Any:
         while len(_cache) > CACHE_FILES:
             _cache.popitem(last=False)
     return value
-
-
-def _why(exc: BaseException, limit: int = 160) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    if len(text) > limit:
-        text = text[: limit - 3] + "..."
-    return f"{type(exc).__name__}: {text}"
 
 
 # ----------------------------------------------------------------------------------------- read_matrix

@@ -35,19 +35,15 @@ from climb_cli.errors import ItemError
 from climb_cli.lazy import lazy
 from climb_cli.steps import _pixels
 from climb_cli.steps._pixels import Interpolation, PadAlign, meta_key
-from climb_cli.steps.base import Sample, StepParams, step
+from climb_cli.steps.base import Sample, StepParams, step, why
 
 cv2 = lazy("cv2")
 
 _GRAY_PI = "MONOCHROME2"
 
 
-def _why(exc: BaseException, limit: int = 200) -> str:
-    """A short, one-line description of an exception for an ItemError reason."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    if len(text) > limit:
-        text = text[: limit - 3] + "..."
-    return f"{type(exc).__name__}: {text}"
+def _why(exc: BaseException) -> str:
+    return why(exc, limit=200)
 
 
 def _channels(sample: Sample, array: str) -> int | None:

@@ -47,6 +47,7 @@ from pydantic import Field, field_validator
 from climb_cli.errors import ItemError
 from climb_cli.lazy import lazy
 from climb_cli.steps.base import Sample, StepParams, step
+from climb_cli.steps.base import why as _why
 
 pd = lazy("pandas")
 
@@ -76,13 +77,6 @@ def _cached(path: Path, what: tuple[Any, ...], load: Callable[[], Any]) -> Any:
         while len(_cache) > CACHE_FILES:
             _cache.popitem(last=False)
     return value
-
-
-def _why(exc: BaseException, limit: int = 160) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    if len(text) > limit:
-        text = text[: limit - 3] + "..."
-    return f"{type(exc).__name__}: {text}"
 
 
 # --------------------------------------------------------------------------------------------- parsing

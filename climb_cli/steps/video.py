@@ -30,18 +30,12 @@ from climb_cli.errors import ItemError
 from climb_cli.lazy import lazy
 from climb_cli.steps._pixels import cv_interpolation
 from climb_cli.steps.base import Sample, StepParams, step
+from climb_cli.steps.base import why as _why
 from climb_cli.steps.volume import WindowChoice, clahe_frames, window_params, window_uint8
 
 cv2 = lazy("cv2")
 
 # --------------------------------------------------------------------------------------------- helpers
-
-
-def _why(exc: BaseException, limit: int = 160) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    if len(text) > limit:
-        text = text[: limit - 3] + "..."
-    return f"{type(exc).__name__}: {text}"
 
 
 def uniform_indices(n: int, frames: int) -> list[int]:

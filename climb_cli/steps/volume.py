@@ -35,6 +35,7 @@ from climb_cli.lazy import lazy
 from climb_cli.steps import _pixels
 from climb_cli.steps._pixels import cv_interpolation
 from climb_cli.steps.base import Sample, StepParams, step
+from climb_cli.steps.base import why as _why
 
 cv2 = lazy("cv2")
 pydicom = lazy("pydicom")
@@ -51,14 +52,6 @@ WINDOW_PRESETS: dict[str, tuple[float, float]] = {
 VolumeDtype = Literal["float32", "int16", "uint16", "uint8", "keep"]
 
 # --------------------------------------------------------------------------------------------- helpers
-
-
-def _why(exc: BaseException, limit: int = 160) -> str:
-    """A short, one-line description of an exception for an ItemError reason."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    if len(text) > limit:
-        text = text[: limit - 3] + "..."
-    return f"{type(exc).__name__}: {text}"
 
 
 def _key(array: str, name: str) -> str:
