@@ -7,7 +7,8 @@ starts and `climb steps` can list every step with its parameters, types and defa
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,18 @@ def why(exc: BaseException, limit: int = 160) -> str:
     if len(text) > limit:
         text = text[: limit - 3] + "..."
     return f"{type(exc).__name__}: {text}"
+
+
+@contextmanager
+def item_errors(reason: str, limit: int = 160) -> Iterator[None]:
+    """Any exception other than ItemError inside becomes ItemError("<reason> (<Type>: <message>)"):
+    one bad file is one failed item, with a reason naming the file, whatever the library raised."""
+    try:
+        yield
+    except ItemError:
+        raise
+    except Exception as exc:
+        raise ItemError(f"{reason} ({why(exc, limit)})") from None
 
 
 StepFn = Callable[[Sample, Any], Sample]

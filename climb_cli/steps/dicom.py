@@ -43,7 +43,7 @@ from climb_cli.errors import ItemError
 from climb_cli.lazy import lazy
 from climb_cli.steps import _pixels
 from climb_cli.steps._pixels import OutputDtype, WindowFunction, meta_key
-from climb_cli.steps.base import Sample, StepParams, step, why
+from climb_cli.steps.base import Sample, StepParams, item_errors, step, why
 
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
@@ -236,12 +236,8 @@ class ReadParams(StepParams):
 def read(sample: Sample, p: ReadParams) -> Sample:
     """Decode a DICOM image (any common transfer syntax) into `image`, keeping modality/geometry metadata."""
     path = sample.input(p.input)
-    try:
+    with item_errors(f"{path.name}: cannot read the DICOM file", limit=200):
         return _read(sample, p, path)
-    except ItemError:
-        raise
-    except Exception as exc:  # any other surprise from pydicom or the codecs is still one bad item
-        raise ItemError(f"{path.name}: cannot read the DICOM file ({_why(exc)})") from None
 
 
 def _open(path: Path, force: bool) -> Dataset:

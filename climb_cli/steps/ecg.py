@@ -25,7 +25,7 @@ from pydantic import Field, field_validator, model_validator
 from climb_cli.errors import ItemError
 from climb_cli.lazy import lazy
 from climb_cli.steps import _signal, _wfdb_fast
-from climb_cli.steps.base import Sample, StepParams, step
+from climb_cli.steps.base import Sample, StepParams, item_errors, step
 from climb_cli.steps.base import why as _why
 
 wfdb = lazy("wfdb")
@@ -144,12 +144,8 @@ class ReadWfdbParams(StepParams):
 def read_wfdb(sample: Sample, p: ReadWfdbParams) -> Sample:
     """Read a WFDB record (.hea + .dat/.mat/FLAC signal files) into `signal` (leads, samples)."""
     base = _record_base(sample.input(p.input))
-    try:
+    with item_errors(f"{base.name}.hea: cannot read the record"):
         return _read_wfdb(sample, p, base)
-    except ItemError:
-        raise
-    except Exception as exc:  # any other surprise from wfdb or the file system is still one bad item
-        raise ItemError(f"{base.name}.hea: cannot read the record ({_why(exc)})") from None
 
 
 def _read_wfdb(sample: Sample, p: ReadWfdbParams, base: Path) -> Sample:

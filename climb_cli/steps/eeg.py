@@ -50,7 +50,7 @@ from pydantic import Field, field_validator, model_validator
 from climb_cli.errors import ItemError
 from climb_cli.lazy import lazy
 from climb_cli.steps import _signal
-from climb_cli.steps.base import Sample, StepParams, step
+from climb_cli.steps.base import Sample, StepParams, item_errors, step
 from climb_cli.steps.base import why as _why
 
 pyedflib = lazy("pyedflib")
@@ -305,12 +305,8 @@ def read_edf(sample: Sample, p: ReadEdfParams) -> Sample:
     path = sample.input(p.input)
     if not path.is_file():
         raise ItemError(f"{path.name}: EDF file not found")
-    try:
+    with item_errors(f"{path.name}: cannot read the EDF file"):
         return _read_edf(sample, p, path)
-    except ItemError:
-        raise
-    except Exception as exc:  # any other surprise from pyedflib or the file system is still one bad item
-        raise ItemError(f"{path.name}: cannot read the EDF file ({_why(exc)})") from None
 
 
 def _read_edf(sample: Sample, p: ReadEdfParams, path: Path) -> Sample:

@@ -32,7 +32,7 @@ from pydantic import Field, field_validator, model_validator
 
 from climb_cli.errors import ItemError
 from climb_cli.lazy import lazy
-from climb_cli.steps.base import Sample, StepParams, step
+from climb_cli.steps.base import Sample, StepParams, item_errors, step
 from climb_cli.steps.base import why as _why
 
 scipy_io = lazy("scipy.io")
@@ -210,12 +210,8 @@ def read_matrix(sample: Sample, p: ReadMatrixParams) -> Sample:
     path = sample.input(p.input)
     if not path.is_file():
         raise ItemError(f"{path.name}: matrix file not found")
-    try:
+    with item_errors(f"{path.name}: cannot read the matrix"):
         return _read_matrix(sample, p, path)
-    except ItemError:
-        raise
-    except Exception as exc:  # numpy / scipy parse errors of a damaged file
-        raise ItemError(f"{path.name}: cannot read the matrix ({_why(exc)})") from None
 
 
 def _read_matrix(sample: Sample, p: ReadMatrixParams, path: Path) -> Sample:

@@ -29,8 +29,7 @@ from pydantic import Field, field_validator, model_validator
 from climb_cli.errors import ItemError
 from climb_cli.lazy import lazy
 from climb_cli.steps._pixels import cv_interpolation
-from climb_cli.steps.base import Sample, StepParams, step
-from climb_cli.steps.base import why as _why
+from climb_cli.steps.base import Sample, StepParams, item_errors, step
 from climb_cli.steps.volume import WindowChoice, clahe_frames, window_params, window_uint8
 
 cv2 = lazy("cv2")
@@ -95,12 +94,8 @@ class ReadParams(StepParams):
 def read(sample: Sample, p: ReadParams) -> Sample:
     """Decode a video with OpenCV into `video`, all frames or N uniform / a target fps; gray or RGB."""
     path = sample.input(p.input)
-    try:
+    with item_errors(f"{path.name}: cannot decode the video"):
         return _read(sample, p, path)
-    except ItemError:
-        raise
-    except Exception as exc:
-        raise ItemError(f"{path.name}: cannot decode the video ({_why(exc)})") from None
 
 
 def _open(path: Path) -> cv2.VideoCapture:

@@ -34,7 +34,7 @@ from climb_cli.errors import ItemError
 from climb_cli.lazy import lazy
 from climb_cli.steps import _pixels
 from climb_cli.steps._pixels import cv_interpolation
-from climb_cli.steps.base import Sample, StepParams, step
+from climb_cli.steps.base import Sample, StepParams, item_errors, step
 from climb_cli.steps.base import why as _why
 
 cv2 = lazy("cv2")
@@ -454,12 +454,8 @@ class ReadDicomSeriesParams(StepParams):
 def read_dicom_series(sample: Sample, p: ReadDicomSeriesParams) -> Sample:
     """Assemble a DICOM series into one (z, y, x) volume, slices sorted along the normal, geometry checked."""
     target = sample.input(p.input)
-    try:
+    with item_errors(f"{target.name}: cannot read the DICOM series"):
         return _read_dicom_series(sample, p, target)
-    except ItemError:
-        raise
-    except Exception as exc:
-        raise ItemError(f"{target.name}: cannot read the DICOM series ({_why(exc)})") from None
 
 
 def _read_dicom_series(sample: Sample, p: ReadDicomSeriesParams, target: Path) -> Sample:
@@ -592,12 +588,8 @@ class ReadParams(StepParams):
 def read(sample: Sample, p: ReadParams) -> Sample:
     """Read a NIfTI, MHA/MHD or NRRD volume (SimpleITK) into (z, y, x) with its spacing/origin/direction."""
     path = sample.input(p.input)
-    try:
+    with item_errors(f"{path.name}: cannot read the volume"):
         return _read(sample, p, path)
-    except ItemError:
-        raise
-    except Exception as exc:
-        raise ItemError(f"{path.name}: cannot read the volume ({_why(exc)})") from None
 
 
 def _read(sample: Sample, p: ReadParams, path: Path) -> Sample:
