@@ -94,18 +94,23 @@ def server(mirror_copy: Path) -> Iterator[FakePhysioNet]:
         yield srv
 
 
-@pytest.fixture
-def settings(tmp_path: Path, server: FakePhysioNet) -> Settings:
+def fast_settings(tmp_path: Path, mirrors: dict[str, str] | None = None, **kw: object) -> Settings:
+    """Settings for tests: a private data dir, the fakes as mirrors, quick retries, short timeouts."""
     return Settings(
         data_dir=tmp_path / "data",
-        mirrors={"physionet": server.base_url},
+        mirrors=mirrors or {},
         retries=4,
         backoff=0.01,
         backoff_max=0.2,
         connect_timeout=2.0,
         read_timeout=2.0,
         chunk_size=16 * 1024,
-    )
+    ).with_(**kw)
+
+
+@pytest.fixture
+def settings(tmp_path: Path, server: FakePhysioNet) -> Settings:
+    return fast_settings(tmp_path, {"physionet": server.base_url})
 
 
 @pytest.fixture

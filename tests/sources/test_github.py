@@ -22,7 +22,7 @@ from climb_cli.recipe import Recipe
 from climb_cli.settings import Settings
 from climb_cli.sources import make_sources
 from climb_cli.verify import verify_raw
-from tests.conftest import SECRETS, write_recipe
+from tests.conftest import SECRETS, fast_settings, write_recipe
 
 TOKEN, WRONG = SECRETS[0], SECRETS[1]  # under the leak guard of tests/conftest.py
 # CLIMB's frozen ECG split files (climb-datasets.md, Appendix): the real pins, used as recipe fields
@@ -102,18 +102,7 @@ def no_tokens(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def _settings(tmp_path: Path, gh: FakeGitHub | None, **kw: object) -> Settings:
     mirrors = {"github": gh.api.base_url, "github-raw": gh.raw.base_url} if gh else {}
-    base: dict[str, object] = dict(
-        data_dir=tmp_path / "data",
-        mirrors=mirrors,
-        retries=4,
-        backoff=0.01,
-        backoff_max=0.2,
-        connect_timeout=2.0,
-        read_timeout=2.0,
-        chunk_size=16 * 1024,
-    )
-    base.update(kw)
-    return Settings(**base)  # type: ignore[arg-type]
+    return fast_settings(tmp_path, mirrors, **kw)
 
 
 @pytest.fixture

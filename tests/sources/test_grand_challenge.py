@@ -30,7 +30,7 @@ from climb_cli.fakes.grand_challenge import (
 from climb_cli.recipe import Recipe
 from climb_cli.settings import Settings
 from climb_cli.sources import make_sources
-from tests.conftest import write_recipe
+from tests.conftest import fast_settings, write_recipe
 
 GC_TOKEN = "gc-tok-Frotz-5b2e-secret"
 GC_BOB = "gc-bob-Yomin-77d0-secret"
@@ -78,16 +78,7 @@ def gc() -> Iterator[FakeGrandChallenge]:
 
 @pytest.fixture
 def settings(tmp_path: Path, gc: FakeGrandChallenge) -> Settings:
-    return Settings(
-        data_dir=tmp_path / "data",
-        mirrors={"grand-challenge": gc.base_url},
-        retries=4,
-        backoff=0.01,
-        backoff_max=0.2,
-        connect_timeout=2.0,
-        read_timeout=1.0,
-        chunk_size=16 * 1024,
-    )
+    return fast_settings(tmp_path, {"grand-challenge": gc.base_url}, read_timeout=1.0)
 
 
 @pytest.fixture

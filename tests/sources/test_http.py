@@ -20,7 +20,7 @@ from climb_cli.recipe import Recipe
 from climb_cli.settings import Settings
 from climb_cli.sources import make_sources
 from climb_cli.verify import verify_raw
-from tests.conftest import write_recipe
+from tests.conftest import fast_settings, write_recipe
 
 ZIP = os.urandom(640_000)
 CSV = b"image,MEL,NV\nISIC_0024306,0.0,1.0\n"
@@ -57,17 +57,7 @@ def bucket() -> Iterator[FakeBucket]:
 
 
 def _settings(tmp_path: Path, **kw: object) -> Settings:
-    base: dict[str, object] = dict(
-        data_dir=tmp_path / "data",
-        retries=4,
-        backoff=0.01,
-        backoff_max=0.2,
-        connect_timeout=2.0,
-        read_timeout=2.0,
-        chunk_size=16 * 1024,
-    )
-    base.update(kw)
-    return Settings(**base)  # type: ignore[arg-type]
+    return fast_settings(tmp_path, **kw)
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ from climb_cli.settings import Settings
 from climb_cli.sources import make_sources
 from climb_cli.transfer import Downloader
 from climb_cli.verify import verify_raw
-from tests.conftest import SECRETS, write_recipe
+from tests.conftest import SECRETS, fast_settings, write_recipe
 
 TOKEN, WRONG = SECRETS[0], SECRETS[1]  # under the leak guard of tests/conftest.py
 COMMIT = "5b3e0f1c2a4d6e8f9a0b1c2d3e4f5a6b7c8d9e0f"
@@ -66,18 +66,7 @@ def no_tokens(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 
 def _settings(tmp_path: Path, hub: FakeHub, **kw: object) -> Settings:
-    base: dict[str, object] = dict(
-        data_dir=tmp_path / "data",
-        mirrors={"huggingface": hub.base_url},
-        retries=4,
-        backoff=0.01,
-        backoff_max=0.2,
-        connect_timeout=2.0,
-        read_timeout=2.0,
-        chunk_size=16 * 1024,
-    )
-    base.update(kw)
-    return Settings(**base)  # type: ignore[arg-type]
+    return fast_settings(tmp_path, {"huggingface": hub.base_url}, **kw)
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from climb_cli.settings import Settings
 from climb_cli.sources import make_sources
 from climb_cli.sources.kaggle import KaggleSource, _md5_from_goog_hash
 from climb_cli.transfer import Downloader
-from tests.conftest import write_recipe
+from tests.conftest import fast_settings, write_recipe
 
 KAGGLE_KEY = "kgl-key-Quux-93b1-secret"
 KAGGLE_TOKEN = "KGAT_tok-Frob-4e7a-secret"
@@ -72,16 +72,7 @@ def kaggle(v1: dict[str, bytes], v2: dict[str, bytes]) -> Iterator[FakeKaggle]:
 
 @pytest.fixture
 def settings(tmp_path: Path, kaggle: FakeKaggle) -> Settings:
-    return Settings(
-        data_dir=tmp_path / "data",
-        mirrors={"kaggle": kaggle.base_url},
-        retries=4,
-        backoff=0.01,
-        backoff_max=0.2,
-        connect_timeout=2.0,
-        read_timeout=1.0,
-        chunk_size=16 * 1024,
-    )
+    return fast_settings(tmp_path, {"kaggle": kaggle.base_url}, read_timeout=1.0)
 
 
 @pytest.fixture

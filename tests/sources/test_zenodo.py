@@ -18,7 +18,7 @@ from climb_cli.recipe import Recipe
 from climb_cli.settings import Settings
 from climb_cli.sources import make_sources
 from climb_cli.verify import verify_raw
-from tests.conftest import SECRETS, write_recipe
+from tests.conftest import SECRETS, fast_settings, write_recipe
 
 TOKEN, WRONG = SECRETS[0], SECRETS[1]  # under the leak guard of tests/conftest.py
 BIG = 700_000
@@ -51,18 +51,7 @@ def no_tokens(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 
 def _settings(tmp_path: Path, url: str, **kw: object) -> Settings:
-    base = dict(
-        data_dir=tmp_path / "data",
-        mirrors={"zenodo": url},
-        retries=4,
-        backoff=0.01,
-        backoff_max=0.2,
-        connect_timeout=2.0,
-        read_timeout=2.0,
-        chunk_size=16 * 1024,
-    )
-    base.update(kw)
-    return Settings(**base)  # type: ignore[arg-type]
+    return fast_settings(tmp_path, {"zenodo": url}, **kw)
 
 
 @pytest.fixture
