@@ -7,6 +7,7 @@ starts and `climb steps` can list every step with its parameters, types and defa
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -75,6 +76,19 @@ def item_errors(reason: str, limit: int = 160) -> Iterator[None]:
         raise
     except Exception as exc:
         raise ItemError(f"{reason} ({why(exc, limit)})") from None
+
+
+def id_part(sample_id: str, pattern: str | None, group: str, param: str) -> str:
+    """The part of an item id that `pattern` picks: its named `group`, else group 1, else the match
+    (the whole id when there is no pattern). `param` names the recipe field in the error."""
+    if pattern is None:
+        return sample_id
+    m = re.search(pattern, sample_id)
+    if m is None:
+        raise ItemError(f"item id {sample_id!r} does not match {param} {pattern!r}")
+    if group in m.re.groupindex:
+        return m.group(group)
+    return m.group(1) if m.re.groups else m.group(0)
 
 
 StepFn = Callable[[Sample, Any], Sample]

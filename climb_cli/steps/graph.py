@@ -32,7 +32,7 @@ from pydantic import Field, field_validator, model_validator
 
 from climb_cli.errors import ItemError
 from climb_cli.lazy import lazy
-from climb_cli.steps.base import Sample, StepParams, item_errors, step
+from climb_cli.steps.base import Sample, StepParams, id_part, item_errors, step
 from climb_cli.steps.base import why as _why
 
 scipy_io = lazy("scipy.io")
@@ -194,14 +194,7 @@ class ReadMatrixParams(StepParams):
 
 
 def _subject_token(sample_id: str, pattern: str | None) -> str:
-    if pattern is None:
-        return sample_id
-    m = re.search(pattern, sample_id)
-    if m is None:
-        raise ItemError(f"item id {sample_id!r} does not match subject_pattern {pattern!r}")
-    if "subject" in m.re.groupindex:
-        return m.group("subject")
-    return m.group(1) if m.re.groups else m.group(0)
+    return id_part(sample_id, pattern, "subject", "subject_pattern")
 
 
 @step("graph.read_matrix", ReadMatrixParams)

@@ -46,7 +46,7 @@ from pydantic import Field, field_validator
 
 from climb_cli.errors import ItemError
 from climb_cli.lazy import lazy
-from climb_cli.steps.base import Sample, StepParams, step
+from climb_cli.steps.base import Sample, StepParams, id_part, step
 from climb_cli.steps.base import why as _why
 
 pd = lazy("pandas")
@@ -256,14 +256,7 @@ def _numbers(values: pd.Series, what: str, missing: str, path: Path) -> np.ndarr
 
 def item_key(sample_id: str, pattern: str | None) -> str:
     """The item's key: its id, or the group `key` (else group 1, else the match) of `pattern` in it."""
-    if pattern is None:
-        return sample_id
-    m = re.search(pattern, sample_id)
-    if m is None:
-        raise ItemError(f"item id {sample_id!r} does not match key_pattern {pattern!r}")
-    if "key" in m.re.groupindex:
-        return m.group("key")
-    return m.group(1) if m.re.groups else m.group(0)
+    return id_part(sample_id, pattern, "key", "key_pattern")
 
 
 def _row_index(parsed: Parsed, column: str, key: str, path: Path) -> int:
