@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import quote
 
+from climb_cli import atomic
 from climb_cli.errors import ClimbError
 from climb_cli.manifest import Entry, RawManifest
 from climb_cli.sources.base import RemoteFile, Source, SourceParams, glob_match, safe_relpath
@@ -135,9 +136,8 @@ class State:
 
     def save(self, raw_root: Path) -> None:
         path = state_path(raw_root, self.archive)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(
+        atomic.write_text(
+            path,
             json.dumps(
                 {
                     "archive": self.archive,
@@ -150,9 +150,7 @@ class State:
                 indent=0,
                 sort_keys=True,
             ),
-            encoding="utf-8",
         )
-        os.replace(tmp, path)
 
     def intact(self, raw_root: Path, known: dict[str, tuple[int, int, str]] | None = None) -> dict[str, bool]:
         """member key -> whether the file on disk is still the one extracted (size and mtime as recorded,

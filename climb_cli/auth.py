@@ -19,7 +19,6 @@ not be checked (network) is stored with a note. `--no-check` skips the call.
 
 from __future__ import annotations
 
-import contextlib
 import getpass
 import json
 import os
@@ -32,7 +31,7 @@ from typing import Any
 
 import requests
 
-from climb_cli import credentials, redaction
+from climb_cli import atomic, credentials, redaction
 from climb_cli.errors import AccessError, ClimbError, UsageError
 from climb_cli.recipe import Recipe, SourceSpec
 from climb_cli.settings import Settings
@@ -202,19 +201,7 @@ def write_private(path: Path, text: str) -> Path:
     """Atomically replace `path` with `text`, mode 0600 from the first byte (a symlink is followed)."""
     target = Path(os.path.realpath(path)) if path.is_symlink() else path
     _mkdir_private(target.parent)
-    tmp = target.with_name(f".{target.name}.climb-{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    atomic.write_text(target, text, perms=0o600)
     return target
 
 

@@ -26,6 +26,7 @@ import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from climb_cli import atomic
 from climb_cli.errors import RecipeError
 from climb_cli.recipe import Recipe
 from climb_cli.settings import Settings
@@ -70,10 +71,7 @@ def format_lock(pins: dict[str, Pin]) -> str:
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    atomic.write_text(path, text)
 
 
 def recipe_lock_path(recipe: Recipe) -> Path | None:

@@ -13,11 +13,9 @@
 
 from __future__ import annotations
 
-import email.utils
 import hashlib
 import json
 import os
-import random
 import re
 import threading
 import time
@@ -35,13 +33,21 @@ from climb_cli.errors import AccessError, TransferError
 from climb_cli.events import Outcome, Progress
 from climb_cli.hashing import hash_file
 from climb_cli.manifest import Entry, RawManifest
+from climb_cli.net.retry import (
+    NETWORK_ERRORS,
+    RETRY_STATUS,
+    GiveUp,
+    Retrier,
+    RetryPolicy,
+    retry_after_seconds,
+)
 from climb_cli.sources.base import RemoteFile, Source
 
 SIDECAR_MIN = 1024 * 1024  # below this, a transfer killed mid-way restarts instead of resuming
-RETRY_STATUS = {408, 425, 429, 500, 502, 503, 504}
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 _UNSATISFIED_RANGE = re.compile(r"bytes \*/(\d+)")
-_NETWORK_ERRORS = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
+_NETWORK_ERRORS = NETWORK_ERRORS
+__all__ = ["RETRY_STATUS", "Downloader", "fetch_one", "retry_after_seconds"]
 
 
 _hash_file = hash_file  # the name other modules import
@@ -66,20 +72,6 @@ def _body_chunks(resp: requests.Response, size: int) -> Iterator[bytes]:
 def _algos(rf: RemoteFile) -> list[str]:
     """sha256 always (the manifest keys on it); md5 too when that is the only upstream sum."""
     return ["sha256", "md5"] if rf.md5 and not rf.sha256 else ["sha256"]
-
-
-def retry_after_seconds(value: str | None) -> float | None:
-    """Retry-After as delta-seconds or an HTTP date; None if absent or unparsable."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 @dataclass
@@ -150,11 +142,15 @@ class Downloader:
         )
 
     # -- one file ---------------------------------------------------------------------------------
-    def _delay(self, attempt: int, retry_after: float | None) -> float:
-        delay = min(self.backoff_max, self.backoff * (2**attempt)) * random.uniform(0.5, 1.0)
-        if retry_after is not None:
-            delay = max(delay, min(retry_after, 600.0))
-        return delay
+    @property
+    def policy(self) -> RetryPolicy:
+        return RetryPolicy(
+            retries=self.settings_retries,
+            backoff=self.backoff,
+            backoff_max=self.backoff_max,
+            on_wait=lambda w: self.progress.message(w.line()),
+            sleep=self.sleep,
+        )
 
     def fetch(self, source: Source, rf: RemoteFile, dest: Path, raw_root: Path) -> tuple[int, str, str]:
         """Download rf to dest through a .part file; returns (size, sha256, etag). Raises on failure."""
@@ -162,7 +158,7 @@ class Downloader:
         self._ensure_dir(part.path.parent)
         if (part.url and part.url != redaction.redact_url(rf.url)) or (not part.validator and part.size()):
             part.discard()  # bytes of some other URL, or of an unknown version: never mix them
-        attempt = 0
+        attempt = self.policy.start(f"{rf.path} from {urlsplit(rf.url).netloc}")
         while True:
             offset = part.size()
             headers = {"Accept-Encoding": "identity"}
@@ -255,19 +251,27 @@ class Downloader:
                             f"{redaction.redact_url(rf.url)} (expected {rf.sha256 or rf.md5}, got "
                             f"{hashes['sha256'] if rf.sha256 else hashes.get('md5')})"
                         )
-                    attempt += 1  # resumed bytes may have been stale: fetch it whole
-                    continue
+                    attempt = self._retry_or_raise(attempt, rf, "checksum mismatch of resumed bytes", 0.0)
+                    continue  # resumed bytes may have been stale: fetch it whole
                 return self._commit(part, rf, dest, hashes, written, validator)
             finally:
                 resp.close()
 
-    def _retry_or_raise(self, attempt: int, rf: RemoteFile, why: str, retry_after: float | None) -> int:
-        if attempt >= self.settings_retries:
-            raise TransferError(f"gave up on {redaction.redact_url(rf.url)} after {attempt + 1} tries: {why}")
-        delay = self._delay(attempt, retry_after) if retry_after != 0.0 else 0.0
-        self.progress.message(f"retrying {rf.path} in {delay:.1f}s: {why}")
-        self.sleep(delay)
-        return attempt + 1
+    def _retry_or_raise(
+        self, attempt: Retrier, rf: RemoteFile, why: str, retry_after: float | None
+    ) -> Retrier:
+        """Wait before the next try (retry_after 0.0: at once), or raise TransferError when none is left."""
+        try:
+            attempt.wait(why, retry_after, immediate=retry_after == 0.0)
+        except GiveUp as e:
+            line = str(e)
+            url = redaction.redact_url(rf.url)
+            raise TransferError(
+                line.replace("gave up", f"gave up on {url}", 1)
+                if line.startswith("gave up")
+                else f"{url}: {line}"
+            ) from None
+        return attempt
 
     def _commit(
         self, part: _Part, rf: RemoteFile, dest: Path, hashes: dict[str, str], size: int, validator: str

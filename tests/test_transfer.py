@@ -18,7 +18,6 @@ from climb_cli.catalog import Catalog
 from climb_cli.fakes.physionet import FakePhysioNet, write_sha256sums
 from climb_cli.recipe import Recipe
 from climb_cli.settings import Settings
-from climb_cli.transfer import retry_after_seconds
 from tests.conftest import write_recipe
 
 BIG = 3 * 1024 * 1024 + 17
@@ -201,12 +200,6 @@ def test_per_host_connection_cap(tmp_path: Path, settings: Settings, mirror_copy
         peak = max(peak, live)
     assert peak <= 2
     assert len({r.client_port for r in reqs}) <= 4  # keep-alive connections are reused
-
-
-def test_retry_after_parsing() -> None:
-    assert retry_after_seconds("3") == 3.0
-    assert retry_after_seconds(None) is None and retry_after_seconds("soon") is None
-    assert 0 <= retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT") <= 0.0 + 1e-9
 
 
 def test_short_body_closed_cleanly_is_resumed(

@@ -36,7 +36,6 @@ import secrets
 import socket
 import ssl
 import struct
-import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -54,6 +53,7 @@ from climb_cli.fakes.faults import (
     FaultPlan,
     serve_bytes,
 )
+from climb_cli.fakes.tls import make_test_ca
 
 __all__ = [
     "FAULT_IDS",
@@ -218,45 +218,6 @@ def settle(fake: FakeHTTPServer, path_glob: str, method: str = "GET", wait: floa
 
 
 # ------------------------------------------------------------------------------------------- TLS
-
-
-def make_test_ca(folder: Path, hosts: list[str]) -> tuple[Path, Path, Path]:
-    """A throw-away CA and a server certificate for ``hosts`` (DNS names or IPs), made with the openssl CLI.
-
-    Returns (ca.pem, server.pem, server.key).  Raises FileNotFoundError when openssl is not installed.
-    """
-    folder.mkdir(parents=True, exist_ok=True)
-    ca_key, ca_pem = folder / "ca.key", folder / "ca.pem"
-    key, csr, pem, ext = (
-        folder / "server.key",
-        folder / "server.csr",
-        folder / "server.pem",
-        folder / "san.ext",
-    )
-
-    def run(*args: str) -> None:
-        subprocess.run(["openssl", *args], check=True, capture_output=True)
-
-    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(ca_key), "-out", str(ca_pem),
-        "-days", "2", "-subj", "/CN=climb test CA", "-addext", "basicConstraints=critical,CA:TRUE",
-        "-addext", "keyUsage=critical,keyCertSign,cRLSign")  # fmt: skip
-    run(
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        str(key),
-        "-out",
-        str(csr),
-        "-subj",
-        f"/CN={hosts[0]}",
-    )
-    sans = ",".join(("IP:" if h.replace(".", "").isdigit() else "DNS:") + h for h in hosts)
-    ext.write_text(f"subjectAltName={sans}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n")
-    run("x509", "-req", "-in", str(csr), "-CA", str(ca_pem), "-CAkey", str(ca_key), "-CAcreateserial",
-        "-out", str(pem), "-days", "2", "-extfile", str(ext))  # fmt: skip
-    return ca_pem, pem, key
 
 
 class TLSServerMixin:

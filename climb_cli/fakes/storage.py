@@ -29,7 +29,6 @@ from __future__ import annotations
 import base64
 import binascii
 import calendar
-import datetime as dt
 import hashlib
 import hmac
 import mimetypes
@@ -38,13 +37,13 @@ import ssl
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal, Self
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 from climb_cli.fakes.faults import HEAD_FAULT_KINDS, BaseFakeHandler, FakeHTTPServer, FaultPlan, serve_bytes
+from climb_cli.fakes.tls import self_signed_cert, server_context
 
-__all__ = ["FakeObjectStore", "StoredObject", "TLSMixin", "crc32c", "self_signed_cert"]
+__all__ = ["FakeObjectStore", "StoredObject", "TLSMixin", "crc32c", "self_signed_cert", "server_context"]
 
 Style = Literal["gcs", "cloudfront"]
 _XML = "application/xml; charset=UTF-8"
@@ -150,73 +149,6 @@ class TLSMixin:
         if self._httpd is None:
             raise RuntimeError("the fake server is not started")
         return f"{self.scheme}://{self.host}:{self.port}"
-
-
-def self_signed_cert(folder: Path, host: str = "127.0.0.1") -> tuple[Path, Path]:
-    """A self-signed CA certificate valid for ``host`` (IP SAN) and ``localhost``; returns (cert, key) paths.
-
-    The certificate is its own CA, so the same file is the server certificate and the trust anchor a client
-    gets through ``SSL_CERT_FILE``.  Raises ImportError without the ``cryptography`` package.
-    """
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "climb test CA")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(hours=1))
-        .not_valid_after(now + dt.timedelta(days=2))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address(host)), x509.DNSName("localhost")]
-            ),
-            critical=False,
-        )
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=True,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    folder.mkdir(parents=True, exist_ok=True)
-    cert_path, key_path = folder / "test-ca.pem", folder / "test-ca.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    key_path.chmod(0o600)
-    return cert_path, key_path
-
-
-def server_context(cert: Path, key: Path) -> ssl.SSLContext:
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(cert, key)
-    return ctx
 
 
 # ------------------------------------------------------------------------------------------- the store

@@ -10,66 +10,36 @@ with ``_`` is not loaded as a source kind.
 from __future__ import annotations
 
 import json
-import os
-import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import requests
 
+from climb_cli import atomic
 from climb_cli.errors import TransferError
+from climb_cli.net import retry
+from climb_cli.net.retry import RetryPolicy
 from climb_cli.sources.base import Source
 from climb_cli.sources.http import listing_path
-
-#: API answers retried (while the budget lasts), honouring Retry-After.
-API_RETRY = frozenset({408, 429, 500, 502, 503, 504})
-#: the longest Retry-After honoured between two API tries.
-MAX_RETRY_AFTER = 600.0
-
-
-def sleep_before_retry(source: Source, attempt: int, retry_after: float | None) -> None:
-    """Exponential backoff (settings.backoff up to backoff_max), or Retry-After (capped) when longer."""
-    delay = min(source.settings.backoff_max, source.settings.backoff * (2**attempt))
-    if retry_after is not None:
-        delay = max(delay, min(retry_after, MAX_RETRY_AFTER))
-    time.sleep(delay)
 
 
 def send_with_retry(
     source: Source, send: Callable[[], requests.Response], unreachable: str
 ) -> requests.Response:
-    """``send()`` retried with a small budget (at most 5 retries, fewer if settings.retries says so) on
-    connection errors and on the statuses in API_RETRY, honouring Retry-After. Returns the first other
-    answer, or the last one when the budget is spent; a connection error on the last try raises
-    TransferError ``"<unreachable>: <error type>"``."""
-    from climb_cli.transfer import retry_after_seconds
-
-    tries = max(1, min(source.settings.retries, 5) + 1)
-    for attempt in range(tries):
-        last = attempt == tries - 1
-        try:
-            r = send()
-        except (requests.ConnectionError, requests.Timeout) as e:
-            if last:
-                raise TransferError(f"{unreachable}: {type(e).__name__}") from None
-            sleep_before_retry(source, attempt, None)
-            continue
-        if r.status_code in API_RETRY and not last:
-            with r:
-                sleep_before_retry(source, attempt, retry_after_seconds(r.headers.get("Retry-After")))
-            continue
-        return r
-    raise AssertionError("unreachable")
+    """``send()`` under the one retry policy (net.retry) with a small budget (at most 5 retries, fewer if
+    settings.retries says so). Returns the first non-transient answer, or the last one when the budget is
+    spent; a connection error on the last try raises TransferError ``"<unreachable>: <error type>"``."""
+    policy = RetryPolicy.from_settings(source.settings, retries=min(source.settings.retries, 5))
+    try:
+        return retry.send(policy, send, unreachable)
+    except (requests.ConnectionError, requests.Timeout) as e:
+        raise TransferError(f"{unreachable}: {type(e).__name__}") from None
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write `text` to `path` through a temporary file in the same folder (readers never see half of it)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    """``atomic.write_text`` (kept for the sources that import it from here)."""
+    atomic.write_text(path, text)
 
 
 def load_params_listing(source: Source) -> dict[str, Any] | None:

@@ -44,6 +44,7 @@ from pydantic import Field, model_validator
 from climb_cli import credentials, redaction
 from climb_cli.archives import ArchiveOptions
 from climb_cli.errors import AccessError, ClimbError, RecipeError, TransferError
+from climb_cli.net import signed
 from climb_cli.sources.base import AccessReport, RemoteFile, Source, SourceParams, safe_relpath, selected
 from climb_cli.sources.http import (
     REDIRECTS,
@@ -131,7 +132,7 @@ class GitHubSource(Source):
         self.page = f"https://github.com/{self.params.repo}"
         self.budget = RateBudget()
         self._lock = threading.Lock()
-        self._signed: dict[str, str] = {}  # path -> signed object-store URL (release assets)
+        self._signed = signed.SignedUrls(tries=RESOLVE_TRIES)  # release assets' object-store links
         self._asset_api: dict[str, str] = {}  # path -> API asset URL (for private repositories)
 
     def describe(self) -> str:
@@ -296,35 +297,26 @@ class GitHubSource(Source):
         raise TransferError(f"{self.recipe.name}: too many redirects for {redaction.redact_url(file.url)}")
 
     def _open_asset(self, file: RemoteFile, headers: dict[str, str]) -> requests.Response:
-        for _ in range(RESOLVE_TRIES):
-            with self._lock:
-                signed = self._signed.get(file.path)
-            if signed is None:
-                got = self._resolve(file)
-                if isinstance(got, requests.Response):
-                    return got
-                signed = got
-                with self._lock:
-                    self._signed[file.path] = signed
-            resp = fetch(self, signed, headers=headers)  # no auth: a signed URL carries its own
-            if resp.status_code in (400, 401, 403):
-                error_body(resp)  # S3 "Request has expired" (403), or a signature the store no longer takes
-                with self._lock:
-                    if self._signed.get(file.path) == signed:
-                        del self._signed[file.path]
-                continue
-            if resp.status_code == 404:
-                error_body(resp)
-                raise AccessError(
-                    f"{self.recipe.name}: the object store has no {file.path} for release "
-                    f"{self.params.release} "
-                    f"({redaction.redact_url(signed)}, HTTP 404)"
-                )
-            return resp
-        raise AccessError(
-            f"{self.recipe.name}: the object store refused {RESOLVE_TRIES} fresh links for {file.path} of "
-            f"release {self.params.release} (HTTP {resp.status_code})"
-        )
+        try:  # S3 "Request has expired" (403), or a signature the store no longer takes: a fresh link
+            resp = self._signed.open(
+                file.path,
+                lambda fresh: self._resolve(file),
+                lambda url: fetch(self, url, headers=headers),  # no auth: a signed URL carries its own
+                discard=error_body,
+            )
+        except signed.Refused as e:
+            raise AccessError(
+                f"{self.recipe.name}: the object store refused {RESOLVE_TRIES} fresh links for {file.path} "
+                f"of release {self.params.release} (HTTP {e.status})"
+            ) from None
+        if resp.status_code == 404:
+            error_body(resp)
+            raise AccessError(
+                f"{self.recipe.name}: the object store has no {file.path} for release "
+                f"{self.params.release} "
+                f"({redaction.redact_url(resp.url)}, HTTP 404)"
+            )
+        return resp
 
     def check_access(self) -> AccessReport:
         try:

@@ -26,17 +26,16 @@ from __future__ import annotations
 
 import json
 import re
-import threading
-import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlencode, urljoin, urlsplit
+from urllib.parse import unquote, urlencode, urljoin, urlsplit
 
 import requests
 from pydantic import Field
 
 from climb_cli import credentials, redaction
 from climb_cli.errors import AccessError, TransferError
+from climb_cli.net import signed
 from climb_cli.sources import _api as shared_api
 from climb_cli.sources.base import AccessReport, RemoteFile, Source, SourceParams, safe_relpath, selected
 
@@ -44,7 +43,6 @@ DEFAULT_URL = "https://grand-challenge.org"
 TOKEN_PAGE = "https://grand-challenge.org/settings/api-tokens/"
 PAGE = 100
 _MAX_PAGES = 100_000
-_URL_MARGIN = 20.0
 _RE_RESOLVE = 2
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
 
@@ -54,14 +52,6 @@ class GrandChallengeParams(SourceParams):
     image_types: list[str] = Field(
         default_factory=lambda: ["MHD", "TIFF"], description="image file types to fetch (MHD, TIFF, DZI)"
     )
-
-
-def _deadline(url: str) -> float | None:
-    q = dict(parse_qsl(urlsplit(url).query))
-    try:
-        return float(q["Expires"]) if "Expires" in q else None
-    except ValueError:
-        return None
 
 
 def _detail(resp: requests.Response) -> str:
@@ -86,8 +76,7 @@ class GrandChallengeSource(Source):
         self.base = self.settings.base_url("grand-challenge", DEFAULT_URL)
         self.api = f"{self.base}/api/v1/"
         self._host = urlsplit(self.base).netloc
-        self._signed: dict[str, tuple[str, float | None]] = {}
-        self._lock = threading.Lock()
+        self._signed = signed.SignedUrls(tries=_RE_RESOLVE + 1)
         self._archive_url: str | None = None
 
     def describe(self) -> str:
@@ -285,12 +274,8 @@ class GrandChallengeSource(Source):
         return None if data is None else set(data.get("upstream", []))
 
     # -- downloading --------------------------------------------------------------------------------
-    def _resolve(self, file: RemoteFile, *, fresh: bool) -> str | requests.Response:
-        now = time.time()
-        with self._lock:
-            cached = self._signed.get(file.url)
-        if cached and not fresh and (cached[1] is None or cached[1] - _URL_MARGIN > now):
-            return cached[0]
+    def _resolve(self, file: RemoteFile) -> str | requests.Response:
+        """A fresh CDN link for `file`, or the media URL's own answer to pass on."""
         r = self.session().get(
             file.url,
             headers=self._headers_for(file.url),
@@ -301,8 +286,6 @@ class GrandChallengeSource(Source):
         if r.status_code in (301, 302, 303, 307, 308) and r.headers.get("Location"):
             location = urljoin(file.url, r.headers["Location"])
             r.close()
-            with self._lock:
-                self._signed[file.url] = (location, _deadline(location))
             return location
         if r.status_code in (401, 403, 404):
             r.close()
@@ -318,26 +301,19 @@ class GrandChallengeSource(Source):
         return r  # 200 served directly, or 429/5xx for the engine to retry
 
     def open(self, file: RemoteFile, headers: dict[str, str]) -> requests.Response:
-        fresh = False
-        for _ in range(_RE_RESOLVE + 1):
-            target = self._resolve(file, fresh=fresh)
-            if isinstance(target, requests.Response):
-                return target
+        def get(target: str) -> requests.Response:
             # no token here: the CDN gets only the signed URL (and the token stays on the API's host)
-            r = self.session().get(
+            return self.session().get(
                 target, headers={**headers, **self._headers_for(target)}, stream=True, timeout=self.timeout
             )
-            if r.status_code in (400, 401, 403):  # CloudFront/S3 refuse an expired link with 403
-                r.close()
-                with self._lock:
-                    self._signed.pop(file.url, None)
-                fresh = True
-                continue
-            return r
-        raise TransferError(
-            f"{self.recipe.name}: Grand Challenge's file host refused {_RE_RESOLVE + 1} fresh links "
-            f"for {file.path}"
-        )
+
+        try:  # CloudFront/S3 refuse an expired link with 403: a fresh one
+            return self._signed.open(file.url, lambda fresh: self._resolve(file), get)
+        except signed.Refused:
+            raise TransferError(
+                f"{self.recipe.name}: Grand Challenge's file host refused {_RE_RESOLVE + 1} fresh links "
+                f"for {file.path}"
+            ) from None
 
     # -- access -------------------------------------------------------------------------------------
     def check_access(self) -> AccessReport:

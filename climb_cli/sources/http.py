@@ -34,10 +34,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import os
-import random
 import re
-import tempfile
 import threading
 import time
 import xml.etree.ElementTree as ET
@@ -50,14 +47,15 @@ from urllib.parse import quote, unquote, urlencode, urljoin, urlsplit
 import requests
 from pydantic import Field, model_validator
 
-from climb_cli import credentials, redaction
+from climb_cli import atomic, credentials, redaction
 from climb_cli.archives import ArchiveOptions
 from climb_cli.errors import AccessError, RecipeError, TransferError
+from climb_cli.net import retry
+from climb_cli.net.retry import MAX_WAIT, RETRY_STATUS, RetryPolicy, retry_after_seconds
 from climb_cli.sources.base import AccessReport, RemoteFile, Source, SourceParams, safe_relpath, selected
 
 REDIRECTS = (301, 302, 303, 307, 308)
-RETRY_STATUS = {408, 425, 429, 500, 502, 503, 504}
-MAX_HINTED_WAIT = 600.0  # a server asking for a longer pause gets a failure line instead of a silent hang
+MAX_HINTED_WAIT = MAX_WAIT  # a server asking for a longer pause gets a failure line instead of a silent hang
 _HEX64 = r"^[0-9a-fA-F]{64}$"
 _HEX32 = r"^[0-9a-fA-F]{32}$"
 _RATELIMIT_T = re.compile(r"(?:^|;)\s*t=(\d+)")
@@ -109,8 +107,6 @@ def fetch(
 def wait_hint(resp: requests.Response) -> float | None:
     """Seconds the server asks us to wait: Retry-After (seconds or date), else X-RateLimit-Reset (epoch) when
     the budget is spent, else the IETF draft ``RateLimit: "api";r=0;t=55`` (Hugging Face)."""
-    from climb_cli.transfer import retry_after_seconds
-
     ra = retry_after_seconds(resp.headers.get("Retry-After"))
     if ra is not None:
         return ra
@@ -178,11 +174,6 @@ class RateBudget:
             slept += delay
 
 
-def backoff(source: Source, attempt: int) -> float:
-    s = source.settings
-    return min(s.backoff_max, s.backoff * (2**attempt)) * random.uniform(0.5, 1.0)
-
-
 def api_get(
     source: Source,
     url: str,
@@ -193,37 +184,32 @@ def api_get(
     follow: bool = True,
     stream: bool = False,
 ) -> requests.Response:
-    """GET an API document (not streamed unless asked), retrying connection errors, 429/5xx and GitHub's 403
-    rate-limit answers with backoff, honouring the server's wait hints. Returns the last response whatever
-    its status (the caller turns refusals into one line); raises TransferError when the host cannot be
-    reached."""
-    attempt = 0
-    while True:
+    """GET an API document (not streamed unless asked) under the one retry policy (net.retry): connection
+    errors, 429/5xx and GitHub's 403 rate-limit answers, honouring the server's wait hints. Returns the last
+    response whatever its status (the caller turns refusals into one line); raises TransferError when the host
+    cannot be reached."""
+
+    def once() -> requests.Response:
         if budget is not None:
             budget.wait()
-        try:
-            resp = fetch(source, url, headers=headers, auth=auth, stream=stream, follow=follow)
-        except (requests.ConnectionError, requests.Timeout) as e:
-            if attempt >= source.settings.retries:
-                raise TransferError(
-                    f"{source.recipe.name}: cannot reach {redaction.redact_url(url)} ({type(e).__name__})"
-                ) from None
-            time.sleep(backoff(source, attempt))
-            attempt += 1
-            continue
+        resp = fetch(source, url, headers=headers, auth=auth, stream=stream, follow=follow)
         if budget is not None:
             budget.update(resp)
-        limited = resp.status_code in RETRY_STATUS or (
+        return resp
+
+    def limited(resp: requests.Response) -> bool:
+        return resp.status_code in RETRY_STATUS or (
             resp.status_code == 403 and resp.headers.get("X-RateLimit-Remaining") == "0"
         )
-        if not limited or attempt >= source.settings.retries:
-            return resp
-        hint = wait_hint(resp)
-        if hint is not None and hint > MAX_HINTED_WAIT:
-            return resp
-        resp.close()
-        time.sleep(backoff(source, attempt) if hint is None else hint + 0.05)
-        attempt += 1
+
+    policy = RetryPolicy.from_settings(source.settings, max_wait=MAX_HINTED_WAIT)
+    try:
+        return retry.send(policy, once, f"{source.recipe.name}: {redaction.redact_url(url)}",
+                          retry_if=limited, hint=wait_hint)  # fmt: skip
+    except (requests.ConnectionError, requests.Timeout) as e:
+        raise TransferError(
+            f"{source.recipe.name}: cannot reach {redaction.redact_url(url)} ({type(e).__name__})"
+        ) from None
 
 
 def rate_limit_line(source: Source, service: str, resp: requests.Response, advice: str) -> str:
@@ -285,16 +271,7 @@ def save_listing(
         "files": [{k: v for k, v in asdict(f).items() if v is not None} for f in files],
         "extra": extra or {},
     }
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(body, f, indent=1, sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic.write_json(path, body, indent=1, sort_keys=True)
 
 
 def _stored_body(source: Source, identity: dict[str, Any]) -> dict[str, Any] | None:

@@ -41,6 +41,7 @@ from requests.structures import CaseInsensitiveDict
 from climb_cli import credentials, redaction
 from climb_cli.archives import ArchiveOptions
 from climb_cli.errors import AccessError, ClimbError, RecipeError, TransferError
+from climb_cli.net import signed
 from climb_cli.sources.base import AccessReport, RemoteFile, Source, safe_relpath, selected
 from climb_cli.sources.http import (
     REDIRECTS,
@@ -94,7 +95,7 @@ class HuggingFaceSource(Source):
         self.resolve_base = f"{self.base}/{prefix}{p.repo}/resolve/{p.revision}/"
         self.budget = RateBudget()
         self._lock = threading.Lock()
-        self._signed: dict[str, str] = {}
+        self._signed = signed.SignedUrls(tries=RESOLVE_TRIES)
         self._git_oid: dict[str, str] = {}  # path -> git blob sha1, for regular (non-LFS) files
 
     def describe(self) -> str:
@@ -287,29 +288,20 @@ class HuggingFaceSource(Source):
             headers = {
                 k: v for k, v in headers.items() if k not in ("Range", "If-Range")
             }  # whole, then checked
-        resp: requests.Response | None = None
-        for _ in range(RESOLVE_TRIES):
-            with self._lock:
-                signed = self._signed.get(file.path)
-            if signed is None:
-                got, _ = self._hub_get(file.url, headers)
-                if isinstance(got, requests.Response):
-                    return self._hub_answer(file, got)
-                signed = got
-                with self._lock:
-                    self._signed[file.path] = signed
-            resp = fetch(self, signed, headers=headers)  # the CDN: no token
-            if resp.status_code in (400, 401, 403):
-                error_body(resp)  # expired (or revoked) signed URL: ask the Hub again
-                with self._lock:
-                    if self._signed.get(file.path) == signed:
-                        del self._signed[file.path]
-                continue
-            return resp
-        raise AccessError(
-            f"{self.recipe.name}: the Hugging Face CDN refused {RESOLVE_TRIES} fresh links for {file.path} "
-            f"(HTTP {resp.status_code if resp is not None else '?'})"
-        )
+
+        def resolve(fresh: bool) -> str | requests.Response:
+            got, _ = self._hub_get(file.url, headers)
+            return self._hub_answer(file, got) if isinstance(got, requests.Response) else got
+
+        try:  # an expired (or revoked) signed URL: ask the Hub again
+            return self._signed.open(
+                file.path, resolve, lambda url: fetch(self, url, headers=headers), discard=error_body
+            )  # the CDN: no token
+        except signed.Refused as e:
+            raise AccessError(
+                f"{self.recipe.name}: the Hugging Face CDN refused {RESOLVE_TRIES} fresh links for "
+                f"{file.path} (HTTP {e.status})"
+            ) from None
 
     def probe(self, file: RemoteFile) -> dict[str, str]:
         """HEAD the resolve URL without following the CDN redirect: X-Repo-Commit, X-Linked-Etag (sha256 of

@@ -30,10 +30,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-import calendar
 import json
 import threading
-import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit
@@ -43,6 +41,7 @@ from pydantic import Field, model_validator
 
 from climb_cli import credentials, redaction
 from climb_cli.errors import AccessError, TransferError
+from climb_cli.net import signed
 from climb_cli.sources import _api as shared_api
 from climb_cli.sources.base import AccessReport, RemoteFile, Source, SourceParams, safe_relpath, selected
 
@@ -51,7 +50,6 @@ WEB = "https://www.kaggle.com"
 DATASETS = "datasets.DatasetApiService"
 COMPETITIONS = "competitions.CompetitionApiService"
 PAGE_SIZE = 200
-_URL_MARGIN = 30.0  # re-resolve a signed URL this many seconds before it expires
 _RE_RESOLVE = 2  # fresh signed URLs per open() before giving up
 
 
@@ -85,23 +83,6 @@ def _md5_from_goog_hash(value: str | None) -> str | None:
     return None
 
 
-def _signed_deadline(url: str) -> float | None:
-    """When a signed URL stops working (GCS V4 X-Goog-Date + X-Goog-Expires, or CloudFront/S3 Expires)."""
-    q = dict(parse_qsl(urlsplit(url).query))
-    try:
-        if "X-Goog-Date" in q and "X-Goog-Expires" in q:
-            return calendar.timegm(time.strptime(q["X-Goog-Date"], "%Y%m%dT%H%M%SZ")) + int(
-                q["X-Goog-Expires"]
-            )
-        if "X-Amz-Date" in q and "X-Amz-Expires" in q:
-            return calendar.timegm(time.strptime(q["X-Amz-Date"], "%Y%m%dT%H%M%SZ")) + int(q["X-Amz-Expires"])
-        if "Expires" in q:
-            return float(q["Expires"])
-    except ValueError:
-        return None
-    return None
-
-
 def _error_message(resp: requests.Response) -> str:
     """Kaggle's JSON error text (legacy ``{"code","message"}`` or RPC ``{"error":{...}}``), redacted."""
     try:
@@ -124,7 +105,7 @@ class KaggleSource(Source):
     def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
         super().__init__(*args, **kwargs)
         self.base = self.settings.base_url("kaggle", DEFAULT_URL)
-        self._signed: dict[str, tuple[str, float | None]] = {}
+        self._signed = signed.SignedUrls(tries=_RE_RESOLVE + 1)
         self._lock = threading.Lock()
         self._version: int | None = self.params.version
 
@@ -417,20 +398,13 @@ class KaggleSource(Source):
         return {p for p in (safe_relpath(n) for n in data.get("upstream", [])) if p}
 
     # -- downloading --------------------------------------------------------------------------------
-    def _resolve(self, file: RemoteFile, *, fresh: bool) -> str | requests.Response:
-        """The signed storage URL for `file` (cached), or the API's own non-redirect answer to pass on."""
-        now = time.time()
-        with self._lock:
-            cached = self._signed.get(file.url)
-        if cached and not fresh and (cached[1] is None or cached[1] - _URL_MARGIN > now):
-            return cached[0]
+    def _resolve(self, file: RemoteFile) -> str | requests.Response:
+        """A fresh signed storage URL for `file`, or the API's own non-redirect answer to pass on."""
         url, body = self._body(file.url)
         r = self._post(url, body, stream=True)
         if r.status_code in (301, 302, 303, 307, 308) and r.headers.get("Location"):
             location = urljoin(url, r.headers["Location"])
             r.close()
-            with self._lock:
-                self._signed[file.url] = (location, _signed_deadline(location))
             return location
         if r.status_code in (401, 403, 404):
             try:
@@ -453,25 +427,18 @@ class KaggleSource(Source):
         return r  # 429/5xx for the engine to retry, or a mirror that serves the bytes itself
 
     def open(self, file: RemoteFile, headers: dict[str, str]) -> requests.Response:
-        fresh = False
-        for _ in range(_RE_RESOLVE + 1):
-            target = self._resolve(file, fresh=fresh)
-            if isinstance(target, requests.Response):
-                return target
+        def get(target: str) -> requests.Response:
             self._check_not_wrapped(file, target)
             # A bare GET: no Authorization, no auth= -- the storage host never sees the credential.
-            r = self.session().get(target, headers=headers, stream=True, timeout=self.timeout)
-            if r.status_code in (400, 401, 403):  # GCS ExpiredToken (400) or a refused/expired link (403)
-                r.close()
-                with self._lock:
-                    self._signed.pop(file.url, None)
-                fresh = True
-                continue
-            return r
-        raise TransferError(
-            f"{self.recipe.name}: Kaggle's storage refused {_RE_RESOLVE + 1} fresh download links "
-            f"for {file.path}"
-        )
+            return self.session().get(target, headers=headers, stream=True, timeout=self.timeout)
+
+        try:  # GCS ExpiredToken (400) or a refused/expired link (401/403): a fresh link
+            return self._signed.open(file.url, lambda fresh: self._resolve(file), get)
+        except signed.Refused:
+            raise TransferError(
+                f"{self.recipe.name}: Kaggle's storage refused {_RE_RESOLVE + 1} fresh download links "
+                f"for {file.path}"
+            ) from None
 
     def _check_not_wrapped(self, file: RemoteFile, signed: str) -> None:
         """Kaggle may serve a large single file only as ``<name>.zip``; never store a wrapper as the file."""
@@ -506,7 +473,7 @@ class KaggleSource(Source):
             files = self._list_upstream(first_page_only=True)
             if self.params.competition and files:
                 probe = RemoteFile(files[0][0], self._download_identity(files[0][0]))
-                answer = self._resolve(probe, fresh=True)
+                answer = self._resolve(probe)
                 if isinstance(answer, requests.Response):
                     answer.close()
                     if answer.status_code != 200:

@@ -328,7 +328,7 @@ def test_env_is_clean_of_secrets_in_listing(
 def test_429_and_503_on_the_api_are_retried_honouring_retry_after(
     tmp_path: Path, settings: Settings, gc: FakeGrandChallenge, token: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import climb_cli.sources.grand_challenge as module
+    import climb_cli.net.retry as module  # the one retry policy sleeps here
 
     slept: list[float] = []
     monkeypatch.setattr(module.time, "sleep", slept.append)  # record the waits instead of waiting

@@ -303,7 +303,7 @@ def test_refusals_are_one_line_without_secrets(
 def test_429_on_the_listing_is_retried_honouring_retry_after(
     tmp_path: Path, settings: Settings, kaggle: FakeKaggle, token: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import climb_cli.sources.kaggle as module
+    import climb_cli.net.retry as module  # the one retry policy sleeps here
 
     slept: list[float] = []
     monkeypatch.setattr(module.time, "sleep", slept.append)  # record the waits instead of waiting
