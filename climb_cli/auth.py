@@ -306,12 +306,10 @@ def _check_with_source(kind: str, settings: Settings, secret: credentials.Token)
 
 
 def _session() -> requests.Session:
+    from climb_cli.net.session import ClimbSession
     from climb_cli.sources.base import USER_AGENT
 
-    s = requests.Session()
-    s.trust_env = False  # no ~/.netrc or proxy surprises: exactly the secret being tried
-    s.headers["User-Agent"] = USER_AGENT
-    return s
+    return ClimbSession(USER_AGENT)  # exactly the secret being tried, bound to its origin; env proxies/CAs
 
 
 def _check_kaggle(settings: Settings, token: credentials.Token) -> str:

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from climb_cli.demo import build_ptbxl_like
+from climb_cli.fakes.capture import CaptureServer
 from climb_cli.fakes.physionet import FakePhysioNet, FakeProject, FakeUser
 from climb_cli.settings import Settings
 
@@ -157,3 +158,15 @@ def write_recipe(folder: Path, name: str, source_yaml: str, extra: str = "", acc
     path = folder / f"{name}.yaml"
     path.write_text(text)
     return path
+
+
+@pytest.fixture(params=["other-port", "other-host"])
+def capture(request: pytest.FixtureRequest) -> Iterator[CaptureServer]:
+    """A server that records what arrives: on 127.0.0.1 (another port than the fake) or on 127.0.0.2."""
+    with CaptureServer("127.0.0.1" if request.param == "other-port" else "127.0.0.2") as c:
+        yield c
+
+
+def redirect_to(capture: CaptureServer) -> dict[str, object]:
+    """A fault (``faults.add("status", **redirect_to(c))``) answering 302 to the capture server."""
+    return {"status": 302, "headers": {"Location": f"{capture.base_url}/captured"}, "times": -1}

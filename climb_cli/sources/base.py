@@ -21,6 +21,7 @@ import requests
 from pydantic import BaseModel, ConfigDict
 
 from climb_cli import __version__
+from climb_cli.net.session import ClimbSession
 from climb_cli.recipe import Recipe, SourceSpec
 from climb_cli.settings import Settings
 
@@ -120,15 +121,11 @@ class Source(ABC):
 
     # -- HTTP -------------------------------------------------------------------------------
     def session(self) -> requests.Session:
-        """A requests session per thread (sessions are not thread-safe), identifying as climb."""
+        """A session per thread (sessions are not thread-safe), identifying as climb: credentials bound to
+        their origin on every hop, environment proxies and CA bundle (net.session)."""
         s = getattr(self._local, "session", None)
         if s is None:
-            s = requests.Session()
-            s.headers["User-Agent"] = USER_AGENT
-            s.trust_env = False  # no ~/.netrc injection by requests: credentials are explicit
-            adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=16, max_retries=0)
-            s.mount("http://", adapter)
-            s.mount("https://", adapter)
+            s = ClimbSession(USER_AGENT)
             self._local.session = s
         return s
 

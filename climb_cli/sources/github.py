@@ -45,6 +45,7 @@ from climb_cli import credentials, redaction
 from climb_cli.archives import ArchiveOptions
 from climb_cli.errors import AccessError, ClimbError, RecipeError, TransferError
 from climb_cli.net import signed
+from climb_cli.net.session import origin
 from climb_cli.sources.base import AccessReport, RemoteFile, Source, SourceParams, safe_relpath, selected
 from climb_cli.sources.http import (
     REDIRECTS,
@@ -55,7 +56,6 @@ from climb_cli.sources.http import (
     fetch,
     json_or_none,
     load_listing,
-    origin,
     paths_from_listing,
     rate_limit_line,
     save_listing,

@@ -42,7 +42,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path, PurePosixPath
 from typing import Any
-from urllib.parse import quote, unquote, urlencode, urljoin, urlsplit
+from urllib.parse import quote, unquote, urlencode, urlsplit
 
 import requests
 from pydantic import Field, model_validator
@@ -67,13 +67,6 @@ _HTML_TYPES = ("text/html", "application/xhtml+xml")
 # Shared helpers
 
 
-def origin(url: str) -> tuple[str, str, int]:
-    """(scheme, host, port) — credentials belong to one origin and never travel to another."""
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    return scheme, (parts.hostname or "").lower(), parts.port or (443 if scheme == "https" else 80)
-
-
 def fetch(
     source: Source,
     url: str,
@@ -83,25 +76,18 @@ def fetch(
     method: str = "GET",
     stream: bool = True,
     follow: bool = True,
-    max_redirects: int = 10,
 ) -> requests.Response:
-    """A request that follows redirects by hand: ``auth`` headers go only to the first URL's origin, so a
-    token for an API never reaches a CDN or an object store, whatever the redirect chain."""
-    first = origin(url)
-    session = source.session()
-    for _ in range(max_redirects + 1):
-        h = dict(headers or {})
-        if auth and origin(url) == first:
-            h.update(auth)
-        resp = session.request(
-            method, url, headers=h, stream=stream, timeout=source.timeout, allow_redirects=False
-        )
-        location = resp.headers.get("Location")
-        if not (follow and resp.status_code in REDIRECTS and location):
-            return resp
-        resp.close()
-        url = urljoin(url, location)
-    raise TransferError(f"{source.recipe.name}: too many redirects from {redaction.redact_url(url)}")
+    """One request through the source's session: ``auth`` headers go only to the first URL's origin (the
+    session binds them on every redirect hop): a token for an API never reaches a CDN or an object store."""
+    try:
+        return source.session().request(
+            method, url, headers={**(headers or {}), **(auth or {})}, stream=stream, timeout=source.timeout,
+            allow_redirects=follow,
+        )  # fmt: skip
+    except requests.TooManyRedirects:
+        raise TransferError(
+            f"{source.recipe.name}: too many redirects from {redaction.redact_url(url)}"
+        ) from None
 
 
 def wait_hint(resp: requests.Response) -> float | None:

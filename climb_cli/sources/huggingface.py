@@ -42,6 +42,7 @@ from climb_cli import credentials, redaction
 from climb_cli.archives import ArchiveOptions
 from climb_cli.errors import AccessError, ClimbError, RecipeError, TransferError
 from climb_cli.net import signed
+from climb_cli.net.session import origin
 from climb_cli.sources.base import AccessReport, RemoteFile, Source, safe_relpath, selected
 from climb_cli.sources.http import (
     REDIRECTS,
@@ -52,7 +53,6 @@ from climb_cli.sources.http import (
     fetch,
     json_or_none,
     load_listing_extra,
-    origin,
     paths_from_listing,
     rate_limit_line,
     save_listing,

@@ -271,6 +271,8 @@ class PhysioNetSource(Source):
             r.close()
         except AccessError as e:
             return AccessReport(self.recipe.name, self.spec.id, False, str(e), self.page_url)
+        except TransferError as e:  # a certificate or host-name failure: one line, said as it is
+            return AccessReport(self.recipe.name, self.spec.id, False, str(e))
         except requests.RequestException as e:
             return AccessReport(self.recipe.name, self.spec.id, False, f"network error: {type(e).__name__}")
         ok = r.status_code in (200, 206)

@@ -17,12 +17,13 @@ import requests
 from climb_cli.acquire import download
 from climb_cli.catalog import Catalog
 from climb_cli.fakes.bucket import FAULT_IDS, arm_fault, settle
+from climb_cli.fakes.capture import CaptureServer
 from climb_cli.fakes.github import FakeAsset, FakeGitHub, FakeRelease, FakeRepo
 from climb_cli.recipe import Recipe
 from climb_cli.settings import Settings
 from climb_cli.sources import make_sources
 from climb_cli.verify import verify_raw
-from tests.conftest import SECRETS, fast_settings, write_recipe
+from tests.conftest import SECRETS, fast_settings, redirect_to, write_recipe
 
 TOKEN, WRONG = SECRETS[0], SECRETS[1]  # under the leak guard of tests/conftest.py
 # CLIMB's frozen ECG split files (climb-datasets.md, Appendix): the real pins, used as recipe fields
@@ -363,3 +364,21 @@ def test_fault_matrix(tmp_path: Path, settings: Settings, github: FakeGitHub, fa
         assert [r.status for r in host.log].count(403) == 1  # the cached link was refused, then replaced
         assert len(github.web.log) == 2
     assert not list((_raw(settings) / ".climb" / "partial").rglob("*.part"))
+
+
+def test_token_never_follows_a_redirect_to_another_origin(
+    tmp_path: Path,
+    settings: Settings,
+    github: FakeGitHub,
+    monkeypatch: pytest.MonkeyPatch,
+    capture: CaptureServer,
+) -> None:
+    """A private raw file answered with a 302 to another port or host: the token stays on its origin."""
+    monkeypatch.setenv("GITHUB_TOKEN", TOKEN)
+    github.faults.add("status", path_glob="/lab/private-data/*", **redirect_to(capture))
+    body = f"    repo: lab/private-data\n    commit: {'a' * 40}\n    files:\n      - path: x.csv\n"
+    body += f"        sha256: {_sha(b'1,2' + bytes([10]))}\n"
+    report = download(_recipe(tmp_path, body, access="registered"), settings)
+    assert not report.ok
+    assert capture.seen and capture.leaked(SECRETS) == []
+    assert github.raw.log and all(r.had_authorization for r in github.raw.log)

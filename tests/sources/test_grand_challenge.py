@@ -18,6 +18,7 @@ import pytest
 
 from climb_cli.acquire import download, plan
 from climb_cli.catalog import Catalog
+from climb_cli.fakes.capture import CaptureServer
 from climb_cli.fakes.grand_challenge import (
     FakeGrandChallenge,
     GCArchive,
@@ -30,7 +31,7 @@ from climb_cli.fakes.grand_challenge import (
 from climb_cli.recipe import Recipe
 from climb_cli.settings import Settings
 from climb_cli.sources import make_sources
-from tests.conftest import fast_settings, write_recipe
+from tests.conftest import fast_settings, redirect_to, write_recipe
 
 GC_TOKEN = "gc-tok-Frotz-5b2e-secret"
 GC_BOB = "gc-bob-Yomin-77d0-secret"
@@ -339,3 +340,12 @@ def test_429_and_503_on_the_api_are_retried_honouring_retry_after(
     assert [r.status for r in gc.requests_for("/api/v1/archives/items/")][:2] == [429, 200]
     assert [r.status for r in gc.requests_for("/api/v1/cases/images/")][:2] == [503, 200]
     assert slept[0] >= 9 and len(slept) == 2
+
+
+def test_token_never_follows_a_redirect_to_another_origin(
+    tmp_path: Path, settings: Settings, gc: FakeGrandChallenge, token: None, capture: CaptureServer
+) -> None:
+    """A media URL answered with a 302 to another port or host (not the CDN): no token arrives there."""
+    gc.faults.add("status", path_glob="/media/*", **redirect_to(capture))
+    download(_recipe(tmp_path, "archive: lung-ct\ninclude: ['*/report.json']"), settings)
+    assert capture.seen and capture.leaked(GC_SECRETS) == []

@@ -16,11 +16,12 @@ import pytest
 from climb_cli.acquire import download
 from climb_cli.catalog import Catalog
 from climb_cli.fakes.bucket import FAULT_IDS, FakeBucket, arm_fault, settle
+from climb_cli.fakes.capture import CaptureServer
 from climb_cli.recipe import Recipe
 from climb_cli.settings import Settings
 from climb_cli.sources import make_sources
 from climb_cli.verify import verify_raw
-from tests.conftest import fast_settings, write_recipe
+from tests.conftest import SECRETS, fast_settings, redirect_to, write_recipe
 
 ZIP = os.urandom(640_000)
 CSV = b"image,MEL,NV\nISIC_0024306,0.0,1.0\n"
@@ -248,3 +249,24 @@ def test_fault_matrix(tmp_path: Path, settings: Settings, bucket: FakeBucket, fa
     assert (_raw(settings) / "ISIC2018_Task3_Training_Input.zip").read_bytes() == ZIP
     assert [r.status for r in settle(bucket, glob)] == expected
     assert not list((_raw(settings) / ".climb" / "partial").rglob("*.part"))
+
+
+def test_no_netrc_credential_on_any_hop(
+    tmp_path: Path,
+    settings: Settings,
+    bucket: FakeBucket,
+    capture: CaptureServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A ~/.netrc entry for both hosts is never injected, on the first hop or after a redirect."""
+    netrc = tmp_path / "netrc"
+    netrc.write_text(
+        f"machine 127.0.0.1 login u password {SECRETS[0]}\nmachine 127.0.0.2 login u password {SECRETS[0]}\n"
+    )
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    bucket.faults.add("status", path_glob="*GroundTruth.csv", **redirect_to(capture))
+    body = _files(bucket, [("2018/ISIC2018_Task3_Training_GroundTruth.csv", _sha(CSV))])
+    assert not download(_recipe(tmp_path, body), settings).ok
+    assert capture.seen and capture.leaked(SECRETS) == []
+    assert not any(r.had_authorization for r in bucket.log)

@@ -19,6 +19,7 @@ from climb_cli.acquire import download
 from climb_cli.catalog import Catalog
 from climb_cli.errors import TransferError
 from climb_cli.fakes.bucket import FAULT_IDS, arm_fault, settle
+from climb_cli.fakes.capture import CaptureServer
 from climb_cli.fakes.huggingface import FakeHub, HubFile, HubRepo
 from climb_cli.manifest import RawManifest
 from climb_cli.recipe import Recipe
@@ -26,7 +27,7 @@ from climb_cli.settings import Settings
 from climb_cli.sources import make_sources
 from climb_cli.transfer import Downloader
 from climb_cli.verify import verify_raw
-from tests.conftest import SECRETS, fast_settings, write_recipe
+from tests.conftest import SECRETS, fast_settings, redirect_to, write_recipe
 
 TOKEN, WRONG = SECRETS[0], SECRETS[1]  # under the leak guard of tests/conftest.py
 COMMIT = "5b3e0f1c2a4d6e8f9a0b1c2d3e4f5a6b7c8d9e0f"
@@ -338,3 +339,14 @@ def test_huggingface_hub_official_client_uses_the_fake(
     assert hub.cdn.log and not hub.cdn.authorization_seen  # the client's token never reached the CDN
     heads = hub.requests_for("/datasets/climb/toy/resolve/*", method="HEAD")
     assert {r.status for r in heads} == {200, 302}  # metadata probes: a regular file, and an LFS redirect
+
+
+def test_token_never_follows_a_redirect_to_another_origin(
+    tmp_path: Path, settings: Settings, hub: FakeHub, monkeypatch: pytest.MonkeyPatch, capture: CaptureServer
+) -> None:
+    """A file the Hub serves itself answered with a 302 to another port or host: no token there."""
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    hub.faults.add("status", path_glob="/datasets/climb/toy/resolve/*/README.md", **redirect_to(capture))
+    report = download(_recipe(tmp_path, include="README.md"), settings)
+    assert not report.ok
+    assert capture.seen and capture.leaked(SECRETS) == []

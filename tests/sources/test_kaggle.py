@@ -17,13 +17,14 @@ import pytest
 
 from climb_cli.acquire import download, plan
 from climb_cli.catalog import Catalog
+from climb_cli.fakes.capture import CaptureServer
 from climb_cli.fakes.kaggle import FakeKaggle, KaggleCompetition, KaggleDataset, KaggleUser
 from climb_cli.recipe import Recipe
 from climb_cli.settings import Settings
 from climb_cli.sources import make_sources
 from climb_cli.sources.kaggle import KaggleSource, _md5_from_goog_hash
 from climb_cli.transfer import Downloader
-from tests.conftest import fast_settings, write_recipe
+from tests.conftest import fast_settings, redirect_to, write_recipe
 
 KAGGLE_KEY = "kgl-key-Quux-93b1-secret"
 KAGGLE_TOKEN = "KGAT_tok-Frob-4e7a-secret"
@@ -441,3 +442,13 @@ def test_fault_persistent_expiry_is_one_clean_line(
     (outcome,) = report.outcomes
     assert outcome.error == "kagtoy: Kaggle's storage refused 3 fresh download links for data/big.bin"
     assert not (_raw(settings) / "data" / "big.bin").exists()
+
+
+def test_credential_never_follows_a_redirect_to_another_origin(
+    tmp_path: Path, settings: Settings, kaggle: FakeKaggle, token: None, capture: CaptureServer
+) -> None:
+    """The download RPC answered with a 302 to another port or host: the capture gets no credential."""
+    kaggle.faults.add("status", path_glob="*DownloadDataset", **redirect_to(capture))
+    report = download(_recipe(tmp_path, "dataset: alice/toy\nversion: 1\ninclude: [table_1.csv]"), settings)
+    assert not report.ok
+    assert capture.seen and capture.leaked(KAGGLE_SECRETS) == []

@@ -10,12 +10,13 @@ import pytest
 from climb_cli.acquire import download, plan
 from climb_cli.catalog import Catalog
 from climb_cli.errors import TransferError
+from climb_cli.fakes.capture import CaptureServer
 from climb_cli.fakes.physionet import FakePhysioNet
 from climb_cli.manifest import RawManifest
 from climb_cli.recipe import Recipe
 from climb_cli.settings import Settings
 from climb_cli.sources.physionet import parse_sha256sums
-from tests.conftest import SECRETS, TEST_USER, write_recipe
+from tests.conftest import SECRETS, TEST_USER, redirect_to, write_recipe
 
 
 def _recipe(
@@ -191,3 +192,14 @@ def test_dry_run_sizes_come_from_listings(
     listing_requests = [r for r in server.log if r.path.endswith("/")]
     assert 0 < len(listing_requests) <= 2  # one per folder, not one per file
     assert not settings.raw_dir("toyecg").joinpath("records500").exists()
+
+
+def test_session_cookie_never_follows_a_redirect_to_another_origin(
+    tmp_path: Path, settings: Settings, server: FakePhysioNet, good_credentials: None, capture: CaptureServer
+) -> None:
+    """A credentialed file answered with a 302 to another port or host: no Cookie, no Authorization there."""
+    server.faults.add("status", path_glob="/files/secret-ecg/*", **redirect_to(capture))
+    report = download(_recipe(tmp_path, project="secret-ecg", access="credentialed"), settings)
+    assert not report.ok  # the capture server's bytes are not the file
+    assert capture.seen and capture.leaked(SECRETS) == []
+    assert any("sessionid" in r.cookies for r in server.requests_for("/files/secret-ecg/*"))

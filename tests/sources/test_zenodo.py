@@ -13,12 +13,13 @@ import requests
 from climb_cli.acquire import download
 from climb_cli.catalog import Catalog
 from climb_cli.fakes.bucket import FAULT_IDS, FakeBucket, arm_fault, settle
+from climb_cli.fakes.capture import CaptureServer
 from climb_cli.fakes.zenodo import FakeZenodo, ZenodoFile, ZenodoRecord
 from climb_cli.recipe import Recipe
 from climb_cli.settings import Settings
 from climb_cli.sources import make_sources
 from climb_cli.verify import verify_raw
-from tests.conftest import SECRETS, fast_settings, write_recipe
+from tests.conftest import SECRETS, fast_settings, redirect_to, write_recipe
 
 TOKEN, WRONG = SECRETS[0], SECRETS[1]  # under the leak guard of tests/conftest.py
 BIG = 700_000
@@ -277,3 +278,18 @@ def test_fault_matrix(tmp_path: Path, files: dict[str, bytes], fault: str) -> No
         assert [r.status for r in settle(host, glob)] == expected
     assert (_raw(settings) / "b c.bin").read_bytes() == data
     assert not list((_raw(settings) / ".climb" / "partial").rglob("*.part"))
+
+
+def test_token_never_follows_a_redirect_to_another_origin(
+    tmp_path: Path,
+    settings: Settings,
+    zenodo: FakeZenodo,
+    monkeypatch: pytest.MonkeyPatch,
+    capture: CaptureServer,
+) -> None:
+    monkeypatch.setenv("ZENODO_TOKEN", TOKEN)
+    zenodo.faults.add("status", path_glob="*/content", **redirect_to(capture))
+    report = download(_recipe(tmp_path, record=1002, access="registered"), settings)
+    assert not report.ok
+    assert capture.seen and capture.leaked(SECRETS) == []
+    assert any(r.had_authorization for r in zenodo.requests_for("*/content"))
