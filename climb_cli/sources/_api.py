@@ -16,7 +16,7 @@ from typing import Any
 
 import requests
 
-from climb_cli import atomic
+from climb_cli import atomic, redaction
 from climb_cli.errors import TransferError
 from climb_cli.net import retry
 from climb_cli.net.retry import RetryPolicy
@@ -25,14 +25,16 @@ from climb_cli.sources.http import listing_path
 
 
 def send_with_retry(
-    source: Source, send: Callable[[], requests.Response], unreachable: str
+    source: Source, send: Callable[[], requests.Response], unreachable: str, url: str = ""
 ) -> requests.Response:
     """``send()`` under the one retry policy (net.retry) with a small budget (at most 5 retries, fewer if
     settings.retries says so). Returns the first non-transient answer, or the last one when the budget is
-    spent; a connection error on the last try raises TransferError ``"<unreachable>: <error type>"``."""
+    spent; a connection error on the last try raises TransferError ``"<unreachable>: <error type>"``.
+    Each wait is announced as ``"<dataset>: <url>: HTTP 429; try 2 of 6 in 9.0s"``."""
     policy = RetryPolicy.from_settings(source.settings, retries=min(source.settings.retries, 5))
     try:
-        return retry.send(policy, send, unreachable)
+        what = f"{source.recipe.name}: {redaction.redact_url(url)}" if url else unreachable
+        return retry.send(policy, send, what)
     except (requests.ConnectionError, requests.Timeout) as e:
         raise TransferError(f"{unreachable}: {type(e).__name__}") from None
 

@@ -158,6 +158,7 @@ class GrandChallengeSource(Source):
                 allow_redirects=False,
             ),
             f"{self.recipe.name}: cannot reach Grand Challenge at {redaction.redact_url(url)}",
+            url,
         )
         with r:
             if r.status_code == 401:

@@ -222,6 +222,7 @@ class KaggleSource(Source):
             self,
             lambda: self._post(url, body),
             f"{self.recipe.name}: cannot reach Kaggle at {redaction.redact_url(url)}",
+            url,
         )
         with r:
             if r.status_code in (401, 403, 404):
