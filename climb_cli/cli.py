@@ -585,6 +585,37 @@ def demo(
 
 
 @app.command()
+def report(
+    ctx: typer.Context,
+    names: Annotated[list[str] | None, typer.Argument(help="Dataset names.")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Every dataset with a recipe.")] = False,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Folder for the pages [<data-dir>/reports].")
+    ] = None,
+    no_samples: Annotated[
+        bool,
+        typer.Option(
+            "--no-samples", help="Show no sample images or rows (data that must not leave its machine)."
+        ),
+    ] = False,
+) -> None:
+    """Write a static HTML page per dataset (counts, samples, failures, steps, provenance) and a corpus index.
+
+    Each page is one self-contained file: open it in any browser, no server needed.
+
+    Example: climb report --all --out reports/
+    """
+    from climb_cli.report import write_reports
+
+    st = _state(ctx)
+    recipes = st.catalog.resolve(list(names or []), all_)
+    written = write_reports(recipes, st.settings, out, corpus=st.catalog.load_all(), samples=not no_samples)
+    for name, path in written.pages.items():
+        ui.say(f"{name}: {path}")
+    ui.say(f"index: {written.index}")
+
+
+@app.command()
 def steps(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:

@@ -4,7 +4,8 @@ It generates a small PTB-XL-shaped PhysioNet project (synthetic 12-lead ECGs wri
 the real records100/ + records500/ layout, ptbxl_database.csv and scp_statements.csv with the
 real columns, LICENSE.txt, RECORDS, and SHA256SUMS.txt as PhysioNet's generator writes it), serves
 it on 127.0.0.1 with the fake PhysioNet server (same protocol rules as the real one), points the
-PhysioNet mirror setting at it, and runs download -> verify -> preprocess -> verify outputs.
+PhysioNet mirror setting at it, and runs download -> verify -> preprocess -> verify outputs, then
+writes the report (climb report).
 No patient data: every signal and every row is generated from a seeded random generator.
 """
 
@@ -247,5 +248,9 @@ def run_demo(base: Path, *, records: int = 120, workers: int = 1) -> bool:
     ui.say(
         f"read them with plain pyarrow: pyarrow.parquet.read_table('{report.out_dir / 'data'}').to_pandas()"
     )
+    from climb_cli.report import write_reports
+
+    written = write_reports([recipe], settings, base / "reports")
+    ui.say(f"report: {written.pages[recipe.name]} (open it in a browser; corpus index: {written.index})")
     ui.say(f"demo {'OK' if ok else 'FAILED'} in {time.perf_counter() - t0:.1f}s")
     return ok
