@@ -62,7 +62,13 @@ def _images(raw: Path) -> None:
 
     rng = np.random.default_rng(3)
     for k, (split, label) in enumerate(
-        [("train", "circle"), ("train", "square"), ("train", "circle"), ("test", "square"), ("test", "circle")]
+        [
+            ("train", "circle"),
+            ("train", "square"),
+            ("train", "circle"),
+            ("test", "square"),
+            ("test", "circle"),
+        ]
     ):
         img = np.full((60, 80, 3), 30, np.uint8) + rng.integers(0, 20, (60, 80, 3), dtype=np.uint8)
         if label == "circle":
