@@ -133,7 +133,11 @@ def raw_facts(raw_dir: Path) -> RawFacts | None:
 
         files = _walk(raw_dir)
         return RawFacts(len(files), sum((raw_dir / f).stat().st_size for f in files), recorded=False)
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    # A manifest at rest (no -wal beside it) is opened immutable: SQLite then creates no -wal/-shm
+    # files, so a report never writes into raw/ (which may be shared and read-only). A live one (a
+    # download is writing) is opened read-only through the WAL its writer keeps, to see its rows.
+    live = path.with_name(path.name + "-wal").exists()
+    db = sqlite3.connect(f"{path.absolute().as_uri()}?{'mode=ro' if live else 'immutable=1'}", uri=True)
     try:
         row = db.execute(
             "SELECT COUNT(*), COALESCE(SUM(size), 0), COALESCE(SUM(verified_at > 0), 0),"

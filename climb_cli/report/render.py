@@ -450,9 +450,9 @@ def index_page(facts: list[DatasetFacts], pages: dict[str, str]) -> str:
     totals = (
         "<h2>Against the paper</h2><div class='totals'>"
         f"<span>Raw on disk</span>{charts.progress(raw_bytes, PAPER_BYTES, 'raw bytes')}"
-        f"<span><b>{esc(human(raw_bytes))}</b> of 19.01 TB ({_pct(raw_bytes, PAPER_BYTES)})</span>"
+        f"<span><b>{esc(human(raw_bytes))}</b> of 19.01 TB ({esc(_pct(raw_bytes, PAPER_BYTES))})</span>"
         f"<span>Samples processed</span>{charts.progress(samples, PAPER_SAMPLES, 'samples')}"
-        f"<span><b>{samples:,}</b> of 4.51 M ({_pct(samples, PAPER_SAMPLES)})</span></div>"
+        f"<span><b>{samples:,}</b> of 4.51 M ({esc(_pct(samples, PAPER_SAMPLES))})</span></div>"
         f"<p class='note'>{esc(declared)} 19.01 TB and 4.51 M samples are the totals in CLIMB's README.</p>"
     )
     rows = []

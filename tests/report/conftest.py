@@ -6,7 +6,9 @@ manifest.json, errors.parquet), plus the demo's PTB-XL-shaped ECG outputs.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -32,7 +34,9 @@ sources:
       - {{pattern: "**/*.{ext}", count: {count}}}
 checksums: none
 index:
-  files: {{glob: "**/*.{ext}", pattern: '(?P<split>train|test)/(?P<label>[a-z]+)/(?P<stem>[^/]+)\\.{ext}$'}}
+  files:
+    glob: "**/*.{ext}"
+    pattern: '(?P<split>train|test)/(?P<label>[a-z]+)/(?P<stem>[^/]+)\\.{ext_rx}$'
   id: "{{stem}}"
   inputs: {{{input}: "{{path}}"}}
   labels: {{kind: multiclass, column: label, classes: [{classes}]}}
@@ -159,7 +163,8 @@ def minis(tmp_path_factory: pytest.TempPathFactory) -> Mini:
         text = RECIPE.format(
             name=name,
             modality=modality,
-            ext=ext.replace(".", "\\."),
+            ext=ext,
+            ext_rx=ext.replace(".", "\\."),
             input=inp,
             classes=classes,
             steps="\n".join(f"  - {s}" for s in steps),
@@ -168,7 +173,6 @@ def minis(tmp_path_factory: pytest.TempPathFactory) -> Mini:
             count=n,
             access="credentialed" if name == "mini-volume" else "open",
         )
-        text = text.replace(f"**/*.{ext.replace('.', chr(92) + '.')}", f"**/*.{ext}")
         (recipe_dir / f"{name}.yaml").write_text(text)
         build(settings.raw_dir(name))
     catalog = Catalog([recipe_dir])
@@ -176,3 +180,57 @@ def minis(tmp_path_factory: pytest.TempPathFactory) -> Mini:
     for r in recipes.values():
         preprocess(r, settings, workers=1)
     return Mini(recipes, settings, recipe_dir)
+
+
+@dataclass
+class Demo:
+    stdout: str
+    data_dir: Path  # what `climb --data-dir` was given; the demo works in data_dir/demo
+    page: Path
+    index: Path
+
+
+@pytest.fixture(scope="session")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Demo:
+    """`climb demo` run as a user runs it (12 generated records), with the report it ends by writing."""
+    from tests.conftest import run_climb
+
+    data = tmp_path_factory.mktemp("demo-data")
+    proc = run_climb("--data-dir", str(data), "demo", "--records", "12", "--workers", "1", timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    reports = data / "demo" / "reports"
+    return Demo(proc.stdout, data, reports / "ptbxl.html", reports / "index.html")
+
+
+def parse_page(text: str) -> Any:
+    """Parse as a browser does, failing on any HTML parse error (html5lib strict), and check that every
+    element opened is closed in order (stdlib parser). Returns the element tree (no namespaces)."""
+    import html5lib
+
+    tree = html5lib.HTMLParser(strict=True, namespaceHTMLElements=False).parse(text)
+    checker = _Balance()
+    checker.feed(text)
+    checker.close()
+    assert checker.stack == [], f"unclosed elements: {checker.stack}"
+    return tree
+
+
+class _Balance(HTMLParser):
+    VOID = {"meta", "img", "br", "link", "input", "hr", "rect", "line", "polyline", "path", "circle"}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stack: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag not in self.VOID:
+            self.stack.append(tag)
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        pass
+
+    def handle_endtag(self, tag: str) -> None:
+        assert self.stack and self.stack[-1] == tag, (
+            f"</{tag}> closes <{self.stack[-1] if self.stack else ''}>"
+        )
+        self.stack.pop()
