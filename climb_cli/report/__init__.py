@@ -45,8 +45,9 @@ def write_reports(
     pages: dict[str, Path] = {}
     by_name = {r.name: r for r in corpus or []}
     by_name.update({r.name: r for r in recipes})
+    gathered = {}
     for r in recipes:
-        facts = gather(r, settings)
+        facts = gathered[r.name] = gather(r, settings)
         shown = None
         if samples and facts.outputs.manifest is not None:
             shown = thumbs.samples(facts.outputs.dir, facts.outputs.shards, facts.outputs.rows)
@@ -54,7 +55,7 @@ def write_reports(
         path = out / f"{r.name}.html"
         write_atomic(path, redact(page))
         pages[r.name] = path
-    facts_all = [gather(by_name[n], settings) for n in sorted(by_name)]
+    facts_all = [gathered.get(n) or gather(by_name[n], settings) for n in sorted(by_name)]
     links = {n: f"{n}.html" for n in sorted(by_name) if (out / f"{n}.html").is_file()}
     index = out / "index.html"
     write_atomic(index, redact(render.index_page(facts_all, links)))

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from climb_cli.recipe import Recipe
@@ -57,6 +58,7 @@ class Outputs:
     dir: Path
     manifest: dict[str, Any] | None = None
     other_hashes: list[str] = field(default_factory=list)  # outputs of an older recipe
+    unreadable: str = ""  # why manifest.json could not be read
 
     @property
     def shards(self) -> list[dict[str, Any]]:
@@ -108,6 +110,10 @@ class DatasetFacts:
     def problems(self) -> list[str]:
         """Short lines for the corpus index: what someone should look at."""
         out = []
+        if self.outputs.unreadable:
+            out.append(
+                f"manifest.json unreadable: run climb preprocess {self.name} ({self.outputs.unreadable})"
+            )
         if self.errors.count:
             out.append(f"{self.errors.count:,} failed item(s)")
         off = [c.name for c in (*self.splits, *self.classes) if c.differs]
@@ -159,8 +165,8 @@ def outputs(recipe: Recipe, settings: Settings) -> Outputs:
     if path.is_file():
         try:
             out.manifest = json.loads(path.read_text())
-        except (ValueError, OSError):
-            out.manifest = None
+        except (ValueError, OSError) as e:
+            out.unreadable = f"{type(e).__name__}: {e}"
     if base.is_dir():
         out.other_hashes = sorted(
             p.name for p in base.iterdir() if p.name != current and (p / "manifest.json").is_file()
@@ -172,7 +178,11 @@ def errors(out: Outputs) -> Errors:
     path = out.dir / "errors.parquet"
     if out.manifest is None or not path.is_file():
         return Errors()
-    table = pq.read_table(path, columns=["id", "split", "reason"])
+    try:
+        table = pq.read_table(path, columns=["id", "split", "reason"])
+    except (OSError, pa.ArrowException) as e:
+        n = int((out.manifest or {}).get("errors", 0))
+        return Errors(n, [(f"errors.parquet cannot be read ({type(e).__name__}: {e})", n, "")])
     rows = list(zip(*(table.column(c).to_pylist() for c in ("id", "split", "reason")), strict=True))
     by_kind: Counter[str] = Counter()
     example: dict[str, tuple[str, str]] = {}  # kind -> (its first reason, item id)

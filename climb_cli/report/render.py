@@ -296,12 +296,19 @@ def _samples(f: DatasetFacts, s: Samples | None, shown: bool) -> str:
             "<p class='note'>Samples are not shown: this report was written with <code>--no-samples</code> "
             "(for data whose agreement forbids showing it outside the secure machine).</p>"
         )
+    broken = (
+        f"<p class='note off'>The shards could not be read ({esc(s.error)}): run "
+        f"<code>climb verify --outputs {esc(f.name)}</code>.</p>"
+        if s is not None and s.error
+        else ""
+    )
     if s is None or not s.thumbs:
-        return head + "<p class='note'>No processed samples yet.</p>"
+        return head + (broken or "<p class='note'>No processed samples yet.</p>")
     note = (
         f"<p class='note'>Showing {len(s.thumbs)} of {s.total:,} samples: the first rows of each split's "
         f"first shard, taking the splits in turn. A report never shows more than {MAX_SAMPLES}.</p>"
     )
+    note += broken
     if all(t.kind in ("table", "text") for t in s.thumbs):
         return head + note + _rows_table(s.thumbs)
     kinds = {t.kind for t in s.thumbs}

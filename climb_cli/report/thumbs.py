@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import html
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,52 +56,58 @@ class Samples:
     thumbs: list[Thumb]
     total: int  # rows in the outputs
     kind: str  # what the dataset's samples look like (the kind of the first thumbnail)
+    error: str = ""  # why the shards could not be read (then thumbs holds those drawn before)
 
 
 # ----------------------------------------------------------------------------------------- reading rows
 
 
-def pick_rows(out_dir: Path, shards: list[dict[str, Any]], limit: int = MAX_SAMPLES) -> list[dict[str, Any]]:
-    """The first rows of each split's first shard, the splits taken in turn, at most `limit`."""
+def iter_rows(
+    out_dir: Path, shards: list[dict[str, Any]], limit: int = MAX_SAMPLES
+) -> Iterator[dict[str, Any]]:
+    """The first rows of each split's first shard, the splits taken in turn, at most `limit`, read one
+    row at a time (a row may be a 300 MB volume: only one is held at once)."""
+    from climb_cli.report.gather import SPLIT_ORDER
+
     first: dict[str, str] = {}
     for s in sorted(shards, key=lambda s: s["name"]):
         if int(s.get("rows", 0)) > 0:
             first.setdefault(s["split"], s["name"])
-    from climb_cli.report.gather import SPLIT_ORDER
-
     order = sorted(first, key=lambda sp: (SPLIT_ORDER.index(sp) if sp in SPLIT_ORDER else 99, sp))
-    per = {sp: _read_head(out_dir / first[sp], limit) for sp in order}
-    rows: list[dict[str, Any]] = []
-    k = 0
-    while len(rows) < limit and any(k < len(v) for v in per.values()):
-        for sp in order:
-            if k < len(per[sp]) and len(rows) < limit:
-                rows.append(per[sp][k])
-        k += 1
-    return rows
+    readers = [_read_rows(out_dir / first[sp]) for sp in order]
+    given = 0
+    while readers and given < limit:
+        for reader in list(readers):
+            row = next(reader, None)
+            if row is None:
+                readers.remove(reader)
+                continue
+            yield row
+            given += 1
+            if given == limit:
+                break
 
 
-def _read_head(path: Path, n: int) -> list[dict[str, Any]]:
-    """The first n rows of a shard; arrays come out as numpy arrays of their shape."""
-    pf = pq.ParquetFile(path)
-    batch = next(pf.iter_batches(batch_size=n), None)
-    if batch is None:
-        return []
-    table = pa.Table.from_batches([batch])
-    names = set(table.column_names)
-    arrays = [c for c in table.column_names if f"{c}_shape" in names]
-    rows = []
-    for i in range(table.num_rows):
-        row: dict[str, Any] = {}
-        for c in table.column_names:
-            if c in arrays:
-                values = table.column(c)[i].values
-                shape = table.column(f"{c}_shape")[i].as_py()
-                row[c] = None if values is None else values.to_numpy(zero_copy_only=False).reshape(shape)
-            elif not c.endswith("_shape") or c.removesuffix("_shape") not in arrays:
-                row[c] = table.column(c)[i].as_py()
-        rows.append(row)
-    return rows
+def pick_rows(out_dir: Path, shards: list[dict[str, Any]], limit: int = MAX_SAMPLES) -> list[dict[str, Any]]:
+    return list(iter_rows(out_dir, shards, limit))
+
+
+def _read_rows(path: Path) -> Iterator[dict[str, Any]]:
+    """A shard's rows one by one; arrays come out as numpy arrays of their shape."""
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=1):
+        table = pa.Table.from_batches([batch])
+        names = set(table.column_names)
+        arrays = [c for c in table.column_names if f"{c}_shape" in names]
+        for i in range(table.num_rows):
+            row: dict[str, Any] = {}
+            for c in table.column_names:
+                if c in arrays:
+                    values = table.column(c)[i].values
+                    shape = table.column(f"{c}_shape")[i].as_py()
+                    row[c] = None if values is None else values.to_numpy(zero_copy_only=False).reshape(shape)
+                elif not c.endswith("_shape") or c.removesuffix("_shape") not in arrays:
+                    row[c] = table.column(c)[i].as_py()
+            yield row
 
 
 # ------------------------------------------------------------------------------------------ pictures
@@ -328,6 +335,11 @@ def thumb(row: dict[str, Any]) -> Thumb:
 
 
 def samples(out_dir: Path, shards: list[dict[str, Any]], total: int) -> Samples:
-    rows = pick_rows(out_dir, shards)
-    thumbs = [thumb(r) for r in rows]
-    return Samples(thumbs, total, thumbs[0].kind if thumbs else "")
+    thumbs: list[Thumb] = []
+    error = ""
+    try:
+        for row in iter_rows(out_dir, shards):  # each row dropped once drawn
+            thumbs.append(thumb(row))
+    except (OSError, pa.ArrowException) as e:
+        error = f"{type(e).__name__}: {e}"
+    return Samples(thumbs, total, thumbs[0].kind if thumbs else "", error)

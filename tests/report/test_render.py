@@ -143,3 +143,36 @@ def test_a_dataset_not_downloaded_says_so(minis: Mini, tmp_path: Path) -> None:
     body = text(tree.find(".//main"))
     assert "not downloaded" in body and "No processed samples yet." in body and "Not processed yet." in body
     assert count_rows(tree, "split") == {"train": ["—", "2", "—"], "test": ["—", "1", "—"]}
+
+
+def test_tables_and_text_are_shown_as_a_few_rows(minis: Mini) -> None:
+    import numpy as np
+
+    from climb_cli.report.thumbs import Samples, thumb
+
+    rows = [
+        {
+            "id": "p1",
+            "split": "train",
+            "labels": ["yes"],
+            "age": "61",
+            "values": np.arange(3.0),
+            "text": "Chest pain.",
+        },
+        {
+            "id": "p2",
+            "split": "test",
+            "labels": [],
+            "age": "47",
+            "values": np.arange(3.0),
+            "text": "No finding.",
+        },
+    ]
+    facts = gather(minis.recipes["mini-video"], minis.settings)
+    page = dataset_page(facts, Samples([thumb(r) for r in rows], 2, "text"), shown=True, data_dir=Path("/"))
+    table = parse_page(page).find(".//table[@class='rows']")
+    assert [text(th) for th in table.iter("th")] == ["id", "split", "labels", "age", "values", "text"]
+    assert [[text(td) for td in tr] for tr in table.find("tbody")] == [
+        ["p1", "train", "yes", "61", "0, 1, 2", "Chest pain."],
+        ["p2", "test", "", "47", "0, 1, 2", "No finding."],
+    ]

@@ -117,3 +117,21 @@ def test_pages_are_self_contained(minis: Mini, demo: Demo) -> None:
         assert all(img.get("src", "").startswith("data:image/png;base64,") for img in tree.iter("img"))
         assert not re.search(r"url\(|@import|src=\"http", text)
         assert os.fspath(minis.settings.data_dir) not in text and os.fspath(demo.data_dir) not in text
+
+
+def test_damaged_outputs_are_reported_not_fatal(minis: Mini, tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "data")
+    shutil.copytree(minis.settings.data_dir, settings.data_dir)
+    image, video = minis.recipes["mini-image"], minis.recipes["mini-video"]
+    img_out = settings.processed_dir(image.name) / image.content_hash()
+    (img_out / "data" / "test-00000.parquet").write_bytes(b"PAR1 truncated")
+    (img_out / "errors.parquet").write_bytes(b"not parquet")
+    (settings.processed_dir(video.name) / video.content_hash() / "manifest.json").write_text("{not json")
+    out = write_reports([image, video], settings, tmp_path / "out")
+    page = parse_page(out.pages[image.name].read_text())
+    body = "".join(page.find(".//main").itertext())
+    assert "The shards could not be read" in body and "climb verify --outputs mini-image" in body
+    assert len(page.findall(".//figure")) == 1  # the train row drawn before the damaged test shard
+    assert "errors.parquet cannot be read" in body
+    index = "".join(parse_page(out.index.read_text()).itertext())
+    assert "manifest.json unreadable: run climb preprocess mini-video" in index
