@@ -61,7 +61,7 @@ td.bar{padding:0 4px;width:158px}td.bar svg{display:block}
 .samples{display:grid;grid-template-columns:repeat(3,1fr);gap:14px}
 .samples.volume{grid-template-columns:repeat(2,1fr)}.samples.video{grid-template-columns:1fr}
 figure{margin:0;border:1px solid #dfe3ea;border-radius:8px;padding:10px;background:#fbfcfd}
-figure .pics{display:flex;gap:8px;align-items:flex-end;flex-wrap:wrap;min-height:60px}
+figure .pics{display:flex;gap:8px;align-items:flex-end;justify-content:center;flex-wrap:wrap;min-height:60px}
 figure .pics span{display:flex;flex-direction:column;align-items:center;font-size:11px;color:#6a7383}
 figure img{display:block;background:#000;border-radius:3px}
 figcaption{margin-top:6px;font-size:12.5px;color:#4a5362;overflow-wrap:anywhere}
@@ -129,7 +129,10 @@ def _value(v: Any) -> str:
 
 
 def _params(params: dict[str, Any]) -> str:
-    return " ".join(f'<span class="param">{esc(k)}: {esc(_value(v))}</span>' for k, v in params.items())
+    """Parameters as chips; those left unset (None) are not shown."""
+    return " ".join(
+        f'<span class="param">{esc(k)}: {esc(_value(v))}</span>' for k, v in params.items() if v is not None
+    )
 
 
 # ------------------------------------------------------------------------------------------ a dataset
