@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from climb_cli.errors import ClimbError
 from climb_cli.recipe import Recipe
 from climb_cli.redaction import redact
 from climb_cli.settings import Settings
@@ -38,10 +39,14 @@ def write_reports(
     the index links every page present in out_dir)."""
     from climb_cli.report import render, thumbs
     from climb_cli.report.gather import gather
-    from climb_cli.sources._api import write_atomic
 
     out = out_dir or default_dir(settings)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ClimbError(
+            f"cannot write reports into {out}: {e.strerror or e}; choose a folder with --out"
+        ) from None
     pages: dict[str, Path] = {}
     by_name = {r.name: r for r in corpus or []}
     by_name.update({r.name: r for r in recipes})
@@ -52,11 +57,18 @@ def write_reports(
         if samples and facts.outputs.manifest is not None:
             shown = thumbs.samples(facts.outputs.dir, facts.outputs.shards, facts.outputs.rows)
         page = render.dataset_page(facts, shown, shown=samples, data_dir=settings.data_dir)
-        path = out / f"{r.name}.html"
-        write_atomic(path, redact(page))
-        pages[r.name] = path
+        pages[r.name] = _write(out / f"{r.name}.html", page)
     facts_all = [gathered.get(n) or gather(by_name[n], settings) for n in sorted(by_name)]
     links = {n: f"{n}.html" for n in sorted(by_name) if (out / f"{n}.html").is_file()}
-    index = out / "index.html"
-    write_atomic(index, redact(render.index_page(facts_all, links)))
+    index = _write(out / "index.html", render.index_page(facts_all, links))
     return Written(pages, index)
+
+
+def _write(path: Path, page: str) -> Path:
+    from climb_cli.sources._api import write_atomic
+
+    try:
+        write_atomic(path, redact(page))
+    except OSError as e:
+        raise ClimbError(f"cannot write {path}: {e.strerror or e}; choose a folder with --out") from None
+    return path

@@ -135,3 +135,15 @@ def test_damaged_outputs_are_reported_not_fatal(minis: Mini, tmp_path: Path) -> 
     assert "errors.parquet cannot be read" in body
     index = "".join(parse_page(out.index.read_text()).itertext())
     assert "manifest.json unreadable: run climb preprocess mini-video" in index
+
+
+def test_an_unwritable_out_folder_is_one_clear_line(minis: Mini, tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    args = ["--data-dir", str(minis.settings.data_dir), "--recipes", str(minis.recipe_dir), "report"]
+    proc = run_climb(*args, "mini-video", "--out", str(blocker / "reports"))
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert proc.stderr.strip().splitlines() == [
+        f"climb: error: cannot write reports into {blocker / 'reports'}: Not a directory; "
+        "choose a folder with --out"
+    ]
