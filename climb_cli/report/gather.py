@@ -34,10 +34,13 @@ class Count:
 
     @property
     def differs(self) -> bool:
-        """Outside the recipe's tolerance (only when both counts are known)."""
+        """Outside the recipe's tolerance (only when both counts are known): what `climb verify --outputs`
+        reports as a problem."""
+        from climb_cli.verify import _within
+
         if self.expected is None or self.actual is None:
             return False
-        return abs(self.actual - self.expected) > self.tolerance * self.expected
+        return not _within(self.actual, self.expected, self.tolerance)
 
 
 @dataclass

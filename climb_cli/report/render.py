@@ -173,7 +173,8 @@ def _cards(f: DatasetFacts) -> str:
         "listed below with reasons" if err else ("none" if out.manifest is not None else "not processed"),
         warn=bool(err),
     )
-    exp_total = sum(r.expect.splits.values()) if r.expect.splits else None
+    expected = [c.expected for c in f.splits if c.expected is not None]
+    exp_total = sum(expected) if expected else None
     off = [c for c in (*f.splits, *f.classes) if c.differs]
     if exp_total is None:
         expect = _card("Expected", "—", "the recipe states no split sizes")
@@ -243,13 +244,14 @@ def _counts(f: DatasetFacts) -> str:
         "multilabel": "Class balance (items with each label)",
         "multiclass": "Class balance (items per class)",
     }.get(kind, "Class balance")
-    tol = r.expect.tolerance
+    counts = [*f.splits, *f.classes]
+    tol = max((c.tolerance for c in counts), default=0.0)
     tol_note = (
         f"Counts off by more than {tol:.1%} (the recipe's tolerance) are flagged."
         if tol
         else "Any difference from the recipe's expected count is flagged."
     )
-    if not r.expect.splits and not r.expect.class_counts:
+    if all(c.expected is None for c in counts):
         tol_note = "The recipe states no expected counts."
     return (
         f"<h2>Splits and classes</h2><p class='legend'>{charts.legend()}</p>"
