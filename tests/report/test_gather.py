@@ -91,3 +91,17 @@ def test_the_raw_manifest_is_read_without_writing_anything(tmp_path: Path) -> No
     assert before == after  # no -wal / -shm created, nothing rewritten
     assert facts is not None and (facts.files, facts.bytes, facts.verified) == (3, 47, 2)
     assert facts.last_verified == 1_700_000_100.0 and facts.recorded
+
+
+def test_the_report_flags_what_verify_outputs_reports(minis: Mini) -> None:
+    from climb_cli.verify import verify_outputs
+
+    flagged = {}
+    for name, r in minis.recipes.items():
+        f = gather(r, minis.settings)
+        flagged[name] = {c.name for c in (*f.splits, *f.classes) if c.differs}
+        problems = verify_outputs(r, minis.settings).problems
+        assert flagged[name] == {
+            p.split()[1].rstrip(":") for p in problems if p.startswith(("split ", "class "))
+        }
+    assert flagged == {"mini-image": {"square"}, "mini-video": set(), "mini-volume": set()}
