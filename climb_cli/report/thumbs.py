@@ -44,7 +44,7 @@ class Thumb:
     id: str
     split: str
     labels: list[str]
-    kind: str  # image, volume, video, signal, graph, table, text
+    kind: str  # image, volume, video, signal, graph, table, text; none: could not be drawn
     caption: str = ""
     pictures: list[Picture] = field(default_factory=list)
     svg: str = ""
@@ -55,7 +55,6 @@ class Thumb:
 class Samples:
     thumbs: list[Thumb]
     total: int  # rows in the outputs
-    kind: str  # what the dataset's samples look like (the kind of the first thumbnail)
     error: str = ""  # why the shards could not be read (then thumbs holds those drawn before)
 
 
@@ -339,7 +338,14 @@ def samples(out_dir: Path, shards: list[dict[str, Any]], total: int) -> Samples:
     error = ""
     try:
         for row in iter_rows(out_dir, shards):  # each row dropped once drawn
-            thumbs.append(thumb(row))
+            try:
+                thumbs.append(thumb(row))
+            except Exception as e:  # an array no picture can be made of: say so, keep the page
+                t = Thumb(
+                    str(row.get("id")), str(row.get("split") or ""), list(row.get("labels") or []), "none"
+                )
+                t.caption = f"not drawn: {type(e).__name__}: {e}"
+                thumbs.append(t)
     except (OSError, pa.ArrowException) as e:
         error = f"{type(e).__name__}: {e}"
-    return Samples(thumbs, total, thumbs[0].kind if thumbs else "", error)
+    return Samples(thumbs, total, error)

@@ -169,7 +169,7 @@ def test_tables_and_text_are_shown_as_a_few_rows(minis: Mini) -> None:
         },
     ]
     facts = gather(minis.recipes["mini-video"], minis.settings)
-    page = dataset_page(facts, Samples([thumb(r) for r in rows], 2, "text"), shown=True, data_dir=Path("/"))
+    page = dataset_page(facts, Samples([thumb(r) for r in rows], 2), shown=True, data_dir=Path("/"))
     table = parse_page(page).find(".//table[@class='rows']")
     assert [text(th) for th in table.iter("th")] == ["id", "split", "labels", "age", "values", "text"]
     assert [[text(td) for td in tr] for tr in table.find("tbody")] == [

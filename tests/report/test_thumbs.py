@@ -156,3 +156,22 @@ def test_the_thumbnail_of_a_real_shard_row_is_the_stored_image(minis: Mini, tmp_
     px = cv2.cvtColor(decode(t.pictures[0].uri), cv2.COLOR_BGR2RGB)
     small = cv2.resize(px, (stored.shape[1], stored.shape[0]), interpolation=cv2.INTER_AREA)
     assert np.abs(small.astype(int) - stored.astype(int)).mean() < 3
+
+
+def test_a_row_that_cannot_be_drawn_is_named_not_fatal(tmp_path: Path) -> None:
+    import pyarrow as pa
+
+    (tmp_path / "data").mkdir()
+    table = pa.table(
+        {
+            "id": ["empty", "ok"],
+            "split": ["train", "train"],
+            "labels": [["a"], ["b"]],
+            "volume": pa.array([[], [0.0] * 8], type=pa.list_(pa.float32())),
+            "volume_shape": [[0, 0, 0], [2, 2, 2]],
+        }
+    )
+    pq.write_table(table, tmp_path / "data" / "train-00000.parquet")
+    got = thumbs.samples(tmp_path, [{"name": "data/train-00000.parquet", "split": "train", "rows": 2}], 2)
+    assert [t.kind for t in got.thumbs] == ["none", "volume"] and got.error == ""
+    assert got.thumbs[0].caption.startswith("not drawn: ")
