@@ -65,10 +65,10 @@ def write_reports(
 
 
 def _write(path: Path, page: str) -> Path:
-    from climb_cli.sources._api import write_atomic
+    from climb_cli.atomic import write_text
 
     try:
-        write_atomic(path, redact(page))
+        write_text(path, redact(page))
     except OSError as e:
         raise ClimbError(f"cannot write {path}: {e.strerror or e}; choose a folder with --out") from None
     return path
