@@ -11,8 +11,10 @@ or `kill -9` costs only the shards that were in flight. Items that fail go to er
 from __future__ import annotations
 
 import bisect
+import contextlib
 import hashlib
 import json
+import os
 import shutil
 import sqlite3
 import time
@@ -136,28 +138,69 @@ class _Provenance:
         return out
 
 
+def _failed_inputs_state(raw_root: Path, items: list[Item], failed: set[str]) -> str:
+    """A digest of what is on disk now for the inputs of the items that failed: each input path (and
+    a WFDB-style record's `<name>.*` siblings), present or not, with its size and mtime. A file that
+    comes back (repair, a new download) changes it, so the shard whose items failed is redone."""
+    h = hashlib.sha256()
+    for item in items:
+        if item.id not in failed:
+            continue
+        h.update(f"{item.id}|".encode())
+        for name, rel in sorted(item.inputs.items()):
+            p = raw_root / rel
+            paths = [p]
+            with contextlib.suppress(OSError):
+                paths += sorted(Path(e.path) for e in os.scandir(p.parent) if e.name.startswith(p.name + "."))
+            for f in paths:
+                try:
+                    st = f.stat()
+                    h.update(f"{name}={f.name}:{st.st_size}:{st.st_mtime_ns};".encode())
+                except OSError:
+                    h.update(f"{name}={f.name}:absent;".encode())
+    return h.hexdigest()
+
+
+def _committed(spec: UnitSpec, marker: Path, final: Path) -> UnitResult | None:
+    """The committed result of this unit if it is still good: same digest, the shard's bytes match
+    their recorded sha256 (a shard replaced by same-size garbage is redone), and the inputs of its
+    failed items are as they were when they failed."""
+    if not (marker.is_file() and final.is_file()):
+        return None
+    try:
+        done = json.loads(marker.read_text())
+        if done.get("digest") != spec.digest or final.stat().st_size != done["bytes"]:
+            return None
+        errors = [tuple(e) for e in done["errors"]]
+        if errors and done.get("failed_inputs") != _failed_inputs_state(
+            Path(spec.raw_root), spec.items, {e[0] for e in errors}
+        ):
+            return None
+        if sha256_file(final) != done["sha256"]:
+            return None
+        return UnitResult(
+            spec.name,
+            spec.split,
+            done["rows"],
+            done["bytes"],
+            done["sha256"],
+            errors,  # type: ignore[arg-type]
+            done["classes"],
+            True,
+            spec.digest,
+        )
+    except (ValueError, KeyError, TypeError, OSError):
+        return None
+
+
 def run_unit(spec: UnitSpec) -> UnitResult:
     """Process one shard's items and commit the shard. Safe to run in any process on shared storage."""
     out_dir = Path(spec.out_dir)
     marker = out_dir / ".commits" / f"{spec.name}.json"
     final = out_dir / "data" / spec.name
-    if marker.is_file() and final.is_file():
-        try:
-            done = json.loads(marker.read_text())
-            if done.get("digest") == spec.digest and final.stat().st_size == done["bytes"]:
-                return UnitResult(
-                    spec.name,
-                    spec.split,
-                    done["rows"],
-                    done["bytes"],
-                    done["sha256"],
-                    [tuple(e) for e in done["errors"]],
-                    done["classes"],
-                    True,
-                    spec.digest,
-                )
-        except (ValueError, KeyError, OSError):
-            pass
+    committed = _committed(spec, marker, final)
+    if committed is not None:
+        return committed
     raw_root = Path(spec.raw_root)
     steps = _steps(spec.recipe)
     provenance = _Provenance(raw_root)
@@ -194,6 +237,7 @@ def run_unit(spec: UnitSpec) -> UnitResult:
             "bytes": result.bytes,
             "sha256": result.sha256,
             "errors": result.errors,
+            "failed_inputs": _failed_inputs_state(raw_root, spec.items, {e[0] for e in result.errors}),
             "classes": result.classes,
         },
     )

@@ -217,3 +217,35 @@ def test_cluster_parts_then_a_final_commit(tmp_path: Path, raw: Settings) -> Non
     final = preprocess(recipe, raw, workers=1)
     assert final.skipped_units == len(final.units) == sum(len(p.units) for p in parts)
     assert (out_dir / "manifest.json").is_file() and final.rows == 30
+
+
+def test_items_that_failed_are_redone_once_their_inputs_come_back(tmp_path: Path, raw: Settings) -> None:
+    """Delete raw files, preprocess (those items fail), repair them, preprocess: every row is back."""
+    from climb_cli.acquire import repair
+    from climb_cli.verify import verify_raw
+
+    recipe = _recipe(tmp_path / "recipes", shard="1MB")
+    gone = sorted((raw.raw_dir("toyecg") / "records500" / "00000").glob("0000[1-6]_hr.dat"))
+    for p in gone:
+        p.unlink()
+    first = preprocess(recipe, raw, workers=1)
+    assert first.errors == len(gone) == 6 and first.rows == 24
+    report, bad = verify_raw(recipe, raw)
+    assert len(report.missing) == 6
+    assert all(o.status == "downloaded" for o in repair(recipe, raw, bad))
+    again = preprocess(recipe, raw, workers=1)
+    assert again.rows == 30 and again.errors == 0  # was: 24 rows, 6 failed, until processed/ was deleted
+    assert again.skipped_units >= 1  # shards without failed items are still reused
+    third = preprocess(recipe, raw, workers=1)
+    assert third.skipped_units == len(third.units) and third.rows == 30
+
+
+def test_a_committed_shard_replaced_by_same_size_garbage_is_rebuilt(tmp_path: Path, raw: Settings) -> None:
+    recipe = _recipe(tmp_path / "recipes", shard="1MB")
+    first = preprocess(recipe, raw, workers=1)
+    expected = _hashes(first.out_dir)
+    shard = sorted((first.out_dir / "data").glob("*.parquet"))[0]
+    shard.write_bytes(os.urandom(shard.stat().st_size))
+    again = preprocess(recipe, raw, workers=1)
+    assert again.skipped_units == len(again.units) - 1  # was: every unit "already committed"
+    assert _hashes(first.out_dir) == expected
