@@ -303,7 +303,11 @@ def verify(
         bool, typer.Option("--outputs", help="Check processed shards instead of raw files.")
     ] = False,
     repair: Annotated[
-        bool, typer.Option("--repair", help="Re-download missing or corrupt raw files.")
+        bool,
+        typer.Option(
+            "--repair",
+            help="Re-download missing or corrupt raw files (with --outputs: rebuild bad shards).",
+        ),
     ] = False,
     workers: Annotated[int | None, typer.Option(help="Hashing threads [all cores].")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
@@ -327,6 +331,17 @@ def verify(
     for r in recipes:
         if outputs:
             rep = verify_outputs(r, settings, workers=workers)
+            if repair and not rep.ok and r.index is not None:
+                from climb_cli.verify import repair_outputs
+
+                bad = len(rep.problems)
+                try:
+                    rep = repair_outputs(r, settings, workers=workers)
+                except ClimbError as e:
+                    failed.append((r.name, f"could not rebuild the outputs: {e}"))
+                    continue
+                if not as_json:
+                    ui.say(f"{r.name}: rebuilt the outputs ({bad} problem(s) found before)")
             results.append(rep.as_dict())
             if not as_json:
                 ui.say(

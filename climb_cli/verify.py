@@ -268,3 +268,13 @@ def verify_outputs(recipe: Recipe, settings: Settings, *, workers: int | None = 
     if recipe.classes and unknown:
         report.problems.append(f"classes not in the recipe's list: {sorted(unknown)}")
     return report
+
+
+def repair_outputs(recipe: Recipe, settings: Settings, *, workers: int | None = None) -> OutputReport:
+    """Rebuild what `verify_outputs` found bad: preprocess again, which reuses every committed shard
+    whose bytes still match its sha256 and redoes the rest (missing, replaced or damaged shards, a
+    lost manifest.json); then verify again."""
+    from climb_cli.pipeline import preprocess
+
+    preprocess(recipe, settings, workers=workers or os.cpu_count() or 1)
+    return verify_outputs(recipe, settings, workers=workers)

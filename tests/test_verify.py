@@ -104,3 +104,17 @@ def test_outputs_are_checked_against_manifest_and_expectations(tmp_path: Path, s
     r = run_climb(*args, "verify", "--outputs", "toyecg", env=env)
     assert r.returncode == 1
     assert f"{shard.name}: sha256 differs from the manifest (corrupt or replaced)" in r.stdout
+
+
+def test_outputs_repair_rebuilds_a_replaced_shard(tmp_path: Path, server: FakePhysioNet) -> None:
+    recipes = write_recipe(tmp_path / "recipes", "toyecg", SOURCE).parent
+    args = ["--data-dir", str(tmp_path / "data"), "--recipes", str(recipes)]
+    env = {"CLIMB_PHYSIONET_URL": server.base_url}
+    assert run_climb(*args, "download", "toyecg", env=env).returncode == 0
+    assert run_climb(*args, "preprocess", "toyecg", "--workers", "1", env=env).returncode == 0
+    shard = sorted((tmp_path / "data" / "processed" / "toyecg").glob("*/data/train-*.parquet"))[0]
+    good = shard.read_bytes()
+    shard.write_bytes(bytes(len(good)))  # same size, all zeros
+    r = run_climb(*args, "verify", "--outputs", "toyecg", "--repair", "--workers", "1", env=env)
+    assert r.returncode == 0, r.stdout + r.stderr  # was: exit 1, the shard left as it was
+    assert "rebuilt the outputs" in r.stdout and shard.read_bytes() == good
