@@ -270,6 +270,16 @@ def _extract_all(
                 res.removed_archive = True
 
 
+def relist(recipe: Recipe, settings: Settings, source_ids: list[str]) -> list[str]:
+    """Fetch the file lists of these sources again (e.g. a deleted SHA256SUMS.txt); returns the
+    problems, one line each, of those that could not be listed."""
+    report = DownloadReport(recipe)
+    for source in make_sources(recipe, settings):
+        if source.spec.id in source_ids:
+            _list(source, report)
+    return [p.text for p in report.problems]
+
+
 def repair(
     recipe: Recipe, settings: Settings, bad: list[tuple[Source, RemoteFile]], progress: Progress | None = None
 ) -> list[Outcome]:

@@ -354,6 +354,15 @@ def verify(
                 failed.append((r.name, f"{len(rep.problems)} output problem(s); first: {rep.problems[0]}"))
             continue
         raw, bad = verify_raw(r, settings, workers=workers)
+        if repair and raw.lists_missing and not raw.never_listed:
+            from climb_cli.acquire import relist
+
+            for problem in relist(r, settings, raw.lists_missing):
+                ui.warn(f"  could not fetch the file list again: {problem}")
+            lists_were_missing = raw.lists_missing
+            raw, bad = verify_raw(r, settings, workers=workers)  # now against the fresh lists
+            if not raw.lists_missing:
+                ui.say(f"{r.name}: fetched the file list of {', '.join(lists_were_missing)} again")
         if repair and bad and not raw.never_listed:
             from climb_cli.acquire import repair as run_repair
 
@@ -388,14 +397,24 @@ def verify(
                     ui.say(f"  ... and {len(paths) - 10} more {label}")
             for s in raw.never_listed:
                 ui.say(f"  source {s!r} was never listed: run `climb download {r.name}` first")
+            for s in raw.lists_missing:
+                ui.say(
+                    f"  source {s!r}: its stored file list is gone; files were checked against the "
+                    f"raw manifest's sums (run with --repair to fetch the list again)"
+                )
         if not raw.ok:
-            hint = " (run with --repair)" if (raw.missing or raw.corrupt) and not repair else ""
+            hint = (
+                " (run with --repair)"
+                if (raw.missing or raw.corrupt or raw.lists_missing) and not repair
+                else ""
+            )
             failed.append(
                 (
                     r.name,
                     f"{len(raw.missing)} missing, {len(raw.corrupt)} corrupt, "
                     f"{len(raw.unexpected)} unexpected"
                     + (f", {len(raw.never_listed)} source(s) never listed" if raw.never_listed else "")
+                    + (f", {len(raw.lists_missing)} file list(s) gone" if raw.lists_missing else "")
                     + hint,
                 )
             )
