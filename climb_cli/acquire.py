@@ -191,12 +191,19 @@ def _after_transfer(report: DownloadReport, owner: dict[int, Source], pins: Pins
     """Pin first downloads, explain pin mismatches, and turn failed files into problems."""
     failed: dict[str, list[Outcome]] = {}
     sources: dict[str, Source] = {}
+    learned: dict[str, dict[str, RemoteFile]] = {}  # per source: its files with sums learned on the way
     for o in report.outcomes:
         source = owner.get(id(o.file))
         if source is None:
             continue
         if o.status in ("downloaded", "skipped") and not o.file.sha256:
-            pins.record(source, o.file, o.sha256, o.size)
+            md5 = bool(o.file.md5)
+            if not md5 and pins.unsummed:  # a sum the storage answer carried (Kaggle x-goog-hash md5)
+                if source.spec.id not in learned:
+                    learned[source.spec.id] = {f.path: f for f in source.expected_files() or []}
+                seen = learned[source.spec.id].get(o.file.path)
+                md5 = bool(seen and (seen.md5 or seen.sha256))
+            pins.record(source, o.file, o.sha256, o.size, upstream_md5=md5)
         elif o.status == "failed":
             pin = pins.pinned_by(source, o.file)
             if pin is not None and "checksum mismatch" in o.error:

@@ -240,7 +240,12 @@ def download(
                 f"{r.name}: {report.count('downloaded')} downloaded ({ui.human(report.bytes)}), "
                 f"{report.count('skipped')} already present, {report.count('failed')} failed"
                 + (f", {extracted} extracted from {len(report.extracted)} archive(s)" if extracted else "")
-                + (f", {report.pinned} sum(s) pinned" if report.pinned else "")
+                + (
+                    f", {report.pinned} sum(s) pinned"
+                    + (" (files without an upstream sum)" if r.checksums == "upstream" else "")
+                    if report.pinned
+                    else ""
+                )
                 + f" -> {settings.raw_dir(r.name)}"
             )
         for placement in report.manual:
