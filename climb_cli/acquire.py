@@ -18,6 +18,7 @@ import requests
 from climb_cli import archives, redaction
 from climb_cli.auth import DENIED, FAILED, MANUAL, NO_CREDENTIALS, access_reason
 from climb_cli.errors import AccessError, ClimbError
+from climb_cli.locks import LockedError, raw_lock
 from climb_cli.manifest import RawManifest
 from climb_cli.pins import Pins, mismatch_hint
 from climb_cli.recipe import Recipe
@@ -137,9 +138,25 @@ def _list(source: Source, report: DownloadReport) -> list[RemoteFile] | None:
 
 
 def download(recipe: Recipe, settings: Settings, progress: Progress | None = None) -> DownloadReport:
-    """Download every source of the recipe that can be downloaded; report the rest."""
+    """Download every source of the recipe that can be downloaded; report the rest. Holds the
+    dataset's raw lock: a second run at once refuses with one line naming this one."""
     report = DownloadReport(recipe)
     sources = make_sources(recipe, settings)
+    try:
+        with raw_lock(settings.raw_dir(recipe.name), recipe.name, "climb download"):
+            return _download(recipe, settings, sources, report, progress)
+    except LockedError as e:
+        report.add(FAILED, sources[0], str(e))
+        return report
+
+
+def _download(
+    recipe: Recipe,
+    settings: Settings,
+    sources: list[Source],
+    report: DownloadReport,
+    progress: Progress | None,
+) -> DownloadReport:
     try:
         pins = Pins(recipe, settings)
     except ClimbError as e:
@@ -281,9 +298,10 @@ def relist(recipe: Recipe, settings: Settings, source_ids: list[str]) -> list[st
     """Fetch the file lists of these sources again (e.g. a deleted SHA256SUMS.txt); returns the
     problems, one line each, of those that could not be listed."""
     report = DownloadReport(recipe)
-    for source in make_sources(recipe, settings):
-        if source.spec.id in source_ids:
-            _list(source, report)
+    with raw_lock(settings.raw_dir(recipe.name), recipe.name, "climb verify --repair"):
+        for source in make_sources(recipe, settings):
+            if source.spec.id in source_ids:
+                _list(source, report)
     return [p.text for p in report.problems]
 
 
@@ -304,7 +322,10 @@ def repair(
                 outcomes.append(Outcome(rf, "failed", error=source.instructions_line(rf.path)))  # type: ignore[attr-defined]
             continue
         jobs.append((source, rf))
-    with RawManifest.for_dataset(settings.raw_dir(recipe.name)) as manifest:
+    with (
+        raw_lock(settings.raw_dir(recipe.name), recipe.name, "climb verify --repair"),
+        RawManifest.for_dataset(settings.raw_dir(recipe.name)) as manifest,
+    ):
         if jobs:
             outcomes.extend(Downloader.from_settings(settings, progress).run(jobs, manifest))
         by_source: dict[int, tuple[Source, list[RemoteFile]]] = {}

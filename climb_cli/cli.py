@@ -321,7 +321,8 @@ def verify(
 
     Example: climb verify ptbxl --repair
     """
-    from climb_cli.verify import verify_outputs, verify_raw
+    from climb_cli.locks import LockedError, raw_lock
+    from climb_cli.verify import verify_outputs
 
     st = _state(ctx)
     settings = st.settings
@@ -358,30 +359,12 @@ def verify(
             if not rep.ok:
                 failed.append((r.name, f"{len(rep.problems)} output problem(s); first: {rep.problems[0]}"))
             continue
-        raw, bad = verify_raw(r, settings, workers=workers)
-        if repair and raw.lists_missing and not raw.never_listed:
-            from climb_cli.acquire import relist
-
-            for problem in relist(r, settings, raw.lists_missing):
-                ui.warn(f"  could not fetch the file list again: {problem}")
-            lists_were_missing = raw.lists_missing
-            raw, bad = verify_raw(r, settings, workers=workers)  # now against the fresh lists
-            if not raw.lists_missing:
-                ui.say(f"{r.name}: fetched the file list of {', '.join(lists_were_missing)} again")
-        if repair and bad and not raw.never_listed:
-            from climb_cli.acquire import repair as run_repair
-
-            bar = ui.TransferBar(f"{r.name} repair")
-            try:
-                outs = run_repair(r, settings, bad, bar)
-            finally:
-                bar.stop()
-            for o in outs:
-                if o.status == "failed":
-                    ui.warn(f"  could not repair {o.file.path}: {o.error}")
-            repaired = [o.file.path for o in outs if o.status == "downloaded"]
-            raw, _ = verify_raw(r, settings, workers=workers)  # re-check everything after the repair
-            raw.repaired = sorted(repaired)
+        try:
+            with raw_lock(settings.raw_dir(r.name), r.name, "climb verify" + (" --repair" if repair else "")):
+                raw = _verify_one(r, settings, workers, repair)
+        except LockedError as e:
+            failed.append((r.name, str(e).removeprefix(f"{r.name}: ")))
+            continue
         results.append(raw.as_dict())
         if not as_json:
             status = "OK" if raw.ok else "PROBLEMS"
@@ -429,6 +412,37 @@ def verify(
             raise typer.Exit(1)
         return
     _finish(failed, len(recipes))
+
+
+def _verify_one(r: Recipe, settings: Settings, workers: int | None, repair: bool) -> Any:
+    """verify_raw, and with --repair: fetch lost file lists, re-download bad files, verify again."""
+    from climb_cli.verify import verify_raw
+
+    raw, bad = verify_raw(r, settings, workers=workers)
+    if repair and raw.lists_missing and not raw.never_listed:
+        from climb_cli.acquire import relist
+
+        for problem in relist(r, settings, raw.lists_missing):
+            ui.warn(f"  could not fetch the file list again: {problem}")
+        lists_were_missing = raw.lists_missing
+        raw, bad = verify_raw(r, settings, workers=workers)  # now against the fresh lists
+        if not raw.lists_missing:
+            ui.say(f"{r.name}: fetched the file list of {', '.join(lists_were_missing)} again")
+    if repair and bad and not raw.never_listed:
+        from climb_cli.acquire import repair as run_repair
+
+        bar = ui.TransferBar(f"{r.name} repair")
+        try:
+            outs = run_repair(r, settings, bad, bar)
+        finally:
+            bar.stop()
+        for o in outs:
+            if o.status == "failed":
+                ui.warn(f"  could not repair {o.file.path}: {o.error}")
+        repaired = [o.file.path for o in outs if o.status == "downloaded"]
+        raw, _ = verify_raw(r, settings, workers=workers)  # re-check everything after the repair
+        raw.repaired = sorted(repaired)
+    return raw
 
 
 # ---------------------------------------------------------------------------------------------

@@ -30,6 +30,7 @@ from climb_cli.engines import make_engine, memory_capped_workers
 from climb_cli.errors import ClimbError, ItemError
 from climb_cli.hashing import sha256_file
 from climb_cli.index import Item, build_index
+from climb_cli.locks import processed_lock
 from climb_cli.manifest import RawManifest
 from climb_cli.recipe import Recipe
 from climb_cli.settings import Settings
@@ -322,6 +323,20 @@ def preprocess(
     part=(i, n) runs only every n-th unit starting at i (one task of a cluster array job) and
     writes no manifest; a final run without `part` finds every shard committed and writes it.
     """
+    if part is not None:  # the parts of an array job work on disjoint shards: no lock between them
+        return _preprocess(recipe, settings, workers, on_unit, on_plan, part)
+    with processed_lock(settings.processed_dir(recipe.name), recipe.name, "climb preprocess"):
+        return _preprocess(recipe, settings, workers, on_unit, on_plan, None)
+
+
+def _preprocess(
+    recipe: Recipe,
+    settings: Settings,
+    workers: int,
+    on_unit: Callable[[UnitResult], None] | None,
+    on_plan: Callable[[int, int], None] | None,
+    part: tuple[int, int] | None,
+) -> PreprocessReport:
     t0 = time.perf_counter()
     out_dir = settings.processed_dir(recipe.name) / recipe.content_hash()
     report = PreprocessReport(recipe.name, out_dir)

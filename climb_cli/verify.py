@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from climb_cli import archives
+from climb_cli.locks import raw_lock
 from climb_cli.manifest import Entry, RawManifest
 from climb_cli.pins import Pins
 from climb_cli.recipe import Recipe
@@ -106,7 +107,13 @@ def _recorded_files(
 
 
 def verify_raw(recipe: Recipe, settings: Settings, *, workers: int | None = None) -> tuple[RawReport, list]:
-    """Hash every expected file. Returns the report and the (source, file) pairs that are bad."""
+    """Hash every expected file. Returns the report and the (source, file) pairs that are bad.
+    Holds the dataset's raw lock (it updates the raw manifest)."""
+    with raw_lock(settings.raw_dir(recipe.name), recipe.name, "climb verify"):
+        return _verify_raw(recipe, settings, workers)
+
+
+def _verify_raw(recipe: Recipe, settings: Settings, workers: int | None) -> tuple[RawReport, list]:
     t0 = time.perf_counter()
     report = RawReport(recipe.name)
     raw_root = settings.raw_dir(recipe.name)
