@@ -694,14 +694,26 @@ def _type_name(annotation: Any) -> str:
     return str(annotation).replace("typing.", "")
 
 
+def _terminate(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM (a scheduler, `kill`) stops a run the way Ctrl-C does
+
+
 def main() -> None:
+    import signal
+
+    signal.signal(signal.SIGTERM, _terminate)
     try:
-        app()
+        try:
+            app()
+        except SystemExit as e:
+            if e.code == 130:  # typer's answer to KeyboardInterrupt (Ctrl-C, or SIGTERM above)
+                raise KeyboardInterrupt from None
+            raise
     except ClimbError as e:
         ui.error(str(e))
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
-        ui.error("interrupted; run the same command again to resume where it stopped")
+        ui.error("interrupted; rerun to continue")
         sys.exit(130)
     except Exception as e:  # an unexpected failure: one line, secrets scrubbed
         if os.environ.get("CLIMB_DEBUG"):

@@ -120,11 +120,17 @@ def test_kill_9_during_preprocess_then_rerun_is_byte_identical(tmp_path: Path, r
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    import psutil
+
+    parent = psutil.Process(proc.pid)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and len(list((out_dir / ".commits").glob("*.json"))) < 3:
         time.sleep(0.02)
+    children = parent.children(recursive=True)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    _, alive = psutil.wait_procs(children, timeout=10)
+    assert not alive, "loky workers outlived their killed coordinator"
     committed = len(list((out_dir / ".commits").glob("*.json")))
     assert 3 <= committed < len(expected) - 1, "the kill should land mid-run"
     assert not (out_dir / "manifest.json").exists()
@@ -249,3 +255,42 @@ def test_a_committed_shard_replaced_by_same_size_garbage_is_rebuilt(tmp_path: Pa
     again = preprocess(recipe, raw, workers=1)
     assert again.skipped_units == len(again.units) - 1  # was: every unit "already committed"
     assert _hashes(first.out_dir) == expected
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_during_preprocess_stops_the_whole_pool(tmp_path: Path, raw: Settings, sig: int) -> None:
+    """SIGTERM/SIGINT to `climb preprocess --workers 2`: one line, non-zero exit, and no loky worker or
+    resource tracker left behind (was: both workers and the tracker alive, reparented to PID 1)."""
+    import psutil
+
+    recipes = tmp_path / "recipes"
+    recipe = _recipe(recipes, shard="300KB")
+    out_dir = raw.processed_dir("toyecg") / recipe.content_hash()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLIMB_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "climb_cli", "--data-dir", str(raw.data_dir), "--recipes", str(recipes)]
+        + ["preprocess", "toyecg", "--workers", "2"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    parent = psutil.Process(proc.pid)
+    deadline = time.monotonic() + 60
+    children: list[psutil.Process] = []
+    while time.monotonic() < deadline and len(list((out_dir / ".commits").glob("*.json"))) < 2:
+        children = parent.children(recursive=True) or children
+        time.sleep(0.02)
+    children = parent.children(recursive=True) or children
+    assert len(children) >= 2, "the pool should be running"
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode != 0, proc.returncode
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert lines, (proc.returncode, out)
+    assert lines[-1].endswith("interrupted; rerun to continue") and "Traceback" not in err, err
+    gone, alive = psutil.wait_procs(children, timeout=10)
+    assert not alive, [(p.pid, p.cmdline()[:3]) for p in alive]
+    report = preprocess(recipe, raw, workers=2)
+    assert report.rows == 30 and report.errors == 0
