@@ -18,11 +18,10 @@ import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from climb_cli import archives
 from climb_cli.locks import raw_lock
-from climb_cli.manifest import Entry, RawManifest
+from climb_cli.manifest import Entry, RawManifest, walk_files
 from climb_cli.pins import Pins
 from climb_cli.recipe import Recipe
 from climb_cli.settings import Settings
@@ -64,26 +63,6 @@ class RawReport:
             "repaired": self.repaired,
             "seconds": round(self.seconds, 3),
         }
-
-
-def _walk(root: Path) -> list[str]:
-    """Every regular file below root (relative POSIX paths), skipping climb's own .climb folder."""
-    out: list[str] = []
-    stack = [(root, "")]
-    while stack:
-        d, prefix = stack.pop()
-        try:
-            entries = list(os.scandir(d))
-        except FileNotFoundError:
-            continue
-        for e in entries:
-            rel = prefix + e.name
-            if e.is_dir(follow_symlinks=False):
-                if rel != ".climb":
-                    stack.append((Path(e.path), rel + "/"))
-            elif e.is_file(follow_symlinks=False):
-                out.append(rel)
-    return out
 
 
 def _recorded_files(
@@ -210,7 +189,7 @@ def _verify_raw(recipe: Recipe, settings: Settings, workers: int | None) -> tupl
     if report.never_listed or report.lists_missing:
         known = set()  # cannot judge unexpected files without every list
     else:
-        report.unexpected = sorted(p for p in _walk(raw_root) if p not in known)
+        report.unexpected = sorted(p for p in walk_files(raw_root) if p not in known)
     report.seconds = time.perf_counter() - t0
     return report, bad
 
