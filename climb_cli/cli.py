@@ -716,6 +716,12 @@ def main() -> None:
         ui.error("interrupted; rerun to continue")
         sys.exit(130)
     except Exception as e:  # an unexpected failure: one line, secrets scrubbed
+        from climb_cli.errors import is_disk_full, no_space
+
+        if is_disk_full(e):  # a full disk where no layer said more: still one clear line
+            where = os.path.dirname(getattr(e, "filename", None) or "") or "the data folder"
+            ui.error(str(no_space(where)))
+            sys.exit(1)
         if os.environ.get("CLIMB_DEBUG"):
             sys.stderr.write(redact("".join(traceback.format_exception(e))))
         ui.error(f"internal error: {type(e).__name__}: {e} (set CLIMB_DEBUG=1 for the traceback)")

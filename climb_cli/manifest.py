@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from climb_cli.errors import ClimbError
+from climb_cli.errors import ClimbError, is_disk_full, no_space
 from climb_cli.hashing import sha256_file
 
 _SCHEMA = """
@@ -72,6 +72,13 @@ def walk_files(root: Path) -> list[str]:
             elif e.is_file(follow_symlinks=False):
                 out.append(rel)
     return out
+
+
+_INSERT = "INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,?,?,?,?)"
+
+
+def _row(e: Entry) -> tuple:
+    return (e.path, e.size, e.mtime_ns, e.sha256, e.source, e.url, e.etag, e.fetched_at, e.verified_at)
 
 
 _checked: set[tuple[str, int, int]] = set()  # manifests found sound by this process (path, size, mtime)
@@ -224,9 +231,7 @@ class RawManifest:
 
     def put(self, e: Entry) -> None:
         with self._lock:
-            self._pending.append(
-                (e.path, e.size, e.mtime_ns, e.sha256, e.source, e.url, e.etag, e.fetched_at, e.verified_at)
-            )
+            self._pending.append(_row(e))
             if len(self._pending) >= 1000 or time.monotonic() - self._last_flush > 2.0:
                 self._flush_locked()
 
@@ -238,42 +243,18 @@ class RawManifest:
         """Many rows in one transaction (verify's results)."""
         with self._lock:
             self._flush_locked()
-            self._db.execute("BEGIN")
-            self._db.executemany(
-                "INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,?,?,?,?)",
-                [
-                    (
-                        e.path,
-                        e.size,
-                        e.mtime_ns,
-                        e.sha256,
-                        e.source,
-                        e.url,
-                        e.etag,
-                        e.fetched_at,
-                        e.verified_at,
-                    )
-                    for e in entries
-                ],
-            )
-            self._db.execute("COMMIT")
+            self._many(_INSERT, [_row(e) for e in entries])
 
     def touch_verified(self, paths: list[str], when: float) -> None:
         """Record that these rows were re-verified unchanged (one UPDATE per row, one transaction)."""
         with self._lock:
             self._flush_locked()
-            self._db.execute("BEGIN")
-            self._db.executemany(
-                "UPDATE files SET verified_at = ? WHERE path = ?", [(when, p) for p in paths]
-            )
-            self._db.execute("COMMIT")
+            self._many("UPDATE files SET verified_at = ? WHERE path = ?", [(when, p) for p in paths])
 
     def delete(self, paths: Iterable[str]) -> None:
         with self._lock:
             self._flush_locked()
-            self._db.execute("BEGIN")
-            self._db.executemany("DELETE FROM files WHERE path = ?", [(p,) for p in paths])
-            self._db.execute("COMMIT")
+            self._many("DELETE FROM files WHERE path = ?", [(p,) for p in paths])
 
     def flush(self) -> None:
         with self._lock:
@@ -281,13 +262,27 @@ class RawManifest:
 
     def _flush_locked(self) -> None:
         if self._pending:
-            self._db.execute("BEGIN")
-            self._db.executemany("INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,?,?,?,?)", self._pending)
-            self._db.execute("COMMIT")
+            self._many(_INSERT, self._pending)
             self._pending.clear()
         self._last_flush = time.monotonic()
 
+    def _many(self, sql: str, rows: list[tuple]) -> None:
+        """One transaction; a full disk is one clear line (the rows stay pending for a retry)."""
+        try:
+            self._db.execute("BEGIN")
+            self._db.executemany(sql, rows)
+            self._db.execute("COMMIT")
+        except sqlite3.OperationalError as e:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            if is_disk_full(e):
+                need = sum(len(str(r)) for r in rows)
+                raise no_space(self.path.parent, need, f"{len(rows):,} manifest row(s)") from None
+            raise
+
     def close(self) -> None:
         with self._lock:
-            self._flush_locked()
-            self._db.close()
+            try:
+                self._flush_locked()
+            finally:
+                self._db.close()

@@ -27,7 +27,7 @@ import pyarrow as pa
 
 from climb_cli import __version__
 from climb_cli.engines import make_engine, memory_capped_workers
-from climb_cli.errors import ClimbError, ItemError
+from climb_cli.errors import ClimbError, ItemError, is_disk_full, no_space
 from climb_cli.hashing import sha256_file
 from climb_cli.index import Item, build_index
 from climb_cli.locks import processed_lock
@@ -52,6 +52,7 @@ class UnitSpec:
     schema: pa.Schema
     digest: str
     row_group_rows: int
+    row_bytes: int = 0  # estimated bytes of one row (what a full disk message says is needed)
 
 
 @dataclass
@@ -225,8 +226,10 @@ def run_unit(spec: UnitSpec) -> UnitResult:
             writer.add(row)
             counts.update(item.labels)
         result.rows, result.bytes, result.sha256 = writer.commit()
-    except BaseException:
+    except BaseException as e:
         writer.abort()
+        if is_disk_full(e):
+            raise no_space(final.parent, len(spec.items) * spec.row_bytes or None, spec.name) from None
         raise
     result.classes = dict(sorted(counts.items()))
     marker.parent.mkdir(parents=True, exist_ok=True)
@@ -304,6 +307,7 @@ def plan_units(
                     schema,
                     h.hexdigest(),
                     per_group,
+                    row_bytes,
                 )
             )
     return units
@@ -323,10 +327,15 @@ def preprocess(
     part=(i, n) runs only every n-th unit starting at i (one task of a cluster array job) and
     writes no manifest; a final run without `part` finds every shard committed and writes it.
     """
-    if part is not None:  # the parts of an array job work on disjoint shards: no lock between them
-        return _preprocess(recipe, settings, workers, on_unit, on_plan, part)
-    with processed_lock(settings.processed_dir(recipe.name), recipe.name, "climb preprocess"):
-        return _preprocess(recipe, settings, workers, on_unit, on_plan, None)
+    try:
+        if part is not None:  # the parts of an array job work on disjoint shards: no lock between them
+            return _preprocess(recipe, settings, workers, on_unit, on_plan, part)
+        with processed_lock(settings.processed_dir(recipe.name), recipe.name, "climb preprocess"):
+            return _preprocess(recipe, settings, workers, on_unit, on_plan, None)
+    except OSError as e:  # a full disk outside a shard (commit markers, errors.parquet, manifest.json)
+        if is_disk_full(e):
+            raise no_space(settings.processed_dir(recipe.name)) from None
+        raise
 
 
 def _preprocess(

@@ -3,6 +3,7 @@ the files on disk, and download, verify and preprocess go on (was: `internal err
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -12,7 +13,7 @@ import pytest
 
 from climb_cli.fakes.physionet import FakePhysioNet
 from climb_cli.manifest import RawManifest
-from tests.conftest import run_climb, write_recipe
+from tests.conftest import run_climb, small_filesystem, write_recipe
 
 SOURCE = """  - id: data
     kind: physionet
@@ -68,3 +69,19 @@ def test_damaged_manifest_is_set_aside_and_rebuilt_for_download_verify_preproces
         rows = m.load_index()
     dat = raw / "records500" / "00000" / "00001_hr.dat"
     assert rows["records500/00000/00001_hr.dat"][2] == hashlib.sha256(dat.read_bytes()).hexdigest()
+
+
+def test_a_full_disk_while_writing_the_manifest_is_one_clear_line(tmp_path: Path) -> None:
+    from climb_cli.errors import DiskFullError
+    from climb_cli.manifest import Entry
+
+    with small_filesystem(tmp_path / "small", "256k") as small:
+        m = RawManifest(small / ".climb" / "manifest.sqlite")
+        with pytest.raises(DiskFullError) as info:  # was: sqlite3.OperationalError (an internal error)
+            for i in range(20_000):
+                m.put(Entry(f"records/{i:08d}.dat", i, i, "ab" * 32, "data", f"https://h/{i}" * 4))
+            m.flush()
+        text = str(info.value)
+        assert text.startswith(f"no space left on {small / '.climb'}: ") and "bytes needed for" in text
+        with contextlib.suppress(DiskFullError):
+            m.close()

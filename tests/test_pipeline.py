@@ -294,3 +294,20 @@ def test_a_signal_during_preprocess_stops_the_whole_pool(tmp_path: Path, raw: Se
     assert not alive, [(p.pid, p.cmdline()[:3]) for p in alive]
     report = preprocess(recipe, raw, workers=2)
     assert report.rows == 30 and report.errors == 0
+
+
+def test_a_full_disk_during_preprocess_is_one_clear_line(tmp_path: Path, raw: Settings) -> None:
+    """processed/ on a 1 MB filesystem: the shards (~7 MB) do not fit. One line naming the folder and
+    the bytes needed, exit 1 (was: `internal error: OSError: [Errno 28] ...`)."""
+    from tests.conftest import small_filesystem
+
+    recipes = tmp_path / "recipes"
+    _recipe(recipes, shard="1MB")
+    with small_filesystem(raw.data_dir / "processed", "1m"):
+        args = ["--data-dir", str(raw.data_dir), "--recipes", str(recipes), "preprocess", "toyecg"]
+        r = run_climb(*args, "--workers", "1")
+        assert r.returncode == 1
+        assert "internal error" not in r.stderr and "Traceback" not in r.stderr
+        lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+        assert len(lines) == 1 and "no space left on " in lines[0], r.stderr
+        assert str(raw.data_dir / "processed" / "toyecg") in lines[0] and "bytes needed" in lines[0]
