@@ -94,3 +94,35 @@ def test_download_verify_and_preprocess_refuse_while_another_run_holds_the_datas
             assert r.returncode == 0, r.stderr
     r = run_climb(*args, "preprocess", "toyecg", "--workers", "1", env=env)
     assert r.returncode == 0 and "already committed" in r.stdout
+
+
+def test_two_downloads_of_one_dataset_at_once(tmp_path: Path, server: FakePhysioNet) -> None:
+    """The issue's repro: a second `climb download` while the first is mid-transfer refuses in one line
+    naming the first's pid; the first completes (was: both failed with `No such file or directory: …part`)."""
+    import os as _os
+
+    recipes = write_recipe(tmp_path / "recipes", "toyecg", SOURCE).parent
+    data = tmp_path / "data"
+    args = ["--data-dir", str(data), "--recipes", str(recipes), "download", "toyecg"]
+    env = {k: v for k, v in _os.environ.items() if not k.startswith(("CLIMB_", "PHYSIONET_"))}
+    env["CLIMB_PHYSIONET_URL"] = server.base_url
+    server.faults.add("throttle", path_glob="*/00002_hr.dat", bytes_per_second=40_000, times=-1)
+    first = subprocess.Popen(
+        [sys.executable, "-m", "climb_cli", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lock = data / "raw" / "toyecg" / ".climb" / "lock"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not (data / "raw" / "toyecg" / "SHA256SUMS.txt").exists():
+        time.sleep(0.01)
+    assert lock.exists() and first.poll() is None
+    second = run_climb(*args, env={"CLIMB_PHYSIONET_URL": server.base_url})
+    out, err = first.communicate(timeout=60)
+    assert first.returncode == 0, out + err
+    assert "62 downloaded" in out
+    assert second.returncode == 1
+    (line,) = [ln for ln in second.stderr.splitlines() if ln.strip()]
+    assert f"toyecg: raw/toyecg: in use by pid {first.pid} on {socket.gethostname()} (climb download" in line
