@@ -4,8 +4,11 @@ The coordinator builds the index, processes one probe item to learn the row sche
 cuts each split into shards near the recipe's target size, and gives every unit a digest of
 what it depends on (recipe hash, item ids, labels, input file hashes from the raw manifest).
 A unit processes its items, writes its shard to a temporary name, renames it into place, then
-writes a commit marker; a rerun skips every unit whose marker has the same digest, so a crash
-or `kill -9` costs only the shards that were in flight. Items that fail go to errors.parquet.
+writes a commit marker; a rerun skips every unit whose marker has the same digest, whose shard
+still has the recorded sha256, and whose failed items' inputs are as they were when they failed
+(a repaired or re-downloaded input gets its item another try), so a crash or `kill -9` costs only
+the shards that were in flight. Items that fail go to errors.parquet. A run holds the dataset's
+processed lock (locks.py); the parts of a cluster array job (`part`) take none.
 """
 
 from __future__ import annotations
