@@ -1,9 +1,10 @@
 """Where work units run. The unit function is the same everywhere; an engine only maps it.
 
 `serial` runs in this process (debugging, one worker); `loky` (default) runs joblib's loky
-process pool on this machine; an interrupted run (Ctrl-C, SIGTERM) kills the pool, and a worker whose
-coordinator was killed outright exits on its own. A cluster engine (Dask, Ray) is one more class with the same `map`,
-because a unit writes its shard itself to shared storage and returns only small stats.
+process pool on this machine; an interrupted run (Ctrl-C, SIGTERM) kills the pool, and a worker
+whose coordinator was killed outright exits on its own. A cluster engine (Dask, Ray) is one more
+class with the same `map`, because a unit writes its shard itself to shared storage and returns
+only small stats.
 """
 
 from __future__ import annotations
