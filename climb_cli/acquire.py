@@ -18,6 +18,7 @@ import requests
 from climb_cli import archives, redaction
 from climb_cli.auth import DENIED, FAILED, MANUAL, NO_CREDENTIALS, access_reason
 from climb_cli.errors import AccessError, ClimbError
+from climb_cli.locks import LockedError, raw_lock
 from climb_cli.manifest import RawManifest
 from climb_cli.pins import Pins, mismatch_hint
 from climb_cli.recipe import Recipe
@@ -137,9 +138,25 @@ def _list(source: Source, report: DownloadReport) -> list[RemoteFile] | None:
 
 
 def download(recipe: Recipe, settings: Settings, progress: Progress | None = None) -> DownloadReport:
-    """Download every source of the recipe that can be downloaded; report the rest."""
+    """Download every source of the recipe that can be downloaded; report the rest. Holds the
+    dataset's raw lock: a second run at once refuses with one line naming this one."""
     report = DownloadReport(recipe)
     sources = make_sources(recipe, settings)
+    try:
+        with raw_lock(settings.raw_dir(recipe.name), recipe.name, "climb download"):
+            return _download(recipe, settings, sources, report, progress)
+    except LockedError as e:
+        report.add(FAILED, sources[0], str(e))
+        return report
+
+
+def _download(
+    recipe: Recipe,
+    settings: Settings,
+    sources: list[Source],
+    report: DownloadReport,
+    progress: Progress | None,
+) -> DownloadReport:
     try:
         pins = Pins(recipe, settings)
     except ClimbError as e:
@@ -191,12 +208,19 @@ def _after_transfer(report: DownloadReport, owner: dict[int, Source], pins: Pins
     """Pin first downloads, explain pin mismatches, and turn failed files into problems."""
     failed: dict[str, list[Outcome]] = {}
     sources: dict[str, Source] = {}
+    learned: dict[str, dict[str, RemoteFile]] = {}  # per source: its files with sums learned on the way
     for o in report.outcomes:
         source = owner.get(id(o.file))
         if source is None:
             continue
         if o.status in ("downloaded", "skipped") and not o.file.sha256:
-            pins.record(source, o.file, o.sha256, o.size)
+            md5 = bool(o.file.md5)
+            if not md5 and pins.unsummed:  # a sum the storage answer carried (Kaggle x-goog-hash md5)
+                if source.spec.id not in learned:
+                    learned[source.spec.id] = {f.path: f for f in source.expected_files() or []}
+                seen = learned[source.spec.id].get(o.file.path)
+                md5 = bool(seen and (seen.md5 or seen.sha256))
+            pins.record(source, o.file, o.sha256, o.size, upstream_md5=md5)
         elif o.status == "failed":
             pin = pins.pinned_by(source, o.file)
             if pin is not None and "checksum mismatch" in o.error:
@@ -270,6 +294,17 @@ def _extract_all(
                 res.removed_archive = True
 
 
+def relist(recipe: Recipe, settings: Settings, source_ids: list[str]) -> list[str]:
+    """Fetch the file lists of these sources again (e.g. a deleted SHA256SUMS.txt); returns the
+    problems, one line each, of those that could not be listed."""
+    report = DownloadReport(recipe)
+    with raw_lock(settings.raw_dir(recipe.name), recipe.name, "climb verify --repair"):
+        for source in make_sources(recipe, settings):
+            if source.spec.id in source_ids:
+                _list(source, report)
+    return [p.text for p in report.problems]
+
+
 def repair(
     recipe: Recipe, settings: Settings, bad: list[tuple[Source, RemoteFile]], progress: Progress | None = None
 ) -> list[Outcome]:
@@ -287,7 +322,10 @@ def repair(
                 outcomes.append(Outcome(rf, "failed", error=source.instructions_line(rf.path)))  # type: ignore[attr-defined]
             continue
         jobs.append((source, rf))
-    with RawManifest.for_dataset(settings.raw_dir(recipe.name)) as manifest:
+    with (
+        raw_lock(settings.raw_dir(recipe.name), recipe.name, "climb verify --repair"),
+        RawManifest.for_dataset(settings.raw_dir(recipe.name)) as manifest,
+    ):
         if jobs:
             outcomes.extend(Downloader.from_settings(settings, progress).run(jobs, manifest))
         by_source: dict[int, tuple[Source, list[RemoteFile]]] = {}

@@ -13,7 +13,9 @@ to a temporary file under `.climb/partial/extract/` that is renamed into place o
 computed while it is written and recorded in the raw manifest and in a per-archive state file
 `.climb/extracted-<archive path, %-quoted>.json` (archive sha256, and each member's size, mtime and
 sha256). A rerun whose archive sha256 is unchanged and whose members are intact (size and mtime as
-recorded) does nothing; after a crash it extracts only what is missing.
+recorded) does nothing; after a crash (even `kill -9`) it extracts only the members that were not
+finished: each finished member is also appended to `.climb/extracted-<archive>.journal` at once, and
+the state file is saved every few seconds.
 
 Before any byte is written every member is checked, and the whole archive is REJECTED with one line
 naming the archive and the member when a member is an absolute path, contains `..`, a drive letter or
@@ -110,6 +112,12 @@ def state_path(raw_root: Path, key: str) -> Path:
     return raw_root / ".climb" / f"extracted-{quote(key, safe='')}.json"
 
 
+def journal_path(raw_root: Path, key: str) -> Path:
+    """One line per member extracted since the state file was last saved: what makes a rerun after
+    `kill -9` redo only the members that were not finished (the state file is saved every few s)."""
+    return raw_root / ".climb" / f"extracted-{quote(key, safe='')}.journal"
+
+
 @dataclass
 class State:
     archive: str
@@ -118,12 +126,13 @@ class State:
     complete: bool = False
     archive_size: int = 0
     members: dict[str, list[Any]] = field(default_factory=dict)  # key -> [size, mtime_ns, sha256, name]
+    journaled: set[str] = field(default_factory=set)  # members known only from the journal
 
     @classmethod
     def load(cls, raw_root: Path, key: str) -> State | None:
         try:
             data = json.loads(state_path(raw_root, key).read_text(encoding="utf-8"))
-            return cls(
+            state = cls(
                 data["archive"],
                 data["archive_sha256"],
                 int(data.get("strip_components", 0)),
@@ -133,6 +142,26 @@ class State:
             )
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return None
+        if not state.complete:
+            state._replay(raw_root)
+        return state
+
+    def _replay(self, raw_root: Path) -> None:
+        """Add the members the journal lists (written by a run of the same archive version)."""
+        try:
+            lines = journal_path(raw_root, self.archive).read_text(encoding="utf-8").splitlines()
+        except OSError:
+            return
+        if not lines or lines[0] != json.dumps([self.archive_sha256, self.strip_components]):
+            return
+        for line in lines[1:]:
+            try:
+                mkey, row = json.loads(line)
+                if isinstance(mkey, str) and isinstance(row, list) and len(row) == 4:
+                    self.members[mkey] = row
+                    self.journaled.add(mkey)
+            except ValueError:
+                break  # the last line, torn by the kill
 
     def save(self, raw_root: Path) -> None:
         path = state_path(raw_root, self.archive)
@@ -393,6 +422,10 @@ def extract(
         stale = None
     if state is not None and stale is None:
         intact = state.intact(raw_root, known)
+        # a member the journal lists was finished by a run that was killed before its manifest rows
+        # were flushed: its size and mtime as recorded are enough
+        unchecked = state.intact(raw_root) if state.journaled else {}
+        intact.update({k: unchecked[k] for k in state.journaled})
         if state.complete and all(intact.values()):
             return Result(key, intact=len(intact), skipped=True, members=dict(state.members))
         done = {k: v for k, v in state.members.items() if intact.get(k)}
@@ -421,28 +454,43 @@ def extract(
                     (raw_root / k).unlink()
             if manifest is not None and gone:
                 manifest.delete(gone)
+        if manifest is not None and state is not None:  # finished before a kill, rows not flushed
+            now = time.time()
+            for mkey in sorted(state.journaled & set(new.members)):
+                row = new.members[mkey]
+                if (known or {}).get(mkey) != tuple(row[:3]):
+                    manifest.put(
+                        Entry(mkey, row[0], row[1], row[2], source_id, f"{key}!/{row[3]}", "", now, now)
+                    )
+            manifest.flush()
         new.save(raw_root)
         for d in sorted(dirs):
             (raw_root / d).mkdir(parents=True, exist_ok=True)
         last_save, every = time.monotonic(), _STATE_EVERY_S
         result = Result(key, intact=len(members) - len(todo))
         tmp_root = raw_root / ".climb" / "partial" / "extract"
-        for m in todo:
-            row = _extract_member(reader, m, raw_root, tmp_root, dataset, key)
-            new.members[m.key] = row
-            result.extracted += 1
-            if manifest is not None:
-                now = time.time()
-                manifest.put(
-                    Entry(m.key, row[0], row[1], row[2], source_id, f"{key}!/{m.name}", "", now, now)
-                )
-            if time.monotonic() - last_save > every:
-                t0 = time.monotonic()
-                new.save(raw_root)
-                last_save = time.monotonic()
-                every = max(_STATE_EVERY_S, _STATE_COST_FACTOR * (last_save - t0))
+        journal = journal_path(raw_root, key)
+        with open(journal, "w", encoding="utf-8") as log:
+            log.write(json.dumps([sha256, strip_components]) + "\n")
+            for m in todo:
+                row = _extract_member(reader, m, raw_root, tmp_root, dataset, key)
+                new.members[m.key] = row
+                log.write(json.dumps([m.key, row]) + "\n")
+                log.flush()  # in the OS's hands: survives a kill -9 of this process
+                result.extracted += 1
+                if manifest is not None:
+                    now = time.time()
+                    manifest.put(
+                        Entry(m.key, row[0], row[1], row[2], source_id, f"{key}!/{m.name}", "", now, now)
+                    )
+                if time.monotonic() - last_save > every:
+                    t0 = time.monotonic()
+                    new.save(raw_root)
+                    last_save = time.monotonic()
+                    every = max(_STATE_EVERY_S, _STATE_COST_FACTOR * (last_save - t0))
         new.complete = True
         new.save(raw_root)
+        journal.unlink(missing_ok=True)
         result.members = dict(new.members)
         return result
     finally:

@@ -23,6 +23,7 @@ import getpass
 import json
 import os
 import re
+import stat
 import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -197,9 +198,39 @@ def _mkdir_private(path: Path) -> None:
         os.chmod(d, 0o700)  # regardless of the umask
 
 
+def private_target(path: Path) -> Path:
+    """Where writing `path` lands. A symlink is followed only to an existing regular file owned by
+    this user (a dotfiles setup); a dangling link, a link to a device, FIFO or folder, or to someone
+    else's file is refused, as is `path` itself being anything but a regular file."""
+    if path.is_symlink():
+        real = Path(os.path.realpath(path))
+        try:
+            st = os.stat(real)
+        except OSError:
+            raise ClimbError(
+                f"{path} is a symlink to {real}, which does not exist; not writing a secret through it "
+                f"(remove the link or point it at your own file)"
+            ) from None
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.getuid():
+            what = "not a regular file" if not stat.S_ISREG(st.st_mode) else "owned by another user"
+            raise ClimbError(
+                f"{path} is a symlink to {real}, which is {what}; not writing a secret through it "
+                f"(remove the link or point it at your own file)"
+            )
+        return real
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return path
+    if not stat.S_ISREG(st.st_mode):
+        raise ClimbError(f"{path} exists and is not a regular file; not writing a secret there")
+    return path
+
+
 def write_private(path: Path, text: str) -> Path:
-    """Atomically replace `path` with `text`, mode 0600 from the first byte (a symlink is followed)."""
-    target = Path(os.path.realpath(path)) if path.is_symlink() else path
+    """Atomically replace `path` with `text`, mode 0600 from the first byte (a symlink is followed
+    only as `private_target` allows)."""
+    target = private_target(path)
     _mkdir_private(target.parent)
     atomic.write_text(target, text, perms=0o600)
     return target
@@ -391,7 +422,7 @@ def login(
                 notes.append(
                     f"could not reach {host} to check the password ({type(e).__name__}); stored anyway"
                 )
-        old = path.read_text(encoding="utf-8") if path.is_file() else ""
+        old = private_target(path).read_text(encoding="utf-8") if path.is_file() else ""
         written = write_private(path, netrc_with_entry(old, host, user, password))
         if os.environ.get("PHYSIONET_USERNAME") and os.environ.get("PHYSIONET_PASSWORD"):
             notes.append("PHYSIONET_USERNAME/PHYSIONET_PASSWORD are set and take precedence over ~/.netrc")
@@ -408,7 +439,7 @@ def login(
         checked = _try(service, settings, token, check, notes)
         if username:
             try:
-                data = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+                data = json.loads(private_target(path).read_text(encoding="utf-8")) if path.is_file() else {}
             except ValueError:
                 data = {}
             data = data if isinstance(data, dict) else {}

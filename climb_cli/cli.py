@@ -240,7 +240,12 @@ def download(
                 f"{r.name}: {report.count('downloaded')} downloaded ({ui.human(report.bytes)}), "
                 f"{report.count('skipped')} already present, {report.count('failed')} failed"
                 + (f", {extracted} extracted from {len(report.extracted)} archive(s)" if extracted else "")
-                + (f", {report.pinned} sum(s) pinned" if report.pinned else "")
+                + (
+                    f", {report.pinned} sum(s) pinned"
+                    + (" (files without an upstream sum)" if r.checksums == "upstream" else "")
+                    if report.pinned
+                    else ""
+                )
                 + f" -> {settings.raw_dir(r.name)}"
             )
         for placement in report.manual:
@@ -303,7 +308,11 @@ def verify(
         bool, typer.Option("--outputs", help="Check processed shards instead of raw files.")
     ] = False,
     repair: Annotated[
-        bool, typer.Option("--repair", help="Re-download missing or corrupt raw files.")
+        bool,
+        typer.Option(
+            "--repair",
+            help="Re-download missing or corrupt raw files (with --outputs: rebuild bad shards).",
+        ),
     ] = False,
     workers: Annotated[int | None, typer.Option(help="Hashing threads [all cores].")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
@@ -312,7 +321,8 @@ def verify(
 
     Example: climb verify ptbxl --repair
     """
-    from climb_cli.verify import verify_outputs, verify_raw
+    from climb_cli.locks import LockedError, raw_lock
+    from climb_cli.verify import verify_outputs
 
     st = _state(ctx)
     settings = st.settings
@@ -327,6 +337,17 @@ def verify(
     for r in recipes:
         if outputs:
             rep = verify_outputs(r, settings, workers=workers)
+            if repair and not rep.ok and r.index is not None:
+                from climb_cli.verify import repair_outputs
+
+                bad = len(rep.problems)
+                try:
+                    rep = repair_outputs(r, settings, workers=workers)
+                except ClimbError as e:
+                    failed.append((r.name, f"could not rebuild the outputs: {e}"))
+                    continue
+                if not as_json:
+                    ui.say(f"{r.name}: rebuilt the outputs ({bad} problem(s) found before)")
             results.append(rep.as_dict())
             if not as_json:
                 ui.say(
@@ -338,21 +359,12 @@ def verify(
             if not rep.ok:
                 failed.append((r.name, f"{len(rep.problems)} output problem(s); first: {rep.problems[0]}"))
             continue
-        raw, bad = verify_raw(r, settings, workers=workers)
-        if repair and bad and not raw.never_listed:
-            from climb_cli.acquire import repair as run_repair
-
-            bar = ui.TransferBar(f"{r.name} repair")
-            try:
-                outs = run_repair(r, settings, bad, bar)
-            finally:
-                bar.stop()
-            for o in outs:
-                if o.status == "failed":
-                    ui.warn(f"  could not repair {o.file.path}: {o.error}")
-            repaired = [o.file.path for o in outs if o.status == "downloaded"]
-            raw, _ = verify_raw(r, settings, workers=workers)  # re-check everything after the repair
-            raw.repaired = sorted(repaired)
+        try:
+            with raw_lock(settings.raw_dir(r.name), r.name, "climb verify" + (" --repair" if repair else "")):
+                raw = _verify_one(r, settings, workers, repair)
+        except LockedError as e:
+            failed.append((r.name, str(e).removeprefix(f"{r.name}: ")))
+            continue
         results.append(raw.as_dict())
         if not as_json:
             status = "OK" if raw.ok else "PROBLEMS"
@@ -373,14 +385,24 @@ def verify(
                     ui.say(f"  ... and {len(paths) - 10} more {label}")
             for s in raw.never_listed:
                 ui.say(f"  source {s!r} was never listed: run `climb download {r.name}` first")
+            for s in raw.lists_missing:
+                ui.say(
+                    f"  source {s!r}: its stored file list is gone; files were checked against the "
+                    f"raw manifest's sums (run with --repair to fetch the list again)"
+                )
         if not raw.ok:
-            hint = " (run with --repair)" if (raw.missing or raw.corrupt) and not repair else ""
+            hint = (
+                " (run with --repair)"
+                if (raw.missing or raw.corrupt or raw.lists_missing) and not repair
+                else ""
+            )
             failed.append(
                 (
                     r.name,
                     f"{len(raw.missing)} missing, {len(raw.corrupt)} corrupt, "
                     f"{len(raw.unexpected)} unexpected"
                     + (f", {len(raw.never_listed)} source(s) never listed" if raw.never_listed else "")
+                    + (f", {len(raw.lists_missing)} file list(s) gone" if raw.lists_missing else "")
                     + hint,
                 )
             )
@@ -390,6 +412,37 @@ def verify(
             raise typer.Exit(1)
         return
     _finish(failed, len(recipes))
+
+
+def _verify_one(r: Recipe, settings: Settings, workers: int | None, repair: bool) -> Any:
+    """verify_raw, and with --repair: fetch lost file lists, re-download bad files, verify again."""
+    from climb_cli.verify import verify_raw
+
+    raw, bad = verify_raw(r, settings, workers=workers)
+    if repair and raw.lists_missing and not raw.never_listed:
+        from climb_cli.acquire import relist
+
+        for problem in relist(r, settings, raw.lists_missing):
+            ui.warn(f"  could not fetch the file list again: {problem}")
+        lists_were_missing = raw.lists_missing
+        raw, bad = verify_raw(r, settings, workers=workers)  # now against the fresh lists
+        if not raw.lists_missing:
+            ui.say(f"{r.name}: fetched the file list of {', '.join(lists_were_missing)} again")
+    if repair and bad and not raw.never_listed:
+        from climb_cli.acquire import repair as run_repair
+
+        bar = ui.TransferBar(f"{r.name} repair")
+        try:
+            outs = run_repair(r, settings, bad, bar)
+        finally:
+            bar.stop()
+        for o in outs:
+            if o.status == "failed":
+                ui.warn(f"  could not repair {o.file.path}: {o.error}")
+        repaired = [o.file.path for o in outs if o.status == "downloaded"]
+        raw, _ = verify_raw(r, settings, workers=workers)  # re-check everything after the repair
+        raw.repaired = sorted(repaired)
+    return raw
 
 
 # ---------------------------------------------------------------------------------------------
@@ -672,16 +725,34 @@ def _type_name(annotation: Any) -> str:
     return str(annotation).replace("typing.", "")
 
 
+def _terminate(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM (a scheduler, `kill`) stops a run the way Ctrl-C does
+
+
 def main() -> None:
+    import signal
+
+    signal.signal(signal.SIGTERM, _terminate)
     try:
-        app()
+        try:
+            app()
+        except SystemExit as e:
+            if e.code == 130:  # typer's answer to KeyboardInterrupt (Ctrl-C, or SIGTERM above)
+                raise KeyboardInterrupt from None
+            raise
     except ClimbError as e:
         ui.error(str(e))
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
-        ui.error("interrupted; run the same command again to resume where it stopped")
+        ui.error("interrupted; rerun to continue")
         sys.exit(130)
     except Exception as e:  # an unexpected failure: one line, secrets scrubbed
+        from climb_cli.errors import is_disk_full, no_space
+
+        if is_disk_full(e):  # a full disk where no layer said more: still one clear line
+            where = os.path.dirname(getattr(e, "filename", None) or "") or "the data folder"
+            ui.error(str(no_space(where)))
+            sys.exit(1)
         if os.environ.get("CLIMB_DEBUG"):
             sys.stderr.write(redact("".join(traceback.format_exception(e))))
         ui.error(f"internal error: {type(e).__name__}: {e} (set CLIMB_DEBUG=1 for the traceback)")

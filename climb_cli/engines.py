@@ -1,13 +1,17 @@
 """Where work units run. The unit function is the same everywhere; an engine only maps it.
 
 `serial` runs in this process (debugging, one worker); `loky` (default) runs joblib's loky
-process pool on this machine. A cluster engine (Dask, Ray) is one more class with the same `map`,
-because a unit writes its shard itself to shared storage and returns only small stats.
+process pool on this machine; an interrupted run (Ctrl-C, SIGTERM) kills the pool, and a worker
+whose coordinator was killed outright exits on its own. A cluster engine (Dask, Ray) is one more
+class with the same `map`, because a unit writes its shard itself to shared storage and returns
+only small stats.
 """
 
 from __future__ import annotations
 
 import os
+import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -51,10 +55,53 @@ class LokyEngine:
         # one thread per worker in every library that has its own pool (BLAS/OpenMP via joblib;
         # ITK reads its own variable when a worker imports SimpleITK)
         os.environ.setdefault("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", "1")
-        with parallel_config(backend="loky", inner_max_num_threads=1):
-            yield from Parallel(n_jobs=self.workers, return_as="generator_unordered", batch_size=1)(
-                delayed(fn)(u) for u in units
-            )
+        try:
+            with parallel_config(backend="loky", inner_max_num_threads=1):
+                yield from Parallel(n_jobs=self.workers, return_as="generator_unordered", batch_size=1)(
+                    delayed(_Watched(fn, os.getpid()))(u) for u in units
+                )
+        except BaseException:  # Ctrl-C, SIGTERM (the CLI turns it into KeyboardInterrupt), a failure
+            stop_pool()
+            raise
+
+
+class _Watched:
+    """The unit function, run in a worker that exits as soon as its parent is gone (a `kill -9` of
+    the coordinator would otherwise leave loky's workers and resource tracker running under PID 1)."""
+
+    def __init__(self, fn: Callable[[Any], Any], parent: int) -> None:
+        self.fn, self.parent = fn, parent
+
+    def __call__(self, unit: Any) -> Any:
+        _watch_parent(self.parent)
+        return self.fn(unit)
+
+
+_watching: set[int] = set()
+
+
+def _watch_parent(parent: int) -> None:
+    if parent in _watching or os.getpid() == parent:
+        return
+    _watching.add(parent)
+
+    def watch() -> None:
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != parent:
+                os._exit(1)  # the coordinator died: stop now (the unit in flight is redone on rerun)
+
+    threading.Thread(target=watch, daemon=True, name="climb-parent-watch").start()
+
+
+def stop_pool() -> None:
+    """Kill loky's worker processes now (they are reused between runs and would outlive an
+    interrupted one, reparented to PID 1); its resource tracker exits once nothing holds its pipe."""
+    from joblib.externals.loky import reusable_executor
+
+    executor = getattr(reusable_executor, "_executor", None)
+    if executor is not None:
+        executor.shutdown(wait=True, kill_workers=True)
 
 
 def make_engine(workers: int) -> SerialEngine | LokyEngine:

@@ -31,3 +31,33 @@ class TransferError(ClimbError):
 
 class ItemError(Exception):
     """One sample could not be processed; recorded in the errors file, the run goes on."""
+
+
+class DiskFullError(ClimbError):
+    """A write failed because the filesystem is full (ENOSPC, SQLite's "database or disk is full")."""
+
+
+def is_disk_full(e: BaseException) -> bool:
+    """Whether `e` is a full disk: OSError ENOSPC (also pyarrow's, which names it only in the text) or
+    SQLite's "database or disk is full"."""
+    import errno
+    import sqlite3
+
+    if isinstance(e, sqlite3.OperationalError):
+        return "disk is full" in str(e)
+    return isinstance(e, OSError) and (e.errno == errno.ENOSPC or "No space left on device" in str(e))
+
+
+def no_space(where: object, needed: int | None = None, what: str = "") -> DiskFullError:
+    """The one line a full disk gets: `no space left on <dir>: N bytes needed` (and what for)."""
+    import shutil
+
+    try:
+        free = f", {shutil.disk_usage(str(where)).free:,} free"
+    except OSError:
+        free = ""
+    need = f"{needed:,} bytes needed" if needed is not None else "more bytes needed"
+    return DiskFullError(
+        f"no space left on {where}: {need}{' for ' + what if what else ''}{free}; free some space "
+        f"and rerun (what was written so far is kept)"
+    )

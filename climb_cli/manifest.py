@@ -8,13 +8,19 @@ size and mtime still match its row is trusted; anything else is hashed.
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
+import sys
 import threading
 import time
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+
+from climb_cli.errors import ClimbError, is_disk_full, no_space
+from climb_cli.hashing import sha256_file
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
@@ -48,19 +54,149 @@ class Entry:
         return st.st_size == self.size and st.st_mtime_ns == self.mtime_ns
 
 
+def walk_files(root: Path) -> list[str]:
+    """Every regular file below root (relative POSIX paths), skipping climb's own .climb folder."""
+    out: list[str] = []
+    stack = [(root, "")]
+    while stack:
+        d, prefix = stack.pop()
+        try:
+            entries = list(os.scandir(d))
+        except FileNotFoundError:
+            continue
+        for e in entries:
+            rel = prefix + e.name
+            if e.is_dir(follow_symlinks=False):
+                if rel != ".climb":
+                    stack.append((Path(e.path), rel + "/"))
+            elif e.is_file(follow_symlinks=False):
+                out.append(rel)
+    return out
+
+
+_INSERT = "INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,?,?,?,?)"
+
+
+def _row(e: Entry) -> tuple:
+    return (e.path, e.size, e.mtime_ns, e.sha256, e.source, e.url, e.etag, e.fetched_at, e.verified_at)
+
+
+_checked: set[tuple[str, int, int]] = set()  # manifests found sound by this process (path, size, mtime)
+_checked_lock = threading.Lock()
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.execute(_SCHEMA)
+    return db
+
+
+def _damage(path: Path) -> str | None:
+    """Why the manifest at `path` is unusable (truncated, garbled), or None when it is sound. SQLite's
+    quick_check reads every page (~1 s per million rows); a sound file is checked once per process."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    if key in _checked:
+        return None
+    db = None
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        rows = db.execute("PRAGMA quick_check").fetchall()
+        db.execute("SELECT path, size, mtime_ns, sha256, source, url FROM files LIMIT 1").fetchall()
+    except sqlite3.DatabaseError as e:
+        return str(e)
+    finally:
+        if db is not None:
+            db.close()
+    if rows != [("ok",)]:
+        return "; ".join(str(r[0]) for r in rows[:3])
+    with _checked_lock:
+        _checked.add(key)
+    return None
+
+
+def _set_aside(path: Path, why: str) -> Path:
+    """Move a damaged manifest (and its WAL/SHM files) aside, keeping it; returns where it went."""
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    aside = path.with_name(f"{path.name}.damaged-{stamp}")
+    n = 1
+    while aside.exists():
+        n += 1
+        aside = path.with_name(f"{path.name}.damaged-{stamp}-{n}")
+    try:
+        for suffix in ("-wal", "-shm", ""):
+            part = path.with_name(path.name + suffix)
+            if part.exists():
+                os.replace(part, aside.with_name(aside.name + suffix))
+    except OSError as e:
+        raise ClimbError(
+            f"{path} is damaged ({why}) and cannot be moved aside ({e.strerror}); ask whoever can write "
+            f"there to run `climb verify` on this dataset, which rebuilds it"
+        ) from None
+    return aside
+
+
+def rebuild(manifest: RawManifest, raw_root: Path, workers: int | None = None) -> int:
+    """Fill an empty manifest by hashing every file under raw_root (archive members get their
+    archive back from the extraction state files). Returns how many files were hashed."""
+    files = walk_files(raw_root)
+    members: dict[str, str] = {}
+    for state in (raw_root / ".climb").glob("extracted-*.json"):
+        try:
+            data = json.loads(state.read_text(encoding="utf-8"))
+            for mkey, row in data.get("members", {}).items():
+                members[mkey] = f"{data['archive']}!/{row[3] if len(row) > 3 else mkey}"
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError):
+            continue
+
+    def one(rel: str) -> Entry | None:
+        p = raw_root / rel
+        try:
+            st = p.stat()
+            digest = sha256_file(p)
+        except OSError:
+            return None
+        now = time.time()
+        return Entry(rel, st.st_size, st.st_mtime_ns, digest, "", members.get(rel, ""), "", 0.0, now)
+
+    with ThreadPoolExecutor(workers or os.cpu_count() or 2, thread_name_prefix="climb-rehash") as pool:
+        entries = [e for e in pool.map(one, files) if e is not None]
+    manifest.put_batch(entries)
+    return len(entries)
+
+
 class RawManifest:
-    """Thread-safe access to one dataset's manifest. Writes are batched and committed on flush/close."""
+    """Thread-safe access to one dataset's manifest. Writes are batched and committed on flush/close.
+
+    A manifest that is truncated or garbled is moved aside (kept, for a post-mortem), and a new one is
+    rebuilt by hashing the files on disk; one line on stderr says so."""
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute(_SCHEMA)
         self._pending: list[tuple] = []
         self._last_flush = time.monotonic()
+        why = _damage(path)
+        if why is None:
+            try:
+                self._db = _connect(path)
+                return
+            except sqlite3.DatabaseError as e:
+                why = str(e)
+        aside = _set_aside(path, why)
+        self._db = _connect(path)
+        raw_root = path.parent.parent
+        n = rebuild(self, raw_root)
+        sys.stderr.write(
+            f"climb: {path} was damaged ({why}); moved it to {aside.name} and rebuilt it by re-hashing "
+            f"{n:,} file(s) under {raw_root}\n"
+        )
 
     @classmethod
     def for_dataset(cls, raw_dir: Path) -> RawManifest:
@@ -95,9 +231,7 @@ class RawManifest:
 
     def put(self, e: Entry) -> None:
         with self._lock:
-            self._pending.append(
-                (e.path, e.size, e.mtime_ns, e.sha256, e.source, e.url, e.etag, e.fetched_at, e.verified_at)
-            )
+            self._pending.append(_row(e))
             if len(self._pending) >= 1000 or time.monotonic() - self._last_flush > 2.0:
                 self._flush_locked()
 
@@ -109,42 +243,18 @@ class RawManifest:
         """Many rows in one transaction (verify's results)."""
         with self._lock:
             self._flush_locked()
-            self._db.execute("BEGIN")
-            self._db.executemany(
-                "INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,?,?,?,?)",
-                [
-                    (
-                        e.path,
-                        e.size,
-                        e.mtime_ns,
-                        e.sha256,
-                        e.source,
-                        e.url,
-                        e.etag,
-                        e.fetched_at,
-                        e.verified_at,
-                    )
-                    for e in entries
-                ],
-            )
-            self._db.execute("COMMIT")
+            self._many(_INSERT, [_row(e) for e in entries])
 
     def touch_verified(self, paths: list[str], when: float) -> None:
         """Record that these rows were re-verified unchanged (one UPDATE per row, one transaction)."""
         with self._lock:
             self._flush_locked()
-            self._db.execute("BEGIN")
-            self._db.executemany(
-                "UPDATE files SET verified_at = ? WHERE path = ?", [(when, p) for p in paths]
-            )
-            self._db.execute("COMMIT")
+            self._many("UPDATE files SET verified_at = ? WHERE path = ?", [(when, p) for p in paths])
 
     def delete(self, paths: Iterable[str]) -> None:
         with self._lock:
             self._flush_locked()
-            self._db.execute("BEGIN")
-            self._db.executemany("DELETE FROM files WHERE path = ?", [(p,) for p in paths])
-            self._db.execute("COMMIT")
+            self._many("DELETE FROM files WHERE path = ?", [(p,) for p in paths])
 
     def flush(self) -> None:
         with self._lock:
@@ -152,13 +262,27 @@ class RawManifest:
 
     def _flush_locked(self) -> None:
         if self._pending:
-            self._db.execute("BEGIN")
-            self._db.executemany("INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,?,?,?,?)", self._pending)
-            self._db.execute("COMMIT")
+            self._many(_INSERT, self._pending)
             self._pending.clear()
         self._last_flush = time.monotonic()
 
+    def _many(self, sql: str, rows: list[tuple]) -> None:
+        """One transaction; a full disk is one clear line (the rows stay pending for a retry)."""
+        try:
+            self._db.execute("BEGIN")
+            self._db.executemany(sql, rows)
+            self._db.execute("COMMIT")
+        except sqlite3.OperationalError as e:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            if is_disk_full(e):
+                need = sum(len(str(r)) for r in rows)
+                raise no_space(self.path.parent, need, f"{len(rows):,} manifest row(s)") from None
+            raise
+
     def close(self) -> None:
         with self._lock:
-            self._flush_locked()
-            self._db.close()
+            try:
+                self._flush_locked()
+            finally:
+                self._db.close()

@@ -1,4 +1,5 @@
-"""Pinned checksums for files whose source publishes none (`checksums: pinned` in a recipe).
+"""Pinned checksums for files whose source publishes none (`checksums: pinned` in a recipe; under
+`checksums: upstream`, the files that came without any upstream sum).
 
 The first trusted download of such a file records its sha256 (and size); every later download and
 `climb verify` checks the file against it, so a silently changed upstream file is caught.
@@ -87,11 +88,15 @@ class Pins:
 
     def __init__(self, recipe: Recipe, settings: Settings) -> None:
         self.enabled = recipe.checksums == "pinned"
+        # `checksums: upstream`: a file upstream gave no sum for (no sha256, no md5 in the listing or
+        # the storage answer, e.g. a Kaggle composite object) is pinned too, so verify can check it
+        self.unsummed = recipe.checksums == "upstream"
         self.recipe = recipe
         self.user_path = user_lock_path(settings, recipe.name)
         rpath = recipe_lock_path(recipe)
-        self.recipe_pins = read_lock(rpath) if (self.enabled and rpath) else {}
-        self.user_pins = read_lock(self.user_path) if self.enabled else {}
+        active = self.enabled or self.unsummed
+        self.recipe_pins = read_lock(rpath) if (active and rpath) else {}
+        self.user_pins = read_lock(self.user_path) if active else {}
         self._new: dict[str, Pin] = {}
         self._lock = threading.Lock()
         self.applied: dict[str, Pin] = {}  # raw key -> the pin used for it in this run
@@ -101,12 +106,13 @@ class Pins:
 
     def apply(self, source: Source, files: list[RemoteFile]) -> list[RemoteFile]:
         """Files with their pinned sha256 (and size) filled in where the listing had no sha256."""
-        if not self.enabled:
+        if not (self.enabled or self.unsummed):
             return files
         out = []
         for rf in files:
             key = _key(source, rf.path)
-            pin = None if rf.sha256 else self.lookup(key)
+            upstream_sum = rf.sha256 or (rf.md5 and not self.enabled)
+            pin = None if upstream_sum else self.lookup(key)
             if pin is not None:
                 self.applied[key] = pin
                 rf = replace(rf, sha256=pin.sha256, size=rf.size if rf.size is not None else pin.size)
@@ -117,9 +123,12 @@ class Pins:
         """The pin that supplied rf's sha256 in this run, if any."""
         return self.applied.get(_key(source, rf.path))
 
-    def record(self, source: Source, rf: RemoteFile, sha256: str, size: int) -> bool:
-        """Pin a file after its first trusted download (no-op if it has an upstream sum or a pin)."""
-        if not self.enabled or not sha256:
+    def record(
+        self, source: Source, rf: RemoteFile, sha256: str, size: int, *, upstream_md5: bool = False
+    ) -> bool:
+        """Pin a file after its first trusted download (no-op if it has an upstream sum or a pin).
+        Under `checksums: upstream` only a file with no upstream sum at all is pinned."""
+        if not sha256 or not (self.enabled or (self.unsummed and not upstream_md5)):
             return False
         key = _key(source, rf.path)
         if "\t" in key or "\n" in key or self.lookup(key) is not None:

@@ -4,15 +4,20 @@ The coordinator builds the index, processes one probe item to learn the row sche
 cuts each split into shards near the recipe's target size, and gives every unit a digest of
 what it depends on (recipe hash, item ids, labels, input file hashes from the raw manifest).
 A unit processes its items, writes its shard to a temporary name, renames it into place, then
-writes a commit marker; a rerun skips every unit whose marker has the same digest, so a crash
-or `kill -9` costs only the shards that were in flight. Items that fail go to errors.parquet.
+writes a commit marker; a rerun skips every unit whose marker has the same digest, whose shard
+still has the recorded sha256, and whose failed items' inputs are as they were when they failed
+(a repaired or re-downloaded input gets its item another try), so a crash or `kill -9` costs only
+the shards that were in flight. Items that fail go to errors.parquet. A run holds the dataset's
+processed lock (locks.py); the parts of a cluster array job (`part`) take none.
 """
 
 from __future__ import annotations
 
 import bisect
+import contextlib
 import hashlib
 import json
+import os
 import shutil
 import sqlite3
 import time
@@ -25,9 +30,10 @@ import pyarrow as pa
 
 from climb_cli import __version__
 from climb_cli.engines import make_engine, memory_capped_workers
-from climb_cli.errors import ClimbError, ItemError
+from climb_cli.errors import ClimbError, ItemError, is_disk_full, no_space
 from climb_cli.hashing import sha256_file
 from climb_cli.index import Item, build_index
+from climb_cli.locks import processed_lock
 from climb_cli.manifest import RawManifest
 from climb_cli.recipe import Recipe
 from climb_cli.settings import Settings
@@ -49,6 +55,7 @@ class UnitSpec:
     schema: pa.Schema
     digest: str
     row_group_rows: int
+    row_bytes: int = 0  # estimated bytes of one row (what a full disk message says is needed)
 
 
 @dataclass
@@ -136,28 +143,69 @@ class _Provenance:
         return out
 
 
+def _failed_inputs_state(raw_root: Path, items: list[Item], failed: set[str]) -> str:
+    """A digest of what is on disk now for the inputs of the items that failed: each input path (and
+    a WFDB-style record's `<name>.*` siblings), present or not, with its size and mtime. A file that
+    comes back (repair, a new download) changes it, so the shard whose items failed is redone."""
+    h = hashlib.sha256()
+    for item in items:
+        if item.id not in failed:
+            continue
+        h.update(f"{item.id}|".encode())
+        for name, rel in sorted(item.inputs.items()):
+            p = raw_root / rel
+            paths = [p]
+            with contextlib.suppress(OSError):
+                paths += sorted(Path(e.path) for e in os.scandir(p.parent) if e.name.startswith(p.name + "."))
+            for f in paths:
+                try:
+                    st = f.stat()
+                    h.update(f"{name}={f.name}:{st.st_size}:{st.st_mtime_ns};".encode())
+                except OSError:
+                    h.update(f"{name}={f.name}:absent;".encode())
+    return h.hexdigest()
+
+
+def _committed(spec: UnitSpec, marker: Path, final: Path) -> UnitResult | None:
+    """The committed result of this unit if it is still good: same digest, the shard's bytes match
+    their recorded sha256 (a shard replaced by same-size garbage is redone), and the inputs of its
+    failed items are as they were when they failed."""
+    if not (marker.is_file() and final.is_file()):
+        return None
+    try:
+        done = json.loads(marker.read_text())
+        if done.get("digest") != spec.digest or final.stat().st_size != done["bytes"]:
+            return None
+        errors = [tuple(e) for e in done["errors"]]
+        if errors and done.get("failed_inputs") != _failed_inputs_state(
+            Path(spec.raw_root), spec.items, {e[0] for e in errors}
+        ):
+            return None
+        if sha256_file(final) != done["sha256"]:
+            return None
+        return UnitResult(
+            spec.name,
+            spec.split,
+            done["rows"],
+            done["bytes"],
+            done["sha256"],
+            errors,  # type: ignore[arg-type]
+            done["classes"],
+            True,
+            spec.digest,
+        )
+    except (ValueError, KeyError, TypeError, OSError):
+        return None
+
+
 def run_unit(spec: UnitSpec) -> UnitResult:
     """Process one shard's items and commit the shard. Safe to run in any process on shared storage."""
     out_dir = Path(spec.out_dir)
     marker = out_dir / ".commits" / f"{spec.name}.json"
     final = out_dir / "data" / spec.name
-    if marker.is_file() and final.is_file():
-        try:
-            done = json.loads(marker.read_text())
-            if done.get("digest") == spec.digest and final.stat().st_size == done["bytes"]:
-                return UnitResult(
-                    spec.name,
-                    spec.split,
-                    done["rows"],
-                    done["bytes"],
-                    done["sha256"],
-                    [tuple(e) for e in done["errors"]],
-                    done["classes"],
-                    True,
-                    spec.digest,
-                )
-        except (ValueError, KeyError, OSError):
-            pass
+    committed = _committed(spec, marker, final)
+    if committed is not None:
+        return committed
     raw_root = Path(spec.raw_root)
     steps = _steps(spec.recipe)
     provenance = _Provenance(raw_root)
@@ -181,8 +229,10 @@ def run_unit(spec: UnitSpec) -> UnitResult:
             writer.add(row)
             counts.update(item.labels)
         result.rows, result.bytes, result.sha256 = writer.commit()
-    except BaseException:
+    except BaseException as e:
         writer.abort()
+        if is_disk_full(e):
+            raise no_space(final.parent, len(spec.items) * spec.row_bytes or None, spec.name) from None
         raise
     result.classes = dict(sorted(counts.items()))
     marker.parent.mkdir(parents=True, exist_ok=True)
@@ -194,6 +244,7 @@ def run_unit(spec: UnitSpec) -> UnitResult:
             "bytes": result.bytes,
             "sha256": result.sha256,
             "errors": result.errors,
+            "failed_inputs": _failed_inputs_state(raw_root, spec.items, {e[0] for e in result.errors}),
             "classes": result.classes,
         },
     )
@@ -259,6 +310,7 @@ def plan_units(
                     schema,
                     h.hexdigest(),
                     per_group,
+                    row_bytes,
                 )
             )
     return units
@@ -278,6 +330,25 @@ def preprocess(
     part=(i, n) runs only every n-th unit starting at i (one task of a cluster array job) and
     writes no manifest; a final run without `part` finds every shard committed and writes it.
     """
+    try:
+        if part is not None:  # the parts of an array job work on disjoint shards: no lock between them
+            return _preprocess(recipe, settings, workers, on_unit, on_plan, part)
+        with processed_lock(settings.processed_dir(recipe.name), recipe.name, "climb preprocess"):
+            return _preprocess(recipe, settings, workers, on_unit, on_plan, None)
+    except OSError as e:  # a full disk outside a shard (commit markers, errors.parquet, manifest.json)
+        if is_disk_full(e):
+            raise no_space(settings.processed_dir(recipe.name)) from None
+        raise
+
+
+def _preprocess(
+    recipe: Recipe,
+    settings: Settings,
+    workers: int,
+    on_unit: Callable[[UnitResult], None] | None,
+    on_plan: Callable[[int, int], None] | None,
+    part: tuple[int, int] | None,
+) -> PreprocessReport:
     t0 = time.perf_counter()
     out_dir = settings.processed_dir(recipe.name) / recipe.content_hash()
     report = PreprocessReport(recipe.name, out_dir)

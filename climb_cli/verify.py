@@ -18,10 +18,10 @@ import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from climb_cli import archives
-from climb_cli.manifest import Entry, RawManifest
+from climb_cli.locks import raw_lock
+from climb_cli.manifest import Entry, RawManifest, walk_files
 from climb_cli.pins import Pins
 from climb_cli.recipe import Recipe
 from climb_cli.settings import Settings
@@ -39,12 +39,15 @@ class RawReport:
     corrupt: list[str] = field(default_factory=list)
     unexpected: list[str] = field(default_factory=list)
     never_listed: list[str] = field(default_factory=list)  # sources with no stored file list
+    lists_missing: list[str] = field(default_factory=list)  # list gone: checked against the manifest
     repaired: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
     @property
     def ok(self) -> bool:
-        return not (self.missing or self.corrupt or self.unexpected or self.never_listed)
+        return not (
+            self.missing or self.corrupt or self.unexpected or self.never_listed or self.lists_missing
+        )
 
     def as_dict(self) -> dict:
         return {
@@ -56,33 +59,40 @@ class RawReport:
             "corrupt": self.corrupt,
             "unexpected": self.unexpected,
             "never_listed": self.never_listed,
+            "lists_missing": self.lists_missing,
             "repaired": self.repaired,
             "seconds": round(self.seconds, 3),
         }
 
 
-def _walk(root: Path) -> list[str]:
-    """Every regular file below root (relative POSIX paths), skipping climb's own .climb folder."""
-    out: list[str] = []
-    stack = [(root, "")]
-    while stack:
-        d, prefix = stack.pop()
-        try:
-            entries = list(os.scandir(d))
-        except FileNotFoundError:
+def _recorded_files(
+    source: Source, prefix: str, rows: dict[str, Entry]
+) -> list[tuple[RemoteFile, RemoteFile | None]]:
+    """What the raw manifest says this source delivered, as expected files with their recorded sums;
+    an extracted member comes with its archive's file (what a repair fetches) when that is recorded."""
+    out: list[tuple[RemoteFile, RemoteFile | None]] = []
+    for key, e in sorted(rows.items()):
+        if e.source != source.spec.id or not key.startswith(prefix):
             continue
-        for e in entries:
-            rel = prefix + e.name
-            if e.is_dir(follow_symlinks=False):
-                if rel != ".climb":
-                    stack.append((Path(e.path), rel + "/"))
-            elif e.is_file(follow_symlinks=False):
-                out.append(rel)
+        rf = RemoteFile(key[len(prefix) :], e.url, e.size, e.sha256)
+        archive = None
+        if "!/" in e.url:  # an archive member: "<archive key>!/<member name>"
+            akey = e.url.split("!/", 1)[0]
+            a = rows.get(akey)
+            if a is not None:
+                archive = RemoteFile(akey[len(prefix) :], a.url, a.size, a.sha256)
+        out.append((rf, archive))
     return out
 
 
 def verify_raw(recipe: Recipe, settings: Settings, *, workers: int | None = None) -> tuple[RawReport, list]:
-    """Hash every expected file. Returns the report and the (source, file) pairs that are bad."""
+    """Hash every expected file. Returns the report and the (source, file) pairs that are bad.
+    Holds the dataset's raw lock (it updates the raw manifest)."""
+    with raw_lock(settings.raw_dir(recipe.name), recipe.name, "climb verify"):
+        return _verify_raw(recipe, settings, workers)
+
+
+def _verify_raw(recipe: Recipe, settings: Settings, workers: int | None) -> tuple[RawReport, list]:
     t0 = time.perf_counter()
     report = RawReport(recipe.name)
     raw_root = settings.raw_dir(recipe.name)
@@ -90,11 +100,25 @@ def verify_raw(recipe: Recipe, settings: Settings, *, workers: int | None = None
     known: set[str] = set()
     pins = Pins(recipe, settings)
     archive_of: dict[int, RemoteFile] = {}  # id(member file) -> its archive (what --repair fetches)
+    recorded: dict[str, Entry] | None = None
     for source in make_sources(recipe, settings):
         files = source.expected_files()
         prefix = source.spec.into + "/" if source.spec.into else ""
         if files is None:
-            report.never_listed.append(source.spec.id)
+            if recorded is None:
+                with RawManifest.for_dataset(raw_root) as m:
+                    recorded = m.load()
+            from_manifest = _recorded_files(source, prefix, recorded)
+            if not from_manifest:
+                report.never_listed.append(source.spec.id)
+                continue
+            # the stored list is gone (e.g. SHA256SUMS.txt deleted): every file the manifest says this
+            # source delivered is still checked against the sum it was verified with on download
+            report.lists_missing.append(source.spec.id)
+            for rf, archive in from_manifest:
+                if archive is not None:
+                    archive_of[id(rf)] = archive
+                expected.append((source, rf, prefix + rf.path))
             continue
         files = pins.apply(source, files)
         members, removed = archives.expected_members(source, files)
@@ -162,10 +186,10 @@ def verify_raw(recipe: Recipe, settings: Settings, *, workers: int | None = None
         manifest.touch_verified(unchanged, now)
         if report.corrupt:
             manifest.delete(report.corrupt)
-    if report.never_listed:
+    if report.never_listed or report.lists_missing:
         known = set()  # cannot judge unexpected files without every list
     else:
-        report.unexpected = sorted(p for p in _walk(raw_root) if p not in known)
+        report.unexpected = sorted(p for p in walk_files(raw_root) if p not in known)
     report.seconds = time.perf_counter() - t0
     return report, bad
 
@@ -268,3 +292,13 @@ def verify_outputs(recipe: Recipe, settings: Settings, *, workers: int | None = 
     if recipe.classes and unknown:
         report.problems.append(f"classes not in the recipe's list: {sorted(unknown)}")
     return report
+
+
+def repair_outputs(recipe: Recipe, settings: Settings, *, workers: int | None = None) -> OutputReport:
+    """Rebuild what `verify_outputs` found bad: preprocess again, which reuses every committed shard
+    whose bytes still match its sha256 and redoes the rest (missing, replaced or damaged shards, a
+    lost manifest.json); then verify again."""
+    from climb_cli.pipeline import preprocess
+
+    preprocess(recipe, settings, workers=workers or os.cpu_count() or 1)
+    return verify_outputs(recipe, settings, workers=workers)

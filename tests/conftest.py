@@ -6,6 +6,7 @@ one of the test secrets below, so a leak anywhere in the suite is a red test.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -170,3 +171,19 @@ def capture(request: pytest.FixtureRequest) -> Iterator[CaptureServer]:
 def redirect_to(capture: CaptureServer) -> dict[str, object]:
     """A fault (``faults.add("status", **redirect_to(c))``) answering 302 to the capture server."""
     return {"status": 302, "headers": {"Location": f"{capture.base_url}/captured"}, "times": -1}
+
+
+@contextlib.contextmanager
+def small_filesystem(path: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of `size` mounted at `path` (a really full disk: ENOSPC from the kernel); skips the test
+    where mounting is not allowed (not root, no CAP_SYS_ADMIN)."""
+    path.mkdir(parents=True, exist_ok=True)
+    r = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True
+    )
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {r.stderr.decode(errors='replace').strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)

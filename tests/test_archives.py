@@ -461,3 +461,47 @@ def test_a_rejected_archive_is_one_failure_line_and_nothing_lands(tmp_path: Path
     )
     assert not (tmp_path / "data" / "raw" / "escape.txt").exists()
     assert not (settings.raw_dir("toyzip") / "dl" / "ok.txt").exists()
+
+
+def test_kill_9_mid_extraction_redoes_only_unfinished_members(tmp_path: Path) -> None:
+    """400 members; the extracting process is killed with SIGKILL part-way (before its state file's
+    first save): the rerun extracts only the members that were not finished (was: all 400)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    rnd = __import__("random").Random(7)
+    members = {f"m/{i:03d}.bin": rnd.randbytes(64 * 1024) for i in range(400)}
+    with zipfile.ZipFile(raw / "x.zip", "w", zipfile.ZIP_DEFLATED, compresslevel=9) as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    code = (
+        "import sys, time; from pathlib import Path; from climb_cli import archives\n"
+        "from tests.test_archives import run_extract\n"
+        "orig = archives._extract_member\n"
+        "def slow(*a, **k):\n"
+        "    time.sleep(0.002)\n"
+        "    return orig(*a, **k)\n"
+        "archives._extract_member = slow\n"
+        f"run_extract(Path({str(raw / 'x.zip')!r}), Path({str(raw)!r}))\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1])
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and len(list((raw / "m").glob("*.bin"))) < 100:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    finished = len(list((raw / "m").glob("*.bin")))
+    assert 100 <= finished < 400, "the kill should land mid-extraction"
+    res = run_extract(raw / "x.zip", raw)
+    assert res.extracted <= 400 - finished + 1  # at most the member in flight is redone as well
+    assert res.extracted + res.intact == 400
+    assert all((raw / n).read_bytes() == d for n, d in members.items())
+    with RawManifest.for_dataset(raw) as m:
+        rows = m.load_index()
+    assert all(rows[n][2] == sha(d) for n, d in members.items())  # every member has its manifest row
+    again = run_extract(raw / "x.zip", raw)
+    assert again.skipped and again.extracted == 0

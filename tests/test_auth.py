@@ -469,3 +469,63 @@ def test_no_secret_in_outputs_files_or_argv(tmp_path: Path, server: FakePhysioNe
                 assert not leaked, f"a secret was written to {p}"
                 checked += 1
     assert checked > 10
+
+
+def test_login_refuses_to_write_through_a_dangling_or_foreign_symlink(tmp_path: Path) -> None:
+    """`~/.netrc` -> a missing path, a FIFO, or another user's file: nothing is written or chmod'ed."""
+    from climb_cli.errors import ClimbError
+
+    home = tmp_path / "home"
+    home.mkdir()
+    netrc_link = home / ".netrc"
+    dangling = tmp_path / "nowhere" / "deep" / "netrc"
+    netrc_link.symlink_to(dangling)
+    with pytest.raises(ClimbError, match="does not exist; not writing a secret"):
+        write_private(netrc_link, "machine h login u password p\n")
+    assert not (tmp_path / "nowhere").exists()
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    netrc_link.unlink()
+    netrc_link.symlink_to(fifo)
+    with pytest.raises(ClimbError, match="not a regular file"):
+        write_private(netrc_link, "machine h login u password p\n")
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+
+    if os.getuid() == 0:  # root can make a file that belongs to someone else
+        other = tmp_path / "someone-elses"
+        other.write_text("their data\n")
+        os.chmod(other, 0o644)
+        os.chown(other, 65534, 65534)
+        netrc_link.unlink()
+        netrc_link.symlink_to(other)
+        with pytest.raises(ClimbError, match="owned by another user"):
+            write_private(netrc_link, "machine h login u password p\n")
+        assert other.read_text() == "their data\n" and stat.S_IMODE(other.stat().st_mode) == 0o644
+
+
+def test_cli_login_through_a_dangling_netrc_link_is_one_line(tmp_path: Path) -> None:
+    env = _env(tmp_path)
+    link = Path(env["NETRC"])
+    link.symlink_to(tmp_path / "missing-dir" / "netrc")
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "climb_cli",
+            "auth",
+            "login",
+            "physionet",
+            "--username",
+            TEST_USER,
+            "--no-check",
+        ],
+        input=TEST_PASSWORD + "\n",
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert r.returncode == 1, r.stderr
+    assert "symlink" in r.stderr and "not writing a secret" in r.stderr and "internal error" not in r.stderr
+    assert not (tmp_path / "missing-dir").exists()

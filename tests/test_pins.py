@@ -80,11 +80,21 @@ def test_verify_checks_files_against_their_pins(tmp_path: Path, server: _Server)
     assert rep.corrupt == ["notes.txt"] and [rf.sha256 for _, rf in bad] == [sha(BLOBS["notes.txt"])]
 
 
-def test_without_pinned_nothing_is_pinned(tmp_path: Path, server: _Server) -> None:
+def test_with_checksums_none_nothing_is_pinned(tmp_path: Path, server: _Server) -> None:
     settings = _settings(tmp_path)
-    report = download(_recipe(tmp_path / "recipes", server.base_url, "upstream"), settings)
+    report = download(_recipe(tmp_path / "recipes", server.base_url, "none"), settings)
     assert report.ok and report.pinned == 0
     assert not (settings.raw_dir("toypin") / ".climb" / "pins.tsv").exists()
+
+
+def test_under_upstream_files_that_came_without_a_sum_are_pinned(tmp_path: Path, server: _Server) -> None:
+    """`checksums: upstream` and a server that gives no sum: the first download pins (was: nothing)."""
+    settings = _settings(tmp_path)
+    recipe = _recipe(tmp_path / "recipes", server.base_url, "upstream")
+    report = download(recipe, settings)
+    assert report.ok and report.pinned == 2
+    (settings.raw_dir("toypin") / "notes.txt").write_bytes(b"tampered text\n")
+    assert verify_raw(recipe, settings)[0].corrupt == ["notes.txt"]
 
 
 def test_a_lock_beside_the_recipe_is_checked_by_a_fresh_machine(tmp_path: Path, server: _Server) -> None:

@@ -120,11 +120,17 @@ def test_kill_9_during_preprocess_then_rerun_is_byte_identical(tmp_path: Path, r
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    import psutil
+
+    parent = psutil.Process(proc.pid)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and len(list((out_dir / ".commits").glob("*.json"))) < 3:
         time.sleep(0.02)
+    children = parent.children(recursive=True)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    _, alive = psutil.wait_procs(children, timeout=10)
+    assert not alive, "loky workers outlived their killed coordinator"
     committed = len(list((out_dir / ".commits").glob("*.json")))
     assert 3 <= committed < len(expected) - 1, "the kill should land mid-run"
     assert not (out_dir / "manifest.json").exists()
@@ -217,3 +223,91 @@ def test_cluster_parts_then_a_final_commit(tmp_path: Path, raw: Settings) -> Non
     final = preprocess(recipe, raw, workers=1)
     assert final.skipped_units == len(final.units) == sum(len(p.units) for p in parts)
     assert (out_dir / "manifest.json").is_file() and final.rows == 30
+
+
+def test_items_that_failed_are_redone_once_their_inputs_come_back(tmp_path: Path, raw: Settings) -> None:
+    """Delete raw files, preprocess (those items fail), repair them, preprocess: every row is back."""
+    from climb_cli.acquire import repair
+    from climb_cli.verify import verify_raw
+
+    recipe = _recipe(tmp_path / "recipes", shard="1MB")
+    gone = sorted((raw.raw_dir("toyecg") / "records500" / "00000").glob("0000[1-6]_hr.dat"))
+    for p in gone:
+        p.unlink()
+    first = preprocess(recipe, raw, workers=1)
+    assert first.errors == len(gone) == 6 and first.rows == 24
+    report, bad = verify_raw(recipe, raw)
+    assert len(report.missing) == 6
+    assert all(o.status == "downloaded" for o in repair(recipe, raw, bad))
+    again = preprocess(recipe, raw, workers=1)
+    assert again.rows == 30 and again.errors == 0  # was: 24 rows, 6 failed, until processed/ was deleted
+    assert again.skipped_units >= 1  # shards without failed items are still reused
+    third = preprocess(recipe, raw, workers=1)
+    assert third.skipped_units == len(third.units) and third.rows == 30
+
+
+def test_a_committed_shard_replaced_by_same_size_garbage_is_rebuilt(tmp_path: Path, raw: Settings) -> None:
+    recipe = _recipe(tmp_path / "recipes", shard="1MB")
+    first = preprocess(recipe, raw, workers=1)
+    expected = _hashes(first.out_dir)
+    shard = sorted((first.out_dir / "data").glob("*.parquet"))[0]
+    shard.write_bytes(os.urandom(shard.stat().st_size))
+    again = preprocess(recipe, raw, workers=1)
+    assert again.skipped_units == len(again.units) - 1  # was: every unit "already committed"
+    assert _hashes(first.out_dir) == expected
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_during_preprocess_stops_the_whole_pool(tmp_path: Path, raw: Settings, sig: int) -> None:
+    """SIGTERM/SIGINT to `climb preprocess --workers 2`: one line, non-zero exit, and no loky worker or
+    resource tracker left behind (was: both workers and the tracker alive, reparented to PID 1)."""
+    import psutil
+
+    recipes = tmp_path / "recipes"
+    recipe = _recipe(recipes, shard="300KB")
+    out_dir = raw.processed_dir("toyecg") / recipe.content_hash()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLIMB_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "climb_cli", "--data-dir", str(raw.data_dir), "--recipes", str(recipes)]
+        + ["preprocess", "toyecg", "--workers", "2"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    parent = psutil.Process(proc.pid)
+    deadline = time.monotonic() + 60
+    children: list[psutil.Process] = []
+    while time.monotonic() < deadline and len(list((out_dir / ".commits").glob("*.json"))) < 2:
+        children = parent.children(recursive=True) or children
+        time.sleep(0.02)
+    children = parent.children(recursive=True) or children
+    assert len(children) >= 2, "the pool should be running"
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode != 0, proc.returncode
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert lines, (proc.returncode, out)
+    assert lines[-1].endswith("interrupted; rerun to continue") and "Traceback" not in err, err
+    gone, alive = psutil.wait_procs(children, timeout=10)
+    assert not alive, [(p.pid, p.cmdline()[:3]) for p in alive]
+    report = preprocess(recipe, raw, workers=2)
+    assert report.rows == 30 and report.errors == 0
+
+
+def test_a_full_disk_during_preprocess_is_one_clear_line(tmp_path: Path, raw: Settings) -> None:
+    """processed/ on a 1 MB filesystem: the shards (~7 MB) do not fit. One line naming the folder and
+    the bytes needed, exit 1 (was: `internal error: OSError: [Errno 28] ...`)."""
+    from tests.conftest import small_filesystem
+
+    recipes = tmp_path / "recipes"
+    _recipe(recipes, shard="1MB")
+    with small_filesystem(raw.data_dir / "processed", "1m"):
+        args = ["--data-dir", str(raw.data_dir), "--recipes", str(recipes), "preprocess", "toyecg"]
+        r = run_climb(*args, "--workers", "1")
+        assert r.returncode == 1
+        assert "internal error" not in r.stderr and "Traceback" not in r.stderr
+        lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+        assert len(lines) == 1 and "no space left on " in lines[0], r.stderr
+        assert str(raw.data_dir / "processed" / "toyecg") in lines[0] and "bytes needed" in lines[0]

@@ -104,3 +104,44 @@ def test_outputs_are_checked_against_manifest_and_expectations(tmp_path: Path, s
     r = run_climb(*args, "verify", "--outputs", "toyecg", env=env)
     assert r.returncode == 1
     assert f"{shard.name}: sha256 differs from the manifest (corrupt or replaced)" in r.stdout
+
+
+def test_outputs_repair_rebuilds_a_replaced_shard(tmp_path: Path, server: FakePhysioNet) -> None:
+    recipes = write_recipe(tmp_path / "recipes", "toyecg", SOURCE).parent
+    args = ["--data-dir", str(tmp_path / "data"), "--recipes", str(recipes)]
+    env = {"CLIMB_PHYSIONET_URL": server.base_url}
+    assert run_climb(*args, "download", "toyecg", env=env).returncode == 0
+    assert run_climb(*args, "preprocess", "toyecg", "--workers", "1", env=env).returncode == 0
+    shard = sorted((tmp_path / "data" / "processed" / "toyecg").glob("*/data/train-*.parquet"))[0]
+    good = shard.read_bytes()
+    shard.write_bytes(bytes(len(good)))  # same size, all zeros
+    r = run_climb(*args, "verify", "--outputs", "toyecg", "--repair", "--workers", "1", env=env)
+    assert r.returncode == 0, r.stdout + r.stderr  # was: exit 1, the shard left as it was
+    assert "rebuilt the outputs" in r.stdout and shard.read_bytes() == good
+
+
+def test_verify_without_sha256sums_checks_the_manifest_sums_and_repair_refetches_the_list(
+    tmp_path: Path, downloaded: tuple[list[str], dict[str, str]], server: FakePhysioNet
+) -> None:
+    args, env = downloaded
+    raw = tmp_path / "data" / "raw" / "toyecg"
+    (raw / "SHA256SUMS.txt").unlink()
+    victim = raw / "records500" / "00000" / "00007_hr.dat"
+    good = victim.read_bytes()
+    victim.write_bytes(bytes(len(good)))
+    r = run_climb(*args, "verify", "toyecg", "--json", env=env)
+    (rep,) = json.loads(r.stdout)
+    assert r.returncode == 1  # was: "0 files checked", exit 0 or "never listed"
+    assert rep["checked"] == 62 and rep["corrupt"] == ["records500/00000/00007_hr.dat"]
+    assert rep["lists_missing"] == ["data"]
+
+    before = len(server.log)
+    r = run_climb(*args, "verify", "toyecg", "--repair", env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "fetched the file list of data again" in r.stdout and "1 repaired" in r.stdout
+    fetched = sorted(rec.path for rec in server.log[before:] if rec.method == "GET")
+    assert fetched == [
+        "/files/ptb-xl/1.0.3/SHA256SUMS.txt",
+        "/files/ptb-xl/1.0.3/records500/00000/00007_hr.dat",
+    ]
+    assert victim.read_bytes() == good and (raw / "SHA256SUMS.txt").is_file()

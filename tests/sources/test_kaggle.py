@@ -452,3 +452,37 @@ def test_credential_never_follows_a_redirect_to_another_origin(
     report = download(_recipe(tmp_path, "dataset: alice/toy\nversion: 1\ninclude: [table_1.csv]"), settings)
     assert not report.ok
     assert capture.seen and capture.leaked(KAGGLE_SECRETS) == []
+
+
+def test_a_file_without_any_upstream_sum_is_pinned_and_verify_checks_the_pin(
+    tmp_path: Path, settings: Settings, kaggle: FakeKaggle, token: None, v1: dict[str, bytes]
+) -> None:
+    """Composite objects: no md5 in the listing nor in x-goog-hash. Under `checksums: upstream` the first
+    download pins their sha256 (and says so); a same-size corrupted copy then fails verify."""
+    from climb_cli.pins import read_lock, user_lock_path
+    from climb_cli.verify import verify_raw
+
+    kaggle.storage.omit_md5 = True
+    recipe = _recipe(tmp_path, "dataset: alice/toy\nversion: 1\ninclude: ['table_*.csv']")
+    assert recipe.checksums == "upstream"
+    report = download(recipe, settings)
+    assert report.ok, report.error
+    assert report.pinned == 5  # was: 0, nothing recorded, no warning
+    pins = read_lock(user_lock_path(settings, "kagtoy"))
+    assert {k: p.sha256 for k, p in pins.items()} == {
+        f"table_{i}.csv": hashlib.sha256(v1[f"table_{i}.csv"]).hexdigest() for i in range(5)
+    }
+    victim = _raw(settings) / "table_3.csv"
+    data = bytearray(victim.read_bytes())
+    data[-2] ^= 0x01
+    victim.write_bytes(bytes(data))
+    rep, bad = verify_raw(recipe, settings)
+    assert rep.corrupt == ["table_3.csv"] and len(bad) == 1  # was: verify passed the corrupted copy
+
+
+def test_files_with_an_upstream_md5_are_not_pinned(
+    tmp_path: Path, settings: Settings, kaggle: FakeKaggle, token: None
+) -> None:
+    recipe = _recipe(tmp_path, "dataset: alice/toy\nversion: 1\ninclude: ['table_*.csv']")
+    report = download(recipe, settings)
+    assert report.ok and report.pinned == 0
