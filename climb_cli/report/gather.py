@@ -138,9 +138,9 @@ def raw_facts(raw_dir: Path) -> RawFacts | None:
     if not path.is_file():
         if not raw_dir.is_dir():
             return None
-        from climb_cli.verify import _walk
+        from climb_cli.manifest import walk_files
 
-        files = _walk(raw_dir)
+        files = walk_files(raw_dir)
         return RawFacts(len(files), sum((raw_dir / f).stat().st_size for f in files), recorded=False)
     # A manifest at rest (no -wal beside it) is opened immutable: SQLite then creates no -wal/-shm
     # files, so a report never writes into raw/ (which may be shared and read-only). A live one (a
