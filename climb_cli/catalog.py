@@ -8,8 +8,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from climb_cli.errors import UsageError
+from climb_cli.errors import RecipeError, UsageError
 from climb_cli.recipe import Recipe, load_recipe
+
+
+def normalise_name(name: str) -> str:
+    """The one spelling used to match dataset names: lower case, '_', ' ' and '.' as '-'.
+
+    So CLIMB's keys (`mimic_cxr`, `pad_ufes_20`) and the usual spellings (`MIMIC-CXR`, `mimic-cxr`)
+    all name the recipe `mimic-cxr` or `mimic_cxr`.
+    """
+    return "-".join(name.strip().lower().replace("_", "-").replace(" ", "-").replace(".", "-").split("-"))
 
 
 def packaged_dir() -> Path:
@@ -43,8 +52,39 @@ class Catalog:
     def names(self) -> list[str]:
         return list(self.paths())
 
+    def lookup(self, name: str) -> str | None:
+        """The recipe a user's name refers to: the exact name, else the one whose name or one of whose
+        `aliases` (CLIMB's keys) matches once normalised (normalise_name)."""
+        if name in self.paths():
+            return name
+        want = normalise_name(name)
+        hits = [n for n in self.paths() if normalise_name(n) == want]
+        if not hits:
+            hits = [
+                n for n, aliases in self._aliases().items() if want in {normalise_name(a) for a in aliases}
+            ]
+        if len(hits) > 1:
+            raise UsageError(f"{name!r} names several recipes ({', '.join(hits)}); use the full name")
+        return hits[0] if hits else None
+
+    def _aliases(self) -> dict[str, list[str]]:
+        """Each recipe's `aliases`, read from its YAML without validating it (a broken one has none)."""
+        import yaml
+
+        out: dict[str, list[str]] = {}
+        for n, p in self.paths().items():
+            try:
+                data = yaml.safe_load(p.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, yaml.YAMLError):
+                continue
+            aliases = data.get("aliases") if isinstance(data, dict) else None
+            if isinstance(aliases, list):
+                out[n] = [str(a) for a in aliases]
+        return out
+
     def load(self, name: str) -> Recipe:
-        path = self.paths().get(name)
+        found = self.lookup(name)
+        path = self.paths().get(found) if found else None
         if path is None:
             close = [n for n in self.names() if name.replace("_", "-") in n.replace("_", "-")]
             hint = f" (did you mean {', '.join(close[:3])}?)" if close else " (see `climb list`)"
@@ -54,6 +94,16 @@ class Catalog:
     def load_all(self) -> list[Recipe]:
         return [load_recipe(p) for p in self.paths().values()]
 
+    def load_each(self) -> tuple[list[Recipe], dict[str, str]]:
+        """Every recipe that loads, and the error of each that does not (by name)."""
+        ok, broken = [], {}
+        for name, p in self.paths().items():
+            try:
+                ok.append(load_recipe(p))
+            except RecipeError as e:
+                broken[name] = str(e)
+        return ok, broken
+
     def resolve(self, names: list[str], all_: bool) -> list[Recipe]:
         if all_ and names:
             raise UsageError("give dataset names or --all, not both")
@@ -61,4 +111,8 @@ class Catalog:
             return self.load_all()
         if not names:
             raise UsageError("name at least one dataset, or use --all")
-        return [self.load(n) for n in dict.fromkeys(names)]
+        loaded = {}
+        for n in names:
+            r = self.load(n)
+            loaded.setdefault(r.name, r)
+        return list(loaded.values())

@@ -104,18 +104,31 @@ def list_(
 
     Example: climb list --json
     """
-    recipes = _state(ctx).catalog.load_all()
+    recipes, broken = _state(ctx).catalog.load_each()
     if as_json:
-        _print_json([_recipe_summary(r) for r in recipes])
-        return
-    from rich.table import Table
-
-    t = Table("name", "modality", "access", "source", "raw size", "title")
-    for r in recipes:
-        t.add_row(
-            r.name, r.modality, r.access, ", ".join(s.kind for s in r.sources), ui.human(r.raw_size), r.title
+        _print_json(
+            [_recipe_summary(r) for r in recipes] + [{"name": n, "error": e} for n, e in broken.items()]
         )
-    ui.console.print(t)
+    else:
+        from rich.table import Table
+
+        t = Table("name", "modality", "access", "source", "raw size", "title")
+        for r in recipes:
+            t.add_row(
+                r.name,
+                r.modality,
+                r.access,
+                ", ".join(s.kind for s in r.sources),
+                ui.human(r.raw_size),
+                r.title,
+            )
+        for n in broken:
+            t.add_row(n, "", "", "", "", "[red]broken recipe (see below)[/red]")
+        ui.console.print(t)
+    for e in broken.values():
+        ui.error(e)
+    if broken:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -316,6 +329,9 @@ def verify(
     ] = False,
     workers: Annotated[int | None, typer.Option(help="Hashing threads [all cores].")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    variant: Annotated[
+        str | None, typer.Option(help="With --outputs: the variant that was preprocessed.")
+    ] = None,
 ) -> None:
     """Re-hash raw files against upstream sums (or shards against their manifest with --outputs).
 
@@ -336,13 +352,13 @@ def verify(
     failed: list[tuple[str, str]] = []
     for r in recipes:
         if outputs:
-            rep = verify_outputs(r, settings, workers=workers)
+            rep = verify_outputs(r.with_variant(variant), settings, workers=workers)
             if repair and not rep.ok and r.index is not None:
                 from climb_cli.verify import repair_outputs
 
                 bad = len(rep.problems)
                 try:
-                    rep = repair_outputs(r, settings, workers=workers)
+                    rep = repair_outputs(r.with_variant(variant), settings, workers=workers)
                 except ClimbError as e:
                     failed.append((r.name, f"could not rebuild the outputs: {e}"))
                     continue
@@ -353,6 +369,7 @@ def verify(
                 ui.say(
                     f"{r.name}: {rep.shards} shards, {rep.rows:,} rows, splits {rep.splits} -> "
                     + ("OK" if rep.ok else f"{len(rep.problems)} problem(s)")
+                    + (f" (a subset: {rep.subset}; checked against its own counts)" if rep.subset else "")
                 )
                 for p in rep.problems[:20]:
                     ui.say(f"  {p}")
@@ -560,6 +577,17 @@ def preprocess(
         str | None,
         typer.Option(help="I/N: run only every N-th shard from I (one task of a cluster array job)."),
     ] = None,
+    limit: Annotated[
+        int | None, typer.Option(help="Only the first N items (recorded as a subset in the manifest).")
+    ] = None,
+    where: Annotated[
+        list[str] | None,
+        typer.Option(help="COLUMN=V1,V2: only index rows with these values (a subset; repeatable)."),
+    ] = None,
+    variant: Annotated[
+        str | None,
+        typer.Option(help="A named variant of the recipe (CLIMB's few-shot: small, medium, large)."),
+    ] = None,
 ) -> None:
     """Run each recipe's steps over its items and write sharded Parquet with a manifest.
 
@@ -572,7 +600,15 @@ def preprocess(
     if workers is not None and workers < 1:
         raise UsageError("--workers must be >= 1")
     part_tuple = _parse_part(part)
-    recipes = st.catalog.resolve(list(names or []), all_)
+    if limit is not None and limit < 1:
+        raise UsageError("--limit must be >= 1")
+    where_map: dict[str, list[str]] = {}
+    for w in where or []:
+        col, eq, values = w.partition("=")
+        if not eq or not col.strip():
+            raise UsageError(f"--where {w!r}: write COLUMN=VALUE[,VALUE...]")
+        where_map.setdefault(col.strip(), []).extend(values.split(","))
+    recipes = [r.with_variant(variant) for r in st.catalog.resolve(list(names or []), all_)]
     if all_:
         ready = [r for r in recipes if settings.raw_dir(r.name).is_dir() and r.index is not None]
         for r in recipes:
@@ -591,6 +627,8 @@ def preprocess(
                 on_plan=lambda units, items, bar=bar, task=task: bar.update(task, total=units),
                 on_unit=lambda u, bar=bar, task=task: bar.update(task, advance=1),
                 part=part_tuple,
+                limit=limit,
+                where=where_map or None,
             )
         except ClimbError as e:
             failed.append((r.name, str(e)))

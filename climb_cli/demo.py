@@ -229,7 +229,9 @@ def run_demo(base: Path, *, records: int = 120, workers: int = 1) -> bool:
         f"{len(raw.corrupt)} corrupt, {len(raw.unexpected)} unexpected"
     )
     ok &= raw.ok
-    report = preprocess(recipe, settings, workers=workers)
+    report = preprocess(
+        recipe, settings, workers=workers, subset=f"demo: {records} synthetic PTB-XL-shaped records"
+    )
     ui.say(
         f"preprocess: {report.rows} rows in {len(report.units)} shards with {report.workers} worker(s), "
         f"{report.errors} failed item(s), {report.seconds:.1f}s"

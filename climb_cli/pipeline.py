@@ -23,7 +23,7 @@ import sqlite3
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pyarrow as pa
@@ -37,8 +37,16 @@ from climb_cli.locks import processed_lock
 from climb_cli.manifest import RawManifest
 from climb_cli.recipe import Recipe
 from climb_cli.settings import Settings
-from climb_cli.shards import ShardWriter, build_schema, to_row, write_json_atomic, write_table_atomic
+from climb_cli.shards import (
+    NpzShardWriter,
+    ShardWriter,
+    build_schema,
+    to_row,
+    write_json_atomic,
+    write_table_atomic,
+)
 from climb_cli.steps.base import Sample, StepDef, registry
+from climb_cli.steps.rows import explode
 
 PROBE_LIMIT = 50  # items tried before concluding that the recipe fails on everything
 PROBE_SAMPLES = 3  # successful items whose metadata types make the row schema
@@ -56,6 +64,7 @@ class UnitSpec:
     digest: str
     row_group_rows: int
     row_bytes: int = 0  # estimated bytes of one row (what a full disk message says is needed)
+    classes: list[str] = field(default_factory=list)  # the recipe's, or the discovered vocabulary
 
 
 @dataclass
@@ -81,6 +90,8 @@ class PreprocessReport:
     note: str = ""
     seconds: float = 0.0
     partial: bool = False
+    dropped: dict[str, int] = field(default_factory=dict)  # reason -> items the recipe drops on purpose
+    subset: dict | None = None  # a build over part of the dataset: why, and its own expected counts
 
     @property
     def rows(self) -> int:
@@ -100,10 +111,33 @@ def _steps(recipe: Recipe) -> list[tuple[StepDef, object]]:
     return [(known[c.name], known[c.name].params.model_validate(c.params)) for c in recipe.steps]
 
 
+def _inside_raw(raw_root: Path, inputs: dict[str, Path | list[Path]]) -> None:
+    """An input (or a file a step read) that resolves through a symlink outside the dataset's raw
+    folder is refused: the item fails with the reason, nothing of it is written."""
+    root = raw_root.resolve()
+    for name, v in inputs.items():
+        for p in [v] if isinstance(v, Path) else v:
+            real = p.resolve()
+            if real != root and root not in real.parents:
+                rel = p.relative_to(raw_root) if p.is_relative_to(raw_root) else p
+                raise ItemError(f"{name} {rel} resolves outside the raw folder ({real})")
+
+
+def _row_labels(labels: tuple[str, ...], classes: list[str], recipe: Recipe) -> tuple[str, ...]:
+    """A row's own labels (rows.explode label_from), checked against the classes like the index's."""
+    unknown = [c for c in labels if c not in classes]
+    others = recipe.index.labels.others if recipe.index else "error"
+    if unknown and others == "error":
+        raise ItemError(f"row label(s) {', '.join(unknown)} not in the recipe's classes")
+    return tuple(c for c in labels if c in classes)
+
+
 def process_item(item: Item, raw_root: Path, steps: list[tuple[StepDef, object]]) -> Sample:
-    sample = Sample(
-        id=item.id, inputs={k: raw_root / v for k, v in item.inputs.items()}, fields=dict(item.extra)
-    )
+    inputs = {
+        k: (raw_root / v if isinstance(v, str) else [raw_root / p for p in v]) for k, v in item.inputs.items()
+    }
+    _inside_raw(raw_root, inputs)
+    sample = Sample(id=item.id, inputs=inputs, fields=dict(item.extra))  # type: ignore[arg-type]
     for step_def, params in steps:
         try:
             sample = step_def.fn(sample, params)
@@ -111,6 +145,7 @@ def process_item(item: Item, raw_root: Path, steps: list[tuple[StepDef, object]]
             raise
         except Exception as e:  # a step bug or an unreadable file: this item fails, the run goes on
             raise ItemError(f"{step_def.name}: {type(e).__name__}: {e}") from e
+    _inside_raw(raw_root, {"file": list(sample.sources)})  # files a reader found beside its input
     return sample
 
 
@@ -152,7 +187,8 @@ def _failed_inputs_state(raw_root: Path, items: list[Item], failed: set[str]) ->
         if item.id not in failed:
             continue
         h.update(f"{item.id}|".encode())
-        for name, rel in sorted(item.inputs.items()):
+        flat = [(n, r) for n, v in item.inputs.items() for r in ([v] if isinstance(v, str) else v)]
+        for name, rel in sorted(flat):
             p = raw_root / rel
             paths = [p]
             with contextlib.suppress(OSError):
@@ -209,25 +245,36 @@ def run_unit(spec: UnitSpec) -> UnitResult:
     raw_root = Path(spec.raw_root)
     steps = _steps(spec.recipe)
     provenance = _Provenance(raw_root)
-    classes = spec.recipe.classes
+    classes = spec.classes or spec.recipe.classes
     recipe_hash = spec.recipe.content_hash()
     result = UnitResult(spec.name, spec.split, digest=spec.digest)
     counts: Counter[str] = Counter()
     out = spec.recipe.output
-    writer = ShardWriter(spec.schema, final, spec.row_group_rows, out.compression, out.array_encoding)
+    writer: ShardWriter | NpzShardWriter = (
+        NpzShardWriter(spec.schema, final)
+        if out.format == "npz"
+        else ShardWriter(spec.schema, final, spec.row_group_rows, out.compression, out.array_encoding)
+    )
     try:
         for item in spec.items:
             try:
                 sample = process_item(item, raw_root, steps)
-                row = to_row(spec.schema, item, sample, classes, provenance(sample.sources), recipe_hash)
+                sources = provenance(sample.sources)
+                rows, row_labels = [], []
+                for suffix, sub, labels in explode(sample):
+                    labels = item.labels if labels is None else _row_labels(labels, classes, spec.recipe)
+                    row_item = replace(item, id=item.id + suffix, labels=labels)
+                    rows.append(to_row(spec.schema, row_item, sub, classes, sources, recipe_hash))
+                    row_labels.append(labels)
             except ItemError as e:
                 result.errors.append((item.id, item.split, str(e)))
                 continue
             except OSError as e:
                 result.errors.append((item.id, item.split, f"{type(e).__name__}: {e}"))
                 continue
-            writer.add(row)
-            counts.update(item.labels)
+            for row, labels in zip(rows, row_labels, strict=True):
+                writer.add(row)
+                counts.update(labels)
         result.rows, result.bytes, result.sha256 = writer.commit()
     except BaseException as e:
         writer.abort()
@@ -262,7 +309,8 @@ def _input_digests(items: list[Item], raw_root: Path) -> dict[str, str]:
     out = {}
     for item in items:
         h = hashlib.sha256()
-        for name, rel in sorted(item.inputs.items()):
+        flat = [(n, r) for n, v in item.inputs.items() for r in ([v] if isinstance(v, str) else v)]
+        for name, rel in sorted(flat):
             h.update(f"{name}={rel};".encode())
             i = bisect.bisect_left(keys, rel)
             while i < len(keys) and keys[i].startswith(rel):
@@ -279,13 +327,19 @@ def _input_digests(items: list[Item], raw_root: Path) -> dict[str, str]:
 
 
 def plan_units(
-    recipe: Recipe, settings: Settings, items: list[Item], schema: pa.Schema, row_bytes: int
+    recipe: Recipe,
+    settings: Settings,
+    items: list[Item],
+    schema: pa.Schema,
+    row_bytes: int,
+    classes: list[str] | None = None,
 ) -> list[UnitSpec]:
     raw_root = settings.raw_dir(recipe.name)
     out_dir = settings.processed_dir(recipe.name) / recipe.content_hash()
     per_shard = max(1, int(recipe.output.shard_size) // max(1, row_bytes))
     per_group = max(1, min(per_shard, int(recipe.output.row_group_size) // max(1, row_bytes)))
     digests = _input_digests(items, raw_root)
+    class_list = list(classes if classes is not None else recipe.classes)
     by_split: dict[str, list[Item]] = {}
     for it in items:
         by_split.setdefault(it.split, []).append(it)
@@ -295,13 +349,14 @@ def plan_units(
         for k, start in enumerate(range(0, len(group), per_shard)):
             chunk = group[start : start + per_shard]
             h = hashlib.sha256(f"{recipe.content_hash()}|{__version__}|{per_group}|".encode())
+            h.update(json.dumps(class_list).encode())  # discovered classes are not in the recipe hash
             for it in chunk:
                 h.update(
                     json.dumps([it.id, it.split, it.labels, it.target, it.extra, digests[it.id]]).encode()
                 )
             units.append(
                 UnitSpec(
-                    f"{split}-{k:05d}.parquet",
+                    f"{split}-{k:05d}.{recipe.output.format}",
                     split,
                     chunk,
                     recipe,
@@ -311,6 +366,7 @@ def plan_units(
                     h.hexdigest(),
                     per_group,
                     row_bytes,
+                    class_list,
                 )
             )
     return units
@@ -324,21 +380,37 @@ def preprocess(
     on_unit: Callable[[UnitResult], None] | None = None,
     on_plan: Callable[[int, int], None] | None = None,
     part: tuple[int, int] | None = None,
+    limit: int | None = None,
+    where: dict[str, list[str]] | None = None,
+    subset: str | None = None,
 ) -> PreprocessReport:
     """Run a recipe's steps over its index and commit the shards and manifest.
 
     part=(i, n) runs only every n-th unit starting at i (one task of a cluster array job) and
     writes no manifest; a final run without `part` finds every shard committed and writes it.
+    limit=N keeps the first N items of the index, where={column: values} only rows with those values;
+    either, or `subset` (why the build covers only part of the dataset, e.g. the demo), records the
+    build as a subset in the manifest, which `verify --outputs` then checks against its own counts.
     """
+    part_of = _Part(limit, where, subset)
     try:
         if part is not None:  # the parts of an array job work on disjoint shards: no lock between them
-            return _preprocess(recipe, settings, workers, on_unit, on_plan, part)
+            return _preprocess(recipe, settings, workers, on_unit, on_plan, part, part_of)
         with processed_lock(settings.processed_dir(recipe.name), recipe.name, "climb preprocess"):
-            return _preprocess(recipe, settings, workers, on_unit, on_plan, None)
+            return _preprocess(recipe, settings, workers, on_unit, on_plan, None, part_of)
     except OSError as e:  # a full disk outside a shard (commit markers, errors.parquet, manifest.json)
         if is_disk_full(e):
             raise no_space(settings.processed_dir(recipe.name)) from None
         raise
+
+
+@dataclass(frozen=True)
+class _Part:
+    """A build over part of a dataset: the first `limit` items, rows matching `where`, or a named subset."""
+
+    limit: int | None = None
+    where: dict[str, list[str]] | None = None
+    subset: str | None = None
 
 
 def _preprocess(
@@ -348,13 +420,25 @@ def _preprocess(
     on_unit: Callable[[UnitResult], None] | None,
     on_plan: Callable[[int, int], None] | None,
     part: tuple[int, int] | None,
+    part_of: _Part = _Part(),  # noqa: B008 - frozen
 ) -> PreprocessReport:
+    limit, where, subset = part_of.limit, part_of.where, part_of.subset
     t0 = time.perf_counter()
     out_dir = settings.processed_dir(recipe.name) / recipe.content_hash()
     report = PreprocessReport(recipe.name, out_dir)
     raw_root = settings.raw_dir(recipe.name)
-    index = build_index(recipe, settings)
+    index = build_index(recipe, settings, where)
     report.rejected = index.rejected
+    report.dropped = index.dropped
+    why = []
+    if where:
+        why.append("--where " + " ".join(f"{c}={','.join(v)}" for c, v in sorted(where.items())))
+    if limit is not None:
+        index.items = index.items[:limit]
+        why.append(f"--limit {limit}: the first {limit} items of the index")
+    subset = subset or ("; ".join(why) if why else None)
+    if subset is not None:
+        report.subset = {"why": subset}
     if not index.items:
         raise ClimbError(f"{recipe.name}: the index produced no items ({len(index.rejected)} rejected)")
     steps = _steps(recipe)
@@ -377,9 +461,13 @@ def _preprocess(
         )
     sample = probes[0]
     regression = recipe.index is not None and recipe.index.labels.kind == "regression"
-    schema = build_schema(probes, first_item, recipe.classes, regression)
-    row_bytes = sum(a.nbytes for a in sample.arrays.values()) + 256
-    units = plan_units(recipe, settings, index.items, schema, row_bytes)
+    try:  # the rows the probes become (rows.explode cuts one item into many) make the schema
+        probe_rows = [sub for p in probes for _, sub, _ in explode(p)][: PROBE_SAMPLES * 4]
+    except ItemError as e:
+        raise ClimbError(f"{recipe.name}: the first item cannot be cut into rows: {e}") from None
+    schema = build_schema(probe_rows, first_item, index.classes, regression)
+    row_bytes = sum(a.nbytes for a in sample.arrays.values()) + 256  # per item: shards are cut in items
+    units = plan_units(recipe, settings, index.items, schema, row_bytes, index.classes)
     if part is not None:
         units = [u for k, u in enumerate(units) if k % part[1] == part[0]]
         report.partial = True
@@ -401,15 +489,17 @@ def _preprocess(
     if report.partial:
         report.seconds = time.perf_counter() - t0
         return report
-    _commit_run(recipe, out_dir, report, schema)
+    _commit_run(recipe, out_dir, report, schema, index.classes)
     shutil.rmtree(out_dir / "data" / ".tmp", ignore_errors=True)  # leftovers of killed runs
     report.seconds = time.perf_counter() - t0
     return report
 
 
-def _commit_run(recipe: Recipe, out_dir: Path, report: PreprocessReport, schema: pa.Schema) -> None:
+def _commit_run(
+    recipe: Recipe, out_dir: Path, report: PreprocessReport, schema: pa.Schema, class_list: list[str]
+) -> None:
     planned = {u.name for u in report.units}
-    for old in (out_dir / "data").glob("*.parquet"):
+    for old in [*(out_dir / "data").glob("*.parquet"), *(out_dir / "data").glob("*.npz")]:
         if old.name not in planned:
             old.unlink()
             (out_dir / ".commits" / f"{old.name}.json").unlink(missing_ok=True)
@@ -445,7 +535,22 @@ def _commit_run(recipe: Recipe, out_dir: Path, report: PreprocessReport, schema:
                 for u in report.units
             ],
             "splits": dict(sorted(splits.items())),
-            "classes": {c: classes.get(c, 0) for c in recipe.classes},
+            "classes": {c: classes.get(c, 0) for c in class_list},
+            "classes_discovered": bool(recipe.index and recipe.index.labels.discover),
+            "variant": recipe.variant,
+            "dropped": report.dropped,
+            "subset": (
+                None
+                if report.subset is None
+                else {
+                    **report.subset,
+                    "expect": {
+                        "splits": recipe.expect.splits,
+                        "class_counts": recipe.expect.class_counts,
+                        "tolerance": recipe.expect.tolerance,
+                    },
+                }
+            ),
             "errors": len(errors),
             "input_digest": hashlib.sha256("".join(u.digest for u in report.units).encode()).hexdigest(),
             "schema": [{"name": f.name, "type": str(f.type)} for f in schema],
@@ -460,6 +565,11 @@ def _commit_run(recipe: Recipe, out_dir: Path, report: PreprocessReport, schema:
                 for f in schema
                 if f"{f.name}_shape" in schema.names
             },
-            "layout": "arrays are flat row-major values in <name>, with their shape in <name>_shape",
+            "layout": (
+                "npz: arrays stacked (rows, *shape) when rows share a shape, else flat with <name>_offsets; "
+                "<name>_shape per row; list columns as JSON text (see climb_cli/shards.py NpzShardWriter)"
+                if recipe.output.format == "npz"
+                else "arrays are flat row-major values in <name>, with their shape in <name>_shape"
+            ),
         },
     )

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ByteSize, ConfigDict, Field, ValidationError, fi
 
 from climb_cli.errors import RecipeError
 
-RECIPE_FORMAT = 1  # bump when the meaning of a recipe field changes: it is part of the recipe hash
+RECIPE_FORMAT = 2  # bump when the meaning of a recipe field changes: it is part of the recipe hash
 
 
 class _Model(BaseModel):
@@ -66,20 +66,62 @@ class SourceSpec(BaseModel):
 # Index
 
 
+def _inside(v: str) -> str:
+    """A path inside the dataset's raw folder: relative, no '..' part, no '~'."""
+    if v.startswith(("/", "\\", "~")) or re.match(r"^[A-Za-z]:", v) or ".." in re.split(r"[/\\]", v):
+        raise ValueError(f"{v!r} reaches outside the dataset's raw folder (absolute, '~' or '..')")
+    return v
+
+
 class TableRef(_Model):
-    """A table file inside a source's raw folder (csv, tsv, csv.gz; parsed as strings)."""
+    """A table file inside a source's raw folder, parsed as strings. The format comes from the
+    extension (.csv/.tsv/.txt[.gz], .json, .jsonl, .xlsx, .parquet) unless `format` says it;
+    `lines` is headerless text, one value per line (column `value`, or `columns`)."""
 
     source: str | None = Field(None, description="source id (default: the first source)")
     path: str
+    format: Literal["csv", "tsv", "json", "jsonl", "xlsx", "parquet", "lines", "pickle", "mat"] | None = None
     sep: str | None = Field(None, description="column separator (default from the extension)")
+    header: bool = Field(True, description="csv/tsv: false when the file has no header row")
+    skip_rows: int = Field(0, ge=0, description="csv/tsv: lines before the header (NDA files: 1)")
+    columns: list[str] | None = Field(None, description="names for the columns of a headerless table")
+    sheet: str | int = Field(0, description="xlsx: sheet name or 0-based number")
+    records: str | None = Field(None, description="json: key of the list of records (default: top level)")
+    variables: list[str] | None = Field(
+        None, description="mat / pickled dict: the per-subject vectors to read as columns (default: all 1-D)"
+    )
+    sha256: str | None = Field(
+        None, pattern=r"^[0-9a-f]{64}$", description="pickle: the pinned sha256 it must match first"
+    )
+    with_columns: dict[str, str] = Field(
+        default_factory=dict, description="constant columns added to this table's rows (e.g. folder: train)"
+    )
+    derive: dict[str, str] = Field(
+        default_factory=dict,
+        description="new columns from templates over this table's columns, e.g. record: 'HR{ecg_id:0>5}'",
+    )
     index_column: str | None = Field(
         None, description="name to give an unnamed first column (pandas writes it blank)"
     )
+
+    @field_validator("path")
+    @classmethod
+    def _path_inside(cls, v: str) -> str:
+        return _inside(v)
+
+    @model_validator(mode="after")
+    def _pickle_pinned(self) -> TableRef:
+        if self.format == "pickle" and self.sha256 is None:
+            raise ValueError("a pickle is code: read only with format: pickle and its pinned sha256")
+        if self.path.endswith((".pkl", ".pickle", ".npy")) and self.format != "pickle":
+            raise ValueError("a pickle is code: say format: pickle and give its pinned sha256 to read it")
+        return self
 
 
 class JoinSpec(_Model):
     table: TableRef
     on: list[str] = Field(min_length=1)
+    right_on: list[str] | None = Field(None, description="the joined table's columns, when named otherwise")
     how: Literal["left", "inner"] = "inner"
 
     @model_validator(mode="before")
@@ -100,21 +142,86 @@ class LabelMap(_Model):
     where: dict[str, list[str]] = Field(default_factory=dict, description="keep mapping rows matching")
 
 
+class Range(_Model):
+    """A numeric condition on a column (the cell is read as a number; text never matches)."""
+
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+
+    def holds(self, cell: str) -> bool:
+        try:
+            x = float(cell)
+        except ValueError:
+            return False
+        return (
+            (self.ge is None or x >= self.ge)
+            and (self.gt is None or x > self.gt)
+            and (self.le is None or x <= self.le)
+            and (self.lt is None or x < self.lt)
+        )
+
+
+class LabelRule(_Model):
+    """`label` applies when every column in `when` holds one of its values (an empty `when`: always,
+    as the last multiclass rule it means "otherwise")."""
+
+    when: dict[str, list[str] | Range] = Field(
+        default_factory=dict, description="column -> raw values, or a range {ge, gt, le, lt}"
+    )
+    label: str
+
+    def matches(self, row: dict[str, str]) -> bool:
+        return all(
+            cond.holds(row.get(c, "")) if isinstance(cond, Range) else row.get(c, "") in cond
+            for c, cond in self.when.items()
+        )
+
+
+class UncertainSpec(_Model):
+    """CheXpert-style uncertain labels: which raw values are uncertain and what they count as."""
+
+    values: list[str] = Field(default_factory=lambda: ["-1", "-1.0"])
+    count_as: Literal["negative", "positive", "drop"] = Field(
+        "negative", description="CLIMB maps uncertain (-1) and blank to 0: negative"
+    )
+
+
 class LabelSpec(_Model):
     kind: Literal["multilabel", "multiclass", "regression", "none"] = "multiclass"
     column: str | None = Field(None, description="column holding the raw label(s)")
-    parse: Literal["value", "dict_keys", "list"] = Field(
+    parse: Literal["value", "dict_keys", "list", "literal_list"] = Field(
         "value",
-        description="value: one label; dict_keys: keys of a {code: likelihood} literal; list: sep-split",
+        description="value: one label; dict_keys: keys of a {code: likelihood} literal; list: sep-split; "
+        "literal_list: a Python list literal (ast.literal_eval, never eval)",
     )
     sep: str = ";"
     min_value: float | None = Field(None, description="dict_keys: keep codes whose value is >= this")
     columns: list[str] | None = Field(None, description="one flag column per class (positive values count)")
+    rules: list[LabelRule] | None = Field(None, description="labels from conditions over several columns")
+    bins: list[float] | None = Field(
+        None, description="numeric column -> class i when bins[i] <= value < bins[i+1]"
+    )
     positive: list[str] = Field(default_factory=lambda: ["1", "1.0"])
+    uncertain: UncertainSpec | None = None
+    raw_column: str | None = Field(
+        None, description="output column keeping the raw label value(s) as JSON (e.g. CheXpert's -1)"
+    )
     map: LabelMap | None = None
+    values: dict[str, str | None] = Field(
+        default_factory=dict,
+        description="inline raw value -> class name (null: drop the item; '': remove just this label)",
+    )
     classes: list[str] = Field(default_factory=list, description="class names in output order")
-    others: Literal["ignore", "error"] = Field(
-        "error", description="what to do with a (mapped) label that is not in classes"
+    discover: bool = Field(
+        False, description="classes are the sorted distinct labels found (computed once, then locked)"
+    )
+    from_rows: bool = Field(
+        False, description="labels come per row from rows.explode's label_from (sleep stages per epoch)"
+    )
+    others: Literal["ignore", "error", "drop"] = Field(
+        "error", description="a (mapped) label not in classes: ignore it, reject the item, or drop the item"
     )
     empty: Literal["keep", "drop"] = Field("keep", description="items with no label: keep or drop")
 
@@ -122,23 +229,116 @@ class LabelSpec(_Model):
     def _one_way(self) -> LabelSpec:
         if self.kind == "none":
             return self
-        if (self.column is None) == (self.columns is None):
-            raise ValueError("give exactly one of 'column' or 'columns'")
-        if self.kind != "regression" and not self.classes and self.columns is None:
-            raise ValueError("'classes' is required for a classification task")
+        if self.from_rows:
+            if self.column or self.columns or self.rules or self.bins or self.discover or not self.classes:
+                raise ValueError("'from_rows' takes only 'classes' (the labels come from the step)")
+            if self.kind == "regression":
+                raise ValueError("'from_rows' labels are classes")
+            return self
+        ways = [
+            self.column is not None and self.bins is None,
+            self.columns is not None,
+            self.rules is not None,
+        ]
+        ways.append(self.bins is not None)
+        if sum(ways) != 1:
+            raise ValueError("give exactly one of 'column', 'columns', 'rules' or 'column' with 'bins'")
+        if self.bins is not None:
+            if self.column is None:
+                raise ValueError("'bins' needs the numeric 'column'")
+            if sorted(self.bins) != self.bins or len(self.bins) < 2:
+                raise ValueError("'bins' are at least two increasing edges")
+            if len(self.classes) != len(self.bins) - 1:
+                raise ValueError(
+                    f"{len(self.bins) - 1} bins need as many 'classes' ({len(self.classes)} given)"
+                )
+        if self.kind == "regression" and self.column is None:
+            raise ValueError("a regression target needs 'column'")
+        if self.discover and self.classes:
+            raise ValueError("give 'classes' or 'discover: true', not both")
+        needs = self.kind != "regression" and self.columns is None and not self.discover
+        if needs and not self.classes:
+            raise ValueError("'classes' is required for a classification task (or discover: true)")
         return self
+
+
+class RandomSplit(_Model):
+    """Seeded random split; see climb_cli/splits.py for the exact algorithms."""
+
+    fractions: dict[str, float] = Field(min_length=2, description="split name -> fraction, in order")
+    seed: int = 0
+    group: str | None = Field(None, description="column: no value of it spans two splits")
+    stratify: str | None = Field(None, description="'labels' (the exact label combination) or a column name")
+    method: Literal["hash", "pandas_sample", "sklearn_split", "numpy_shuffle"] = Field(
+        "hash",
+        description="hash: climb's own (stable everywhere); pandas_sample: DataFrame.sample(n, "
+        "random_state=seed) per stratum; sklearn_split: train_test_split(groups, random_state=seed); "
+        "numpy_shuffle: RandomState(seed).shuffle(units), the first part to the first split",
+    )
+    rounding: Literal["nearest", "floor"] = Field(
+        "nearest", description="first split's size: round(f*n) (pandas frac=) or int(f*n) (CLIMB's code)"
+    )
+
+    @model_validator(mode="after")
+    def _fractions(self) -> RandomSplit:
+        if any(f <= 0 for f in self.fractions.values()) or abs(sum(self.fractions.values()) - 1) > 1e-9:
+            raise ValueError("fractions must be > 0 and sum to 1")
+        if self.method != "hash" and len(self.fractions) != 2:
+            raise ValueError(f"method {self.method} makes exactly two splits")
+        return self
+
+
+class OrderedSplit(_Model):
+    """The first fraction of the items sorted by `by` go to the first split, and so on."""
+
+    by: list[str] = Field(min_length=1, description="sort key columns")
+    stratify: str | None = Field(
+        None, description="cut each stratum ('labels' or a column) on its own (BUSI)"
+    )
+    numeric: bool = Field(False, description="compare digit runs as numbers (case_2 < case_10)")
+    fractions: dict[str, float] = Field(min_length=2)
+    rounding: Literal["nearest", "floor"] = "nearest"
+
+    @model_validator(mode="after")
+    def _fractions(self) -> OrderedSplit:
+        if any(f <= 0 for f in self.fractions.values()) or abs(sum(self.fractions.values()) - 1) > 1e-9:
+            raise ValueError("fractions must be > 0 and sum to 1")
+        return self
+
+
+class MembershipSplit(_Model):
+    """Split files that list members: OGB's split/<scheme>/train.csv.gz (row numbers, no header)."""
+
+    files: dict[str, TableRef] = Field(min_length=1, description="split name -> file listing its members")
+    by: str = Field("_row", description="'_row' (0-based row numbers of the index table) or an index column")
+
+
+class FewShot(_Model):
+    """CLIMB's finetune_size: a named variant keeps `size` items per class of one split."""
+
+    sizes: dict[str, int] = Field(default_factory=lambda: {"small": 8, "medium": 64, "large": 256})
+    split: str = "train"
+    seed: int = 0
 
 
 class SplitSpec(_Model):
     column: str | None = Field(None, description="column holding the raw split value")
     map: dict[str, list[str]] = Field(default_factory=dict, description="split name -> raw values")
+    default: str | None = Field(None, description="split for values the map does not name")
     fixed: str | None = Field(None, description="every item goes to this split")
+    random: RandomSplit | None = None
+    ordered: OrderedSplit | None = None
+    membership: MembershipSplit | None = None
+    few_shot: FewShot | None = Field(None, description="variants `--variant small|medium|large`")
     unmapped: Literal["drop", "error"] = "error"
 
     @model_validator(mode="after")
     def _one_way(self) -> SplitSpec:
-        if (self.column is None) == (self.fixed is None):
-            raise ValueError("give exactly one of 'column' (with 'map') or 'fixed'")
+        given = [self.column, self.fixed, self.random, self.ordered, self.membership]
+        if sum(g is not None for g in given) != 1:
+            raise ValueError(
+                "give exactly one of 'column' (with 'map'), 'fixed', 'random', 'ordered', 'membership'"
+            )
         if self.column is not None and not self.map:
             raise ValueError("'map' is required with 'column'")
         return self
@@ -151,6 +351,11 @@ class FilesSpec(_Model):
     glob: str
     pattern: str | None = Field(None, description="regex on the relative path; named groups become columns")
 
+    @field_validator("glob")
+    @classmethod
+    def _glob_inside(cls, v: str) -> str:
+        return _inside(v)
+
     @field_validator("pattern")
     @classmethod
     def _regex(cls, v: str | None) -> str | None:
@@ -162,19 +367,41 @@ class FilesSpec(_Model):
         return v
 
 
+class AggregateSpec(_Model):
+    """One item per group of rows (series, study, patient): inputs become lists of distinct paths."""
+
+    by: list[str] = Field(min_length=1, description="columns whose values identify a group")
+    labels: Literal["union", "max", "first"] = Field(
+        "union", description="union of the rows' labels, the highest class (classes order), or the first"
+    )
+
+
 class IndexSpec(_Model):
-    table: TableRef | None = None
+    table: TableRef | list[TableRef] | None = Field(
+        None, description="a table, or a list of tables whose rows are concatenated (columns by name)"
+    )
     files: FilesSpec | None = None
     join: list[JoinSpec] = Field(default_factory=list)
     filter: dict[str, list[str]] = Field(
         default_factory=dict, description="keep rows whose column is in values"
     )
+    exclude: dict[str, list[str]] = Field(
+        default_factory=dict, description="drop rows whose column is in values (counted in the manifest)"
+    )
+    aggregate: AggregateSpec | None = None
     id: str = Field(description="column name, or a template like '{subject_id}_{study_id}'")
     inputs: dict[str, str] = Field(description="input name -> path template relative to the source folder")
     inputs_source: str | None = Field(None, description="source id the input paths live in (default: first)")
     labels: LabelSpec = Field(default_factory=lambda: LabelSpec(kind="none"))
     split: SplitSpec
     keep: list[str] = Field(default_factory=list, description="extra columns copied into the output")
+
+    @field_validator("inputs")
+    @classmethod
+    def _inputs_inside(cls, v: dict[str, str]) -> dict[str, str]:
+        for t in v.values():
+            _inside(t)
+        return v
 
     @model_validator(mode="after")
     def _one_way(self) -> IndexSpec:
@@ -193,7 +420,7 @@ class StepCall(_Model):
 
 
 class OutputSpec(_Model):
-    format: Literal["parquet"] = "parquet"
+    format: Literal["parquet", "npz"] = "parquet"
     shard_size: ByteSize = Field(ByteSize(256 * 1024 * 1024), description="target bytes per shard")
     row_group_size: ByteSize = Field(ByteSize(32 * 1024 * 1024), description="target bytes per row group")
     compression: Literal["zstd", "snappy", "none"] = "zstd"
@@ -218,6 +445,10 @@ class ExpectSpec(_Model):
 
 class Recipe(_Model):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    aliases: list[str] = Field(
+        default_factory=list,
+        description="other names it answers to (CLIMB's keys: cbis, brain_ct_hemorrhage)",
+    )
     title: str
     modality: str
     license: str
@@ -232,9 +463,11 @@ class Recipe(_Model):
     output: OutputSpec = Field(default_factory=OutputSpec)
     expect: ExpectSpec = Field(default_factory=ExpectSpec)
     notes: str = ""
+    variant: str | None = Field(None, description="a named variant (few-shot size); set by --variant")
 
     # where it was loaded from (not part of the hash)
     path: Path | None = Field(None, exclude=True)
+    hook_source: str | None = Field(None, exclude=True, description="text of <name>.py beside the YAML")
 
     @model_validator(mode="after")
     def _sources_distinct(self) -> Recipe:
@@ -244,7 +477,21 @@ class Recipe(_Model):
         intos = [s.into for s in self.sources]
         if len(set(intos)) != len(intos):
             raise ValueError("two sources write into the same folder: give each an 'into'")
+        fs = self.index.split.few_shot if self.index else None
+        if self.variant is not None and (fs is None or self.variant not in fs.sizes):
+            known = ", ".join(fs.sizes) if fs else "none"
+            raise ValueError(f"unknown variant {self.variant!r} (this recipe's variants: {known})")
         return self
+
+    def with_variant(self, variant: str | None) -> Recipe:
+        """This recipe with a named variant selected (validated against index.split.few_shot)."""
+        if variant is None:
+            return self
+        fs = self.index.split.few_shot if self.index else None
+        if fs is None or variant not in fs.sizes:
+            known = ", ".join(fs.sizes) if fs else "none"
+            raise RecipeError(f"{self.name}: unknown variant {variant!r} (variants: {known})")
+        return self.model_copy(update={"variant": variant})
 
     def source(self, source_id: str | None) -> SourceSpec:
         if source_id is None:
@@ -265,6 +512,10 @@ class Recipe(_Model):
         """A stable hash of what determines the processed output (not title, notes or expectations)."""
         body = self.model_dump(mode="json", include={"name", "sources", "index", "steps", "output"})
         body["format"] = RECIPE_FORMAT
+        if self.variant is not None:
+            body["variant"] = self.variant
+        if self.hook_source is not None:
+            body["hook"] = hashlib.sha256(self.hook_source.encode()).hexdigest()
         text = json.dumps(body, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -431,6 +682,8 @@ def parse_recipe(text: str, path: Path) -> Recipe:
     where.root = root
     if not isinstance(data, dict):
         raise RecipeError(f"{path}:1 (top): a recipe is a mapping of fields")
+    if "variant" in data:
+        raise where.error(("variant",), "a variant is chosen with --variant, never by the recipe itself")
     data["steps"] = _parse_steps(data.get("steps"), where)
     _check_sources(data.get("sources"), where)
     try:
@@ -441,6 +694,12 @@ def parse_recipe(text: str, path: Path) -> Recipe:
     if stem != recipe.name:
         raise where.error(("name",), f"must match the file name ({stem!r})")
     _check_references(recipe, where)
+    hook = path.with_suffix(".py")
+    if hook.is_file():
+        try:
+            recipe = recipe.model_copy(update={"hook_source": hook.read_text(encoding="utf-8")})
+        except (OSError, UnicodeDecodeError) as e:
+            raise RecipeError(f"{hook}: cannot read the recipe's hook ({e})") from None
     return recipe
 
 
@@ -451,12 +710,18 @@ def _check_references(recipe: Recipe, where: _Located) -> None:
     ids = {s.id for s in recipe.sources}
     refs: list[tuple[tuple[Any, ...], str | None]] = []
     ix = recipe.index
-    if ix.table:
+    if isinstance(ix.table, list):
+        for k, t in enumerate(ix.table):
+            refs.append((("index", "table", k, "source"), t.source))
+    elif ix.table:
         refs.append((("index", "table", "source"), ix.table.source))
     if ix.files:
         refs.append((("index", "files", "source"), ix.files.source))
     for j, join in enumerate(ix.join):
         refs.append((("index", "join", j, "table", "source"), join.table.source))
+    if ix.split.membership:
+        for k, ref in ix.split.membership.files.items():
+            refs.append((("index", "split", "membership", "files", k, "source"), ref.source))
     if ix.labels.map:
         refs.append((("index", "labels", "map", "table", "source"), ix.labels.map.table.source))
     refs.append((("index", "inputs_source"), ix.inputs_source))

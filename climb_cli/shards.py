@@ -217,6 +217,89 @@ class ShardWriter:
             self.tmp.unlink(missing_ok=True)
 
 
+class NpzShardWriter:
+    """`output: {format: npz}`: the same rows as a Parquet shard, as one uncompressed .npz per shard.
+
+    Members (numpy .npy files in a ZIP_STORED archive with fixed timestamps, so the same rows give
+    the same bytes): every non-array column by name (`id`, `split`, kept columns and metadata as
+    unicode arrays; numbers as numbers; list columns such as `labels`, `source_files` as JSON text per
+    row; a multi-hot `target` as a (rows, classes) uint8 matrix); every array `<name>` stacked as
+    (rows, *shape) when all rows share a shape, else flat with `<name>_offsets` (rows + 1, int64);
+    and `<name>_shape` (rows, ndim) int32 always (-1 pads the shape of a row with fewer axes).
+    `np.load(path)` reads it; uncompressed members can be memory-mapped at their offsets.
+    """
+
+    def __init__(self, schema: pa.Schema, final: Path) -> None:
+        self.schema, self.final = schema, final
+        self._rows: list[dict[str, Any]] = []
+
+    def add(self, row: dict[str, Any]) -> None:
+        self._rows.append(row)
+
+    def _members(self) -> dict[str, np.ndarray]:
+        rows, out = self._rows, {}
+        arrays = {f.name for f in self.schema if f"{f.name}_shape" in self.schema.names}
+        for f in self.schema:
+            values = [r.get(f.name) for r in rows]
+            if f.name in arrays:
+                shapes = [tuple(r[f"{f.name}_shape"]) for r in rows]
+                dtype = f.type.value_type.to_pandas_dtype()
+                if len(set(shapes)) <= 1:
+                    shape = shapes[0] if shapes else (0,)
+                    out[f.name] = (
+                        np.stack([np.asarray(v).reshape(shape) for v in values])
+                        if rows
+                        else np.zeros((0,), dtype)
+                    )
+                else:
+                    out[f.name] = np.concatenate(values).astype(dtype, copy=False)
+                    offsets = np.zeros(len(values) + 1, dtype=np.int64)
+                    np.cumsum([len(v) for v in values], out=offsets[1:])
+                    out[f"{f.name}_offsets"] = offsets
+            elif f.name.endswith("_shape") and f.name.removesuffix("_shape") in arrays:
+                ndim = max((len(v) for v in values), default=0)
+                out[f.name] = np.array([list(v) + [-1] * (ndim - len(v)) for v in values], dtype=np.int32)
+            elif f.name == "target" and pa.types.is_list(f.type):
+                out[f.name] = np.array(values, dtype=np.uint8).reshape(len(values), -1)
+            elif pa.types.is_list(f.type):
+                out[f.name] = np.array(
+                    [json.dumps(list(v) if v is not None else None) for v in values], dtype=str
+                )
+            elif pa.types.is_floating(f.type):
+                out[f.name] = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+            elif pa.types.is_integer(f.type) or pa.types.is_boolean(f.type):
+                out[f.name] = np.array(values, dtype=f.type.to_pandas_dtype())
+            else:
+                out[f.name] = np.array(["" if v is None else str(v) for v in values], dtype=str)
+        return out
+
+    def commit(self) -> tuple[int, int, str]:
+        """Write the archive atomically (atomic.atomic_path); returns (rows, bytes, sha256)."""
+        import zipfile
+
+        with atomic.atomic_path(self.final) as tmp:
+            with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as z:
+                for name, arr in self._members().items():
+                    info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+                    with z.open(info, "w", force_zip64=True) as fh:
+                        np.lib.format.write_array(fh, np.ascontiguousarray(arr), allow_pickle=False)
+            with open(tmp, "rb") as f:
+                digest = hashlib.file_digest(f, "sha256").hexdigest()
+            size = tmp.stat().st_size
+        return len(self._rows), size, digest
+
+    def abort(self) -> None:
+        self._rows = []  # nothing is on disk before commit
+
+
+def shard_rows(path: Path) -> int:
+    """Rows in a committed shard (Parquet footer, or the length of an NPZ's `id`)."""
+    if path.suffix == ".npz":
+        with np.load(path, allow_pickle=False) as z:
+            return len(z["id"])
+    return pq.ParquetFile(path).metadata.num_rows
+
+
 def write_json_atomic(path: Path, data: Any) -> None:
     atomic.write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 

@@ -207,6 +207,7 @@ class OutputReport:
     problems: list[str] = field(default_factory=list)
     splits: dict[str, int] = field(default_factory=dict)
     classes: dict[str, int] = field(default_factory=dict)
+    subset: str = ""  # why the outputs cover only part of the dataset (checked against their own counts)
 
     @property
     def ok(self) -> bool:
@@ -221,6 +222,7 @@ class OutputReport:
             "rows": self.rows,
             "splits": self.splits,
             "classes": self.classes,
+            "subset": self.subset or None,
             "problems": self.problems,
         }
 
@@ -230,7 +232,7 @@ def _within(actual: int, expected: int, tolerance: float) -> bool:
 
 
 def verify_outputs(recipe: Recipe, settings: Settings, *, workers: int | None = None) -> OutputReport:
-    import pyarrow.parquet as pq
+    from climb_cli.shards import shard_rows
 
     out_dir = settings.processed_dir(recipe.name) / recipe.content_hash()
     report = OutputReport(recipe.name, str(out_dir))
@@ -259,7 +261,7 @@ def verify_outputs(recipe: Recipe, settings: Settings, *, workers: int | None = 
         if _hash_file(path, "sha256")["sha256"] != shard["sha256"]:
             problems.append(f"{shard['name']}: sha256 differs from the manifest (corrupt or replaced)")
             return problems
-        rows = pq.ParquetFile(path).metadata.num_rows
+        rows = shard_rows(path)
         if rows != shard["rows"]:
             problems.append(f"{shard['name']}: {rows} rows, manifest says {shard['rows']}")
         return problems
@@ -279,15 +281,26 @@ def verify_outputs(recipe: Recipe, settings: Settings, *, workers: int | None = 
         per_split[s["split"]] = per_split.get(s["split"], 0) + s["rows"]
     if per_split != {k: v for k, v in report.splits.items() if v}:
         report.problems.append(f"shard rows per split {per_split} differ from the manifest's {report.splits}")
-    tol = recipe.expect.tolerance
-    for split, n in recipe.expect.splits.items():
+    expect_splits, expect_classes, tol = (
+        recipe.expect.splits,
+        recipe.expect.class_counts,
+        recipe.expect.tolerance,
+    )
+    who = "recipe"
+    subset = manifest.get("subset")
+    if isinstance(subset, dict):  # a subset is checked against the counts it was built to have
+        report.subset = str(subset.get("why", "subset"))
+        own = subset.get("expect") or {}
+        expect_splits, expect_classes = own.get("splits", {}), own.get("class_counts", {})
+        tol, who = float(own.get("tolerance", 0.0)), "subset"
+    for split, n in expect_splits.items():
         got = report.splits.get(split, 0)
         if not _within(got, n, tol):
-            report.problems.append(f"split {split}: {got} rows, recipe expects {n}")
-    for cls, n in recipe.expect.class_counts.items():
+            report.problems.append(f"split {split}: {got} rows, {who} expects {n}")
+    for cls, n in expect_classes.items():
         got = report.classes.get(cls, 0)
         if not _within(got, n, tol):
-            report.problems.append(f"class {cls}: {got} items, recipe expects {n}")
+            report.problems.append(f"class {cls}: {got} items, {who} expects {n}")
     unknown = set(report.classes) - set(recipe.classes)
     if recipe.classes and unknown:
         report.problems.append(f"classes not in the recipe's list: {sorted(unknown)}")

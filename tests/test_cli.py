@@ -110,6 +110,13 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stdout + r.stderr
     assert "verify --outputs: OK" in r.stdout and "demo OK" in r.stdout
     assert "download: 51 files" in r.stdout  # 24 x (.hea + .dat) + 2 tables + LICENSE.txt
+    # the demo's outputs are a subset: verify checks them against their own counts, not the recipe's
+    r = run_climb("--data-dir", str(tmp_path / "demo"), "verify", "ptbxl", "--outputs")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert (
+        "-> OK (a subset: demo: 24 synthetic PTB-XL-shaped records; checked against its own counts)"
+        in r.stdout
+    )
 
 
 def test_recipe_folders_from_the_environment(tmp_path: Path) -> None:
@@ -117,7 +124,10 @@ def test_recipe_folders_from_the_environment(tmp_path: Path) -> None:
     write_recipe(a, "labone", "  - kind: physionet\n    project: one\n    version: '1.0'\n")
     write_recipe(b, "labtwo", "  - kind: physionet\n    project: two\n    version: 2.0\n")
     r = run_climb("list", "--json", env={"CLIMB_RECIPES": f"{a}{os.pathsep}{b}"})
-    assert r.returncode == 2  # labtwo's unquoted version is refused, with the fix in the message
+    assert r.returncode == 1  # labtwo's unquoted version is refused, with the fix in the message
+    listed = {d["name"]: d for d in json.loads(r.stdout)}
+    assert {"ptbxl", "labone", "labtwo"} <= set(listed) and "error" not in listed["labone"]
+    assert listed["labtwo"]["error"].endswith("(YAML reads an unquoted 1.10 as the number 1.1)")
     assert r.stderr.strip().endswith(
         'labtwo.yaml:17 sources[0].version: quote it: version: "2.0" '
         "(YAML reads an unquoted 1.10 as the number 1.1)"
@@ -128,3 +138,35 @@ def test_recipe_folders_from_the_environment(tmp_path: Path) -> None:
     assert {"ptbxl", "labone", "labtwo"} <= names
     r = run_climb("list", env={"CLIMB_RECIPES": str(tmp_path / "missing")})
     assert r.returncode == 2 and "recipe folder" in r.stderr and "does not exist" in r.stderr
+
+
+def test_dataset_names_accept_climb_keys_and_usual_spellings(tmp_path: Path) -> None:
+    from climb_cli.catalog import Catalog, normalise_name
+
+    for spelling in ("mimic-cxr", "mimic_cxr", "MIMIC-CXR", "Mimic CXR", " mimic_cxr "):
+        assert normalise_name(spelling) == "mimic-cxr"
+    folder = tmp_path / "r"
+    write_recipe(folder, "pad-ufes-20", "  - kind: physionet\n    project: one\n    version: '1.0'\n")
+    cat = Catalog([folder])
+    assert cat.load("pad_ufes_20").name == cat.load("PAD-UFES-20").name == "pad-ufes-20"
+    assert [r.name for r in cat.resolve(["pad_ufes_20", "pad-ufes-20", "PTBXL"], False)] == [
+        "pad-ufes-20",
+        "ptbxl",
+    ]
+
+
+def test_an_unknown_variant_is_a_one_line_error(tmp_path: Path) -> None:
+    r = run_climb("--data-dir", str(tmp_path), "preprocess", "ptbxl", "--variant", "small")
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert "ptbxl: unknown variant 'small' (variants: none)" in r.stderr
+
+
+def test_climb_keys_as_aliases(tmp_path: Path) -> None:
+    from climb_cli.catalog import Catalog
+
+    folder = tmp_path / "r"
+    path = write_recipe(folder, "cbis-ddsm", "  - kind: physionet\n    project: one\n    version: '1.0'\n")
+    path.write_text(path.read_text().replace("name: cbis-ddsm\n", "name: cbis-ddsm\naliases: [cbis]\n"))
+    cat = Catalog([folder])
+    assert cat.load("CBIS").name == "cbis-ddsm" and cat.load("cbis_ddsm").name == "cbis-ddsm"
+    assert cat.load("cbis").aliases == ["cbis"]

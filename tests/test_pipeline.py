@@ -174,9 +174,10 @@ def test_real_physionet_records_through_the_pipeline(tmp_path: Path) -> None:
     """Real PTB (s0010_re, 15 leads @1000 Hz) and MACECGDB records, enumerated from files."""
     settings = Settings(data_dir=tmp_path / "data")
     raw = settings.raw_dir("realecg")
-    raw.mkdir(parents=True)
-    for name in ("s0010_re.hea", "s0010_re.dat", "s0010_re.xyz", "test01_00s.hea", "test01_00s.dat"):
-        os.symlink(SHARED_WFDB / name, raw / name)  # read in place, never copied
+    raw.parent.mkdir(parents=True)
+    # shared read-only raw data: the dataset's raw folder is a link to it (read in place, never
+    # copied); links of single files out of the raw folder are refused (test_index, test_pipeline)
+    os.symlink(SHARED_WFDB, raw)
     recipes = tmp_path / "recipes"
     recipes.mkdir()
     (recipes / "realecg.yaml").write_text(
@@ -187,7 +188,7 @@ license: ODC-By-1.0
 access: open
 sources: [{kind: physionet, project: ptbdb, version: 1.0.0}]
 index:
-  files: {glob: "*.hea", pattern: "(?P<record>[^/]+)\\\\.hea$"}
+  files: {glob: "*.hea", pattern: "^(?P<record>s0010_re|test01_00s)\\\\.hea$"}
   id: record
   inputs: {record: "{record}"}
   split: {fixed: test}
@@ -311,3 +312,41 @@ def test_a_full_disk_during_preprocess_is_one_clear_line(tmp_path: Path, raw: Se
         lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
         assert len(lines) == 1 and "no space left on " in lines[0], r.stderr
         assert str(raw.data_dir / "processed" / "toyecg") in lines[0] and "bytes needed" in lines[0]
+
+
+def test_a_limited_build_is_a_subset_verified_against_its_own_counts(tmp_path: Path, raw: Settings) -> None:
+    recipes = tmp_path / "recipes"
+    recipe = _recipe(recipes)
+    recipe = recipe.model_copy(update={"expect": recipe.expect.model_copy(update={"splits": {"train": 24}})})
+    args = ["--data-dir", str(raw.data_dir), "--recipes", str(recipes)]
+    r = run_climb(*args, "preprocess", "TOYECG", "--limit", "7", "--workers", "1")  # names: any case
+    assert r.returncode == 0, r.stderr
+    out_dir = raw.processed_dir("toyecg") / recipe.content_hash()
+    manifest = __import__("json").loads((out_dir / "manifest.json").read_text())
+    assert manifest["subset"]["why"] == "--limit 7: the first 7 items of the index"
+    assert sum(manifest["splits"].values()) == 7
+    r = run_climb(*args, "verify", "toyecg", "--outputs")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "(a subset: --limit 7: the first 7 items of the index; checked against its own counts)" in r.stdout
+    r = run_climb(*args, "preprocess", "toyecg", "--where", "strat_fold=9,10", "--workers", "1")
+    assert r.returncode == 0, r.stderr
+    manifest = __import__("json").loads((out_dir / "manifest.json").read_text())
+    assert manifest["subset"]["why"] == "--where strat_fold=9,10" and set(manifest["splits"]) <= {
+        "val",
+        "test",
+    }
+    r = run_climb(*args, "verify", "toyecg", "--outputs")
+    assert r.returncode == 0 and "(a subset: --where strat_fold=9,10;" in r.stdout
+
+
+def test_an_input_symlinked_out_of_the_raw_folder_is_an_item_error(tmp_path: Path, raw: Settings) -> None:
+    recipe = _recipe(tmp_path / "recipes")
+    rec = raw.raw_dir("toyecg") / "records500" / "00000"
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    for f in rec.glob("00003_hr.*"):
+        shutil.move(f, outside / f.name)
+        f.symlink_to(outside / f.name)
+    report = preprocess(recipe, raw, workers=1)
+    reasons = [r for u in report.units for (i, _, r) in u.errors]
+    assert report.rows == 29 and len(reasons) == 1 and "resolves outside the raw folder" in reasons[0]

@@ -47,9 +47,12 @@ class Sample:
 
     def input(self, name: str) -> Path:
         try:
-            return self.inputs[name]
+            path = self.inputs[name]
         except KeyError:
             raise ItemError(f"no input named {name!r} (inputs: {', '.join(self.inputs) or 'none'})") from None
+        if isinstance(path, list):  # an aggregated item's input with one file per row
+            raise ItemError(f"input {name!r} holds {len(path)} files (aggregated rows); this step reads one")
+        return path
 
     def array(self, name: str) -> np.ndarray:
         try:
