@@ -43,6 +43,11 @@ SECRETS = (
     "gcf-oth-Bozbar-6c3d-secret",
     # Zenodo (zenodo_get takes its token on the command line; the test masks it)
     "zget-token-4c1d2e9f",
+    # NSRR, OpenNeuro, figshare
+    "nsrr-tok-Gnusto-6d1f-secret",
+    "nsrr-bad-Frotz-0a7e-secret",
+    "on-key-Yoho-39c2-secret",
+    "fig-tok-Plover-8b5a-secret",
 )
 SHARED_WFDB = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "wfdb"
 REPO = Path(__file__).resolve().parents[1]
