@@ -313,6 +313,11 @@ class _BucketHandler(BaseFakeHandler):
                 )
             return
         obj = fake.buckets[bucket].get(key)
+        if "versionId" in query:  # a versioned bucket: that version of the key (S3 answers 400 for a bad id)
+            obj = fake.versions.get((bucket, key, query["versionId"]))
+            if obj is None:
+                self._error(400, "InvalidArgument", "Invalid version id specified", ArgumentName="versionId")
+                return
         if obj is None:
             self._error(404, "NoSuchKey", "The specified key does not exist.", Key=key)
             return
@@ -390,6 +395,7 @@ class FakeBucket(TLSServerMixin, FakeHTTPServer):
         self.expire_on_drop = False
         self.longest_ttl = 0
         self.tokens: dict[str, str] = {}
+        self.versions: dict[tuple[str, str, str], S3Object] = {}  # (bucket, key, versionId) -> that version
         self.clock_offset = 0.0
         self.issued = 0
         self._secret = secrets.token_bytes(32)
@@ -417,6 +423,13 @@ class FakeBucket(TLSServerMixin, FakeHTTPServer):
         store[key] = obj
         return obj
 
+    def put_version(self, bucket: str, key: str, data: bytes, *, public: bool = True) -> str:
+        """Store ``data`` as a new version of ``key`` (it becomes the current one); returns its versionId."""
+        obj = self.put(bucket, key, data, public=public)
+        version_id = secrets.token_urlsafe(24)
+        self.versions[(bucket, key, version_id)] = obj
+        return version_id
+
     def url(self, bucket: str, key: str) -> str:
         """The plain (unsigned) path-style URL of an object."""
         return f"{self.base_url}/{bucket}/{quote(key)}"
@@ -441,7 +454,9 @@ class FakeBucket(TLSServerMixin, FakeHTTPServer):
     def _mac(self, *parts: str) -> str:
         return hmac.new(self._secret, "\n".join(parts).encode(), hashlib.sha256).hexdigest()
 
-    def sign(self, bucket: str, key: str, ttl: int = 300, *, filename: str | None = None) -> str:
+    def sign(
+        self, bucket: str, key: str, ttl: int = 300, *, filename: str | None = None, version_id: str | None = None
+    ) -> str:
         """A signed URL for the object in this store's style, valid ``ttl`` seconds from the store's now."""
         with self._lock:
             self.issued += 1
@@ -465,6 +480,8 @@ class FakeBucket(TLSServerMixin, FakeHTTPServer):
             "X-Amz-Expires": str(ttl),
             "X-Amz-SignedHeaders": "host",
         }
+        if version_id is not None:
+            q["versionId"] = version_id
         if filename is not None:
             q["response-content-disposition"] = f"attachment; filename={filename}"
             q["response-content-type"] = "application/octet-stream"
