@@ -455,7 +455,13 @@ class FakeBucket(TLSServerMixin, FakeHTTPServer):
         return hmac.new(self._secret, "\n".join(parts).encode(), hashlib.sha256).hexdigest()
 
     def sign(
-        self, bucket: str, key: str, ttl: int = 300, *, filename: str | None = None, version_id: str | None = None
+        self,
+        bucket: str,
+        key: str,
+        ttl: int = 300,
+        *,
+        filename: str | None = None,
+        version_id: str | None = None,
     ) -> str:
         """A signed URL for the object in this store's style, valid ``ttl`` seconds from the store's now."""
         with self._lock:

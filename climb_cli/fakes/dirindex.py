@@ -122,43 +122,76 @@ class FakeDirIndex(TLSServerMixin, FakeHTTPServer):
 
     def index_page(self, path: str, prefix: str) -> str:
         title = f"Index of {html.escape(path)}"
-        date = time.strftime("%Y-%m-%d %H:%M", time.gmtime(self.mtime))
-        parent = path.rstrip("/").rpartition("/")[0] + "/"
-        rows = []
+        entries = self._entries(prefix)
         if self.style == "nginx":
-            ndate = time.strftime("%d-%b-%Y %H:%M", time.gmtime(self.mtime))
-            rows.append('<a href="../">../</a>')
-            for name, size in self._entries(prefix):
-                shown = html.escape(name if len(name) <= 50 else name[:47] + "..&gt;")
-                pad = " " * max(1, 51 - len(name))
-                rows.append(f'<a href="{quote(name)}">{shown}</a>{pad}{ndate}{str(size if size is not None else "-"):>20}')
-            body = "<pre>" + "\n".join(rows) + "\n</pre><hr>"
-            return f"<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n<h1>{title}</h1><hr>{body}</body>\r\n</html>\r\n"
+            return self._nginx(title, entries)
+        parent = path.rstrip("/").rpartition("/")[0] + "/"
         if self.style == "apache-table":
-            rows.append('<tr><th valign="top"><img src="/icons/blank.gif" alt="[ICO]"></th><th><a href="?C=N;O=D">'
-                        'Name</a></th><th><a href="?C=M;O=A">Last modified</a></th><th><a href="?C=S;O=A">Size</a>'
-                        '</th><th><a href="?C=D;O=A">Description</a></th></tr>')  # fmt: skip
-            rows.append(f'<tr><td valign="top"><img src="/icons/back.gif" alt="[PARENTDIR]"></td><td><a href="{parent}">'
-                        'Parent Directory</a></td><td>&nbsp;</td><td align="right">  - </td><td>&nbsp;</td></tr>')  # fmt: skip
-            for name, size in self._entries(prefix):
-                shown = _human(size) if size is not None else "-"
-                rows.append(f'<tr><td valign="top"><img src="/icons/unknown.gif" alt="[   ]"></td><td><a href='
-                            f'"{quote(name)}">{html.escape(name)}</a></td><td align="right">{date}  </td><td '
-                            f'align="right">{shown:>5}</td><td>&nbsp;</td></tr>')  # fmt: skip
-            table = "<table>\n" + "\n".join(rows) + "\n</table>"
-            return (f'<!DOCTYPE HTML PUBLIC "-//W3C//DTD HTML 3.2 Final//EN">\n<html>\n <head>\n  <title>{title}'
-                    f"</title>\n </head>\n <body>\n<h1>{title}</h1>\n{table}\n"
-                    '<address>See also <a href="https://www.ebi.ac.uk/gxa/">Expression Atlas</a></address>\n'
-                    "</body></html>\n")  # fmt: skip
-        rows.append('<img src="/icons/blank.gif" alt="Icon "> <a href="?C=N;O=D">Name</a>                    '
-                    '<a href="?C=M;O=A">Last modified</a>      <a href="?C=S;O=A">Size</a>  <hr>')  # fmt: skip
-        rows.append(f'<img src="/icons/back.gif" alt="[PARENTDIR]"> <a href="{parent}">Parent Directory</a>'
-                    "                             -   ")  # fmt: skip
-        for name, size in self._entries(prefix):
+            return self._apache_table(title, parent, entries)
+        return self._apache_pre(title, parent, entries)
+
+    def _nginx(self, title: str, entries: list[tuple[str, int | None]]) -> str:
+        date = time.strftime("%d-%b-%Y %H:%M", time.gmtime(self.mtime))
+        rows = ['<a href="../">../</a>']
+        for name, size in entries:
+            shown = html.escape(name if len(name) <= 50 else name[:47] + "..&gt;")
+            pad = " " * max(1, 51 - len(name))
+            size_col = str(size) if size is not None else "-"
+            rows.append(f'<a href="{quote(name)}">{shown}</a>{pad}{date}{size_col:>20}')
+        body = "<pre>" + "\n".join(rows) + "\n</pre><hr>"
+        head = f"<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n<h1>{title}</h1><hr>"
+        return head + body + "</body>\r\n</html>\r\n"
+
+    def _apache_head(self, title: str) -> str:
+        return (
+            '<!DOCTYPE HTML PUBLIC "-//W3C//DTD HTML 3.2 Final//EN">\n<html>\n <head>\n'
+            f"  <title>{title}</title>\n </head>\n <body>\n<h1>{title}</h1>\n"
+        )
+
+    def _apache_table(self, title: str, parent: str, entries: list[tuple[str, int | None]]) -> str:
+        date = time.strftime("%Y-%m-%d %H:%M", time.gmtime(self.mtime))
+        sort = "".join(
+            f'<th><a href="?C={c};O={o}">{label}</a></th>'
+            for c, o, label in (("N", "D", "Name"), ("M", "A", "Last modified"), ("S", "A", "Size"))
+        )
+        rows = [
+            '<tr><th valign="top"><img src="/icons/blank.gif" alt="[ICO]"></th>'
+            f"{sort}<th>Description</th></tr>",
+            '<tr><td valign="top"><img src="/icons/back.gif" alt="[PARENTDIR]"></td>'
+            f'<td><a href="{parent}">Parent Directory</a></td><td>&nbsp;</td>'
+            '<td align="right">  - </td><td>&nbsp;</td></tr>',
+        ]
+        for name, size in entries:
+            shown = _human(size) if size is not None else "-"
+            rows.append(
+                '<tr><td valign="top"><img src="/icons/unknown.gif" alt="[   ]"></td>'
+                f'<td><a href="{quote(name)}">{html.escape(name)}</a></td><td align="right">{date}  </td>'
+                f'<td align="right">{shown:>5}</td><td>&nbsp;</td></tr>'
+            )
+        table = "<table>\n" + "\n".join(rows) + "\n</table>"
+        tail = '<address>See also <a href="https://www.ebi.ac.uk/gxa/">Expression Atlas</a></address>\n'
+        return self._apache_head(title) + table + "\n" + tail + "</body></html>\n"
+
+    def _apache_pre(self, title: str, parent: str, entries: list[tuple[str, int | None]]) -> str:
+        date = time.strftime("%Y-%m-%d %H:%M", time.gmtime(self.mtime))
+        rows = [
+            '<img src="/icons/blank.gif" alt="Icon "> <a href="?C=N;O=D">Name</a>                    '
+            '<a href="?C=M;O=A">Last modified</a>      <a href="?C=S;O=A">Size</a>  <hr>',
+            f'<img src="/icons/back.gif" alt="[PARENTDIR]"> <a href="{parent}">Parent Directory</a>'
+            + " " * 29
+            + "-   ",
+        ]
+        for name, size in entries:
             shown = _human(size) if size is not None else "-"
             pad = " " * max(1, 40 - len(name))
-            rows.append(f'<img src="/icons/unknown.gif" alt="[   ]"> <a href="{quote(name)}">{html.escape(name)}</a>'
-                        f"{pad}{date}  {shown:>4}  ")  # fmt: skip
-        return (f'<!DOCTYPE HTML PUBLIC "-//W3C//DTD HTML 3.2 Final//EN">\n<html>\n <head>\n  <title>{title}</title>'
-                f"\n </head>\n <body>\n<h1>{title}</h1>\n<pre>" + "\n".join(rows) + "\n<hr></pre>\n"
-                '<p>See <a href="https://www.ncbi.nlm.nih.gov/geo/">GEO</a></p>\n</body></html>\n')  # fmt: skip
+            link = f'<a href="{quote(name)}">{html.escape(name)}</a>'
+            rows.append(f'<img src="/icons/unknown.gif" alt="[   ]"> {link}{pad}{date}  {shown:>4}  ')
+        tail = '<p>See <a href="https://www.ncbi.nlm.nih.gov/geo/">GEO</a></p>\n'
+        return (
+            self._apache_head(title)
+            + "<pre>"
+            + "\n".join(rows)
+            + "\n<hr></pre>\n"
+            + tail
+            + "</body></html>\n"
+        )

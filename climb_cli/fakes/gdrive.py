@@ -34,9 +34,13 @@ __all__ = ["DriveFile", "FakeDrive"]
 
 QUOTA_TEXT = (
     "Too many users have viewed or downloaded this file recently. Please try accessing the file again later. "
-    "If the file you are trying to access is particularly large or is shared with many people, it may take up "
-    "to 24 hours to be able to view or download the file. If you still can't access a file after 24 hours, "
-    "contact your domain administrator."
+    "If the file you are trying to access is particularly large or is shared with many people, it may take "
+    "up to 24 hours to be able to view or download the file. If you still can't access a file after 24 "
+    "hours, contact your domain administrator."
+)
+SIGN_IN = (
+    "<html><head><title>Sign in - Google Accounts</title></head><body>"
+    '<form id="gaia_loginform" action="/signin/v2/challenge"></form></body></html>'
 )
 
 
@@ -68,8 +72,7 @@ class _Handler(BaseFakeHandler):
         elif path == "/download":
             self._download(q)
         elif path == "/ServiceLogin":
-            self._html(200, "<html><head><title>Sign in - Google Accounts</title></head><body><form "
-                            'id="gaia_loginform" action="/signin/v2/challenge"></form></body></html>')  # fmt: skip
+            self._html(200, SIGN_IN)
         else:
             self._not_found()
 
@@ -167,16 +170,17 @@ class FakeDrive(TLSServerMixin, FakeHTTPServer):
         size = f"{len(f.data) / 1e6:.1f}M"
         name = html.escape(f.name)
         return (
-            '<!DOCTYPE html><html><head><title>Google Drive - Virus scan warning</title><meta http-equiv='
+            "<!DOCTYPE html><html><head><title>Google Drive - Virus scan warning</title><meta http-equiv="
             '"content-type" content="text/html; charset=utf-8"/></head><body><div class="uc-main"><div '
-            'id="uc-text"><p class="uc-warning-caption">Google Drive can\'t scan this file for viruses.</p><p '
-            f'class="uc-warning-subcaption"><span class="uc-name-size"><a href="/open?id={f.id}">{name}</a> '
+            'id="uc-text"><p class="uc-warning-caption">Google Drive can\'t scan this file for viruses.</p>'
+            '<p class="uc-warning-subcaption"><span class="uc-name-size">'
+            f'<a href="/open?id={f.id}">{name}</a> '
             f"({size})</span> is too large for Google to scan for viruses. Would you still like to download "
             f'this file?</p><form id="download-form" action="{self.content}/download" method="get"><input '
             'type="submit" id="uc-download-link" class="goog-inline-block jfk-button jfk-button-action" '
             f'value="Download anyway"/><input type="hidden" name="id" value="{f.id}"><input type="hidden" '
-            'name="export" value="download"><input type="hidden" name="confirm" value="t"><input type="hidden" '
-            f'name="uuid" value="{uuid}"></form></div></div></body></html>\n'
+            'name="export" value="download"><input type="hidden" name="confirm" value="t">'
+            f'<input type="hidden" name="uuid" value="{uuid}"></form></div></div></body></html>\n'
         )
 
     def quota_page(self) -> str:

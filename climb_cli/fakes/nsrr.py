@@ -173,7 +173,8 @@ class _Handler(BaseFakeHandler):
 
 
 class FakeNsrr(TLSServerMixin, FakeHTTPServer):
-    """``users`` maps a user token to a user name; ``grants`` a user name to the datasets whose DUA is approved."""
+    """``users`` maps a user token to a user name; ``grants`` a user name to the datasets whose data access
+    request is approved."""
 
     handler_class = _Handler
 

@@ -155,8 +155,8 @@ class CrawlSource(Source):
         resp = api_get(self, url, headers={"Accept": "text/html"})
         if resp.status_code in (401, 403, 404, 410):
             raise AccessError(
-                f"{self.recipe.name}: {redaction.redact_url(url)} refused its index (HTTP {resp.status_code}); "
-                "check `url:` in the recipe"
+                f"{self.recipe.name}: {redaction.redact_url(url)} refused its index "
+                f"(HTTP {resp.status_code}); check `url:` in the recipe"
             )
         if resp.status_code != 200:
             raise TransferError(
@@ -191,8 +191,11 @@ class CrawlSource(Source):
                     continue
                 if rel.endswith("/"):
                     folder = rel.rstrip("/")
-                    if url not in seen and depth < self.params.max_depth and safe_relpath(folder) and (
-                        self._wanted(folder)
+                    if (
+                        url not in seen
+                        and depth < self.params.max_depth
+                        and safe_relpath(folder)
+                        and (self._wanted(folder))
                     ):
                         seen.add(url)
                         todo.append((url, depth + 1))
@@ -219,7 +222,9 @@ class CrawlSource(Source):
                 )
             resp = api_get(self, entry.url)
             if resp.status_code != 200:
-                raise TransferError(f"{self.recipe.name}: cannot read {self.params.sums} (HTTP {resp.status_code})")
+                raise TransferError(
+                    f"{self.recipe.name}: cannot read {self.params.sums} (HTTP {resp.status_code})"
+                )
             folder = self.params.sums.rpartition("/")[0]
             for line in resp.text.splitlines():
                 digest, _, name = line.strip().partition(" ")
@@ -263,8 +268,8 @@ class CrawlSource(Source):
             error_body(resp)
             raise AccessError(
                 f"{self.recipe.name}: {redaction.redact_url(resp.url or file.url)} "
-                f"{'not found' if code in (404, 410) else 'refused'} (HTTP {code}); the tree may have changed "
-                "since it was listed"
+                f"{'not found' if code in (404, 410) else 'refused'} (HTTP {code}); the tree may have "
+                "changed since it was listed"
             )
         if resp.status_code in (200, 206) and is_html_page(file.path, resp):
             resp.close()
@@ -281,7 +286,9 @@ class CrawlSource(Source):
             files = self.list_files()
             self.open(files[0], {"Range": "bytes=0-0"}).close()
         except (AccessError, TransferError, RecipeError) as e:
-            return AccessReport(self.recipe.name, self.spec.id, False, str(e), "check the recipe's url/include")
+            return AccessReport(
+                self.recipe.name, self.spec.id, False, str(e), "check the recipe's url/include"
+            )
         except requests.RequestException as e:
             return AccessReport(self.recipe.name, self.spec.id, False, f"network error: {type(e).__name__}")
         return AccessReport(self.recipe.name, self.spec.id, True, f"{len(files)} file(s) found, no login")

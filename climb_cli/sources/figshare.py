@@ -78,8 +78,8 @@ class FigshareSource(Source):
                 f"recipe ({self.page})"
             )
         return AccessError(
-            f"{name}: figshare refused {what} (HTTP {status}){detail}; a private article needs FIGSHARE_TOKEN "
-            "(a personal token from figshare.com/account/applications) with access to it"
+            f"{name}: figshare refused {what} (HTTP {status}){detail}; a private article needs "
+            "FIGSHARE_TOKEN (a personal token from figshare.com/account/applications) with access to it"
         )
 
     # -- listing --------------------------------------------------------------------------------
@@ -130,7 +130,8 @@ class FigshareSource(Source):
             if e.get("is_link_only"):
                 raise TransferError(
                     f"{self.recipe.name}: figshare file {name!r} is only a link to "
-                    f"{redaction.redact_url(str(e.get('download_url', '')))}; use a `kind: http` source for it"
+                    f"{redaction.redact_url(str(e.get('download_url', '')))}; use a `kind: http` source "
+                    "for it"
                 )
             md5 = str(e.get("computed_md5") or "")
             size = e.get("size")
@@ -148,7 +149,8 @@ class FigshareSource(Source):
         unsummed = [f.path for f in chosen if not f.md5]
         if unsummed and self.recipe.checksums != "pinned":
             raise RecipeError(
-                f"{self.recipe.name}: figshare lists no computed_md5 for {unsummed[0]}; set `checksums: pinned`"
+                f"{self.recipe.name}: figshare lists no computed_md5 for {unsummed[0]}; set "
+                "`checksums: pinned`"
             )
         return chosen
 

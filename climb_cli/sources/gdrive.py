@@ -7,9 +7,9 @@
 Protocol (as gdown 6.5.1 speaks it; docs/sources-protocols.md, "Google Drive"): ``GET
 https://drive.google.com/uc?id=<id>&export=download``. A response with ``Content-Disposition`` is the file
 (small files, after a redirect to ``drive.usercontent.google.com``). A large file gets the virus-scan
-interstitial instead: an HTML page whose ``<form id="download-form" action=...>`` carries hidden inputs (``id``,
-``export``, ``confirm``, ``uuid``); the file is the GET of that action with those inputs as the query. An
-older page links ``/uc?export=download&confirm=...`` instead; both are understood. ``<p
+interstitial instead: an HTML page whose ``<form id="download-form" action=...>`` carries hidden inputs
+(``id``, ``export``, ``confirm``, ``uuid``); the file is the GET of that action with those inputs as the
+query. An older page links ``/uc?export=download&confirm=...`` instead; both are understood. ``<p
 class="uc-error-subcaption">`` carries Drive's refusal ("Too many users have viewed or downloaded this file
 recently ...") and becomes one line; a login page means the file is not shared publicly.
 

@@ -48,7 +48,9 @@ _HEX32 = frozenset("0123456789abcdef")
 
 
 class NsrrParams(SourceParams):
-    dataset: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$", description="NSRR dataset slug (shhs, mros, cfs...)")
+    dataset: str = Field(
+        pattern=r"^[a-z0-9][a-z0-9-]*$", description="NSRR dataset slug (shhs, mros, cfs...)"
+    )
 
 
 def _is_md5(value: object) -> bool:
@@ -135,8 +137,8 @@ class NsrrSource(Source):
                 f"current one at {TOKEN_PAGE}"
             )
         return AccessError(
-            f"{self.recipe.name}: your NSRR token (from {tok.origin}) has no approved data access request for "
-            f"{self.params.dataset} (HTTP {status}); request access at {self.page}"
+            f"{self.recipe.name}: your NSRR token (from {tok.origin}) has no approved data access request "
+            f"for {self.params.dataset} (HTTP {status}); request access at {self.page}"
         )
 
     # -- transfer -------------------------------------------------------------------------------

@@ -43,7 +43,9 @@ from climb_cli.sources.http import (
 DEFAULT_URL = "https://openneuro.org"
 NO_ACCESS = "You do not have access to read this dataset."
 _SNAPSHOTS = 'query { dataset(id: "%s") { snapshots { id } } }'
-_FILES = 'query { snapshot(datasetId: "%s", tag: "%s") { id files(recursive: true) { filename urls size id } } }'
+_FILES = (
+    'query { snapshot(datasetId: "%s", tag: "%s") { id files(recursive: true) { filename urls size id } } }'
+)
 
 
 class OpenNeuroParams(SourceParams):
@@ -124,12 +126,14 @@ class OpenNeuroSource(Source):
         ds, tag = self.params.dataset, self.params.tag
         dataset = self._query(_SNAPSHOTS % ds).get("dataset")
         if not isinstance(dataset, dict):
-            raise AccessError(f"{self.recipe.name}: OpenNeuro has no dataset {ds}; check `dataset:` in the recipe")
+            raise AccessError(
+                f"{self.recipe.name}: OpenNeuro has no dataset {ds}; check `dataset:` in the recipe"
+            )
         tags = [str(s.get("id", "")).removeprefix(f"{ds}:") for s in dataset.get("snapshots") or []]
         if tag not in tags:
             raise RecipeError(
-                f"{self.recipe.name}: OpenNeuro {ds} has no snapshot {tag!r} (it has: {', '.join(tags) or 'none'}); "
-                "fix `tag:` in the recipe"
+                f"{self.recipe.name}: OpenNeuro {ds} has no snapshot {tag!r} "
+                f"(it has: {', '.join(tags) or 'none'}); fix `tag:` in the recipe"
             )
         snap = self._query(_FILES % (ds, tag)).get("snapshot")
         if not isinstance(snap, dict) or not isinstance(snap.get("files"), list):
@@ -206,4 +210,3 @@ class OpenNeuroSource(Source):
             return AccessReport(self.recipe.name, self.spec.id, False, f"network error: {type(e).__name__}")
         who = "with an API key" if self.credentials() else "anonymously"
         return AccessReport(self.recipe.name, self.spec.id, True, f"{self.describe()}: readable {who}")
-

@@ -53,7 +53,9 @@ def _nsrr(fake: FakeNsrr, cwd: Path, *args: str) -> str:
     return p.stdout.replace(TOKEN, "***")
 
 
-def test_official_client_lists_and_downloads_open_and_controlled_files(fake: FakeNsrr, tmp_path: Path) -> None:
+def test_official_client_lists_and_downloads_open_and_controlled_files(
+    fake: FakeNsrr, tmp_path: Path
+) -> None:
     token_file = tmp_path / "token.txt"
     token_file.write_text(TOKEN + "\n")
     out = _nsrr(fake, tmp_path, "--list-access", "--token-file", str(token_file))
@@ -87,12 +89,14 @@ def test_documents(fake: FakeNsrr) -> None:
     assert listing["open_files"]["shhs/datasets/shhs1-dataset.csv"]["size"] == 22
     meta = listing["controlled_files"]["polysomnography/edfs/shhs1/shhs1-200001.edf"]
     assert meta == {"size": len(EDF), "md5": hashlib.md5(EDF).hexdigest()}
-    assert requests.get(f"{fake.api}/auth-token", params={"dataset_name": "shhs"}, timeout=5).status_code == 401
+    assert (
+        requests.get(f"{fake.api}/auth-token", params={"dataset_name": "shhs"}, timeout=5).status_code == 401
+    )
     r = requests.get(f"{fake.api}/download/url/open", params={"file_name": "shhs/datasets/shhs1-dataset.csv"},
                      timeout=5)  # fmt: skip
     assert r.status_code == 200 and r.text.startswith(fake.storage.base_url) and "X-Amz-Signature=" in r.text
-    denied = requests.get(f"{fake.api}/download/url/controlled",
-                          params={"file_name": "polysomnography/edfs/shhs1/shhs1-200001.edf"}, timeout=5)  # fmt: skip
+    edf = {"file_name": "polysomnography/edfs/shhs1/shhs1-200001.edf"}
+    denied = requests.get(f"{fake.api}/download/url/controlled", params=edf, timeout=5)
     assert denied.status_code == 401
     subjects = requests.get(f"{fake.api}/list/all-subjects", params={"dataset_name": "shhs"}, timeout=5)
     assert subjects.json() == {"subjects": ["200001"]}

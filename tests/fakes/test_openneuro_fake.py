@@ -75,7 +75,10 @@ def _gql(fake: FakeOpenNeuro, query: str, key: str | None = None) -> dict:
 def test_graphql_documents(fake: FakeOpenNeuro) -> None:
     snaps = _gql(fake, 'query { dataset(id: "ds005237") { snapshots { id } } }')
     assert snaps == {"data": {"dataset": {"snapshots": [{"id": "ds005237:1.0.0"}]}}}
-    q = 'query { snapshot(datasetId: "ds005237", tag: "1.0.0") { id files(recursive: true) { filename urls size id } } }'
+    q = (
+        'query { snapshot(datasetId: "ds005237", tag: "1.0.0") '
+        "{ id files(recursive: true) { filename urls size id } } }"
+    )
     files = _gql(fake, q)["data"]["snapshot"]["files"]
     f = next(x for x in files if x["filename"] == "sub-01/eeg/sub-01_task-oddball_eeg.set")
     assert f["size"] == len(SET) and "/openneuro.org/ds005237/sub-01/eeg/" in f["urls"][0]

@@ -66,7 +66,9 @@ def _raw(settings: Settings) -> Path:
 
 def test_include_prunes_the_walk_and_sums_file_checks_bytes(tmp_path: Path, tree: FakeDirIndex) -> None:
     settings = _settings(tmp_path)
-    recipe = _recipe(tmp_path, tree.url, "    sums: suppl/md5sum.txt\n", include="'suppl/*.tar', 'suppl/*.gz'")
+    recipe = _recipe(
+        tmp_path, tree.url, "    sums: suppl/md5sum.txt\n", include="'suppl/*.tar', 'suppl/*.gz'"
+    )
     report = download(recipe, settings)
     assert report.ok, (report.error, report.outcomes)
     assert (_raw(settings) / "suppl/GSE152075_RAW.tar").read_bytes() == RAW
@@ -99,7 +101,9 @@ def test_whole_tree_with_pins_and_depth(tmp_path: Path, tree: FakeDirIndex) -> N
 
 def test_unpinned_and_empty_selections_are_recipe_errors(tmp_path: Path, tree: FakeDirIndex) -> None:
     report = download(_recipe(tmp_path, tree.url, include="'miniml/*'"), _settings(tmp_path))
-    assert report.error.startswith("toycrawl: no checksum for miniml/GSE152075_family.xml.tgz in source 'geo'")
+    assert report.error.startswith(
+        "toycrawl: no checksum for miniml/GSE152075_family.xml.tgz in source 'geo'"
+    )
     report = download(_recipe(tmp_path, tree.url, include="'nothing/*'"), _settings(tmp_path))
     assert report.error.startswith("toycrawl: no file under http://127.0.0.1:") and "matches" in report.error
 
@@ -108,12 +112,18 @@ def test_wrong_sum_is_refused(tmp_path: Path, tree: FakeDirIndex) -> None:
     tree.files["suppl/md5sum.txt"] = b"0" * 32 + b"  filelist.txt\n"
     recipe = _recipe(tmp_path, tree.url, "    sums: suppl/md5sum.txt\n", include="'suppl/filelist.txt'")
     (out,) = download(recipe, _settings(tmp_path)).outcomes
-    assert out.status == "failed" and out.error.startswith("toycrawl: checksum mismatch for suppl/filelist.txt")
+    assert out.status == "failed" and out.error.startswith(
+        "toycrawl: checksum mismatch for suppl/filelist.txt"
+    )
 
 
 def test_size_cap_and_bad_url(tmp_path: Path, tree: FakeDirIndex) -> None:
-    report = download(_recipe(tmp_path, tree.url, "    max_files: 3\n", checksums="pinned"), _settings(tmp_path))
-    assert report.error.startswith("toycrawl: http://127.0.0.1:") and "holds more than 3 files" in report.error
+    report = download(
+        _recipe(tmp_path, tree.url, "    max_files: 3\n", checksums="pinned"), _settings(tmp_path)
+    )
+    assert (
+        report.error.startswith("toycrawl: http://127.0.0.1:") and "holds more than 3 files" in report.error
+    )
     report = download(_recipe(tmp_path, tree.url + "nope/", checksums="pinned"), _settings(tmp_path))
     assert "refused its index (HTTP 404)" in report.error
 

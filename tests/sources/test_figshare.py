@@ -64,7 +64,9 @@ def _raw(settings: Settings) -> Path:
     return settings.raw_dir("toyfig")
 
 
-def test_latest_files_paged_and_md5_checked(tmp_path: Path, fig: FakeFigshare, files: dict[str, bytes]) -> None:
+def test_latest_files_paged_and_md5_checked(
+    tmp_path: Path, fig: FakeFigshare, files: dict[str, bytes]
+) -> None:
     settings = _settings(tmp_path, fig.base_url)
     report = download(_recipe(tmp_path), settings)
     assert report.ok, (report.error, report.outcomes)
@@ -77,7 +79,9 @@ def test_latest_files_paged_and_md5_checked(tmp_path: Path, fig: FakeFigshare, f
     assert again.ok and again.count("skipped") == 4
 
 
-def test_pinned_version_and_offline_verify(tmp_path: Path, fig: FakeFigshare, files: dict[str, bytes]) -> None:
+def test_pinned_version_and_offline_verify(
+    tmp_path: Path, fig: FakeFigshare, files: dict[str, bytes]
+) -> None:
     settings = _settings(tmp_path, fig.base_url)
     recipe = _recipe(tmp_path, version=1, include="'*.csv'")
     report = download(recipe, settings)

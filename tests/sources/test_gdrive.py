@@ -82,7 +82,9 @@ def test_small_file_direct_and_large_file_through_the_interstitial(tmp_path: Pat
 def test_unpinned_files_need_checksums_pinned(tmp_path: Path, drive: FakeDrive) -> None:
     report = download(_recipe(tmp_path, ("small", "qa.jsonl", None)), _settings(tmp_path, drive))
     assert report.error.startswith("toygd: no checksum for qa.jsonl in source 'gd': pin its sha256")
-    pinned = download(_recipe(tmp_path, ("small", "qa.jsonl", None), checksums="pinned"), _settings(tmp_path, drive))
+    pinned = download(
+        _recipe(tmp_path, ("small", "qa.jsonl", None), checksums="pinned"), _settings(tmp_path, drive)
+    )
     assert pinned.ok and pinned.pinned == 1
 
 
@@ -95,7 +97,10 @@ def test_wrong_pin_is_refused(tmp_path: Path, drive: FakeDrive) -> None:
 @pytest.mark.parametrize(
     ("key", "expected"),
     [
-        ("private", "toygd: Google Drive gave a page without the file for x.zip (HTTP 200): it is not shared"),
+        (
+            "private",
+            "toygd: Google Drive gave a page without the file for x.zip (HTTP 200): it is not shared",
+        ),
         ("quota", "toygd: Google Drive refuses x.zip for now: Too many users have viewed or downloaded this"),
     ],
 )

@@ -18,7 +18,6 @@ from climb_cli.fakes.capture import CaptureServer
 from climb_cli.fakes.nsrr import FakeNsrr, NsrrDataset
 from climb_cli.recipe import Recipe
 from climb_cli.settings import Settings
-from climb_cli.sources import make_sources
 from climb_cli.verify import verify_raw
 from tests.conftest import SECRETS, fast_settings, write_recipe
 
@@ -103,9 +102,15 @@ def test_controlled_files_with_a_token(
 @pytest.mark.parametrize(
     ("token", "expected"),
     [
-        (None, "toynsrr: NSRR shhs has controlled files: get your token at https://sleepdata.org/token, then"),
+        (
+            None,
+            "toynsrr: NSRR shhs has controlled files: get your token at https://sleepdata.org/token, then",
+        ),
         (WRONG, "toynsrr: NSRR did not accept the token from env NSRR_TOKEN (HTTP 401)"),
-        (OTHER, "toynsrr: your NSRR token (from env NSRR_TOKEN) has no approved data access request for shhs"),
+        (
+            OTHER,
+            "toynsrr: your NSRR token (from env NSRR_TOKEN) has no approved data access request for shhs",
+        ),
     ],
 )
 def test_refusals_are_one_line(
@@ -144,9 +149,7 @@ def test_tokens_never_follow_a_redirect_to_another_origin(
     assert all(r.had_authorization for r in nsrr.requests_for("/api/v1/download/url/controlled"))
 
 
-def test_check_access_and_auth_login(
-    tmp_path: Path, nsrr: FakeNsrr, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_check_access_and_auth_login(tmp_path: Path, nsrr: FakeNsrr, monkeypatch: pytest.MonkeyPatch) -> None:
     settings = _settings(tmp_path, nsrr)
     (row,) = auth.check([_recipe(tmp_path)], settings)
     assert not row.ok and row.status == "no credentials" and "climb auth login nsrr" in row.detail

@@ -1,6 +1,6 @@
-"""The OpenNeuro source against the fake OpenNeuro: a pinned snapshot's files from the public bucket (ETag md5),
-restricted datasets with the API key cookie (origin-bound), expired presigned links, `climb auth` for the key,
-and the fault matrix."""
+"""The OpenNeuro source against the fake OpenNeuro: a pinned snapshot's files from the public bucket
+(ETag md5), restricted datasets with the API key cookie (origin-bound), expired presigned links, `climb auth`
+for the key, and the fault matrix."""
 
 from __future__ import annotations
 
@@ -19,13 +19,15 @@ from climb_cli.fakes.capture import CaptureServer
 from climb_cli.fakes.openneuro import FakeOpenNeuro, OpenNeuroDataset
 from climb_cli.recipe import Recipe
 from climb_cli.settings import Settings
-from climb_cli.sources import make_sources
 from climb_cli.verify import verify_raw
 from tests.conftest import SECRETS, fast_settings, write_recipe
 
 KEY = "on-key-Yoho-39c2-secret"
 NII = os.urandom(400_000)
-DESC = b'{"Name": "TCP auditory oddball", "BIDSVersion": "1.8.0", "DatasetDOI": "10.18112/openneuro.ds005237.v1.0.0"}'
+DESC = (
+    b'{"Name": "TCP auditory oddball", "BIDSVersion": "1.8.0", '
+    b'"DatasetDOI": "10.18112/openneuro.ds005237.v1.0.0"}'
+)
 
 
 def _files(extra: bytes = b"") -> dict[str, bytes]:
@@ -136,7 +138,9 @@ def test_restricted_dataset_needs_the_key_and_sends_it_as_a_cookie(
     assert served and all("accessToken" in r.cookies for r in served)
 
 
-def test_key_never_reaches_another_origin(tmp_path: Path, on: FakeOpenNeuro, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_key_never_reaches_another_origin(
+    tmp_path: Path, on: FakeOpenNeuro, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("OPENNEURO_API_KEY", KEY)
     with CaptureServer() as capture:
         on.redirect_to = f"{capture.base_url}/elsewhere"
@@ -144,9 +148,7 @@ def test_key_never_reaches_another_origin(tmp_path: Path, on: FakeOpenNeuro, mon
         assert capture.seen and not capture.leaked(KEY)
 
 
-def test_check_access_and_auth_login_writes_openneuro_py_config(
-    tmp_path: Path, on: FakeOpenNeuro
-) -> None:
+def test_check_access_and_auth_login_writes_openneuro_py_config(tmp_path: Path, on: FakeOpenNeuro) -> None:
     settings = _settings(tmp_path, on)
     (row,) = auth.check([_recipe(tmp_path, dataset="ds009999")], settings)
     assert not row.ok and row.status == "no credentials"
