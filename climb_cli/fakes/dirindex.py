@@ -6,8 +6,9 @@ and Expression Atlas (``ftp.ebi.ac.uk``, Apache table listing) serve their FTP t
   with K/M/G, exact below 1 KiB; ``-`` for folders), a "Parent Directory" link to the absolute parent path,
   sort links ``?C=N;O=D``;
 * ``style="apache-table"``: the same in ``<table>`` rows (``<td><a href=...>``, size column ``1.2M``);
-* ``style="nginx"``: ``<pre>`` rows ``<a href="name">name</a>   07-Dec-2026 10:00   1234`` (exact bytes),
-  ``../`` first;
+* ``style="nginx"``: as nginx's ``ngx_http_autoindex_handler`` writes it (``autoindex_exact_size`` on, its
+  default): ``<hr><pre><a href="../">../</a>``, folders first, each row the link, the name padded to 50
+  columns, ``dd-Mon-yyyy hh:mm`` and the exact byte count in 19 columns (``-`` for folders);
 * a folder URL without its trailing ``/`` -> 301 to it; a missing path -> 404 (nginx/Apache error page);
 * every page also links to another host (``https://www.ncbi.nlm.nih.gov/geo/``), which a crawler must ignore;
 * files: the bytes (nginx ETag, Range, the shared faults).  ``root`` is the URL path the tree hangs under.
@@ -131,16 +132,16 @@ class FakeDirIndex(TLSServerMixin, FakeHTTPServer):
         return self._apache_pre(title, parent, entries)
 
     def _nginx(self, title: str, entries: list[tuple[str, int | None]]) -> str:
+        """ngx_http_autoindex_module's html: folders first, names padded to 50, exact sizes in 19 columns."""
         date = time.strftime("%d-%b-%Y %H:%M", time.gmtime(self.mtime))
         rows = ['<a href="../">../</a>']
-        for name, size in entries:
+        for name, size in sorted(entries, key=lambda e: (e[1] is not None, e[0])):
             shown = html.escape(name if len(name) <= 50 else name[:47] + "..&gt;")
-            pad = " " * max(1, 51 - len(name))
+            pad = " " * max(0, 50 - len(name))
             size_col = str(size) if size is not None else "-"
-            rows.append(f'<a href="{quote(name)}">{shown}</a>{pad}{date}{size_col:>20}')
-        body = "<pre>" + "\n".join(rows) + "\n</pre><hr>"
-        head = f"<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n<h1>{title}</h1><hr>"
-        return head + body + "</body>\r\n</html>\r\n"
+            rows.append(f'<a href="{quote(name)}">{shown}</a>{pad} {date} {size_col:>19}')
+        head = f"<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n<h1>{title}</h1>"
+        return head + "<hr><pre>" + "\r\n".join(rows) + "\r\n</pre><hr></body>\r\n</html>\r\n"
 
     def _apache_head(self, title: str) -> str:
         return (
