@@ -532,8 +532,9 @@ def auth_login(
     """Store a password or token where the service's own tools look (mode 0600).
 
     PhysioNet: ~/.netrc; Kaggle: ~/.kaggle/access_token (or kaggle.json with --username); Grand
-    Challenge and NSRR: climb's token files; OpenNeuro: openneuro-py's config.json. The secret is read from a hidden prompt, or from stdin when stdin
-    is not a terminal — never from the command line — and tried before it is stored.
+    Challenge and NSRR: climb's token files; OpenNeuro: openneuro-py's config.json. The secret is
+    read from a hidden prompt, or from stdin when stdin is not a terminal — never from the command
+    line — and tried before it is stored.
 
     Example: climb auth login physionet --username ada
     """

@@ -7,6 +7,7 @@ one of the test secrets below, so a leak anywhere in the suite is a red test.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import shutil
 import subprocess
@@ -148,6 +149,16 @@ def run_climb(
         timeout=timeout,
         cwd=REPO,
     )
+
+
+def piped(text: str) -> io.StringIO:
+    """A stdin that is not a terminal holding one line (what `climb auth login` reads a secret from)."""
+
+    class Pipe(io.StringIO):
+        def isatty(self) -> bool:
+            return False
+
+    return Pipe(text + "\n")
 
 
 def write_recipe(folder: Path, name: str, source_yaml: str, extra: str = "", access: str = "open") -> Path:

@@ -45,12 +45,10 @@ from climb_cli.sources.base import (
 )
 from climb_cli.sources.http import (
     api_get,
-    error_body,
-    fetch,
-    html_failure,
-    is_html_page,
     md5_from_headers,
+    open_checked,
     paths_from_listing,
+    probe_access,
     save_listing,
     selected_from_listing,
     unpinned_line,
@@ -262,19 +260,14 @@ class CrawlSource(Source):
 
     # -- transfer -------------------------------------------------------------------------------
     def open(self, file: RemoteFile, headers: dict[str, str]) -> requests.Response:
-        resp = fetch(self, file.url, headers=headers)
-        if resp.status_code in (401, 403, 404, 410):
-            code = resp.status_code
-            error_body(resp)
-            raise AccessError(
-                f"{self.recipe.name}: {redaction.redact_url(resp.url or file.url)} "
-                f"{'not found' if code in (404, 410) else 'refused'} (HTTP {code}); the tree may have "
-                "changed since it was listed"
+        def refused(status: int, where: str) -> AccessError:
+            what = "not found" if status in (404, 410) else "refused"
+            return AccessError(
+                f"{self.recipe.name}: {where} {what} (HTTP {status}); the tree may have changed since it "
+                "was listed"
             )
-        if resp.status_code in (200, 206) and is_html_page(file.path, resp):
-            resp.close()
-            raise html_failure(self, file, resp)
-        return resp
+
+        return open_checked(self, file, headers, refused)
 
     def response_checksum(self, file: RemoteFile, resp: requests.Response) -> RemoteFile:
         s3 = "x-amz-request-id" in resp.headers or resp.headers.get("Server", "").startswith("AmazonS3")
@@ -282,13 +275,6 @@ class CrawlSource(Source):
         return RemoteFile(file.path, file.url, file.size, file.sha256, md5) if md5 else file
 
     def check_access(self) -> AccessReport:
-        try:
-            files = self.list_files()
-            self.open(files[0], {"Range": "bytes=0-0"}).close()
-        except (AccessError, TransferError, RecipeError) as e:
-            return AccessReport(
-                self.recipe.name, self.spec.id, False, str(e), "check the recipe's url/include"
-            )
-        except requests.RequestException as e:
-            return AccessReport(self.recipe.name, self.spec.id, False, f"network error: {type(e).__name__}")
-        return AccessReport(self.recipe.name, self.spec.id, True, f"{len(files)} file(s) found, no login")
+        return probe_access(
+            self, lambda files: f"{len(files)} file(s) found, no login", "check the recipe's url/include"
+        )

@@ -26,12 +26,10 @@ from climb_cli.errors import AccessError, RecipeError, TransferError
 from climb_cli.sources.base import AccessReport, RemoteFile, Source, SourceParams, safe_relpath, selected
 from climb_cli.sources.http import (
     api_get,
-    error_body,
-    fetch,
-    html_failure,
-    is_html_page,
     json_or_none,
+    open_checked,
     paths_from_listing,
+    probe_access,
     save_listing,
     selected_from_listing,
 )
@@ -163,31 +161,15 @@ class FigshareSource(Source):
     # -- transfer -------------------------------------------------------------------------------
     def open(self, file: RemoteFile, headers: dict[str, str]) -> requests.Response:
         # ndownloader is another origin than the API: fetch() sends the token to neither it nor S3
-        resp = fetch(self, file.url, headers=headers, auth=self._auth())
-        if resp.status_code in (401, 403, 404, 410):
-            code = resp.status_code
-            error_body(resp)
-            raise AccessError(
-                f"{self.recipe.name}: {redaction.redact_url(resp.url or file.url)} refused {file.path} "
-                f"(HTTP {code}); the file may have been removed from article {self.params.article}, or the "
-                "article is private"
+        def refused(status: int, where: str) -> AccessError:
+            return AccessError(
+                f"{self.recipe.name}: {where} refused {file.path} (HTTP {status}); the file may have been "
+                f"removed from article {self.params.article}, or the article is private"
             )
-        if resp.status_code in (200, 206) and is_html_page(file.path, resp):
-            resp.close()
-            raise html_failure(self, file, resp)
-        return resp
+
+        return open_checked(self, file, headers, refused, auth=self._auth())
 
     def check_access(self) -> AccessReport:
-        try:
-            files = self.list_files()
-            if files:
-                self.open(files[0], {"Range": "bytes=0-0"}).close()
-        except AccessError as e:
-            return AccessReport(self.recipe.name, self.spec.id, False, str(e), self.page)
-        except (TransferError, RecipeError) as e:
-            return AccessReport(self.recipe.name, self.spec.id, False, str(e))
-        except requests.RequestException as e:
-            return AccessReport(self.recipe.name, self.spec.id, False, f"network error: {type(e).__name__}")
-        return AccessReport(
-            self.recipe.name, self.spec.id, True, f"{self.describe()}: {len(files)} file(s) readable"
+        return probe_access(
+            self, lambda files: f"{self.describe()}: {len(files)} file(s) readable", self.page
         )

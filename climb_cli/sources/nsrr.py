@@ -27,17 +27,15 @@ import requests
 from pydantic import Field
 
 from climb_cli import credentials, redaction
-from climb_cli.errors import AccessError, RecipeError, TransferError
+from climb_cli.errors import AccessError, TransferError
 from climb_cli.settings import Settings
 from climb_cli.sources.base import AccessReport, RemoteFile, Source, SourceParams, safe_relpath, selected
 from climb_cli.sources.http import (
     api_get,
-    error_body,
-    fetch,
-    html_failure,
-    is_html_page,
     json_or_none,
+    open_checked,
     paths_from_listing,
+    probe_access,
     save_listing,
     selected_from_listing,
 )
@@ -113,7 +111,7 @@ class NsrrSource(Source):
         files = self._listing()
         save_listing(self, self._identity(), files)
         chosen = [f for f in files if selected(f.path, self.spec)]
-        if any("/download/url/controlled" in f.url for f in chosen) and self.credentials() is None:
+        if self._controlled(chosen) and self.credentials() is None:
             raise self._no_token()
         return chosen
 
@@ -179,34 +177,31 @@ class NsrrSource(Source):
         return text
 
     def open(self, file: RemoteFile, headers: dict[str, str]) -> requests.Response:
-        url = self._resolve(file)
-        resp = fetch(self, url, headers=headers)  # a signed link: no credentials at all
-        if resp.status_code in (401, 403, 404, 410):
-            code = resp.status_code
-            error_body(resp)
-            raise TransferError(
-                f"{self.recipe.name}: the storage link NSRR gave for {file.path} was refused (HTTP {code}) "
-                f"at {redaction.redact_url(url)}"
+        def refused(status: int, where: str) -> TransferError:
+            return TransferError(
+                f"{self.recipe.name}: the storage link NSRR gave for {file.path} was refused (HTTP {status}) "
+                f"at {where}"
             )
-        if resp.status_code in (200, 206) and is_html_page(file.path, resp):
-            resp.close()
-            raise html_failure(self, file, resp)
-        return resp
+
+        # a signed link: no credentials at all
+        return open_checked(self, file, headers, refused, url=self._resolve(file))
+
+    @staticmethod
+    def _controlled(files: list[RemoteFile]) -> list[RemoteFile]:
+        return [f for f in files if "/download/url/controlled" in f.url]
 
     def check_access(self) -> AccessReport:
-        try:
-            files = self.list_files()
-            controlled = [f for f in files if "/download/url/controlled" in f.url]
-            if controlled:
+        def ok(files: list[RemoteFile]) -> str:
+            n = len(self._controlled(files))
+            return f"{self.params.dataset}: " + (
+                f"{n} controlled file(s) granted" if n else "open files only"
+            )
+
+        def probe(files: list[RemoteFile]) -> None:
+            if self._controlled(files):
                 self._auth_token()
-        except AccessError as e:
-            return AccessReport(self.recipe.name, self.spec.id, False, str(e), self.page)
-        except (TransferError, RecipeError) as e:
-            return AccessReport(self.recipe.name, self.spec.id, False, str(e))
-        except requests.RequestException as e:
-            return AccessReport(self.recipe.name, self.spec.id, False, f"network error: {type(e).__name__}")
-        what = f"{len(controlled)} controlled file(s) granted" if controlled else "open files only"
-        return AccessReport(self.recipe.name, self.spec.id, True, f"{self.params.dataset}: {what}")
+
+        return probe_access(self, ok, self.page, probe)
 
     @staticmethod
     def check_login(settings: Settings, token: credentials.Token) -> str:

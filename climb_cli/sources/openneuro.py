@@ -18,6 +18,7 @@ expired is replaced by listing the snapshot again.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import requests
@@ -28,14 +29,12 @@ from climb_cli.errors import AccessError, RecipeError, TransferError
 from climb_cli.sources import _api as shared_api
 from climb_cli.sources.base import AccessReport, RemoteFile, Source, SourceParams, safe_relpath, selected
 from climb_cli.sources.http import (
-    error_body,
-    fetch,
-    html_failure,
-    is_html_page,
     json_or_none,
     md5_from_headers,
+    open_checked,
     origin,
     paths_from_listing,
+    probe_access,
     save_listing,
     selected_from_listing,
 )
@@ -170,43 +169,42 @@ class OpenNeuroSource(Source):
         return paths_from_listing(self, self._identity())
 
     # -- transfer -------------------------------------------------------------------------------
-    def _get(self, url: str, headers: dict[str, str]) -> requests.Response:
-        return fetch(self, url, headers={**headers, "Accept-Encoding": "identity"}, auth=self._cookie(url))
+    def _refused(self, file: RemoteFile) -> Callable[[int, str], Exception]:
+        def refused(status: int, where: str) -> AccessError:
+            return AccessError(
+                f"{self.recipe.name}: {where} refused {file.path} (HTTP {status}); the snapshot's file may "
+                "be restricted or gone"
+            )
+
+        return refused
+
+    def _expired(self, status: int, where: str) -> Exception:
+        return _Expired(where)
 
     def open(self, file: RemoteFile, headers: dict[str, str]) -> requests.Response:
-        resp = self._get(file.url, headers)
-        if resp.status_code in (400, 403) and "X-Amz-Signature=" in file.url:
-            error_body(resp)  # a presigned link that expired: list the snapshot again for a fresh one
-            fresh = {f.path: f.url for f in self._snapshot_files()}.get(file.path)
-            if not fresh:
-                raise TransferError(f"{self.recipe.name}: {file.path} is no longer in {self.describe()}")
-            resp = self._get(fresh, headers)
-        if resp.status_code in (401, 403, 404, 410):
-            code = resp.status_code
-            error_body(resp)
-            raise AccessError(
-                f"{self.recipe.name}: {redaction.redact_url(resp.url or file.url)} refused {file.path} "
-                f"(HTTP {code}); the snapshot's file may be restricted or gone"
-            )
-        if resp.status_code in (200, 206) and is_html_page(file.path, resp):
-            resp.close()
-            raise html_failure(self, file, resp)
-        return resp
+        headers = {**headers, "Accept-Encoding": "identity"}
+        if "X-Amz-Signature=" in file.url:  # a presigned link: when it has expired, list the snapshot again
+            try:
+                return open_checked(self, file, headers, self._expired, auth=self._cookie(file.url))
+            except _Expired:
+                fresh = {f.path: f.url for f in self._snapshot_files()}.get(file.path)
+                if not fresh:
+                    raise TransferError(
+                        f"{self.recipe.name}: {file.path} is no longer in {self.describe()}"
+                    ) from None
+                return open_checked(
+                    self, file, headers, self._refused(file), url=fresh, auth=self._cookie(fresh)
+                )
+        return open_checked(self, file, headers, self._refused(file), auth=self._cookie(file.url))
 
     def response_checksum(self, file: RemoteFile, resp: requests.Response) -> RemoteFile:
         md5 = md5_from_headers(resp, trust_etag=True)  # S3: a single-part upload's ETag is its MD5
         return RemoteFile(file.path, file.url, file.size, file.sha256, md5) if md5 else file
 
     def check_access(self) -> AccessReport:
-        try:
-            files = self.list_files()
-            if files:
-                self.open(files[0], {"Range": "bytes=0-0"}).close()
-        except AccessError as e:
-            return AccessReport(self.recipe.name, self.spec.id, False, str(e), self.page)
-        except (TransferError, RecipeError) as e:
-            return AccessReport(self.recipe.name, self.spec.id, False, str(e))
-        except requests.RequestException as e:
-            return AccessReport(self.recipe.name, self.spec.id, False, f"network error: {type(e).__name__}")
         who = "with an API key" if self.credentials() else "anonymously"
-        return AccessReport(self.recipe.name, self.spec.id, True, f"{self.describe()}: readable {who}")
+        return probe_access(self, lambda files: f"{self.describe()}: readable {who}", self.page)
+
+
+class _Expired(Exception):
+    """A presigned file URL was refused (expired): the caller lists the snapshot again."""

@@ -29,6 +29,7 @@ from climb_cli import auth
 from climb_cli.fakes.bucket import FakeBucket
 from climb_cli.fakes.openneuro import FakeOpenNeuro, OpenNeuroDataset
 from climb_cli.settings import Settings
+from tests.conftest import piped
 
 KEY = "on-key-Yoho-39c2-secret"
 SET = os.urandom(300_000)
@@ -121,19 +122,8 @@ def test_openneuro_py_downloads_a_public_and_a_restricted_snapshot(
     denied = _client(fake, tmp_path, "ds009999", xdg)
     assert denied.returncode != 0 and not (tmp_path / "ds009999" / "README").exists()
     monkeypatch.setenv("XDG_CONFIG_HOME", str(xdg))
-    auth.login("openneuro", Settings(data_dir=tmp_path / "data"), stdin=_Stdin(KEY))
+    auth.login("openneuro", Settings(data_dir=tmp_path / "data"), stdin=piped(KEY))
     assert json.loads((xdg / "openneuro-py" / "config.json").read_text())["apikey"] == KEY
     granted = _client(fake, tmp_path, "ds009999", xdg)
     assert granted.returncode == 0, (granted.stdout + granted.stderr)[-2000:].replace(KEY, "***")
     assert (tmp_path / "ds009999" / "README").read_bytes() == b"private\n"
-
-
-class _Stdin:
-    def __init__(self, text: str) -> None:
-        self.text = text
-
-    def isatty(self) -> bool:
-        return False
-
-    def readline(self) -> str:
-        return self.text + "\n"

@@ -19,7 +19,7 @@ from climb_cli.fakes.nsrr import FakeNsrr, NsrrDataset
 from climb_cli.recipe import Recipe
 from climb_cli.settings import Settings
 from climb_cli.verify import verify_raw
-from tests.conftest import SECRETS, fast_settings, write_recipe
+from tests.conftest import SECRETS, fast_settings, piped, write_recipe
 
 TOKEN = "nsrr-tok-Gnusto-6d1f-secret"
 WRONG = "nsrr-bad-Frotz-0a7e-secret"
@@ -154,8 +154,8 @@ def test_check_access_and_auth_login(tmp_path: Path, nsrr: FakeNsrr, monkeypatch
     (row,) = auth.check([_recipe(tmp_path)], settings)
     assert not row.ok and row.status == "no credentials" and "climb auth login nsrr" in row.detail
     with pytest.raises(AccessError, match=r"not stored: NSRR rejected the token \(HTTP 401\)"):
-        auth.login("nsrr", settings, stdin=_Stdin(WRONG))
-    res = auth.login("nsrr", settings, stdin=_Stdin(TOKEN))
+        auth.login("nsrr", settings, stdin=piped(WRONG))
+    res = auth.login("nsrr", settings, stdin=piped(TOKEN))
     assert res.path == tmp_path / "xdg" / "climb" / "nsrr-token"
     assert res.path.read_text() == TOKEN + "\n" and (res.path.stat().st_mode & 0o777) == 0o600
     assert "NSRR accepted the token" in res.checked
@@ -164,17 +164,6 @@ def test_check_access_and_auth_login(tmp_path: Path, nsrr: FakeNsrr, monkeypatch
     found = {f["service"]: f for f in auth.status(settings)}
     assert found["nsrr"]["found"] and found["nsrr"]["origin"] == str(res.path)
     assert not (_raw(settings) / "README.txt").exists()
-
-
-class _Stdin:
-    def __init__(self, text: str) -> None:
-        self.text = text
-
-    def isatty(self) -> bool:
-        return False
-
-    def readline(self) -> str:
-        return self.text + "\n"
 
 
 @pytest.mark.parametrize("fault", FAULT_IDS)

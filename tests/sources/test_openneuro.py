@@ -20,7 +20,7 @@ from climb_cli.fakes.openneuro import FakeOpenNeuro, OpenNeuroDataset
 from climb_cli.recipe import Recipe
 from climb_cli.settings import Settings
 from climb_cli.verify import verify_raw
-from tests.conftest import SECRETS, fast_settings, write_recipe
+from tests.conftest import SECRETS, fast_settings, piped, write_recipe
 
 KEY = "on-key-Yoho-39c2-secret"
 NII = os.urandom(400_000)
@@ -152,7 +152,7 @@ def test_check_access_and_auth_login_writes_openneuro_py_config(tmp_path: Path, 
     settings = _settings(tmp_path, on)
     (row,) = auth.check([_recipe(tmp_path, dataset="ds009999")], settings)
     assert not row.ok and row.status == "no credentials"
-    res = auth.login("openneuro", settings, stdin=_Stdin(KEY))
+    res = auth.login("openneuro", settings, stdin=piped(KEY))
     assert res.path == tmp_path / "xdg" / "openneuro-py" / "config.json"
     assert json.loads(res.path.read_text()) == {"endpoint": "https://openneuro.org/", "apikey": KEY}
     assert (res.path.stat().st_mode & 0o777) == 0o600
@@ -161,17 +161,6 @@ def test_check_access_and_auth_login_writes_openneuro_py_config(tmp_path: Path, 
     found = {f["service"]: f for f in auth.status(settings)}
     assert found["openneuro"]["found"] and found["openneuro"]["origin"] == str(res.path)
     assert not any(s in json.dumps(auth.status(settings)) for s in SECRETS)
-
-
-class _Stdin:
-    def __init__(self, text: str) -> None:
-        self.text = text
-
-    def isatty(self) -> bool:
-        return False
-
-    def readline(self) -> str:
-        return self.text + "\n"
 
 
 @pytest.mark.parametrize("fault", FAULT_IDS)
