@@ -4,6 +4,8 @@ URL), md5 checks, refusals, credential stripping, `climb auth` for the NSRR toke
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -179,3 +181,31 @@ def test_fault_matrix(
     assert [r.status for r in settle(store, glob)] == expected
     assert (_raw(settings) / "polysomnography/edfs/shhs1/shhs1-200001.edf").read_bytes() == EDF
     assert not list((_raw(settings) / ".climb" / "partial").rglob("*.part"))
+
+
+def test_cli_login_check_download_never_show_the_token(tmp_path: Path, nsrr: FakeNsrr) -> None:
+    """What a user runs: the token goes in through stdin only and appears in no output and no file climb
+    writes (other than the 0600 token file)."""
+    recipe = _recipe(tmp_path)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CLIMB_", "NSRR_")) and "proxy" not in k}
+    env.update(HOME=str(tmp_path / "home"), XDG_CONFIG_HOME=str(tmp_path / "xdg"), CLIMB_NSRR_URL=nsrr.api,
+               CLIMB_DATA=str(tmp_path / "data"), CLIMB_RECIPES=str(recipe.path.parent), CLIMB_RETRIES="2",
+               CLIMB_BACKOFF="0.01")  # fmt: skip
+
+    def climb(*args: str, stdin: str = "") -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "climb_cli", *args], input=stdin, env=env,
+                              capture_output=True, text=True, timeout=120)  # fmt: skip
+
+    outputs = [climb("auth", "login", "nsrr", stdin=WRONG + "\n")]
+    assert outputs[-1].returncode != 0 and "NSRR rejected the token (HTTP 401)" in outputs[-1].stderr
+    outputs.append(climb("auth", "login", "nsrr", stdin=TOKEN + "\n"))
+    assert outputs[-1].returncode == 0, outputs[-1].stderr
+    outputs += [climb("auth", "status"), climb("auth", "check", "toynsrr"), climb("download", "toynsrr")]
+    assert all(o.returncode == 0 for o in outputs[1:]), [o.stderr for o in outputs]
+    assert (tmp_path / "data/raw/toynsrr/polysomnography/edfs/shhs1/shhs1-200001.edf").read_bytes() == EDF
+    for o in outputs:
+        assert not any(s in o.stdout + o.stderr for s in (TOKEN, WRONG))
+    token_file = tmp_path / "xdg/climb/nsrr-token"
+    for f in tmp_path.rglob("*"):
+        if f.is_file() and f != token_file and f.stat().st_size < 5_000_000:
+            assert TOKEN.encode() not in f.read_bytes(), f
