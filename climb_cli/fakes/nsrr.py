@@ -11,8 +11,8 @@ uses it (docs/sources-protocols.md, "NSRR"); the bytes live in a :class:`FakeBuc
 * ``GET /api/v1/download/url/open?file_name=<ds/path>`` and ``/download/url/controlled?file_name=<path>``
   (``Authorization: Bearer <auth_token>``, else 401) -> the body is a presigned URL (``url_ttl`` s) of the
   object in the bucket ``nsrr-cloud``, as ``text/plain``;
-* ``redirect_to`` (a URL): every ``/download/url/*`` answers 302 there instead (for credential-stripping
-  tests: the token must not follow).
+* ``redirects`` (API path -> URL, e.g. ``{"/auth-token": ...}``): that endpoint answers 302 there instead
+  (for credential-stripping tests: neither the user token nor the auth token may follow).
 
 The fault plan of the *bucket* applies to the bytes.
 """
@@ -61,6 +61,9 @@ class _Handler(BaseFakeHandler):
             self._json(405, {"error": "Method not allowed"})
             return
         path = self.url_path.removeprefix("/api/v1")
+        if path in self.fake.redirects:
+            self.respond(302, b"", content_type=None, headers=[("Location", self.fake.redirects[path])])
+            return
         handler = {
             "/list/access": self._access,
             "/list/all-files": self._all_files,
@@ -143,9 +146,6 @@ class _Handler(BaseFakeHandler):
         self._json(200, {"auth_token": token})
 
     def _send_url(self, key: str) -> None:
-        if self.fake.redirect_to:
-            self.respond(302, b"", content_type=None, headers=[("Location", self.fake.redirect_to)])
-            return
         url = self.fake.storage.sign(BUCKET, key, self.fake.url_ttl)
         self.respond(200, url.encode(), content_type="text/plain; charset=utf-8")
 
@@ -199,7 +199,7 @@ class FakeNsrr(TLSServerMixin, FakeHTTPServer):
         self.auth_ttl = auth_ttl
         self.url_ttl = url_ttl
         self.auth_tokens: dict[str, tuple[str, float]] = {}
-        self.redirect_to: str | None = None
+        self.redirects: dict[str, str] = {}
 
     def start(self) -> FakeNsrr:
         super().start()

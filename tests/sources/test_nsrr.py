@@ -139,16 +139,20 @@ def test_md5_mismatch_is_refused(tmp_path: Path, nsrr: FakeNsrr, store: FakeBuck
     assert not (_raw(_settings(tmp_path, nsrr)) / "README.txt").exists()
 
 
+@pytest.mark.parametrize("endpoint", ["/auth-token", "/download/url/controlled"])
 def test_tokens_never_follow_a_redirect_to_another_origin(
-    tmp_path: Path, nsrr: FakeNsrr, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, nsrr: FakeNsrr, monkeypatch: pytest.MonkeyPatch, endpoint: str
 ) -> None:
+    """The user token (header ``token:``) and the auth token (``Authorization: Bearer``) stay on the API's
+    origin when the API redirects elsewhere."""
     monkeypatch.setenv("NSRR_TOKEN", TOKEN)
     with CaptureServer() as capture:
-        nsrr.redirect_to = f"{capture.base_url}/elsewhere"
+        nsrr.redirects[endpoint] = f"{capture.base_url}/elsewhere"
         report = download(_recipe(tmp_path, include="'polysomnography/edfs/**'"), _settings(tmp_path, nsrr))
         assert not report.ok
-        assert capture.seen and not capture.leaked([TOKEN])  # it was asked, without token or auth token
-    assert all(r.had_authorization for r in nsrr.requests_for("/api/v1/download/url/controlled"))
+        assert capture.seen and not capture.leaked([TOKEN])  # it was asked, without any credential
+    reached = nsrr.requests_for(f"/api/v1{endpoint}")
+    assert reached and (endpoint == "/auth-token" or all(r.had_authorization for r in reached))
 
 
 def test_check_access_and_auth_login(tmp_path: Path, nsrr: FakeNsrr, monkeypatch: pytest.MonkeyPatch) -> None:

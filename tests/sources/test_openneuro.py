@@ -145,7 +145,7 @@ def test_key_never_reaches_another_origin(
     with CaptureServer() as capture:
         on.redirect_to = f"{capture.base_url}/elsewhere"
         download(_recipe(tmp_path, dataset="ds009999"), _settings(tmp_path, on))
-        assert capture.seen and not capture.leaked(KEY)
+        assert capture.seen and not capture.leaked([KEY])
 
 
 def test_check_access_and_auth_login_writes_openneuro_py_config(tmp_path: Path, on: FakeOpenNeuro) -> None:
