@@ -68,6 +68,22 @@ _HTML_TYPES = ("text/html", "application/xhtml+xml")
 # Shared helpers
 
 
+class HeaderAuth(requests.auth.AuthBase):
+    """Credential headers of any name (``Authorization``, NSRR's ``token``, ``Cookie``, an API-key header) as
+    requests ``auth``: the session applies ``auth`` on its first origin only, on every redirect hop, whereas
+    it binds only ``Authorization``/``Cookie`` among plain headers."""
+
+    def __init__(self, headers: dict[str, str]) -> None:
+        self.headers = dict(headers)
+
+    def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
+        r.headers.update(self.headers)
+        return r
+
+    def __repr__(self) -> str:  # never show the values
+        return f"HeaderAuth({sorted(self.headers)})"
+
+
 def fetch(
     source: Source,
     url: str,
@@ -78,12 +94,13 @@ def fetch(
     stream: bool = True,
     follow: bool = True,
 ) -> requests.Response:
-    """One request through the source's session: ``auth`` headers go only to the first URL's origin (the
-    session binds them on every redirect hop): a token for an API never reaches a CDN or an object store."""
+    """One request through the source's session: ``auth`` headers, whatever their names, go only to the first
+    URL's origin (the session binds them on every redirect hop): a token for an API never reaches a CDN or an
+    object store."""
     try:
         return source.session().request(
-            method, url, headers={**(headers or {}), **(auth or {})}, stream=stream, timeout=source.timeout,
-            allow_redirects=follow,
+            method, url, headers=headers, auth=HeaderAuth(auth) if auth else None, stream=stream,
+            timeout=source.timeout, allow_redirects=follow,
         )  # fmt: skip
     except requests.TooManyRedirects:
         raise TransferError(

@@ -26,13 +26,13 @@ from pydantic import Field
 
 from climb_cli import credentials, redaction
 from climb_cli.errors import AccessError, RecipeError, TransferError
+from climb_cli.net.session import origin
 from climb_cli.sources import _api as shared_api
 from climb_cli.sources.base import AccessReport, RemoteFile, Source, SourceParams, safe_relpath, selected
 from climb_cli.sources.http import (
     json_or_none,
     md5_from_headers,
     open_checked,
-    origin,
     paths_from_listing,
     probe_access,
     save_listing,
