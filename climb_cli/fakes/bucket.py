@@ -20,7 +20,8 @@ As on real S3, a presigned request that *also* carries an ``Authorization`` head
 
 Test knobs: ``advance(seconds)`` moves the store's clock (URLs issued earlier expire, new ones are fine),
 ``expire_on_drop`` does that the moment a drop fault cuts a body (a deterministic "the link expired during
-the transfer, before the resume"), ``signed_url_uses`` makes every presigned S3 URL valid for that many
+the transfer, before the resume"), ``expire_next`` issues that many links already expired (stale when first
+used), ``signed_url_uses`` makes every presigned S3 URL valid for that many
 requests, ``page_size`` for listings.  A ``drop`` fault armed with
 ``headers=RESET`` ends the connection with a TCP reset instead of a clean close (see
 :func:`reset_connection`), so "connection reset mid-body" and "short body" are distinct faults.
@@ -393,6 +394,7 @@ class FakeBucket(TLSServerMixin, FakeHTTPServer):
         self.page_size = 1000
         self.signed_url_uses: int | None = None
         self.expire_on_drop = False
+        self.expire_next = 0  # this many links are issued already past their lifetime ("expired before use")
         self.longest_ttl = 0
         self.tokens: dict[str, str] = {}
         self.versions: dict[tuple[str, str, str], S3Object] = {}  # (bucket, key, versionId) -> that version
@@ -463,11 +465,15 @@ class FakeBucket(TLSServerMixin, FakeHTTPServer):
         filename: str | None = None,
         version_id: str | None = None,
     ) -> str:
-        """A signed URL for the object in this store's style, valid ``ttl`` seconds from the store's now."""
+        """A signed URL for the object in this store's style, valid ``ttl`` seconds from the store's now (or
+        already expired, while ``expire_next`` counts down)."""
+        stale = False
         with self._lock:
             self.issued += 1
             self.longest_ttl = max(self.longest_ttl, ttl)
-        now = self.now()
+            if self.expire_next > 0:
+                self.expire_next, stale = self.expire_next - 1, True
+        now = self.now() - (ttl + 1 if stale else 0)
         path = f"/{bucket}/{quote(key)}"
         if self.style == "cloudfront":
             expires = str(int(now + ttl))

@@ -9,7 +9,8 @@ serves (default: the server itself).
   method="get">`` and hidden inputs ``id``, ``export=download``, ``confirm=t``, ``uuid=<fresh>``;
 * ``GET /download?id=&export=download[&confirm=t&uuid=]``: the bytes, with ``Content-Disposition:
   attachment; filename="<name>"``, Range and the shared faults; a large file without a valid ``uuid`` (never
-  issued, or expired: ``uuid_ttl``, or :meth:`expire_all`) gets the warning page again (inferred);
+  issued, or expired: ``uuid_ttl``, :meth:`expire_all`, or ``expire_next`` pages that offer a stale one) gets
+  the warning page again (inferred);
 * a file that is not shared publicly -> 302 to a Google sign-in page (``/ServiceLogin?...``, HTML);
 * ``quota=True`` on a file -> its ``uc`` answers 403 with the "Too many users have viewed or downloaded this
   file recently" page (``<p class="uc-error-subcaption">``);
@@ -146,6 +147,7 @@ class FakeDrive(TLSServerMixin, FakeHTTPServer):
         self.public_url = public_url
         self.content_url = content_url
         self.expire_on_drop = False
+        self.expire_next = 0  # this many warning pages offer a uuid that is already stale
         self.uuids: dict[str, tuple[str, float]] = {}
 
     @property
@@ -166,7 +168,9 @@ class FakeDrive(TLSServerMixin, FakeHTTPServer):
 
     def warning_page(self, f: DriveFile) -> str:
         uuid = secrets.token_hex(4) + "-" + secrets.token_hex(2) + "-" + secrets.token_hex(6)
-        self.uuids[uuid] = (f.id, time.time() + self.uuid_ttl)
+        stale = self.expire_next > 0
+        self.expire_next -= 1 if stale else 0
+        self.uuids[uuid] = (f.id, time.time() + (-1 if stale else self.uuid_ttl))
         size = f"{len(f.data) / 1e6:.1f}M"
         name = html.escape(f.name)
         return (

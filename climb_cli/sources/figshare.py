@@ -17,17 +17,22 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import urljoin
 
 import requests
 from pydantic import Field
 
 from climb_cli import credentials, redaction
 from climb_cli.errors import AccessError, RecipeError, TransferError
+from climb_cli.net import signed
 from climb_cli.sources.base import AccessReport, RemoteFile, Source, SourceParams, safe_relpath, selected
 from climb_cli.sources.http import (
+    REDIRECTS,
     api_get,
+    checked,
+    error_body,
+    fetch,
     json_or_none,
-    open_checked,
     paths_from_listing,
     probe_access,
     save_listing,
@@ -54,6 +59,7 @@ class FigshareSource(Source):
         super().__init__(*args, **kwargs)
         self.api = self.settings.base_url("figshare", DEFAULT_API)
         self.page = f"https://figshare.com/articles/dataset/_/{self.params.article}"
+        self._signed = signed.SignedUrls()
 
     def describe(self) -> str:
         v = f" v{self.params.version}" if self.params.version else ""
@@ -159,15 +165,36 @@ class FigshareSource(Source):
         return paths_from_listing(self, self._identity())
 
     # -- transfer -------------------------------------------------------------------------------
+    def _resolve(self, file: RemoteFile, headers: dict[str, str]) -> str | requests.Response:
+        """ndownloader's redirect target (a signed object-store URL), or its own answer when it has none. The
+        token is not sent: ndownloader is another origin than the API."""
+        resp = api_get(self, file.url, headers=headers, follow=False, stream=True)
+        location = resp.headers.get("Location")
+        if resp.status_code in REDIRECTS and location:
+            resp.close()
+            return urljoin(file.url, location)
+        return resp
+
     def open(self, file: RemoteFile, headers: dict[str, str]) -> requests.Response:
-        # ndownloader is another origin than the API: fetch() sends the token to neither it nor S3
         def refused(status: int, where: str) -> AccessError:
             return AccessError(
                 f"{self.recipe.name}: {where} refused {file.path} (HTTP {status}); the file may have been "
                 f"removed from article {self.params.article}, or the article is private"
             )
 
-        return open_checked(self, file, headers, refused, auth=self._auth())
+        try:  # the signed link is kept until it expires; a refused one is replaced by a fresh redirect
+            resp = self._signed.open(
+                file.path,
+                lambda fresh: self._resolve(file, headers),
+                lambda url: fetch(self, url, headers=headers),
+                discard=error_body,
+            )
+        except signed.Refused as e:
+            raise AccessError(
+                f"{self.recipe.name}: the object store refused {e.tries} fresh links for {file.path} "
+                f"(HTTP {e.status})"
+            ) from None
+        return checked(self, file, resp, refused)
 
     def check_access(self) -> AccessReport:
         return probe_access(

@@ -13,9 +13,9 @@ query. An older page links ``/uc?export=download&confirm=...`` instead; both are
 class="uc-error-subcaption">`` carries Drive's refusal ("Too many users have viewed or downloaded this file
 recently ...") and becomes one line; a login page means the file is not shared publicly.
 
-climb walks that chain afresh for every request, so the resume of a dropped transfer gets a new ``uuid``
-instead of reusing a stale one. Drive publishes no checksum: the recipe pins one (or ``checksums: pinned``
-records the first download's). No credentials are used or sent.
+climb keeps the confirmed link (net.signed) while it works; when it answers the warning page again (a stale
+``uuid``), it walks ``uc`` afresh for a new one. Drive publishes no checksum: the recipe pins one (or
+``checksums: pinned`` records the first download's). No credentials are used or sent.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from pydantic import Field, model_validator
 
 from climb_cli import redaction
 from climb_cli.errors import AccessError, RecipeError, TransferError
+from climb_cli.net import signed
 from climb_cli.sources.base import AccessReport, RemoteFile, Source, SourceParams, safe_relpath
 from climb_cli.sources.http import error_body, fetch, unpinned_line
 
@@ -118,6 +119,7 @@ class GDriveSource(Source):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.base = self.settings.base_url("gdrive", DEFAULT_URL)
+        self._signed = signed.SignedUrls()
 
     def describe(self) -> str:
         return f"google drive ({len(self.params.files)} file(s))"
@@ -143,40 +145,57 @@ class GDriveSource(Source):
     def _view(self, file: RemoteFile) -> str:
         return f"{self.base}/file/d/{dict(parse_qsl(urlsplit(file.url).query)).get('id', '')}/view"
 
+    def _walk(self, file: RemoteFile, headers: dict[str, str]) -> str | requests.Response:
+        """``uc``: the file itself (small files), an answer for the engine (429/5xx), or the link the
+        interstitial page offers (its form with a fresh ``uuid``, or an old page's confirm link)."""
+        resp = fetch(self, file.url, headers=headers)
+        ctype = resp.headers.get("Content-Type", "")
+        if _is_file(resp) or resp.status_code == 429 or resp.status_code >= 500:
+            return resp  # the engine retries 429/5xx (Retry-After honoured)
+        if "text/html" not in ctype:
+            if resp.status_code in (200, 206):
+                return resp  # bytes without a file name: accepted, checked by the recipe's sum
+            error_body(resp)
+            raise AccessError(
+                f"{self.recipe.name}: Google Drive answered HTTP {resp.status_code} for {file.path} "
+                f"({redaction.redact_url(file.url)}); check the file id, and that it is shared with 'Anyone "
+                f"with the link' ({self._view(file)})"
+            )
+        page = _Interstitial()
+        page.feed(error_body(resp, _PAGE_LIMIT).decode("utf-8", "replace"))
+        if page.error:
+            raise TransferError(
+                f"{self.recipe.name}: Google Drive refuses {file.path} for now: {page.error[:200]} "
+                f"({self._view(file)})"
+            )
+        nxt = page.next_url(resp.url or file.url)
+        if nxt is None:
+            raise AccessError(
+                f"{self.recipe.name}: Google Drive gave a page without the file for {file.path} (HTTP "
+                f"{resp.status_code}): it is not shared with 'Anyone with the link'; ask its owner, or "
+                f"download it by hand from {self._view(file)}"
+            )
+        return nxt
+
     def open(self, file: RemoteFile, headers: dict[str, str]) -> requests.Response:
-        url = file.url
-        for _ in range(3):  # uc -> interstitial -> file (an old page may confirm once more)
-            resp = fetch(self, url, headers=headers)
-            if _is_file(resp):
-                return resp
-            ctype = resp.headers.get("Content-Type", "")
-            if resp.status_code in (429,) or resp.status_code >= 500:
-                return resp  # the engine retries these (Retry-After honoured)
-            if "text/html" not in ctype:
-                if resp.status_code in (200, 206):
-                    return resp  # bytes without a file name: accepted, checked by the recipe's sum
-                error_body(resp)
-                raise AccessError(
-                    f"{self.recipe.name}: Google Drive answered HTTP {resp.status_code} for {file.path} "
-                    f"({redaction.redact_url(url)}); check the file id, and that it is shared with 'Anyone "
-                    f"with the link' ({self._view(file)})"
-                )
-            page = _Interstitial()
-            page.feed(error_body(resp, _PAGE_LIMIT).decode("utf-8", "replace"))
-            if page.error:
-                raise TransferError(
-                    f"{self.recipe.name}: Google Drive refuses {file.path} for now: {page.error[:200]} "
-                    f"({self._view(file)})"
-                )
-            nxt = page.next_url(resp.url or url)
-            if nxt is None:
-                raise AccessError(
-                    f"{self.recipe.name}: Google Drive gave a page without the file for {file.path} (HTTP "
-                    f"{resp.status_code}): it is not shared with 'Anyone with the link'; ask its owner, or "
-                    f"download it by hand from {self._view(file)}"
-                )
-            url = nxt
-        raise TransferError(f"{self.recipe.name}: Google Drive kept answering pages for {file.path}")
+        def page_again(resp: requests.Response) -> bool:  # a stale uuid gets the warning page again
+            html = "text/html" in resp.headers.get("Content-Type", "")
+            page = resp.status_code in (200, 206) and html and not _is_file(resp)
+            return page or resp.status_code in signed.EXPIRED  # (429/5xx go to the engine's retries)
+
+        try:  # the confirmed link is kept while it works; a stale one is replaced by walking uc again
+            return self._signed.open(
+                file.path,
+                lambda fresh: self._walk(file, headers),
+                lambda url: fetch(self, url, headers=headers),
+                expired=page_again,
+                discard=error_body,
+            )
+        except signed.Refused as e:
+            raise TransferError(
+                f"{self.recipe.name}: Google Drive answered its warning page {e.tries} times for {file.path} "
+                f"(HTTP {e.status}); download it by hand from {self._view(file)}"
+            ) from None
 
     def check_access(self) -> AccessReport:
         try:

@@ -267,12 +267,18 @@ def open_checked(
     url: str | None = None,
     auth: dict[str, str] | None = None,
 ) -> requests.Response:
-    """``fetch`` a file's bytes (``url`` when it differs from ``file.url``): a 401/403/404/410 becomes
-    ``refused(status, url without secrets)``, an HTML page in place of the file a one-line failure; any other
-    answer is returned for the engine (2xx, 416, 429, 5xx)."""
-    resp = fetch(source, url or file.url, headers=headers, auth=auth)
+    """``fetch`` a file's bytes (``url`` when it differs from ``file.url``) and :func:`checked` the answer."""
+    return checked(source, file, fetch(source, url or file.url, headers=headers, auth=auth), refused)
+
+
+def checked(
+    source: Source, file: RemoteFile, resp: requests.Response, refused: Callable[[int, str], Exception]
+) -> requests.Response:
+    """A byte host's answer for ``file``: a 401/403/404/410 becomes ``refused(status, url without
+    secrets)``, an HTML page in place of the file a one-line failure; any other answer is returned for the
+    engine (2xx, 416, 429, 5xx)."""
     if resp.status_code in (401, 403, 404, 410):
-        status, where = resp.status_code, redaction.redact_url(resp.url or url or file.url)
+        status, where = resp.status_code, redaction.redact_url(resp.url or file.url)
         error_body(resp)
         raise refused(status, where)
     if resp.status_code in (200, 206) and is_html_page(file.path, resp):

@@ -28,12 +28,15 @@ from pydantic import Field
 
 from climb_cli import credentials, redaction
 from climb_cli.errors import AccessError, TransferError
+from climb_cli.net import signed
 from climb_cli.settings import Settings
 from climb_cli.sources.base import AccessReport, RemoteFile, Source, SourceParams, safe_relpath, selected
 from climb_cli.sources.http import (
     api_get,
+    checked,
+    error_body,
+    fetch,
     json_or_none,
-    open_checked,
     paths_from_listing,
     probe_access,
     save_listing,
@@ -64,6 +67,7 @@ class NsrrSource(Source):
         super().__init__(*args, **kwargs)
         self.api = self.settings.base_url("nsrr", DEFAULT_API)
         self.page = f"https://sleepdata.org/datasets/{self.params.dataset}"
+        self._signed = signed.SignedUrls()
 
     def describe(self) -> str:
         return f"nsrr {self.params.dataset}"
@@ -183,8 +187,19 @@ class NsrrSource(Source):
                 f"at {where}"
             )
 
-        # a signed link: no credentials at all
-        return open_checked(self, file, headers, refused, url=self._resolve(file))
+        try:  # the signed link is kept until it expires; a refused one is replaced by a fresh one
+            resp = self._signed.open(
+                file.path,
+                lambda fresh: self._resolve(file),
+                lambda url: fetch(self, url, headers=headers),  # a signed link: no credentials at all
+                discard=error_body,
+            )
+        except signed.Refused as e:
+            raise TransferError(
+                f"{self.recipe.name}: the object store refused {e.tries} fresh links NSRR gave for "
+                f"{file.path} (HTTP {e.status})"
+            ) from None
+        return checked(self, file, resp, refused)
 
     @staticmethod
     def _controlled(files: list[RemoteFile]) -> list[RemoteFile]:

@@ -18,7 +18,6 @@ expired is replaced by listing the snapshot again.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from typing import Any
 
 import requests
@@ -26,13 +25,16 @@ from pydantic import Field
 
 from climb_cli import credentials, redaction
 from climb_cli.errors import AccessError, RecipeError, TransferError
+from climb_cli.net import signed
 from climb_cli.net.session import origin
 from climb_cli.sources import _api as shared_api
 from climb_cli.sources.base import AccessReport, RemoteFile, Source, SourceParams, safe_relpath, selected
 from climb_cli.sources.http import (
+    checked,
+    error_body,
+    fetch,
     json_or_none,
     md5_from_headers,
-    open_checked,
     paths_from_listing,
     probe_access,
     save_listing,
@@ -62,6 +64,7 @@ class OpenNeuroSource(Source):
         self.base = self.settings.base_url("openneuro", DEFAULT_URL)
         self.graphql = f"{self.base}/crn/graphql"
         self.page = f"{self.base}/datasets/{self.params.dataset}/versions/{self.params.tag}"
+        self._signed = signed.SignedUrls()
 
     def describe(self) -> str:
         return f"openneuro {self.params.dataset} {self.params.tag}"
@@ -169,33 +172,39 @@ class OpenNeuroSource(Source):
         return paths_from_listing(self, self._identity())
 
     # -- transfer -------------------------------------------------------------------------------
-    def _refused(self, file: RemoteFile) -> Callable[[int, str], Exception]:
+    def _fresh_url(self, file: RemoteFile, fresh: bool) -> str:
+        """The file's URL: the listed one, or (``fresh``: the last one was refused as expired) a new one from
+        listing the snapshot again."""
+        if not fresh:
+            return file.url
+        url = {f.path: f.url for f in self._snapshot_files()}.get(file.path)
+        if not url:
+            raise TransferError(f"{self.recipe.name}: {file.path} is no longer in {self.describe()}")
+        return url
+
+    def open(self, file: RemoteFile, headers: dict[str, str]) -> requests.Response:
         def refused(status: int, where: str) -> AccessError:
             return AccessError(
                 f"{self.recipe.name}: {where} refused {file.path} (HTTP {status}); the snapshot's file may "
                 "be restricted or gone"
             )
 
-        return refused
+        def get(url: str) -> requests.Response:
+            plain = {**headers, "Accept-Encoding": "identity"}
+            return fetch(self, url, headers=plain, auth=self._cookie(url))
 
-    def _expired(self, status: int, where: str) -> Exception:
-        return _Expired(where)
+        def expired(resp: requests.Response) -> bool:  # only a presigned link can expire
+            return resp.status_code in signed.EXPIRED and signed.deadline(resp.request.url or "") is not None
 
-    def open(self, file: RemoteFile, headers: dict[str, str]) -> requests.Response:
-        headers = {**headers, "Accept-Encoding": "identity"}
-        if "X-Amz-Signature=" in file.url:  # a presigned link: when it has expired, list the snapshot again
-            try:
-                return open_checked(self, file, headers, self._expired, auth=self._cookie(file.url))
-            except _Expired:
-                fresh = {f.path: f.url for f in self._snapshot_files()}.get(file.path)
-                if not fresh:
-                    raise TransferError(
-                        f"{self.recipe.name}: {file.path} is no longer in {self.describe()}"
-                    ) from None
-                return open_checked(
-                    self, file, headers, self._refused(file), url=fresh, auth=self._cookie(fresh)
-                )
-        return open_checked(self, file, headers, self._refused(file), auth=self._cookie(file.url))
+        try:
+            resp = self._signed.open(file.path, lambda fresh: self._fresh_url(file, fresh), get,
+                                     expired=expired, discard=error_body)  # fmt: skip
+        except signed.Refused as e:
+            raise AccessError(
+                f"{self.recipe.name}: the bucket refused {e.tries} fresh links for {file.path} "
+                f"(HTTP {e.status})"
+            ) from None
+        return checked(self, file, resp, refused)
 
     def response_checksum(self, file: RemoteFile, resp: requests.Response) -> RemoteFile:
         md5 = md5_from_headers(resp, trust_etag=True)  # S3: a single-part upload's ETag is its MD5
@@ -204,7 +213,3 @@ class OpenNeuroSource(Source):
     def check_access(self) -> AccessReport:
         who = "with an API key" if self.credentials() else "anonymously"
         return probe_access(self, lambda files: f"{self.describe()}: readable {who}", self.page)
-
-
-class _Expired(Exception):
-    """A presigned file URL was refused (expired): the caller lists the snapshot again."""

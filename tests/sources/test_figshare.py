@@ -143,15 +143,18 @@ def test_check_access(tmp_path: Path, fig: FakeFigshare) -> None:
     assert not (_raw(settings) / "images.zip").exists()
 
 
-@pytest.mark.parametrize("fault", FAULT_IDS)
+@pytest.mark.parametrize("fault", [*FAULT_IDS, "expired"])  # expired: the first link is stale on arrival
 def test_fault_matrix(tmp_path: Path, files: dict[str, bytes], fault: str) -> None:
     data = files["images.zip"]
     with FakeBucket() as store, FakeFigshare([_article(files)], storage=store) as fig:
         glob = "/pfigshare-u-files/*"
-        expected = arm_fault(store, fault, glob, len(data))
+        store.expire_next = 1 if fault == "expired" else 0
+        expected = [200] if fault == "expired" else arm_fault(store, fault, glob, len(data))
         settings = _settings(tmp_path, fig.base_url, read_timeout=0.5)
         report = download(_recipe(tmp_path, version=1, include="images.zip"), settings)
         assert report.ok, report.outcomes
         assert [r.status for r in settle(store, glob)] == expected
+        if fault == "expired":
+            assert 403 in [r.status for r in store.requests_for(glob)]  # refused, then a fresh link
     assert (_raw(settings) / "images.zip").read_bytes() == data
     assert not list((_raw(settings) / ".climb" / "partial").rglob("*.part"))

@@ -126,13 +126,16 @@ def test_check_access(tmp_path: Path, drive: FakeDrive) -> None:
     assert not (_raw(settings) / "a.zip").exists()
 
 
-@pytest.mark.parametrize("fault", FAULT_IDS)
+@pytest.mark.parametrize("fault", [*FAULT_IDS, "expired"])  # expired: the first uuid is stale on arrival
 def test_fault_matrix(tmp_path: Path, drive: FakeDrive, fault: str) -> None:
     glob = "/download"
     if fault == "expired-signed-url":  # the uuid of the confirm link expires when the body is cut
         drive.expire_on_drop = True
         drive.faults.add("drop", path_glob=glob, after_bytes=len(BIG) // 3, headers=dict(RESET))
-        expected = [200, 206]
+        expected = [200, 200, 206]  # cut; the stale uuid gets the warning page; a fresh one resumes
+    elif fault == "expired":
+        drive.expire_next = 1
+        expected = [200, 200]  # the warning page again for the stale uuid, then the file on a fresh one
     else:
         expected = arm_fault(drive, fault, glob, len(BIG))
     settings = _settings(tmp_path, drive, read_timeout=0.5)
@@ -140,8 +143,9 @@ def test_fault_matrix(tmp_path: Path, drive: FakeDrive, fault: str) -> None:
     assert report.ok, report.outcomes
     got = [r for r in settle(drive, glob) if IDS["big"] in r.path]
     assert [r.status for r in got] == expected
-    if fault == "expired-signed-url":
+    if fault.startswith("expired"):
         uuids = {r.path.split("uuid=")[1] for r in got}
         assert len(uuids) == 2  # the resume walked the interstitial again for a fresh uuid
+        assert len(drive.requests_for("/uc")) == 2
     assert (_raw(settings) / "videos.zip").read_bytes() == BIG
     assert not list((_raw(settings) / ".climb" / "partial").rglob("*.part"))

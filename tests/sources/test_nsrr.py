@@ -172,17 +172,20 @@ def test_check_access_and_auth_login(tmp_path: Path, nsrr: FakeNsrr, monkeypatch
     assert not (_raw(settings) / "README.txt").exists()
 
 
-@pytest.mark.parametrize("fault", FAULT_IDS)
+@pytest.mark.parametrize("fault", [*FAULT_IDS, "expired"])  # expired: the first link is stale on arrival
 def test_fault_matrix(
     tmp_path: Path, nsrr: FakeNsrr, store: FakeBucket, monkeypatch: pytest.MonkeyPatch, fault: str
 ) -> None:
     monkeypatch.setenv("NSRR_TOKEN", TOKEN)
     glob = "/nsrr-cloud/shhs/polysomnography/edfs/*"
-    expected = arm_fault(store, fault, glob, len(EDF))
+    store.expire_next = 1 if fault == "expired" else 0
+    expected = [200] if fault == "expired" else arm_fault(store, fault, glob, len(EDF))
     settings = _settings(tmp_path, nsrr, read_timeout=0.5)
     report = download(_recipe(tmp_path, include="'polysomnography/edfs/**'"), settings)
     assert report.ok, report.outcomes
     assert [r.status for r in settle(store, glob)] == expected
+    if fault == "expired":
+        assert 403 in [r.status for r in store.requests_for(glob)]  # refused, then a fresh link
     assert (_raw(settings) / "polysomnography/edfs/shhs1/shhs1-200001.edf").read_bytes() == EDF
     assert not list((_raw(settings) / ".climb" / "partial").rglob("*.part"))
 

@@ -163,15 +163,18 @@ def test_check_access_and_auth_login_writes_openneuro_py_config(tmp_path: Path, 
     assert not any(s in json.dumps(auth.status(settings)) for s in SECRETS)
 
 
-@pytest.mark.parametrize("fault", FAULT_IDS)
+@pytest.mark.parametrize("fault", [*FAULT_IDS, "expired"])  # expired: the first link is stale on arrival
 def test_fault_matrix(tmp_path: Path, store: FakeBucket, fault: str) -> None:
     # expired-signed-url: the links are presigned (as OpenNeuro's urls may be) and expire mid-transfer
-    with FakeOpenNeuro(_datasets(), store, signed=fault == "expired-signed-url") as on:
+    with FakeOpenNeuro(_datasets(), store, signed=fault in ("expired-signed-url", "expired")) as on:
         glob = "/openneuro.org/ds005237/sub-01/eeg/*.set"
-        expected = arm_fault(store, fault, glob, len(NII))
+        store.expire_next = len(_files()) if fault == "expired" else 0  # a listing signs every file
+        expected = [200] if fault == "expired" else arm_fault(store, fault, glob, len(NII))
         settings = _settings(tmp_path, on, read_timeout=0.5)
         report = download(_recipe(tmp_path, include="'**/*.set'"), settings)
         assert report.ok, report.outcomes
         assert [r.status for r in settle(store, glob)] == expected
+        if fault == "expired":
+            assert 403 in [r.status for r in store.requests_for(glob)]  # refused, then a fresh link
     assert (_raw(settings) / "sub-01/eeg/sub-01_task-oddball_eeg.set").read_bytes() == NII
     assert not list((_raw(settings) / ".climb" / "partial").rglob("*.part"))
