@@ -29,9 +29,19 @@ from pydantic import Field
 from climb_cli import credentials, redaction
 from climb_cli.errors import AccessError, TransferError
 from climb_cli.net import signed
+from climb_cli.net.session import ClimbSession
 from climb_cli.settings import Settings
-from climb_cli.sources.base import AccessReport, RemoteFile, Source, SourceParams, safe_relpath, selected
+from climb_cli.sources.base import (
+    USER_AGENT,
+    AccessReport,
+    RemoteFile,
+    Source,
+    SourceParams,
+    safe_relpath,
+    selected,
+)
 from climb_cli.sources.http import (
+    HeaderAuth,
     api_get,
     checked,
     error_body,
@@ -222,13 +232,11 @@ class NsrrSource(Source):
     def check_login(settings: Settings, token: credentials.Token) -> str:
         """`climb auth login nsrr`: GET /list/access with the token (what `nsrr --list-access` does)."""
         api = settings.base_url("nsrr", DEFAULT_API)
-        with requests.Session() as s:
-            s.trust_env = False
+        with ClimbSession(USER_AGENT) as s:  # env proxies and CAs; the token bound to the API's origin
             r = s.get(
                 f"{api}/list/access",
-                headers={"token": token.value},
+                auth=HeaderAuth({"token": token.value}),
                 timeout=(settings.connect_timeout, settings.read_timeout),
-                allow_redirects=False,
             )
         if r.status_code in (401, 403):
             raise AccessError(f"NSRR rejected the token (HTTP {r.status_code})")
