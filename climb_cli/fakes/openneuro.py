@@ -14,7 +14,9 @@
   (``<bucket>/openneuro.org/<ds>/<path>?versionId=<v>``), or with ``signed=True`` a presigned URL of a private
   copy (``url_ttl`` s); of a restricted dataset: ``/crn/datasets/<ds>/snapshots/<tag>/files/<a:b:c>`` on the
   fake itself, which needs the cookie (bytes with Range and the shared faults);
-* ``redirect_to``: the fake's own file URLs answer 302 there (credential-stripping tests).
+* ``redirect_to``: the fake's own file URLs answer 302 there (credential-stripping tests);
+* ``gateway``: answers queued for the next GraphQL requests, each an HTTP status (e.g. 503, 524) or a
+  GraphQL error message with HTTP 200 (e.g. ``"504 Gateway Timeout"``, which openneuro-py retries).
 """
 
 from __future__ import annotations
@@ -83,6 +85,13 @@ class _Handler(BaseFakeHandler):
             self._json(400, {"errors": [{"message": "Unexpected token in JSON"}]})
             return
         self.fake.queries.append(query)
+        if self.fake.gateway:
+            trouble = self.fake.gateway.pop(0)
+            if isinstance(trouble, int):
+                self._json(trouble, {"errors": [{"message": f"HTTP {trouble}"}]})
+            else:
+                self._error(trouble, {"dataset": None})
+            return
         if m := _SNAPSHOT.search(query):
             ds_id, tag = m.groups()
             ds = self.fake.datasets.get(ds_id)
@@ -157,6 +166,7 @@ class FakeOpenNeuro(TLSServerMixin, FakeHTTPServer):
         self.url_ttl = url_ttl
         self.public_url = public_url
         self.redirect_to: str | None = None
+        self.gateway: list[int | str] = []
         self.queries: list[str] = []
         self.version_ids: dict[tuple[str, str, str], str] = {}
 

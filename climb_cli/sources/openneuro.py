@@ -25,11 +25,12 @@ from pydantic import Field
 
 from climb_cli import credentials, redaction
 from climb_cli.errors import AccessError, RecipeError, TransferError
-from climb_cli.net import signed
+from climb_cli.net import retry, signed
+from climb_cli.net.retry import RETRY_STATUS, RetryPolicy
 from climb_cli.net.session import origin
-from climb_cli.sources import _api as shared_api
 from climb_cli.sources.base import AccessReport, RemoteFile, Source, SourceParams, safe_relpath, selected
 from climb_cli.sources.http import (
+    HeaderAuth,
     checked,
     error_body,
     fetch,
@@ -43,10 +44,31 @@ from climb_cli.sources.http import (
 
 DEFAULT_URL = "https://openneuro.org"
 NO_ACCESS = "You do not have access to read this dataset."
+#: HTTP answers openneuro-py retries (its allowed_retry_codes), and GraphQL error messages it treats as a
+#: gateway timeout
+_RETRY_STATUS = frozenset(RETRY_STATUS | {522, 524})
+_TRANSIENT_PREFIXES = ("504", "502", "connect ECONNREFUSED")
 _SNAPSHOTS = 'query { dataset(id: "%s") { snapshots { id } } }'
 _FILES = (
     'query { snapshot(datasetId: "%s", tag: "%s") { id files(recursive: true) { filename urls size id } } }'
 )
+
+
+def _first_error(data: Any) -> str | None:
+    """The first GraphQL error message of a response body, if it has any."""
+    errors = data.get("errors") if isinstance(data, dict) else None
+    if not errors:
+        return None
+    first = errors[0] if isinstance(errors, list) else errors
+    return str(first.get("message", "")) if isinstance(first, dict) else str(first)
+
+
+def _transient_message(message: str | None) -> bool:
+    return message is not None and (
+        message.startswith(_TRANSIENT_PREFIXES)
+        or message.endswith("due to timeout")
+        or message == "fetch failed"
+    )
 
 
 class OpenNeuroParams(SourceParams):
@@ -82,24 +104,37 @@ class OpenNeuroSource(Source):
     # -- GraphQL --------------------------------------------------------------------------------
     def _query(self, query: str) -> dict[str, Any]:
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        headers.update(self._cookie(self.graphql) or {})
         body = json.dumps({"query": query})
-        resp = shared_api.send_with_retry(
-            self,
-            lambda: self.session().post(
-                self.graphql, data=body, headers=headers, timeout=self.timeout, allow_redirects=False
-            ),
-            f"{self.recipe.name}: cannot reach {redaction.redact_url(self.graphql)}",
-        )
+        auth = self._cookie(self.graphql)
+        where = redaction.redact_url(self.graphql)
+
+        def post() -> requests.Response:
+            cookie = HeaderAuth(auth) if auth else None
+            return self.session().post(
+                self.graphql,
+                data=body,
+                headers=headers,
+                timeout=self.timeout,
+                auth=cookie,
+                allow_redirects=False,
+            )
+
+        def transient(resp: requests.Response) -> bool:  # what openneuro-py retries, status or message
+            return resp.status_code in _RETRY_STATUS or _transient_message(_first_error(json_or_none(resp)))
+
+        policy = RetryPolicy.from_settings(self.settings, statuses=_RETRY_STATUS)
+        try:
+            resp = retry.send(policy, post, f"{self.recipe.name}: {where}", retry_if=transient)
+        except (requests.ConnectionError, requests.Timeout) as e:
+            raise TransferError(f"{self.recipe.name}: cannot reach {where} ({type(e).__name__})") from None
         data = json_or_none(resp)
         if not isinstance(data, dict):
             raise TransferError(
                 f"{self.recipe.name}: OpenNeuro's GraphQL answered HTTP {resp.status_code} without JSON; "
                 "try again later"
             )
-        errors = data.get("errors")
-        if errors:
-            message = str((errors[0] or {}).get("message", "")) if isinstance(errors, list) else str(errors)
+        message = _first_error(data)
+        if message is not None:
             if message == NO_ACCESS:
                 raise self._no_access()
             raise TransferError(

@@ -114,6 +114,17 @@ def test_etag_md5_mismatch_is_refused(tmp_path: Path, on: FakeOpenNeuro, store: 
     assert not (_raw(_settings(tmp_path, on)) / "participants.tsv").exists()
 
 
+def test_graphql_gateway_trouble_is_retried_as_openneuro_py_does(tmp_path: Path, on: FakeOpenNeuro) -> None:
+    on.gateway = [503, "504 Gateway Timeout", "connect ECONNREFUSED 10.0.0.1:80", 524]
+    report = download(_recipe(tmp_path, include="participants.tsv"), _settings(tmp_path, on))
+    assert report.ok, (report.error, report.outcomes)
+    assert not on.gateway and len(on.queries) == 6  # 4 troubled + snapshots + files
+    on.gateway = ["Cannot return null for non-nullable field"]  # not transient: one line, no retry
+    report = download(_recipe(tmp_path, include="participants.tsv"), _settings(tmp_path, on))
+    assert report.error.startswith("toyon: OpenNeuro refused the query for ds005237: Cannot return null")
+    assert len(on.queries) == 7
+
+
 def test_unknown_tag_names_the_existing_ones(tmp_path: Path, on: FakeOpenNeuro) -> None:
     report = download(_recipe(tmp_path, tag="2.0.0"), _settings(tmp_path, on))
     assert report.error == (
