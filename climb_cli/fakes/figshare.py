@@ -11,6 +11,7 @@
   else the bytes themselves (Range, faults).  ``Authorization: token <t>`` is accepted and ignored on public
   articles; every request is logged with ``had_authorization``.
 
+``redirects`` (path -> URL) makes a path answer 302 there (credential-stripping tests).
 The shared fault plan applies to file bodies (glob on ``/files/*`` here, or on the bucket's object path).
 """
 
@@ -73,6 +74,9 @@ class _Handler(BaseFakeHandler):
             self._error(405, "Method not allowed", "MethodNotAllowed")
             return
         path = self.url_path
+        if path in self.fake.redirects:
+            self.respond(302, b"", content_type=None, headers=[("Location", self.fake.redirects[path])])
+            return
         if m := _DOWNLOAD.match(path):
             self._download(int(m.group(1)))
             return
@@ -162,6 +166,7 @@ class FakeFigshare(TLSServerMixin, FakeHTTPServer):
         self.articles = {a.id: a for a in articles}
         self.storage = storage
         self.max_page_size = max_page_size
+        self.redirects: dict[str, str] = {}  # path -> Location (credential-stripping tests)
 
     def start(self) -> FakeFigshare:
         super().start()

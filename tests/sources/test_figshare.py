@@ -12,6 +12,7 @@ import pytest
 from climb_cli.acquire import download
 from climb_cli.catalog import Catalog
 from climb_cli.fakes.bucket import FAULT_IDS, FakeBucket, arm_fault, settle
+from climb_cli.fakes.capture import CaptureServer
 from climb_cli.fakes.figshare import FakeFigshare, FigshareArticle, FigshareFile
 from climb_cli.recipe import Recipe
 from climb_cli.settings import Settings
@@ -132,6 +133,19 @@ def test_token_goes_to_the_api_only_never_to_the_signed_host(
         assert all(r.had_authorization for r in fig.requests_for("/v2/*"))
         assert [r.status for r in fig.requests_for("/files/*")] == [302] * 3
         assert len(store.requests_for("/pfigshare-u-files/*")) == 3 and not store.authorization_seen
+
+
+def test_token_never_follows_an_api_redirect_to_another_origin(
+    tmp_path: Path, fig: FakeFigshare, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FIGSHARE_TOKEN", TOKEN)
+    with CaptureServer() as capture:
+        fig.redirects["/v2/articles/4879940/versions/1"] = (
+            f"{capture.base_url}/v2/articles/4879940/versions/1"
+        )
+        report = download(_recipe(tmp_path, version=1), _settings(tmp_path, fig.base_url))
+        assert not report.ok and capture.seen and not capture.leaked([TOKEN])
+    assert all(r.had_authorization for r in fig.requests_for("/v2/*"))
 
 
 def test_check_access(tmp_path: Path, fig: FakeFigshare) -> None:
