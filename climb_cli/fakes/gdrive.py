@@ -14,6 +14,10 @@ serves (default: the server itself).
 * a file that is not shared publicly -> 302 to a Google sign-in page (``/ServiceLogin?...``, HTML);
 * ``quota=True`` on a file -> its ``uc`` answers 403 with the "Too many users have viewed or downloaded this
   file recently" page (``<p class="uc-error-subcaption">``);
+* ``GET /embeddedfolderview?id=<folder>`` (gdown's folder listing): ``<title>`` the folder's name, one
+  ``flip-entry`` per child with ``<a href="https://drive.google.com/file/d/<id>/view?usp=drive_web">``
+  (a file) or ``.../drive/folders/<id>`` (a subfolder) around its name (hrefs use ``public_url``); a folder
+  that is not shared publicly -> 302 to the sign-in page;
 * unknown id -> 404 HTML.
 
 Page markup beyond what gdown reads (form id, hidden inputs, ``uc-error-subcaption``) is modelled on public
@@ -31,7 +35,7 @@ from urllib.parse import quote
 from climb_cli.fakes.bucket import TLSServerMixin, serve_file
 from climb_cli.fakes.faults import HEAD_FAULT_KINDS, BaseFakeHandler, FakeHTTPServer, FaultPlan
 
-__all__ = ["DriveFile", "FakeDrive"]
+__all__ = ["DriveFile", "DriveFolder", "FakeDrive"]
 
 QUOTA_TEXT = (
     "Too many users have viewed or downloaded this file recently. Please try accessing the file again later. "
@@ -43,6 +47,15 @@ SIGN_IN = (
     "<html><head><title>Sign in - Google Accounts</title></head><body>"
     '<form id="gaia_loginform" action="/signin/v2/challenge"></form></body></html>'
 )
+
+
+@dataclass
+class DriveFolder:
+    id: str
+    name: str
+    files: list[DriveFile] = field(default_factory=list)
+    folders: list[DriveFolder] = field(default_factory=list)
+    public: bool = True
 
 
 @dataclass
@@ -72,6 +85,8 @@ class _Handler(BaseFakeHandler):
             self._uc(q.get("id", ""))
         elif path == "/download":
             self._download(q)
+        elif path == "/embeddedfolderview":
+            self._folder(q.get("id", ""))
         elif path == "/ServiceLogin":
             self._html(200, SIGN_IN)
         else:
@@ -91,6 +106,16 @@ class _Handler(BaseFakeHandler):
             self.respond(302, b"", content_type=None, headers=[("Location", url)])
             return None
         return f
+
+    def _folder(self, folder_id: str) -> None:
+        folder = self.fake.folders.get(folder_id)
+        if folder is None:
+            self._not_found()
+        elif not folder.public:
+            url = f"/ServiceLogin?continue={quote(self.fake.url + '/drive/folders/' + folder_id, safe='')}"
+            self.respond(302, b"", content_type=None, headers=[("Location", url)])
+        else:
+            self._html(200, self.fake.folder_page(folder))
 
     def _uc(self, file_id: str) -> None:
         f = self._file(file_id)
@@ -132,6 +157,7 @@ class FakeDrive(TLSServerMixin, FakeHTTPServer):
         self,
         files: list[DriveFile],
         *,
+        folders: tuple[DriveFolder, ...] = (),
         scan_limit: int = 100,
         uuid_ttl: float = 3600,
         public_url: str | None = None,
@@ -142,6 +168,13 @@ class FakeDrive(TLSServerMixin, FakeHTTPServer):
     ) -> None:
         super().__init__(host=host, port=port, faults=faults)
         self.files = {f.id: f for f in files}
+        self.folders: dict[str, DriveFolder] = {}
+        todo = list(folders)
+        while todo:  # every folder, nested ones too, and the files in them
+            folder = todo.pop()
+            self.folders[folder.id] = folder
+            self.files.update({f.id: f for f in folder.files})
+            todo += folder.folders
         self.scan_limit = scan_limit
         self.uuid_ttl = uuid_ttl
         self.public_url = public_url
@@ -185,6 +218,23 @@ class FakeDrive(TLSServerMixin, FakeHTTPServer):
             f'value="Download anyway"/><input type="hidden" name="id" value="{f.id}"><input type="hidden" '
             'name="export" value="download"><input type="hidden" name="confirm" value="t">'
             f'<input type="hidden" name="uuid" value="{uuid}"></form></div></div></body></html>\n'
+        )
+
+    def folder_page(self, folder: DriveFolder) -> str:
+        def entry(href: str, item_id: str, name: str) -> str:
+            return (
+                f'<div class="flip-entry" id="entry-{item_id}" tabindex="0" role="link"><div '
+                f'class="flip-entry-info"><a href="{href}" target="_blank"><div class="flip-entry-visual">'
+                '</div><div class="flip-entry-title">'
+                f"{html.escape(name)}</div></a></div></div>"
+            )
+
+        base = self.url
+        rows = [entry(f"{base}/drive/folders/{d.id}", d.id, d.name) for d in folder.folders]
+        rows += [entry(f"{base}/file/d/{f.id}/view?usp=drive_web", f.id, f.name) for f in folder.files]
+        return (
+            f"<!DOCTYPE html><html><head><title>{html.escape(folder.name)}</title></head><body>"
+            f'<div class="flip-entries">{"".join(rows)}</div></body></html>\n'
         )
 
     def quota_page(self) -> str:

@@ -4,6 +4,17 @@
       files:
         - {id: 1AbC..., path: COVID-US/videos.zip, sha256: <hex>}   # or md5; else `checksums: pinned`
 
+or every file of a shared folder (and its subfolders), chosen with include/exclude globs::
+
+    - kind: gdrive
+      folder: 1XyZ...                      # the id in drive.google.com/drive/folders/<id>
+      include: ["qa/*.jsonl"]
+      sha256: {qa/train.jsonl: <hex>}      # optional pins, by path; else `checksums: pinned`
+
+A folder is listed as gdown lists it, from ``GET /embeddedfolderview?id=<folder>``: the page's links to
+``/file/d/<id>/view`` are files and to ``/drive/folders/<id>`` subfolders, named by their link text (no sizes,
+no sums). The listing is stored for ``climb verify``.
+
 Protocol (as gdown 6.5.1 speaks it; docs/sources-protocols.md, "Google Drive"): ``GET
 https://drive.google.com/uc?id=<id>&export=download``. A response with ``Content-Disposition`` is the file
 (small files, after a redirect to ``drive.usercontent.google.com``). A large file gets the virus-scan
@@ -20,6 +31,7 @@ climb keeps the confirmed link (net.signed) while it works; when it answers the 
 
 from __future__ import annotations
 
+import re
 from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
@@ -30,11 +42,22 @@ from pydantic import Field, model_validator
 from climb_cli import redaction
 from climb_cli.errors import AccessError, RecipeError, TransferError
 from climb_cli.net import signed
-from climb_cli.sources.base import AccessReport, RemoteFile, Source, SourceParams, safe_relpath
-from climb_cli.sources.http import error_body, fetch, unpinned_line
+from climb_cli.sources.base import AccessReport, RemoteFile, Source, SourceParams, safe_relpath, selected
+from climb_cli.sources.http import (
+    api_get,
+    error_body,
+    fetch,
+    paths_from_listing,
+    save_listing,
+    selected_from_listing,
+    unpinned_line,
+)
 
 DEFAULT_URL = "https://drive.google.com"
 _PAGE_LIMIT = 2 * 1024 * 1024
+_FILE_LINK = re.compile(r"^/file/d/([-\w]{25,})/view")
+_FOLDER_LINK = re.compile(r"^/drive/folders/([-\w]{25,})/?$")
+_MAX_DEPTH = 20
 
 
 class DriveFile(SourceParams):
@@ -46,10 +69,18 @@ class DriveFile(SourceParams):
 
 
 class GDriveParams(SourceParams):
-    files: list[DriveFile] = Field(min_length=1)
+    files: list[DriveFile] = Field(default_factory=list)
+    folder: str | None = Field(None, pattern=r"^[-\w]{10,}$", description="a shared folder's id (its files)")
+    sha256: dict[str, str] = Field(default_factory=dict, description="pins for a folder's files, by path")
+    max_files: int = Field(10_000, ge=1, description="more files than this in the folder is an error")
 
     @model_validator(mode="after")
     def _paths(self) -> GDriveParams:
+        if bool(self.files) == (self.folder is not None):
+            raise ValueError("give exactly one of 'files' (ids and paths) or 'folder' (a shared folder's id)")
+        for path, digest in self.sha256.items():
+            if not re.match(r"^[0-9a-fA-F]{64}$", digest):
+                raise ValueError(f"sha256[{path!r}] is not a sha256")
         seen: set[str] = set()
         for f in self.files:
             if safe_relpath(f.path) is None:
@@ -58,6 +89,45 @@ class GDriveParams(SourceParams):
                 raise ValueError(f"two files go to {f.path!r}")
             seen.add(f.path)
         return self
+
+
+class _FolderView(HTMLParser):
+    """The links of an ``embeddedfolderview`` page (gdown's folder listing): files ``/file/d/<id>/view`` and
+    subfolders ``/drive/folders/<id>``, with their link text as the name; ``<title>`` is the folder's name."""
+
+    def __init__(self, hosts: set[str]) -> None:
+        super().__init__(convert_charrefs=True)
+        self.hosts = hosts
+        self.title: str | None = None
+        self.entries: list[tuple[str, str, str]] = []  # (kind "file"|"folder", id, name)
+        self._in_title = False
+        self._link: tuple[str, str] | None = None
+        self._text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "title":
+            self._in_title = True
+        elif tag == "a":
+            parts = urlsplit(dict(attrs).get("href") or "")
+            if (parts.hostname or "") not in self.hosts:
+                return
+            if m := _FILE_LINK.match(parts.path):
+                self._link, self._text = ("file", m.group(1)), []
+            elif m := _FOLDER_LINK.match(parts.path):
+                self._link, self._text = ("folder", m.group(1)), []
+
+    def handle_data(self, data: str) -> None:
+        if self._in_title:
+            self.title = (self.title or "") + data
+        elif self._link is not None:
+            self._text.append(data)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "title":
+            self._in_title = False
+        elif tag == "a" and self._link is not None:
+            self.entries.append((*self._link, " ".join("".join(self._text).split())))
+            self._link = None
 
 
 class _Interstitial(HTMLParser):
@@ -122,24 +192,89 @@ class GDriveSource(Source):
         self._signed = signed.SignedUrls()
 
     def describe(self) -> str:
+        if self.params.folder:
+            return f"google drive folder {self.params.folder}"
         return f"google drive ({len(self.params.files)} file(s))"
 
+    def _uc(self, file_id: str) -> str:
+        return f"{self.base}/uc?{urlencode({'id': file_id, 'export': 'download'})}"
+
     def _files(self) -> list[RemoteFile]:
-        return [RemoteFile(f.path, f"{self.base}/uc?{urlencode({'id': f.id, 'export': 'download'})}", f.size,
-                           f.sha256 and f.sha256.lower(), f.md5 and f.md5.lower())
-                for f in self.params.files]  # fmt: skip
+        return [
+            RemoteFile(f.path, self._uc(f.id), f.size, f.sha256 and f.sha256.lower(), f.md5 and f.md5.lower())
+            for f in self.params.files
+        ]
+
+    # -- a shared folder ------------------------------------------------------------------------
+    def _identity(self) -> dict[str, Any]:
+        return {"folder": self.params.folder}
+
+    def _folder_page(self, folder_id: str) -> _FolderView:
+        url = f"{self.base}/embeddedfolderview?{urlencode({'id': folder_id})}"
+        resp = api_get(self, url, headers={"Accept": "text/html"})
+        redirected = urlsplit(resp.url or url).path != "/embeddedfolderview"
+        if resp.status_code != 200 or redirected:
+            raise AccessError(
+                f"{self.recipe.name}: Google Drive did not list folder {folder_id} (HTTP {resp.status_code}"
+                f"{', a sign-in page' if redirected else ''}): it must be shared with 'Anyone with the link' "
+                f"({self.base}/drive/folders/{folder_id})"
+            )
+        page = _FolderView({urlsplit(self.base).hostname or "", "drive.google.com"})
+        page.feed(resp.text)
+        if page.title is None:
+            raise TransferError(
+                f"{self.recipe.name}: Google Drive's folder page for {folder_id} has no title"
+            )
+        return page
+
+    def _list_folder(self) -> list[RemoteFile]:
+        assert self.params.folder is not None
+        out: dict[str, RemoteFile] = {}
+        todo, seen = [(self.params.folder, "", 0)], {self.params.folder}
+        while todo:
+            folder_id, prefix, depth = todo.pop(0)
+            for kind, entry_id, name in self._folder_page(folder_id).entries:
+                path = safe_relpath(prefix + name.replace("/", "_"))
+                if path is None:
+                    continue
+                if kind == "folder":
+                    if entry_id not in seen and depth < _MAX_DEPTH:
+                        seen.add(entry_id)
+                        todo.append((entry_id, path + "/", depth + 1))
+                    continue
+                if path in out:
+                    raise TransferError(
+                        f"{self.recipe.name}: folder {self.params.folder} holds two files {path!r}"
+                    )
+                pin = self.params.sha256.get(path)
+                out[path] = RemoteFile(path, self._uc(entry_id), None, pin and pin.lower())
+                if len(out) > self.params.max_files:
+                    raise RecipeError(
+                        f"{self.recipe.name}: Drive folder {self.params.folder} holds more than "
+                        f"{self.params.max_files} files; narrow `include:` or raise `max_files:`"
+                    )
+        return [out[k] for k in sorted(out)]
 
     def list_files(self) -> list[RemoteFile]:
-        files = self._files()
+        if self.params.folder is None:
+            files = self._files()
+        else:
+            listed = self._list_folder()
+            save_listing(self, self._identity(), listed)
+            files = [f for f in listed if selected(f.path, self.spec)]
         unpinned = [f.path for f in files if not (f.sha256 or f.md5)]
         if unpinned and self.recipe.checksums != "pinned":
             raise RecipeError(unpinned_line(self, unpinned))
         return files
 
     def expected_files(self) -> list[RemoteFile] | None:
+        if self.params.folder is not None:
+            return selected_from_listing(self, self._identity())
         return self._files()
 
     def upstream_paths(self) -> set[str] | None:
+        if self.params.folder is not None:
+            return paths_from_listing(self, self._identity())
         return {f.path for f in self._files()}
 
     def _view(self, file: RemoteFile) -> str:
@@ -199,8 +334,8 @@ class GDriveSource(Source):
 
     def check_access(self) -> AccessReport:
         try:
-            files = self._files()
-            for f in files:
+            files = self.list_files() if self.params.folder else self._files()
+            for f in files[:1] if self.params.folder else files:
                 self.open(f, {"Range": "bytes=0-0"}).close()
         except (AccessError, TransferError) as e:
             return AccessReport(self.recipe.name, self.spec.id, False, str(e))

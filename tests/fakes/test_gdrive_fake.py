@@ -54,7 +54,7 @@ _RUNNER = textwrap.dedent(
     import fcntl, hashlib, json, os, socket, struct, subprocess, sys
     from pathlib import Path
 
-    from climb_cli.fakes.gdrive import DriveFile, FakeDrive
+    from climb_cli.fakes.gdrive import DriveFile, DriveFolder, FakeDrive
 
     work = Path(sys.argv[1])
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -68,6 +68,11 @@ _RUNNER = textwrap.dedent(
     fake = FakeDrive([DriveFile("1BigFileAbCdEfGhIjKlMnOpQrStUv", "big.zip", big),
                       DriveFile("1SmallFileAbCdEfGhIjKlMnOpQr", "s.txt", b"small\\n"),
                       DriveFile("1QuotaFileAbCdEfGhIjKlMnOpQr", "q.zip", b"q" * 500, quota=True)],
+                     folders=(DriveFolder("1RootFolderAbCdEfGhIjKlMnOpQr", "CLIMB QA",
+                                          [DriveFile("1TopFileAbCdEfGhIjKlMnOpQrStU", "top.txt", b"top\\n")],
+                                          [DriveFolder("1QaFolderAbCdEfGhIjKlMnOpQrSt", "qa",
+                                                       [DriveFile("1QaFileAbCdEfGhIjKlMnOpQrStUv", "a.jsonl",
+                                                                  b"{}\\n")])]),),
                      port=443, public_url="https://drive.google.com",
                      content_url="https://drive.usercontent.google.com")
     fake.tls = (work / "tls" / "server.pem", work / "tls" / "server.key")
@@ -85,6 +90,13 @@ _RUNNER = textwrap.dedent(
                                env=env, capture_output=True, text=True, timeout=60)
             runs.append({"name": name, "rc": p.returncode, "err": (p.stdout + p.stderr)[-1500:],
                          "sha": hashlib.sha256(out.read_bytes()).hexdigest() if out.is_file() else None})
+        out = work / "out" / "folder"
+        p = subprocess.run([sys.executable, "-m", "gdown", "--folder", "-q", "-O", str(out),
+                            "https://drive.google.com/drive/folders/1RootFolderAbCdEfGhIjKlMnOpQr"],
+                           env=env, capture_output=True, text=True, timeout=60)
+        got = sorted(str(f.relative_to(out)) for f in out.rglob("*") if f.is_file())
+        err = (p.stdout + p.stderr)[-1500:]
+        runs.append({"name": "folder", "rc": p.returncode, "err": err, "files": got})
         log = [{"path": r.path, "status": r.status} for r in fake.log]
     (work / "result.json").write_text(json.dumps({"runs": runs, "log": log}))
     '''
@@ -106,7 +118,11 @@ def test_gdown_downloads_through_the_interstitial(tmp_path: Path) -> None:
                        capture_output=True, text=True, timeout=180, env=env)  # fmt: skip
     assert p.returncode == 0, p.stderr[-3000:]
     result = json.loads((tmp_path / "result.json").read_text())
-    big, small, quota = result["runs"]
+    big, small, quota, folder = result["runs"]
+    assert folder["rc"] == 0, folder["err"]
+    assert folder["files"] == ["qa/a.jsonl", "top.txt"], folder[
+        "files"
+    ]  # gdown's folder walk, the same pages
     assert big["rc"] == 0 and big["sha"] == hashlib.sha256(BIG).hexdigest(), big["err"]
     assert small["rc"] == 0 and small["sha"] == hashlib.sha256(b"small\n").hexdigest(), small["err"]
     assert quota["rc"] != 0 and "Too many users have viewed or downloaded this file recently" in quota["err"]

@@ -14,7 +14,7 @@ from climb_cli.acquire import download
 from climb_cli.catalog import Catalog
 from climb_cli.errors import RecipeError
 from climb_cli.fakes.bucket import FAULT_IDS, RESET, arm_fault, settle
-from climb_cli.fakes.gdrive import DriveFile, FakeDrive
+from climb_cli.fakes.gdrive import DriveFile, DriveFolder, FakeDrive
 from climb_cli.recipe import Recipe
 from climb_cli.settings import Settings
 from climb_cli.sources import make_sources
@@ -115,6 +115,61 @@ def test_bad_recipe_paths(tmp_path: Path) -> None:
     with pytest.raises(RecipeError, match=r"unsafe path '../x'"):
         src = f"  - id: gd\n    kind: gdrive\n    files:\n      - {{id: {IDS['big']}, path: ../x}}\n"
         Catalog([write_recipe(tmp_path / "r", "toygd", src).parent]).load("toygd")
+
+
+QA = {"train.jsonl": b'{"q": 1}\n', "test.jsonl": b'{"q": 2}\n'}
+
+
+@pytest.fixture
+def folder_drive() -> Iterator[FakeDrive]:
+    qa_files = [DriveFile(f"1Qa{i}FileAbCdEfGhIjKlMnOpQrSt", k, v) for i, (k, v) in enumerate(QA.items())]
+    qa = DriveFolder("1QaFolderAbCdEfGhIjKlMnOpQrSt", "qa", qa_files)
+    root = DriveFolder(
+        "1RootFolderAbCdEfGhIjKlMnOpQr", "CLIMB QA", [DriveFile(IDS["big"], "videos.zip", BIG)], [qa]
+    )
+    hidden = DriveFolder("1HiddenFolderAbCdEfGhIjKlMnOp", "private", [], public=False)
+    with FakeDrive([], folders=(root, hidden)) as fake:
+        yield fake
+
+
+def _folder_recipe(tmp_path: Path, folder: str, extra: str = "", checksums: str = "") -> Recipe:
+    src = f"  - id: gd\n    kind: gdrive\n    folder: {folder}\n{extra}"
+    path = write_recipe(tmp_path / "recipes", "toygd", src)
+    if checksums:
+        path.write_text(path.read_text().replace("checksums: upstream", f"checksums: {checksums}"))
+    return Catalog([path.parent]).load("toygd")
+
+
+def test_a_shared_folder_is_listed_and_its_files_downloaded(tmp_path: Path, folder_drive: FakeDrive) -> None:
+    settings = _settings(tmp_path, folder_drive)
+    pins = "".join(f"      qa/{k}: {_sha(v)}\n" for k, v in QA.items())
+    pins = "    sha256:\n" + pins
+    recipe = _folder_recipe(tmp_path, "1RootFolderAbCdEfGhIjKlMnOpQr", pins + "    include: ['qa/*.jsonl']\n")
+    report = download(recipe, settings)
+    assert report.ok, (report.error, report.outcomes)
+    for name, data in QA.items():
+        assert (_raw(settings) / "qa" / name).read_bytes() == data
+    assert not (_raw(settings) / "videos.zip").exists()
+    assert len(folder_drive.requests_for("/embeddedfolderview")) == 2  # the root and qa/
+    folder_drive.stop()
+    rep, bad = verify_raw(recipe, settings)
+    assert rep.ok and rep.checked == 2 and not bad
+    (source,) = make_sources(recipe, settings)
+    assert source.upstream_paths() == {"videos.zip", "qa/train.jsonl", "qa/test.jsonl"}
+
+
+def test_folder_refusals(tmp_path: Path, folder_drive: FakeDrive) -> None:
+    settings = _settings(tmp_path, folder_drive)
+    report = download(_folder_recipe(tmp_path, "1HiddenFolderAbCdEfGhIjKlMnOp", checksums="pinned"), settings)
+    assert report.error.startswith(
+        "toygd: Google Drive did not list folder 1HiddenFolderAbCdEfGhIjKlMnOp (HTTP 200, a sign-in page)"
+    )
+    report = download(_folder_recipe(tmp_path, "1RootFolderAbCdEfGhIjKlMnOpQr"), settings)
+    assert report.error.startswith("toygd: no checksum for qa/test.jsonl (and 2 more) in source 'gd'")
+    with pytest.raises(RecipeError, match="give exactly one of 'files'"):
+        _folder_recipe(
+            tmp_path, "1RootFolderAbCdEfGhIjKlMnOpQr", f"    files: [{{id: {IDS['big']}, path: x}}]\n"
+        )
 
 
 def test_check_access(tmp_path: Path, drive: FakeDrive) -> None:
