@@ -9,11 +9,15 @@ stdin is not a terminal, from the first line of stdin. It writes, atomically and
                    CLIMB_PHYSIONET_URL — keeping every other entry of the file as it was;
 - kaggle:          an API token -> ~/.kaggle/access_token; with --username, a legacy key ->
                    kaggle.json in $KAGGLE_CONFIG_DIR or ~/.kaggle (other keys of the file kept);
-- grand-challenge: <climb config dir>/grand-challenge-token.
+- grand-challenge: <climb config dir>/grand-challenge-token;
+- nsrr:            <climb config dir>/nsrr-token (one line: the file `nsrr --token-file` reads);
+- openneuro:       openneuro-py's config.json (`{"endpoint", "apikey"}`, other keys kept), where the
+                   official client looks.
 
 Before storing, the secret is tried with one cheap call (PhysioNet: its login form; Kaggle: the
-IntrospectToken RPC; Grand Challenge: the archive list; a source kind's own `check_login(settings,
-token)` is preferred when it has one); a secret the service rejects is not stored, and one that could
+IntrospectToken RPC; Grand Challenge: the archive list; NSRR: /list/access; a source kind's own
+`check_login(settings, token)` is preferred when it has one; an OpenNeuro key is stored unchecked: its
+client has no call that checks a key alone); a secret the service rejects is not stored, and one that could
 not be checked (network) is stored with a note. `--no-check` skips the call.
 """
 
@@ -39,10 +43,11 @@ from climb_cli.settings import Settings
 from climb_cli.sources import make_sources, source_class
 from climb_cli.sources.base import AccessReport, Source
 
-SERVICES = ("physionet", "kaggle", "grand-challenge")
+SERVICES = ("physionet", "kaggle", "grand-challenge", "nsrr", "openneuro")
 PHYSIONET_DEFAULT = "https://physionet.org"
 KAGGLE_DEFAULT = "https://api.kaggle.com"  # the same defaults and mirror keys as the sources
 GC_DEFAULT = "https://grand-challenge.org"
+_NSRR_TOKEN_PAGE = "https://sleepdata.org/token"
 
 NO_CREDENTIALS = "no credentials"
 DENIED = "access not granted"
@@ -454,6 +459,28 @@ def login(
         elif username and (Path.home() / ".kaggle" / "access_token").is_file():
             notes.append("~/.kaggle/access_token exists and takes precedence over kaggle.json")
         return LoginResult(service, written, username or "", checked, notes)
+    if service == "nsrr":
+        value = read_secret(f"NSRR token ({_NSRR_TOKEN_PAGE}): ", stdin)
+        token = credentials.Token(value, "")
+        checked = _try(service, settings, token, check, notes)
+        written = write_private(credentials.nsrr_token_path(), value + "\n")
+        if os.environ.get("NSRR_TOKEN"):
+            notes.append("NSRR_TOKEN is set and takes precedence over the token file")
+        return LoginResult(service, written, "", checked, notes)
+    if service == "openneuro":
+        value = read_secret("OpenNeuro API key (openneuro.org > My Account > Obtain an API Key): ", stdin)
+        path = credentials.openneuro_config_path()
+        try:
+            data = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+        except ValueError:
+            data = {}
+        data = data if isinstance(data, dict) else {}
+        data.setdefault("endpoint", "https://openneuro.org/")
+        data["apikey"] = value
+        written = write_private(path, json.dumps(data, indent=2))
+        if os.environ.get("OPENNEURO_API_KEY"):
+            notes.append("OPENNEURO_API_KEY is set and takes precedence over openneuro-py's config.json")
+        return LoginResult(service, written, "", "", notes)
     # grand-challenge
     value = read_secret("Grand Challenge API token (grand-challenge.org > profile > API tokens): ", stdin)
     if value.lower().startswith("bearer "):

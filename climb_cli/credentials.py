@@ -184,6 +184,50 @@ def github() -> Token | None:
     return _token("github", ("GITHUB_TOKEN", "GH_TOKEN"), ())
 
 
+def figshare() -> Token | None:
+    """FIGSHARE_TOKEN, or the token file (private articles only)."""
+    return _token("figshare", ("FIGSHARE_TOKEN",), (config_dir() / "figshare-token",))
+
+
+def nsrr_token_path() -> Path:
+    """Where `climb auth login nsrr` stores the token: one line, the format of the `nsrr` client's
+    ``--token-file`` (it has no default location of its own; ``nsrr -t <this file>`` reads it)."""
+    return config_dir() / "nsrr-token"
+
+
+def nsrr() -> Token | None:
+    """NSRR_TOKEN, or the token file (first line, as the official client's ``--token-file`` reads it)."""
+    return _token("nsrr", ("NSRR_TOKEN",), (nsrr_token_path(),))
+
+
+def openneuro_config_path() -> Path:
+    """openneuro-py's config.json: ``platformdirs.user_config_dir("openneuro-py", appauthor=False,
+    roaming=True)`` (on Linux $XDG_CONFIG_HOME/openneuro-py, default ~/.config/openneuro-py)."""
+    import platformdirs
+
+    return Path(platformdirs.user_config_dir(appname="openneuro-py", appauthor=False, roaming=True)) / (
+        "config.json"
+    )
+
+
+def openneuro() -> Token | None:
+    """OPENNEURO_API_KEY, or openneuro-py's config.json ``apikey`` (what `openneuro login` writes)."""
+    value = os.environ.get("OPENNEURO_API_KEY", "").strip()
+    if value:
+        _register(value)
+        return Token(value, "env OPENNEURO_API_KEY")
+    path = openneuro_config_path()
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    key = data.get("apikey") if isinstance(data, dict) else None
+    if isinstance(key, str) and key.strip():
+        _register(key.strip())
+        return Token(key.strip(), str(path))
+    return None
+
+
 @dataclass(frozen=True)
 class Found:
     service: str
@@ -203,6 +247,9 @@ def status(physionet_host: str = "physionet.org") -> list[Found]:
         ("zenodo", zenodo),
         ("huggingface", huggingface),
         ("github", github),
+        ("nsrr", nsrr),
+        ("openneuro", openneuro),
+        ("figshare", figshare),
     ):
         tok = fn()
         out.append(Found(service, tok is not None, tok.origin if tok else "", tok.username if tok else ""))

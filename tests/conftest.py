@@ -7,6 +7,7 @@ one of the test secrets below, so a leak anywhere in the suite is a red test.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import shutil
 import subprocess
@@ -43,6 +44,11 @@ SECRETS = (
     "gcf-oth-Bozbar-6c3d-secret",
     # Zenodo (zenodo_get takes its token on the command line; the test masks it)
     "zget-token-4c1d2e9f",
+    # NSRR, OpenNeuro, figshare
+    "nsrr-tok-Gnusto-6d1f-secret",
+    "nsrr-bad-Frotz-0a7e-secret",
+    "on-key-Yoho-39c2-secret",
+    "fig-tok-Plover-8b5a-secret",
 )
 SHARED_WFDB = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "wfdb"
 REPO = Path(__file__).resolve().parents[1]
@@ -143,6 +149,16 @@ def run_climb(
         timeout=timeout,
         cwd=REPO,
     )
+
+
+def piped(text: str) -> io.StringIO:
+    """A stdin that is not a terminal holding one line (what `climb auth login` reads a secret from)."""
+
+    class Pipe(io.StringIO):
+        def isatty(self) -> bool:
+            return False
+
+    return Pipe(text + "\n")
 
 
 def write_recipe(folder: Path, name: str, source_yaml: str, extra: str = "", access: str = "open") -> Path:

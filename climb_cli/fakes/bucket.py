@@ -20,7 +20,8 @@ As on real S3, a presigned request that *also* carries an ``Authorization`` head
 
 Test knobs: ``advance(seconds)`` moves the store's clock (URLs issued earlier expire, new ones are fine),
 ``expire_on_drop`` does that the moment a drop fault cuts a body (a deterministic "the link expired during
-the transfer, before the resume"), ``signed_url_uses`` makes every presigned S3 URL valid for that many
+the transfer, before the resume"), ``expire_next`` issues that many links already expired (stale when first
+used), ``signed_url_uses`` makes every presigned S3 URL valid for that many
 requests, ``page_size`` for listings.  A ``drop`` fault armed with
 ``headers=RESET`` ends the connection with a TCP reset instead of a clean close (see
 :func:`reset_connection`), so "connection reset mid-body" and "short body" are distinct faults.
@@ -313,6 +314,11 @@ class _BucketHandler(BaseFakeHandler):
                 )
             return
         obj = fake.buckets[bucket].get(key)
+        if "versionId" in query:  # a versioned bucket: that version of the key (S3 answers 400 for a bad id)
+            obj = fake.versions.get((bucket, key, query["versionId"]))
+            if obj is None:
+                self._error(400, "InvalidArgument", "Invalid version id specified", ArgumentName="versionId")
+                return
         if obj is None:
             self._error(404, "NoSuchKey", "The specified key does not exist.", Key=key)
             return
@@ -388,8 +394,10 @@ class FakeBucket(TLSServerMixin, FakeHTTPServer):
         self.page_size = 1000
         self.signed_url_uses: int | None = None
         self.expire_on_drop = False
+        self.expire_next = 0  # this many links are issued already past their lifetime ("expired before use")
         self.longest_ttl = 0
         self.tokens: dict[str, str] = {}
+        self.versions: dict[tuple[str, str, str], S3Object] = {}  # (bucket, key, versionId) -> that version
         self.clock_offset = 0.0
         self.issued = 0
         self._secret = secrets.token_bytes(32)
@@ -417,6 +425,13 @@ class FakeBucket(TLSServerMixin, FakeHTTPServer):
         store[key] = obj
         return obj
 
+    def put_version(self, bucket: str, key: str, data: bytes, *, public: bool = True) -> str:
+        """Store ``data`` as a new version of ``key`` (it becomes the current one); returns its versionId."""
+        obj = self.put(bucket, key, data, public=public)
+        version_id = secrets.token_urlsafe(24)
+        self.versions[(bucket, key, version_id)] = obj
+        return version_id
+
     def url(self, bucket: str, key: str) -> str:
         """The plain (unsigned) path-style URL of an object."""
         return f"{self.base_url}/{bucket}/{quote(key)}"
@@ -441,12 +456,24 @@ class FakeBucket(TLSServerMixin, FakeHTTPServer):
     def _mac(self, *parts: str) -> str:
         return hmac.new(self._secret, "\n".join(parts).encode(), hashlib.sha256).hexdigest()
 
-    def sign(self, bucket: str, key: str, ttl: int = 300, *, filename: str | None = None) -> str:
-        """A signed URL for the object in this store's style, valid ``ttl`` seconds from the store's now."""
+    def sign(
+        self,
+        bucket: str,
+        key: str,
+        ttl: int = 300,
+        *,
+        filename: str | None = None,
+        version_id: str | None = None,
+    ) -> str:
+        """A signed URL for the object in this store's style, valid ``ttl`` seconds from the store's now (or
+        already expired, while ``expire_next`` counts down)."""
+        stale = False
         with self._lock:
             self.issued += 1
             self.longest_ttl = max(self.longest_ttl, ttl)
-        now = self.now()
+            if self.expire_next > 0:
+                self.expire_next, stale = self.expire_next - 1, True
+        now = self.now() - (ttl + 1 if stale else 0)
         path = f"/{bucket}/{quote(key)}"
         if self.style == "cloudfront":
             expires = str(int(now + ttl))
@@ -465,6 +492,8 @@ class FakeBucket(TLSServerMixin, FakeHTTPServer):
             "X-Amz-Expires": str(ttl),
             "X-Amz-SignedHeaders": "host",
         }
+        if version_id is not None:
+            q["versionId"] = version_id
         if filename is not None:
             q["response-content-disposition"] = f"attachment; filename={filename}"
             q["response-content-type"] = "application/octet-stream"

@@ -38,6 +38,7 @@ import re
 import threading
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path, PurePosixPath
@@ -67,6 +68,22 @@ _HTML_TYPES = ("text/html", "application/xhtml+xml")
 # Shared helpers
 
 
+class HeaderAuth(requests.auth.AuthBase):
+    """Credential headers of any name (``Authorization``, NSRR's ``token``, ``Cookie``, an API-key header) as
+    requests ``auth``: the session applies ``auth`` on its first origin only, on every redirect hop, whereas
+    it binds only ``Authorization``/``Cookie`` among plain headers."""
+
+    def __init__(self, headers: dict[str, str]) -> None:
+        self.headers = dict(headers)
+
+    def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
+        r.headers.update(self.headers)
+        return r
+
+    def __repr__(self) -> str:  # never show the values
+        return f"HeaderAuth({sorted(self.headers)})"
+
+
 def fetch(
     source: Source,
     url: str,
@@ -77,12 +94,13 @@ def fetch(
     stream: bool = True,
     follow: bool = True,
 ) -> requests.Response:
-    """One request through the source's session: ``auth`` headers go only to the first URL's origin (the
-    session binds them on every redirect hop): a token for an API never reaches a CDN or an object store."""
+    """One request through the source's session: ``auth`` headers, whatever their names, go only to the first
+    URL's origin (the session binds them on every redirect hop): a token for an API never reaches a CDN or an
+    object store."""
     try:
         return source.session().request(
-            method, url, headers={**(headers or {}), **(auth or {})}, stream=stream, timeout=source.timeout,
-            allow_redirects=follow,
+            method, url, headers=headers, auth=HeaderAuth(auth) if auth else None, stream=stream,
+            timeout=source.timeout, allow_redirects=follow,
         )  # fmt: skip
     except requests.TooManyRedirects:
         raise TransferError(
@@ -238,6 +256,59 @@ def html_failure(source: Source, file: RemoteFile, resp: requests.Response) -> T
         f"(HTTP {resp.status_code}, {resp.headers.get('Content-Type', '')}) instead of {file.path}: "
         "the link may need a login or a click-through, or may have moved"
     )
+
+
+def open_checked(
+    source: Source,
+    file: RemoteFile,
+    headers: dict[str, str],
+    refused: Callable[[int, str], Exception],
+    *,
+    url: str | None = None,
+    auth: dict[str, str] | None = None,
+) -> requests.Response:
+    """``fetch`` a file's bytes (``url`` when it differs from ``file.url``) and :func:`checked` the answer."""
+    return checked(source, file, fetch(source, url or file.url, headers=headers, auth=auth), refused)
+
+
+def checked(
+    source: Source, file: RemoteFile, resp: requests.Response, refused: Callable[[int, str], Exception]
+) -> requests.Response:
+    """A byte host's answer for ``file``: a 401/403/404/410 becomes ``refused(status, url without
+    secrets)``, an HTML page in place of the file a one-line failure; any other answer is returned for the
+    engine (2xx, 416, 429, 5xx)."""
+    if resp.status_code in (401, 403, 404, 410):
+        status, where = resp.status_code, redaction.redact_url(resp.url or file.url)
+        error_body(resp)
+        raise refused(status, where)
+    if resp.status_code in (200, 206) and is_html_page(file.path, resp):
+        resp.close()
+        raise html_failure(source, file, resp)
+    return resp
+
+
+def probe_access(
+    source: Source,
+    ok: Callable[[list[RemoteFile]], str],
+    next_step: str = "",
+    probe: Callable[[list[RemoteFile]], None] | None = None,
+) -> AccessReport:
+    """``climb auth check`` for a listed source: list, then read one byte of the first file (or run
+    ``probe``), without downloading data; a refusal is a report with ``next_step``, never an exception."""
+    name, sid = source.recipe.name, source.spec.id
+    try:
+        files = source.list_files()
+        if probe is not None:
+            probe(files)
+        elif files:
+            source.open(files[0], {"Range": "bytes=0-0"}).close()
+    except AccessError as e:
+        return AccessReport(name, sid, False, str(e), next_step)
+    except (TransferError, RecipeError) as e:
+        return AccessReport(name, sid, False, str(e))
+    except requests.RequestException as e:
+        return AccessReport(name, sid, False, f"network error: {type(e).__name__}")
+    return AccessReport(name, sid, True, ok(files))
 
 
 def listing_path(source: Source) -> Path:
