@@ -63,7 +63,9 @@ class RarBackend:
         try:
             self._rar = rarfile.RarFile(str(path))
         except rarfile.NeedFirstVolume:
-            raise FormatError("is a later volume of a multi-volume RAR (give the first, .part1.rar)") from None
+            raise FormatError(
+                "is a later volume of a multi-volume RAR (give the first, .part1.rar)"
+            ) from None
         except (rarfile.Error, OSError) as e:
             raise FormatError(f"cannot be read as RAR: {e}") from None
 

@@ -1,9 +1,9 @@
 """Archive extraction: a step of a source, run after the archive itself was downloaded and verified.
 
 Formats: zip, tar (plain, .tar.gz/.tgz, .tar.bz2/.tbz2, .tar.xz/.txz), a single gzip-compressed file
-(`x.csv.gz` -> `x.csv`), and RAR and 7z through the backends of `archive_formats`. An archive found among
-the members of an extracted archive is extracted in turn (nested archives), up to NESTED_DEPTH levels. Recipe fields (on source kinds that deliver archives; their Params inherit
-`ArchiveOptions`):
+(`x.csv.gz` -> `x.csv`), and RAR and 7z through the backends of `archive_formats`. An archive found
+among the members of an extracted archive is extracted in turn (nested archives), up to NESTED_DEPTH
+levels. Recipe fields (on source kinds that deliver archives; their Params inherit `ArchiveOptions`):
 
     extract: true | [globs]     extract every archive of this source, or those matching the globs
     keep_archive: true | false  keep the archive after a complete extraction (default true)

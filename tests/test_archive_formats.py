@@ -119,10 +119,8 @@ def test_corrupt_archive_is_one_line(tmp_path: Path, kind: str) -> None:
     raw.mkdir()
     archive = (_rar if kind == "rar" else _7z)(raw / f"x.{kind}")
     data = bytearray(archive.read_bytes())
-    if kind == "rar":  # a flipped byte in a member's data: the CRC32 check at the end of the member fails
-        i = data.index(MEMBERS["data/sub/b.bin"][:64]) + 1000
-    else:  # the LZMA2 stream
-        i = 100
+    # rar: a flipped byte in a member's data (its CRC32 check fails); 7z: in the LZMA2 stream
+    i = data.index(MEMBERS["data/sub/b.bin"][:64]) + 1000 if kind == "rar" else 100
     data[i] ^= 0xFF
     archive.write_bytes(bytes(data))
     with pytest.raises(ArchiveError) as e:
@@ -147,7 +145,9 @@ def _nested_zip() -> bytes:
     inner_7z = io.BytesIO()
     with py7zr.SevenZipFile(inner_7z, "w") as z:
         z.writestr(b"seven", "s7/notes.txt")
-    inner_rar = rar4.archive([rar4.member("subject1/1.rec", b"EDF" * 1000), rar4.member("subject1/1_1.txt", b"W\nN1\n")])
+    inner_rar = rar4.archive(
+        [rar4.member("subject1/1.rec", b"EDF" * 1000), rar4.member("subject1/1_1.txt", b"W\nN1\n")]
+    )
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
         z.writestr("top.txt", b"top")
