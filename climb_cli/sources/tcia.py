@@ -154,7 +154,8 @@ class TciaSource(Source):
         if resp.status_code in (401, 403, 404):
             error_body(resp)
             raise AccessError(
-                f"{self.recipe.name}: NBIA refused series {file.path} (HTTP {resp.status_code}); see {self.page}"
+                f"{self.recipe.name}: NBIA refused series {file.path} (HTTP {resp.status_code}); "
+                f"see {self.page}"
             )
         if resp.status_code == 200 and resp.headers.get("Content-Length") == "0":
             resp.close()
