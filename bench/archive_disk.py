@@ -12,6 +12,7 @@ stay near one member (never a second copy of the archive, never the decompressed
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import os
 import resource
@@ -80,10 +81,8 @@ def main() -> int:
 
         def sample() -> None:
             while not stop.is_set():
-                try:
+                with contextlib.suppress(OSError):
                     peak_part[0] = max(peak_part[0], _partial_bytes(raw))
-                except OSError:
-                    pass
                 time.sleep(0.02)
 
         sampler = threading.Thread(target=sample, daemon=True)
@@ -99,7 +98,8 @@ def main() -> int:
         rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         size = archive.stat().st_size
         print(
-            f"archive: {size / 1e6:,.0f} MB tar.gz, {members} members of {each / 1e6:,.0f} MB (built in {built:.1f} s)"
+            f"archive: {size / 1e6:,.0f} MB tar.gz, {members} members of {each / 1e6:,.0f} MB "
+            f"(built in {built:.1f} s)"
         )
         print(f"extracted {res.extracted} members in {took:.1f} s ({total_mb * 1.048576 / took:,.0f} MB/s)")
         print(f"peak extra disk (.part files): {peak_part[0] / 1e6:,.0f} MB = "
