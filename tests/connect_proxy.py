@@ -1,4 +1,4 @@
-"""A minimal HTTPS forward proxy for tests: answers ``CONNECT host:port`` by tunnelling to a fake on 127.0.0.1.
+"""A minimal HTTPS forward proxy for tests: `CONNECT host:port` tunnels to a fake on 127.0.0.1.
 
 A client that hard-codes a real host (``https://nbia.cancerimagingarchive.net``) and honours ``HTTPS_PROXY``
 (as ``requests`` does) reaches the fake unmodified: the proxy opens the tunnel to the fake whatever host was
