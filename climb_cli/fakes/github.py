@@ -170,6 +170,9 @@ class _Handler(BaseFakeHandler):
     def _lfs_batch(self) -> None:
         gh = self.gh
         body = self.read_body()
+        if gh.lfs_redirect:  # a test knob: where a hostile or misconfigured server could send the client
+            self.respond(307, b"", content_type=None, headers=[("Location", gh.lfs_redirect)])
+            return
         m = re.match(r"^/([^/]+)/([^/]+)\.git/info/lfs/objects/batch$", self.url_path)
         repo = gh.repo(m.group(1), m.group(2)) if m else None
         docs = "https://docs.github.com/repositories/working-with-files/managing-large-files"
@@ -394,6 +397,7 @@ class FakeGitHub:
         self.codeload_tokens: set[str] = set()
         self.lfs_ttl = 3600  # seconds an LFS download href is valid (expires_in)
         self.lfs_issued = 0
+        self.lfs_redirect: str | None = None  # batch answers 307 to this URL (tests of where tokens go)
         self._lock = threading.Lock()
         self._used = {False: 0, True: 0}
         self._window_end = {False: 0.0, True: 0.0}

@@ -168,6 +168,27 @@ def test_private_repository_token_goes_to_github_only(
     assert not github.objects.authorization_seen  # the signed href on another host gets no token
 
 
+def test_the_token_never_follows_a_batch_redirect(
+    tmp_path: Path, github: FakeGitHub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from climb_cli.fakes.faults import BaseFakeHandler, FakeHTTPServer
+
+    class Capture(FakeHTTPServer):
+        class handler_class(BaseFakeHandler):  # noqa: N801
+            def route(self) -> None:
+                self.respond(200, b'{"objects": []}', content_type="application/vnd.git-lfs+json")
+
+    monkeypatch.setenv("GITHUB_TOKEN", TOKEN)
+    with Capture() as capture:
+        github.lfs_redirect = f"{capture.base_url}/steal/objects/batch"
+        settings = _settings(tmp_path, github)
+        (out,) = download(_recipe(tmp_path, {WALK_PATH: _sha(WALK)}), settings).outcomes
+        assert out.status == "failed" and "the Git LFS batch API answered HTTP 307" in out.error
+        assert not capture.log  # not followed: neither the token nor the request went there
+    (batch,) = github.web.requests_for("*/objects/batch", method="POST")
+    assert batch.had_authorization and batch.status == 307
+
+
 def test_an_expired_href_is_requested_again_and_resumed(tmp_path: Path, github: FakeGitHub) -> None:
     settings = _settings(tmp_path, github)
     (source,) = make_sources(_recipe(tmp_path, {WALK_PATH: _sha(WALK)}), settings)
