@@ -1,4 +1,4 @@
-"""A RAR 4.x writer for *stored* (uncompressed) members, byte by byte from the RAR 1.5-4.x format notes
+"""RAR 4.x and 5.0 writers for *stored* (uncompressed) members, byte by byte from the RAR 1.5-4.x format notes
 (technote.txt shipped with RARLAB's unrar sources), because no tool that creates RAR archives exists in
 Debian main (``rar`` is non-free). Compressed members cannot be made here; stored ones exercise every
 header climb looks at (names, sizes, times, host OS and mode, the directory and password flags, CRC32).
@@ -52,3 +52,63 @@ def archive(members: list[bytes]) -> bytes:
     main = _block(0x73, 0, b"\x00\x00" + b"\x00\x00\x00\x00")
     end = _block(0x7B, 0x4000, b"")
     return MARKER + main + b"".join(members) + end
+
+
+# ----------------------------------------------------------------------------------------------- RAR 5
+# From the RAR 5.0 archive format notes (rarlab.com/technote.htm): signature ``Rar!\x1a\x07\x01\x00``; every
+# header = CRC32 (of everything after it) + vint header size (from the type on) + vint type + vint flags
+# (+ extra area size if 0x01, + data size if 0x02) + type fields (+ extra area). Integers are "vint": 7 bits
+# a byte, low group first, high bit = more.
+
+MARKER5 = b"Rar!\x1a\x07\x01\x00"
+REDIR_UNIX_SYMLINK, REDIR_HARDLINK, REDIR_COPY = 1, 4, 5
+
+
+def _vint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b, n = n & 0x7F, n >> 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _block5(head_type: int, fields: bytes, *, extra: bytes = b"", data_size: int | None = None) -> bytes:
+    flags = (0x01 if extra else 0) | (0x02 if data_size is not None else 0)
+    body = _vint(head_type) + _vint(flags)
+    if extra:
+        body += _vint(len(extra))
+    if data_size is not None:
+        body += _vint(data_size)
+    body += fields + extra
+    sized = _vint(len(body)) + body
+    return struct.pack("<I", zlib.crc32(sized)) + sized
+
+
+def member5(
+    name: str, data: bytes, *, mode: int = 0o100644, redirect: tuple[int, str] | None = None
+) -> bytes:
+    """One stored RAR 5 member (host Unix); ``redirect`` = (type, target) adds a file system redirection
+    record (symlink, hard link, file copy)."""
+    raw = name.encode()
+    fields = (
+        _vint(0x02 | 0x04)  # file flags: mtime and CRC32 present
+        + _vint(len(data))
+        + _vint(mode)  # attributes: the Unix mode
+        + struct.pack("<I", 1_600_000_000)
+        + struct.pack("<I", zlib.crc32(data))
+        + _vint(0)  # compression: version 0, not solid, method 0 (store)
+        + _vint(1)  # host OS: Unix
+        + _vint(len(raw))
+        + raw
+    )
+    extra = b""
+    if redirect is not None:
+        target = redirect[1].encode()
+        rec = _vint(5) + _vint(redirect[0]) + _vint(0) + _vint(len(target)) + target
+        extra = _vint(len(rec)) + rec
+    return _block5(2, fields, extra=extra, data_size=len(data)) + data
+
+
+def archive5(members: list[bytes]) -> bytes:
+    return MARKER5 + _block5(1, _vint(0)) + b"".join(members) + _block5(5, _vint(0))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import shutil
 import subprocess
 import tarfile
@@ -32,6 +33,11 @@ def _rar(path: Path, members: dict[str, bytes] = MEMBERS) -> Path:
     return path
 
 
+def _rar5(path: Path, members: dict[str, bytes] = MEMBERS) -> Path:
+    path.write_bytes(rar4.archive5([rar4.member5(n, d) for n, d in members.items()]))
+    return path
+
+
 def _7z(path: Path, members: dict[str, bytes] = MEMBERS) -> Path:
     with py7zr.SevenZipFile(path, "w") as z:
         for name, data in members.items():
@@ -45,11 +51,12 @@ def test_kinds() -> None:
     ]  # fmt: skip
 
 
-@pytest.mark.parametrize("kind", ["rar", "7z"])
+@pytest.mark.parametrize("kind", ["rar", "rar5", "7z"])
 def test_rar_and_7z_extract_beside_the_archive(tmp_path: Path, kind: str) -> None:
     raw = tmp_path / "raw"
     (raw / "dl").mkdir(parents=True)
-    archive = (_rar if kind == "rar" else _7z)(raw / "dl" / f"subject1.{kind}")
+    make = {"rar": _rar, "rar5": _rar5, "7z": _7z}[kind]
+    archive = make(raw / "dl" / f"subject1.{kind.removesuffix('5')}")
     res = run_extract(archive, raw)
     assert res.extracted == 3 and not res.skipped
     for name, data in MEMBERS.items():
@@ -66,8 +73,9 @@ def test_rar_and_7z_extract_beside_the_archive(tmp_path: Path, kind: str) -> Non
 
 
 @pytest.mark.skipif(shutil.which("lsar") is None, reason="lsar (Debian unar) not installed")
-def test_generated_rar_is_read_alike_by_an_independent_reader(tmp_path: Path) -> None:
-    archive = _rar(tmp_path / "x.rar")
+@pytest.mark.parametrize("make", [_rar, _rar5])
+def test_generated_rar_is_read_alike_by_an_independent_reader(tmp_path: Path, make: object) -> None:
+    archive = make(tmp_path / "x.rar")  # type: ignore[operator]
     out = subprocess.run(["lsar", str(archive)], capture_output=True, text=True, check=True).stdout
     assert "RAR" in out.splitlines()[0]
     assert {line.strip() for line in out.splitlines()[1:]} == set(MEMBERS)
@@ -95,6 +103,27 @@ def test_hostile_rar_members_reject_the_whole_archive(tmp_path: Path, member: by
     with pytest.raises(ArchiveError) as e:
         run_extract(archive, raw)
     assert str(e.value).startswith("toy: archive evil.rar: member ") and str(e.value).endswith(why)
+    assert files_under(raw) == {"evil.rar"}
+
+
+@pytest.mark.parametrize(
+    ("redirect", "why"),
+    [
+        ((rar4.REDIR_UNIX_SYMLINK, "/etc/passwd"), "symbolic link"),
+        ((rar4.REDIR_HARDLINK, "ok.txt"), "hard link"),
+        ((rar4.REDIR_COPY, "ok.txt"), "file copy (a link to another member)"),
+    ],
+)
+def test_rar5_redirects_reject_the_whole_archive(tmp_path: Path, redirect: tuple[int, str], why: str) -> None:
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    archive = raw / "evil.rar"
+    bad = rar4.member5("link", b"", mode=0o120777 if redirect[0] == 1 else 0o100644, redirect=redirect)
+    archive.write_bytes(rar4.archive5([rar4.member5("ok.txt", b"fine"), bad]))
+    with pytest.raises(
+        ArchiveError, match=rf"^toy: archive evil.rar: member 'link' rejected: {re.escape(why)}$"
+    ):
+        run_extract(archive, raw)
     assert files_under(raw) == {"evil.rar"}
 
 
