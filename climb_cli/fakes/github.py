@@ -221,7 +221,13 @@ class _Handler(BaseFakeHandler):
                 )  # noqa: E501
                 continue
             ttl = gh.lfs_ttl
+            stale = gh.lfs_stale > 0  # a test knob: an href already past its lifetime when it is used
+            if stale:
+                gh.lfs_stale -= 1
+                gh.objects.advance(-2 * ttl)
             href = gh.objects.sign("github-cloud", f"{repo.full_name}/{oid}", ttl)
+            if stale:
+                gh.objects.advance(2 * ttl)
             expires_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + ttl))
             gh.lfs_issued += 1
             action = {"href": href, "expires_in": ttl, "expires_at": expires_at}
@@ -397,6 +403,7 @@ class FakeGitHub:
         self.codeload_tokens: set[str] = set()
         self.lfs_ttl = 3600  # seconds an LFS download href is valid (expires_in)
         self.lfs_issued = 0
+        self.lfs_stale = 0  # this many batch answers give an href that has already expired
         self.lfs_redirect: str | None = None  # batch answers 307 to this URL (tests of where tokens go)
         self._lock = threading.Lock()
         self._used = {False: 0, True: 0}

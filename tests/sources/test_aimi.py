@@ -191,13 +191,19 @@ def test_permissions_and_wrong_container(tmp_path: Path, azure: FakeAzureBlob, c
     assert "does not allow the listing of container" in report.error and "sp=rl" in report.error
 
 
-@pytest.mark.parametrize("fault", FAULT_IDS)
+@pytest.mark.parametrize("fault", [*FAULT_IDS, "expired"])
 def test_fault_matrix(tmp_path: Path, azure: FakeAzureBlob, config: Path, fault: str) -> None:
     _store(config, azure.container_url(CONTAINER))
     glob = "/*/view1_frontal.jpg"
     settings = _settings(tmp_path, read_timeout=0.5)
     recipe = _recipe(tmp_path, "    include: ['**/*.jpg']\n")
     big_name = next(n for n in BLOBS if n.endswith("view1_frontal.jpg"))
+    if fault == "expired":  # the SAS expired before the download began: one line, nothing fetched
+        azure.advance(2 * 86400)
+        report = download(recipe, settings)
+        assert not report.ok and "expired on" in report.error and "`climb auth login aimi`" in report.error
+        assert not azure.requests_for(glob)
+        return
     if fault == "expired-signed-url":
         # the SAS is the user's credential: nothing can re-sign it. A clean failure naming the expiry, the
         # part kept for the renewed URL (test_expired_sas_is_one_line_and_a_new_one_resumes)
