@@ -30,13 +30,22 @@ def _dos_time(year: int = 2020, month: int = 1, day: int = 2, hour: int = 3, min
     return ((year - 1980) << 25) | (month << 21) | (day << 16) | (hour << 11) | (minute << 5)
 
 
-def member(name: str, data: bytes, *, mode: int = 0o100644, flags: int = 0, host: int = HOST_UNIX) -> bytes:
-    """One stored member (file header + data). ``mode`` is the Unix mode (host Unix) or DOS attributes."""
+def member(
+    name: str,
+    data: bytes,
+    *,
+    mode: int = 0o100644,
+    flags: int = 0,
+    host: int = HOST_UNIX,
+    declared: int | None = None,
+) -> bytes:
+    """One stored member (file header + data). ``mode`` is the Unix mode (host Unix) or DOS attributes;
+    ``declared`` overrides the unpacked size in the header (a member that lies about its size)."""
     raw = name.replace("/", "\\").encode()  # RAR 1.5-4 stores the path separator as a backslash
     body = struct.pack(
         "<IIBIIBBHI",
         len(data),  # PACK_SIZE
-        len(data),  # UNP_SIZE
+        len(data) if declared is None else declared,  # UNP_SIZE
         host,
         zlib.crc32(data),  # FILE_CRC
         _dos_time(),

@@ -127,6 +127,17 @@ def test_rar5_redirects_reject_the_whole_archive(tmp_path: Path, redirect: tuple
     assert files_under(raw) == {"evil.rar"}
 
 
+def test_rar_member_larger_than_declared_never_lands(tmp_path: Path) -> None:
+    """The header declares 10 bytes, the member holds 100 000: reading stops at 10 and the CRC fails."""
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    archive = raw / "bomb.rar"
+    archive.write_bytes(rar4.archive([rar4.member("bomb.bin", b"A" * 100_000, declared=10)]))
+    with pytest.raises(ArchiveError, match=r"^toy: archive bomb.rar: member 'bomb.bin' is corrupt: .*CRC"):
+        run_extract(archive, raw)
+    assert files_under(raw) == {"bomb.rar"} and not list(raw.rglob("*.part"))
+
+
 def test_7z_symlink_member_is_rejected(tmp_path: Path) -> None:
     src = tmp_path / "src"
     src.mkdir()

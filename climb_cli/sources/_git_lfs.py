@@ -134,6 +134,11 @@ def batch(source: Source, lfs_url: str, pointer: Pointer, auth: dict[str, str] |
         raise TransferError(
             f"{name}: the Git LFS batch API did not answer for {what} (oid {pointer.oid[:12]}...)"
         )
+    if "error" not in obj and obj.get("size") not in (None, pointer.size):
+        raise TransferError(
+            f"{name}: the Git LFS server gives size {obj.get('size')} for {what}, its pointer says "
+            f"{pointer.size}"
+        )
     if "error" in obj:
         err = obj.get("error") or {}
         raise AccessError(
