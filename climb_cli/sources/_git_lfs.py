@@ -109,7 +109,7 @@ def batch(source: Source, lfs_url: str, pointer: Pointer, auth: dict[str, str] |
             url, data=payload, headers=headers, timeout=source.timeout, allow_redirects=False
         )
 
-    resp = send_with_retry(source, send, f"{name}: cannot reach {redaction.redact_url(url)}")
+    resp = send_with_retry(source, send, f"{name}: cannot reach {redaction.redact_url(url)}", url)
     try:
         body: Any = resp.json()
     except ValueError:

@@ -37,8 +37,17 @@ from pydantic import Field
 
 from climb_cli import credentials, redaction
 from climb_cli.errors import AccessError, RecipeError, TransferError
+from climb_cli.net.session import ClimbSession
 from climb_cli.settings import Settings
-from climb_cli.sources.base import AccessReport, RemoteFile, Source, SourceParams, safe_relpath, selected
+from climb_cli.sources.base import (
+    USER_AGENT,
+    AccessReport,
+    RemoteFile,
+    Source,
+    SourceParams,
+    safe_relpath,
+    selected,
+)
 from climb_cli.sources.http import (
     REDIRECTS,
     api_get,
@@ -282,8 +291,7 @@ class AimiSource(Source):
     def check_login(cls, settings: Settings, token: credentials.Token) -> str:
         """`climb auth login aimi`: list one blob with the URL; AccessError when Azure refuses it."""
         base, sas = _split(token.value)
-        s = requests.Session()
-        s.trust_env = False
+        s = ClimbSession(USER_AGENT)  # environment proxies and CA bundle, as every other request
         try:
             r = s.get(
                 f"{base}?restype=container&comp=list&maxresults=1&{sas}",

@@ -38,7 +38,8 @@ def test_tcia_utils_against_the_fake(
     nbia_client = pytest.importorskip("tcia_utils.nbia", reason="tcia_utils not installed (test extra)")
     if shutil.which("openssl") is None:
         pytest.skip("the openssl CLI is needed to make a test CA")
-    from climb_cli.fakes.bucket import TLSServerMixin, make_test_ca
+    from climb_cli.fakes.bucket import TLSServerMixin
+    from climb_cli.fakes.tls import make_test_ca
     from tests.connect_proxy import ConnectProxy
 
     class TlsNBIA(TLSServerMixin, FakeNBIA):

@@ -17,7 +17,7 @@ from climb_cli.acquire import download
 from climb_cli.catalog import Catalog
 from climb_cli.fakes.azure_blob import AzureBlob, FakeAzureBlob
 from climb_cli.fakes.bucket import FAULT_IDS, arm_fault, settle
-from climb_cli.fakes.faults import BaseFakeHandler, FakeHTTPServer
+from climb_cli.fakes.capture import CaptureServer
 from climb_cli.recipe import Recipe
 from climb_cli.settings import Settings
 from climb_cli.sources import make_sources
@@ -171,18 +171,14 @@ def test_expired_sas_is_one_line_and_a_new_one_resumes(
 
 
 def test_the_sas_never_follows_a_redirect(tmp_path: Path, azure: FakeAzureBlob, config: Path) -> None:
-    class Capture(FakeHTTPServer):
-        class handler_class(BaseFakeHandler):  # noqa: N801
-            def route(self) -> None:
-                self.respond(200, b"captured", content_type="application/octet-stream")
-
-    with Capture() as capture:
+    with CaptureServer() as capture:
         name = "CheXpert-v1.0-small/README.md"
-        azure.redirects[name] = f"{capture.base_url}/steal?{azure.sas(CONTAINER)}"
-        _store(config, azure.container_url(CONTAINER))
+        azure.redirects[name] = f"{capture.base_url}/steal"
+        url = azure.container_url(CONTAINER)
+        _store(config, url)
         report = download(_recipe(tmp_path), _settings(tmp_path))
         assert not report.ok and "not followed, so the SAS stays with its host" in report.why
-        assert not capture.log
+        assert not capture.seen and not capture.leaked([_sig(url)])
 
 
 def test_permissions_and_wrong_container(tmp_path: Path, azure: FakeAzureBlob, config: Path) -> None:

@@ -169,20 +169,15 @@ def test_private_repository_token_goes_to_github_only(
 def test_the_token_never_follows_a_batch_redirect(
     tmp_path: Path, github: FakeGitHub, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from climb_cli.fakes.faults import BaseFakeHandler, FakeHTTPServer
-
-    class Capture(FakeHTTPServer):
-        class handler_class(BaseFakeHandler):  # noqa: N801
-            def route(self) -> None:
-                self.respond(200, b'{"objects": []}', content_type="application/vnd.git-lfs+json")
+    from climb_cli.fakes.capture import CaptureServer
 
     monkeypatch.setenv("GITHUB_TOKEN", TOKEN)
-    with Capture() as capture:
+    with CaptureServer() as capture:
         github.lfs_redirect = f"{capture.base_url}/steal/objects/batch"
         settings = _settings(tmp_path, github)
         (out,) = download(_recipe(tmp_path, {WALK_PATH: _sha(WALK)}), settings).outcomes
         assert out.status == "failed" and "the Git LFS batch API answered HTTP 307" in out.error
-        assert not capture.log  # not followed: neither the token nor the request went there
+        assert not capture.seen and not capture.leaked([TOKEN])  # not followed: nothing went there
     (batch,) = github.web.requests_for("*/objects/batch", method="POST")
     assert batch.had_authorization and batch.status == 307
 
