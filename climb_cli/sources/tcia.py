@@ -11,6 +11,16 @@ same call tcia_utils.nbia.getSeries makes). Each series is one file, ``<PatientI
 (tcia_utils.nbia._download_and_unzip_series). No authentication: open collections need none since NBIA v4
 (the Keycloak password grant of older clients is gone); restricted collections stay `manual`.
 
+``mirror: idc`` takes the same series from the Imaging Data Commons' public bucket instead, without
+contacting NBIA: the series come from IDC's index (the ``idc-index-data`` parquet that ``idc-index`` ships,
+or the file named by ``CLIMB_IDC_INDEX``; rows of ``collection_id`` = the collection in lower case with
+``_`` for ``-``), each series' objects are listed with ListObjectsV2 under ``s3://<bucket>/<crdc_series_uuid>/``
+on ``https://s3.amazonaws.com`` (mirror key ``idc``), and every DICOM instance is one file,
+``<PatientID>/<StudyInstanceUID>/<SeriesInstanceUID>/<crdc_instance_uuid>.dcm``, checked against its MD5
+ETag (IDC uploads single-part objects, inferred). The identity of the data is then per instance (the files'
+hashes), the same unit as NBIA's ZIP members after extraction; whether IDC's instance bytes equal NBIA's is
+not verified (IDC may re-write headers).
+
 Sums: NBIA publishes none for the ZIP, so a recipe needs ``checksums: pinned`` (the first trusted download
 pins each ZIP; ``climb verify`` then checks it, and the extracted DICOM files are recorded per member).
 Whether NBIA builds a series ZIP byte-identically on every request is not documented: if it does not, a
@@ -20,8 +30,9 @@ The ZIP is generated on the fly without Range support: an interrupted series sta
 
 from __future__ import annotations
 
-from typing import Any
-from urllib.parse import urlencode
+import os
+from typing import Any, Literal
+from urllib.parse import quote, urlencode
 
 import requests
 from pydantic import Field
@@ -36,6 +47,7 @@ from climb_cli.sources.http import (
     html_failure,
     is_html_page,
     json_or_none,
+    list_s3,
     load_listing,
     paths_from_listing,
     save_listing,
@@ -43,6 +55,7 @@ from climb_cli.sources.http import (
 )
 
 DEFAULT_URL = "https://nbia.cancerimagingarchive.net/nbia-api/services"
+IDC_URL = "https://s3.amazonaws.com"  # idc-index: aws_endpoint_url; buckets path-style below it
 _UID = r"^[0-9]+(\.[0-9]+)*$"
 
 
@@ -51,6 +64,7 @@ class TciaParams(SourceParams):
     modality: str | None = Field(None, description="only series of this modality (getSeries Modality)")
     patients: list[str] = Field(default_factory=list, description="only these PatientIDs")
     series: list[str] = Field(default_factory=list, description="only these SeriesInstanceUIDs")
+    mirror: Literal["idc"] | None = Field(None, description="idc: the same series from IDC's public bucket")
 
 
 class TciaSource(Source):
@@ -67,7 +81,69 @@ class TciaSource(Source):
         return f"tcia collection {self.params.collection}"
 
     def _identity(self) -> dict[str, Any]:
-        return {"collection": self.params.collection, "modality": self.params.modality}
+        return {
+            "collection": self.params.collection,
+            "modality": self.params.modality,
+            "mirror": self.params.mirror,
+        }
+
+    # -- IDC -----------------------------------------------------------------------------------------
+    def _idc_rows(self) -> list[dict[str, Any]]:
+        path = os.environ.get("CLIMB_IDC_INDEX", "")
+        if not path:
+            try:
+                import idc_index_data  # type: ignore[import-not-found]
+            except ImportError:
+                raise AccessError(
+                    f"{self.recipe.name}: `mirror: idc` needs IDC's series index: pip install "
+                    "idc-index-data, or set CLIMB_IDC_INDEX to its parquet file"
+                ) from None
+            path = str(idc_index_data.IDC_INDEX_PARQUET_FILEPATH)
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+
+        cols = [
+            "collection_id",
+            "SeriesInstanceUID",
+            "StudyInstanceUID",
+            "PatientID",
+            "Modality",
+            "series_aws_url",
+        ]
+        try:
+            table = pq.read_table(path, columns=cols)
+        except (OSError, ValueError) as e:
+            raise TransferError(f"{self.recipe.name}: cannot read the IDC index {path}: {e}") from None
+        cid = self.params.collection.lower().replace("-", "_")
+        table = table.filter(pc.equal(table["collection_id"], cid))
+        if self.params.modality:
+            table = table.filter(pc.equal(table["Modality"], self.params.modality))
+        rows = table.to_pylist()
+        if not rows:
+            raise AccessError(
+                f"{self.recipe.name}: IDC's index ({path}) has no series of collection_id {cid!r}"
+                + (f" and modality {self.params.modality}" if self.params.modality else "")
+            )
+        return rows
+
+    def _idc_files(self, rows: list[dict[str, Any]]) -> list[RemoteFile]:
+        """One file per DICOM instance, listed in the bucket (so only the selected series are listed)."""
+        endpoint = self.settings.base_url("idc", IDC_URL).rstrip("/")
+        out: list[RemoteFile] = []
+        for r in rows:
+            url = str(r.get("series_aws_url") or "")  # s3://<bucket>/<crdc_series_uuid>/*
+            parts = url.split("/")
+            if len(parts) < 4 or parts[0] != "s3:":
+                raise TransferError(f"{self.recipe.name}: IDC index row without a bucket URL: {url!r:.80}")
+            bucket, uuid = parts[2], parts[3]
+            folder = f"{r['PatientID']}/{r['StudyInstanceUID']}/{r['SeriesInstanceUID']}"
+            for key, size, md5 in list_s3(self, f"{endpoint}/{bucket}", f"{uuid}/"):
+                name = key.rpartition("/")[2]
+                path = safe_relpath(f"{folder}/{name}")
+                if path is None or not name.endswith(".dcm"):
+                    continue
+                out.append(RemoteFile(path, f"{endpoint}/{bucket}/{quote(key)}", size, None, md5))
+        return out
 
     def _series(self) -> list[dict[str, Any]]:
         q = {"Collection": self.params.collection}
@@ -112,21 +188,37 @@ class TciaSource(Source):
             out.append(RemoteFile(path, url))
         return out
 
-    def _select(self, files: list[RemoteFile]) -> list[RemoteFile]:
+    def _wanted(self, patient: str, series: str) -> bool:
         p = self.params
+        return (not p.patients or patient in p.patients) and (not p.series or series in p.series)
+
+    def _select(self, files: list[RemoteFile]) -> list[RemoteFile]:
         keep = []
         for f in files:
-            patient, _, rest = f.path.partition("/")
-            uid = rest.rpartition("/")[2].removesuffix(".zip")
-            if p.patients and patient not in p.patients:
-                continue
-            if p.series and uid not in p.series:
-                continue
-            if selected(f.path, self.spec):
+            parts = f.path.split("/")  # NBIA: P/Study/Series.zip; IDC: P/Study/Series/instance.dcm
+            series = parts[2].removesuffix(".zip")
+            if self._wanted(parts[0], series) and selected(f.path, self.spec):
                 keep.append(f)
         return keep
 
     def list_files(self) -> list[RemoteFile]:
+        if self.params.mirror == "idc":
+            rows = [
+                r for r in self._idc_rows() if self._wanted(str(r["PatientID"]), str(r["SeriesInstanceUID"]))
+            ]
+            every = self._idc_files(rows)
+            save_listing(self, self._identity(), every)
+            files = [f for f in every if selected(f.path, self.spec)]
+            got = {f.path.split("/")[2] for f in files}
+            missing = sorted(set(self.params.series) - got)
+            if missing:
+                raise AccessError(
+                    f"{self.recipe.name}: IDC has no series {missing[0]} of {self.params.collection}"
+                )
+            unpinned = [f.path for f in files if not f.md5]
+            if unpinned and self.recipe.checksums != "pinned":
+                raise RecipeError(unpinned_line(self, unpinned))
+            return files
         every = self._files(self._series())
         save_listing(self, self._identity(), every)
         files = self._select(every)
@@ -151,6 +243,14 @@ class TciaSource(Source):
 
     def open(self, file: RemoteFile, headers: dict[str, str]) -> requests.Response:
         resp = fetch(self, file.url, headers=headers)
+        if self.params.mirror == "idc":
+            if resp.status_code in (401, 403, 404):
+                error_body(resp)
+                raise AccessError(
+                    f"{self.recipe.name}: IDC's bucket refused {file.path} (HTTP {resp.status_code}, "
+                    f"{redaction.redact_url(file.url)})"
+                )
+            return resp
         if resp.status_code in (401, 403, 404):
             error_body(resp)
             raise AccessError(
@@ -170,6 +270,14 @@ class TciaSource(Source):
 
     def check_access(self) -> AccessReport:
         name, sid = self.recipe.name, self.spec.id
+        if self.params.mirror == "idc":
+            try:
+                n = len(self.list_files())
+            except (AccessError, RecipeError) as e:
+                return AccessReport(name, sid, False, str(e))
+            except TransferError as e:
+                return AccessReport(name, sid, False, str(e))
+            return AccessReport(name, sid, True, f"collection {self.params.collection}: {n} instances on IDC")
         try:
             files = self._select(self._files(self._series()))
         except AccessError as e:

@@ -5,6 +5,8 @@ as far as known, no Range on getImage: a broken series starts again)."""
 from __future__ import annotations
 
 import io
+import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +18,7 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from climb_cli.acquire import download
 from climb_cli.catalog import Catalog
-from climb_cli.fakes.bucket import FAULT_IDS, arm_fault, settle
+from climb_cli.fakes.bucket import FAULT_IDS, FakeBucket, arm_fault, settle
 from climb_cli.fakes.nbia import FakeNBIA, NbiaSeries
 from climb_cli.recipe import Recipe
 from climb_cli.settings import Settings
@@ -170,3 +172,79 @@ def test_fault_matrix(tmp_path: Path, nbia: FakeNBIA, series: list[NbiaSeries], 
     assert (_raw(settings) / _path(big)).read_bytes() == data
     assert [r.status for r in settle(nbia, "/nbia-api/services/v4/getImage")] == expected
     assert not list((_raw(settings) / ".climb" / "partial").rglob("*.part"))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# mirror: idc -- the same series from IDC's public bucket, one MD5-checked object per DICOM instance
+
+
+@pytest.fixture
+def idc(series: list[NbiaSeries], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeBucket]:
+    """IDC's bucket (s3://idc-open-data/<crdc_series_uuid>/<crdc_instance_uuid>.dcm) holding the NBIA fake's
+    instances, and an index parquet with idc-index-data's columns."""
+    import uuid
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    with FakeBucket() as bucket:
+        rows = []
+        for s in series:
+            su = str(uuid.uuid4())
+            for data in s.instances.values():
+                bucket.put(
+                    "idc-open-data", f"{su}/{uuid.uuid4()}.dcm", data, content_type="application/dicom"
+                )
+            rows.append({
+                "collection_id": s.collection.lower().replace("-", "_"), "SeriesInstanceUID": s.uid,
+                "StudyInstanceUID": s.study, "PatientID": s.patient, "Modality": s.modality,
+                "series_aws_url": f"s3://idc-open-data/{su}/*",
+            })  # fmt: skip
+        index = tmp_path / "idc_index.parquet"
+        pq.write_table(pa.Table.from_pylist(rows), index)
+        monkeypatch.setenv("CLIMB_IDC_INDEX", str(index))
+        yield bucket
+
+
+def test_idc_mirror_gives_the_same_instances(
+    tmp_path: Path, nbia: FakeNBIA, idc: FakeBucket, series: list[NbiaSeries]
+) -> None:
+    import hashlib
+
+    settings = fast_settings(tmp_path, {"tcia": nbia.api, "idc": idc.base_url})
+    recipe = _recipe(tmp_path, "    mirror: idc\n", checksums="upstream")  # MD5 ETags: no pins needed
+    report = download(recipe, settings)
+    assert report.ok, (report.error, report.outcomes)
+    assert not nbia.log  # NBIA is not contacted at all
+    cbis = [s for s in series if s.collection == "CBIS-DDSM"]
+    assert report.count("downloaded") == sum(len(s.instances) for s in cbis)
+    got = {}
+    for s in cbis:
+        folder = _raw(settings) / s.patient / s.study / s.uid
+        got[s.uid] = sorted(hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.glob("*.dcm"))
+    assert verify_raw(recipe, settings)[0].ok
+    # the same hash identity as NBIA's route: the extracted ZIP members have the same sha256s
+    nbia_settings = fast_settings(tmp_path / "nbia", {"tcia": nbia.api})
+    assert download(_recipe(tmp_path / "nbia", "    extract: true\n"), nbia_settings).ok
+    for s in cbis:
+        folder = nbia_settings.raw_dir("toytcia") / s.patient / s.study
+        assert sorted(hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.glob("*.dcm")) == got[s.uid]
+
+
+def test_idc_mirror_resumes_and_says_what_is_missing(
+    tmp_path: Path, idc: FakeBucket, series: list[NbiaSeries], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    big = series[0]
+    settings = fast_settings(tmp_path, {"idc": idc.base_url})
+    idc.faults.add("drop", path_glob="/idc-open-data/*", after_bytes=50_000)
+    report = download(_recipe(tmp_path, f"    mirror: idc\n    series: ['{big.uid}']\n"), settings)
+    assert report.ok and [r.status for r in settle(idc, "/idc-open-data/*/*.dcm")] == [200, 206]
+    assert download(_recipe(tmp_path, "    mirror: idc\n", collection="CMMD"), settings).error == (
+        "toytcia: IDC's index (" + os.environ["CLIMB_IDC_INDEX"] + ") has no series of collection_id 'cmmd'"
+    )
+    monkeypatch.delenv("CLIMB_IDC_INDEX")
+    monkeypatch.setitem(sys.modules, "idc_index_data", None)  # as if idc-index-data were not installed
+    assert download(_recipe(tmp_path, "    mirror: idc\n"), settings).error == (
+        "toytcia: `mirror: idc` needs IDC's series index: pip install idc-index-data, or set CLIMB_IDC_INDEX "
+        "to its parquet file"
+    )
