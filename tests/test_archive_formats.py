@@ -138,6 +138,26 @@ def test_rar_member_larger_than_declared_never_lands(tmp_path: Path) -> None:
     assert files_under(raw) == {"bomb.rar"} and not list(raw.rglob("*.part"))
 
 
+@pytest.mark.skipif(shutil.which("7zz") is None, reason="7zz (Debian 7zip) not installed")
+@pytest.mark.parametrize("how", ["absolute", "dotdot"])
+def test_7z_member_outside_the_folder_is_rejected(tmp_path: Path, how: str) -> None:
+    """py7zr refuses to write such names; 7-Zip stores them with -spf (full paths)."""
+    work = tmp_path / "work" / "sub"
+    work.mkdir(parents=True)
+    (work.parent / "escape.txt").write_bytes(b"x")
+    (work / "ok.txt").write_bytes(b"ok")
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    target = str(work.parent / "escape.txt") if how == "absolute" else "../escape.txt"
+    for name in ("ok.txt", target):
+        subprocess.run(
+            ["7zz", "a", "-spf", str(raw / "evil.7z"), name], cwd=work, check=True, capture_output=True
+        )
+    with pytest.raises(ArchiveError, match=r"rejected: absolute path, '\.\.', drive letter or backslash$"):
+        run_extract(raw / "evil.7z", raw)
+    assert files_under(raw) == {"evil.7z"}
+
+
 def test_7z_symlink_member_is_rejected(tmp_path: Path) -> None:
     src = tmp_path / "src"
     src.mkdir()
