@@ -255,17 +255,17 @@ def _extract_all(
         if pol is None:
             continue
         known = manifest.load_index()
-        for rf in files:
-            if not pol.wants(rf.path):
-                continue
-            key = archives.source_key(source, rf.path)
+        # (key, depth): the source's archives, then archives found among their members (nested)
+        todo = [(archives.source_key(source, rf.path), 0, rf.sha256) for rf in files if pol.wants(rf.path)]
+        while todo:
+            key, depth, want = todo.pop(0)
             path = raw_root / key
             row = known.get(key)
             try:
                 st = path.stat()
             except OSError:
                 continue  # not there (failed, or extracted and removed on purpose)
-            if row is None or row[:2] != (st.st_size, st.st_mtime_ns) or rf.sha256 not in (None, row[2]):
+            if row is None or row[:2] != (st.st_size, st.st_mtime_ns) or want not in (None, row[2]):
                 continue  # not verified: never extract unverified bytes
             try:
                 res = archives.extract(
@@ -275,7 +275,7 @@ def _extract_all(
                     sha256=row[2],
                     dataset=source.recipe.name,
                     source_id=source.spec.id,
-                    strip_components=pol.strip_components,
+                    strip_components=pol.strip_components if depth == 0 else 0,
                     reserved=(reserved | claimed) - {key},
                     manifest=manifest,
                     known=known,
@@ -288,7 +288,11 @@ def _extract_all(
                 continue
             claimed.update(res.members)
             report.extracted.append(res)
-            if not pol.keep_archive:
+            nested = archives.nested_archives(source, pol, res, depth)
+            if nested:
+                known = manifest.load_index()
+                todo.extend((k, depth + 1, None) for k in nested)
+            if depth == 0 and not pol.keep_archive:
                 path.unlink()
                 manifest.delete([key])
                 res.removed_archive = True

@@ -1,8 +1,9 @@
 """Archive extraction: a step of a source, run after the archive itself was downloaded and verified.
 
-Formats: zip, tar (plain, .tar.gz/.tgz, .tar.bz2/.tbz2, .tar.xz/.txz) and a single gzip-compressed file
-(`x.csv.gz` -> `x.csv`). Recipe fields (on source kinds that deliver archives; their Params inherit
-`ArchiveOptions`):
+Formats: zip, tar (plain, .tar.gz/.tgz, .tar.bz2/.tbz2, .tar.xz/.txz), a single gzip-compressed file
+(`x.csv.gz` -> `x.csv`), and RAR and 7z through the backends of `archive_formats`. An archive found
+among the members of an extracted archive is extracted in turn (nested archives), up to NESTED_DEPTH
+levels. Recipe fields (on source kinds that deliver archives; their Params inherit `ArchiveOptions`):
 
     extract: true | [globs]     extract every archive of this source, or those matching the globs
     keep_archive: true | false  keep the archive after a complete extraction (default true)
@@ -45,11 +46,12 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import quote
 
-from climb_cli import atomic
+from climb_cli import archive_formats, atomic
 from climb_cli.errors import ClimbError
 from climb_cli.manifest import Entry, RawManifest
 from climb_cli.sources.base import RemoteFile, Source, SourceParams, glob_match, safe_relpath
 
+NESTED_DEPTH = 3  # archives inside extracted archives are extracted down to this many levels
 GZIP_MAX_RATIO = 1032  # deflate cannot compress better than ~1032:1; more output than that is a bomb
 _CHUNK = 1024 * 1024
 _STATE_EVERY_S = 2.0  # save the extraction state at most this often...
@@ -92,9 +94,16 @@ def policy(source: Source) -> Policy | None:
     )
 
 
+#: the archive kinds climb extracts, for messages
+KINDS_TEXT = "zip, tar, tar.gz/tgz, tar.bz2, tar.xz, gz, rar, 7z"
+
+
 def archive_kind(name: str) -> str | None:
-    """'zip', 'tar' or 'gz' from the file name (case-insensitive); None for anything else."""
+    """'zip', 'tar', 'gz', 'rar' or '7z' from the file name (case-insensitive); None for anything else."""
     n = name.lower()
+    other = archive_formats.kind_of(n)
+    if other is not None:
+        return other
     if n.endswith(".zip"):
         return "zip"
     if n.endswith((".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")):
@@ -242,16 +251,21 @@ class _Reader:
         self.path, self.kind, self.label, self.dataset = path, kind, label, dataset
         self._zip: zipfile.ZipFile | None = None
         self._tar: tarfile.TarFile | None = None
+        self._other: Any = None
         try:
-            if kind == "zip":
+            if kind in archive_formats.SUFFIXES:
+                self._other = archive_formats.open_backend(path, kind)
+            elif kind == "zip":
                 self._zip = zipfile.ZipFile(path)
             elif kind == "tar":
                 self._tar = tarfile.open(path, "r:*")  # noqa: SIM115 - closed by close()
+        except archive_formats.FormatError as e:
+            raise ArchiveError(f"{dataset}: archive {label}: {e}") from None
         except (zipfile.BadZipFile, tarfile.TarError, OSError, EOFError) as e:
             raise ArchiveError(f"{dataset}: archive {label}: cannot be read as {kind}: {e}") from None
 
     def close(self) -> None:
-        for h in (self._zip, self._tar):
+        for h in (self._zip, self._tar, self._other):
             if h is not None:
                 h.close()
 
@@ -259,7 +273,9 @@ class _Reader:
         """(name, declared size, mtime, ref, is_dir) for every entry, after the type checks."""
         reject = self._reject
         out: list[tuple[str, int, float | None, Any, bool]] = []
-        if self._zip is not None:
+        if self._other is not None:
+            out = self._other.members(reject)
+        elif self._zip is not None:
             infos = self._zip.infolist()
             for zi in infos:
                 mode = zi.external_attr >> 16
@@ -311,6 +327,13 @@ class _Reader:
 
     @contextlib.contextmanager
     def open(self, ref: Any) -> Iterator[IO[bytes]]:
+        if self._other is not None:
+            try:
+                with self._other.open(ref) as fh:
+                    yield fh
+            except archive_formats.FormatError as e:
+                raise ArchiveError(f"{self.dataset}: archive {self.label}: {e}") from None
+            return
         if self._zip is not None:
             try:
                 fh: IO[bytes] = self._zip.open(ref)
@@ -414,7 +437,7 @@ def extract(
     """
     kind = archive_kind(key)
     if kind is None:
-        raise ArchiveError(f"{dataset}: {key} is not an archive climb can extract (zip, tar, tar.gz, gz)")
+        raise ArchiveError(f"{dataset}: {key} is not an archive climb can extract ({KINDS_TEXT})")
     state = State.load(raw_root, key)
     if state and (state.archive_sha256 != sha256 or state.strip_components != strip_components):
         stale = state  # another version of the archive: its members are replaced below
@@ -549,6 +572,25 @@ def source_key(source: Source, path: str) -> str:
     return f"{source.spec.into}/{path}" if source.spec.into else path
 
 
+def nested_archives(source: Source, pol: Policy, res: Result, depth: int) -> list[str]:
+    """Members of the archive just extracted (`res`) that are archives to extract in turn: with
+    `extract: true` every zip/tar/rar/7z member (a single `.gz` member, often a data file read as is, only
+    when a glob names it), with globs those the globs match (paths relative to the source folder). Nested
+    archives are kept (they are members of their parent) and go at most NESTED_DEPTH levels deep."""
+    if depth + 1 > NESTED_DEPTH:
+        return []
+    prefix = source.spec.into + "/" if source.spec.into else ""
+    out = []
+    for key in sorted(res.members):
+        rel = key[len(prefix) :] if key.startswith(prefix) else key
+        kind = archive_kind(rel)
+        if kind is None or (pol.extract is True and kind == "gz"):
+            continue
+        if pol.wants(rel):
+            out.append(key)
+    return out
+
+
 def removed_archive_state(source: Source, rf: RemoteFile, known: dict | None) -> State | None:
     """The extraction state when `rf` is an archive that was extracted completely and then removed on
     purpose (keep_archive: false) and whose members are all intact: nothing to download."""
@@ -585,9 +627,16 @@ def expected_members(
         state = State.load(raw_root, key)
         if state is None:
             continue
-        for mkey, (size, _mtime, digest, *rest) in sorted(state.members.items()):
-            name = rest[0] if rest else mkey
-            members.append((RemoteFile(mkey[len(prefix) :], f"{key}!/{name}", size, digest), rf))
+        stack, seen = [(key, state, 0)], {key}
+        while stack:  # the archive's members, and those of archives nested in it
+            akey, astate, depth = stack.pop()
+            for mkey, (size, _mtime, digest, *rest) in sorted(astate.members.items()):
+                name = rest[0] if rest else mkey
+                members.append((RemoteFile(mkey[len(prefix) :], f"{akey}!/{name}", size, digest), rf))
+                inner = State.load(raw_root, mkey) if depth < NESTED_DEPTH and archive_kind(mkey) else None
+                if inner is not None and mkey not in seen:
+                    seen.add(mkey)
+                    stack.append((mkey, inner, depth + 1))
         if state.complete and not pol.keep_archive and not (raw_root / key).exists():
             removed.add(rf.path)
     return members, removed

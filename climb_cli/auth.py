@@ -33,6 +33,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import requests
 
@@ -43,7 +44,7 @@ from climb_cli.settings import Settings
 from climb_cli.sources import make_sources, source_class
 from climb_cli.sources.base import AccessReport, Source
 
-SERVICES = ("physionet", "kaggle", "grand-challenge", "nsrr", "openneuro")
+SERVICES = ("physionet", "kaggle", "grand-challenge", "nsrr", "openneuro", "aimi")
 PHYSIONET_DEFAULT = "https://physionet.org"
 KAGGLE_DEFAULT = "https://api.kaggle.com"  # the same defaults and mirror keys as the sources
 GC_DEFAULT = "https://grand-challenge.org"
@@ -481,6 +482,8 @@ def login(
         if os.environ.get("OPENNEURO_API_KEY"):
             notes.append("OPENNEURO_API_KEY is set and takes precedence over openneuro-py's config.json")
         return LoginResult(service, written, "", "", notes)
+    if service == "aimi":
+        return _login_aimi(settings, check, stdin, notes)
     # grand-challenge
     value = read_secret("Grand Challenge API token (grand-challenge.org > profile > API tokens): ", stdin)
     if value.lower().startswith("bearer "):
@@ -492,6 +495,31 @@ def login(
     if os.environ.get("GRAND_CHALLENGE_TOKEN") or os.environ.get("GRAND_CHALLENGE_AUTHORIZATION"):
         notes.append("GRAND_CHALLENGE_TOKEN/AUTHORIZATION are set and take precedence over the token file")
     return LoginResult(service, written, "", checked, notes)
+
+
+def _login_aimi(settings: Settings, check: bool, stdin: Any, notes: list[str]) -> LoginResult:
+    """Stanford AIMI: the Azure container URL with its SAS query, stored per container."""
+    url = read_secret(
+        "Stanford AIMI container URL (https://<account>.blob.core.windows.net/<container>?sv=...): ", stdin
+    )
+    credentials.register_sas_url(url)
+    parts = urlsplit(url)
+    container = credentials.aimi_container(url)
+    query = dict(parse_qsl(parts.query))
+    if parts.scheme not in ("https", "http") or not container or "sig" not in query or "se" not in query:
+        raise UsageError(
+            "not an Azure container URL with a SAS (expected https://<account>.blob.core.windows.net/<container>"
+            "?sv=...&se=...&sp=...&sig=...); copy the whole URL from the dataset's AIMI page"
+        )
+    token = credentials.Token(url, "", "SAS")
+    checked = _try("aimi", settings, token, check, notes)
+    written = write_private(credentials.aimi_dir() / f"{container}.sas", url + "\n")
+    env = os.environ.get(credentials.AIMI_ENV, "")
+    if env and credentials.aimi_container(env) == container:
+        notes.append(
+            f"{credentials.AIMI_ENV} is set for this container and takes precedence over the stored file"
+        )
+    return LoginResult("aimi", written, container, checked, notes)
 
 
 def _try(service: str, settings: Settings, token: credentials.Token, check: bool, notes: list[str]) -> str:

@@ -539,7 +539,7 @@ def auth_check(
 @auth_app.command("login")
 def auth_login(
     ctx: typer.Context,
-    service: Annotated[str, typer.Argument(help="physionet, kaggle, grand-challenge, nsrr or openneuro.")],
+    service: Annotated[str, typer.Argument(help="physionet, kaggle, grand-challenge, nsrr, openneuro or aimi.")],
     username: Annotated[
         str | None,
         typer.Option(help="Account name (PhysioNet; Kaggle legacy key). Prompted for on a terminal."),
@@ -549,9 +549,9 @@ def auth_login(
     """Store a password or token where the service's own tools look (mode 0600).
 
     PhysioNet: ~/.netrc; Kaggle: ~/.kaggle/access_token (or kaggle.json with --username); Grand
-    Challenge and NSRR: climb's token files; OpenNeuro: openneuro-py's config.json. The secret is
-    read from a hidden prompt, or from stdin when stdin is not a terminal — never from the command
-    line — and tried before it is stored.
+    Challenge and NSRR: climb's token files; OpenNeuro: openneuro-py's config.json; Stanford AIMI: the
+    container URL with its SAS, per container. The secret is read from a hidden prompt, or from stdin
+    when stdin is not a terminal — never from the command line — and tried before it is stored.
 
     Example: climb auth login physionet --username ada
     """

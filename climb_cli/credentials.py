@@ -228,6 +228,65 @@ def openneuro() -> Token | None:
     return None
 
 
+# ---------------------------------------------------------------------------------------------
+# Stanford AIMI: an Azure Blob container URL with a SAS query, one per dataset (container)
+
+AIMI_ENV = "AIMI_SAS_URL"
+
+
+def aimi_dir() -> Path:
+    return config_dir() / "aimi"
+
+
+def aimi_container(url: str) -> str:
+    """The container name of an Azure container URL (last path segment; path-style URLs on 127.0.0.1 carry the
+    account first)."""
+    from urllib.parse import unquote, urlsplit
+
+    return unquote(urlsplit(url).path.rstrip("/").rpartition("/")[2])
+
+
+def register_sas_url(url: str) -> None:
+    """Register a SAS URL, its query and its signature for redaction."""
+    from urllib.parse import parse_qsl, urlsplit
+
+    query = urlsplit(url).query
+    _register(url, query, *(v for k, v in parse_qsl(query) if k == "sig"))
+
+
+def aimi(container: str) -> Token | None:
+    """The SAS URL for `container`: AIMI_SAS_URL when it names that container, else
+    ~/.config/climb/aimi/<container>.sas (written by `climb auth login aimi`)."""
+    value = (os.environ.get(AIMI_ENV) or "").strip()
+    if value:
+        register_sas_url(value)
+        if aimi_container(value) == container:
+            return Token(value, f"env {AIMI_ENV}", "SAS")
+    path = aimi_dir() / f"{container}.sas"
+    stored = _read_secret_file(path)
+    if stored:
+        register_sas_url(stored)
+        return Token(stored, str(path), "SAS")
+    return None
+
+
+def _aimi_status() -> Found:
+    """Found if AIMI_SAS_URL is set or any container URL is stored; identity: the container names."""
+    names = []
+    value = (os.environ.get(AIMI_ENV) or "").strip()
+    if value:
+        register_sas_url(value)
+        names.append(aimi_container(value))
+    files = sorted(aimi_dir().glob("*.sas")) if aimi_dir().is_dir() else []
+    for f in files:
+        stored = _read_secret_file(f)
+        if stored:
+            register_sas_url(stored)
+    names += [f.name[: -len(".sas")] for f in files]
+    origin = f"env {AIMI_ENV}" if value else (str(aimi_dir()) if files else "")
+    return Found("aimi", bool(names), origin, ", ".join(names))
+
+
 @dataclass(frozen=True)
 class Found:
     service: str
@@ -253,4 +312,5 @@ def status(physionet_host: str = "physionet.org") -> list[Found]:
     ):
         tok = fn()
         out.append(Found(service, tok is not None, tok.origin if tok else "", tok.username if tok else ""))
+    out.append(_aimi_status())
     return out

@@ -49,6 +49,26 @@ class SourceSpec(BaseModel):
     keep_archive: bool = Field(True, description="keep an archive once it is completely extracted")
     strip_components: int = Field(0, ge=0, description="leading folders to drop from member paths")
 
+    @field_validator("extract")
+    @classmethod
+    def _openable(cls, v: bool | list[str]) -> bool | list[str]:
+        """A glob whose last name ends in a literal extension must name an archive kind climb opens
+        (`*.rar` once silently extracted nothing)."""
+        from climb_cli.archives import KINDS_TEXT, archive_kind
+
+        for glob in v if isinstance(v, list) else []:
+            last = glob.rstrip("/").rpartition("/")[2]
+            ext = last.rpartition(".")[2]
+            if "." not in last or any(c in ext for c in "*?[]") or last.endswith("**"):
+                continue
+            probe = last.replace("**", "x").replace("*", "x").replace("?", "x")
+            if archive_kind(probe) is None:
+                raise ValueError(
+                    f"{glob!r} names files climb cannot extract (.{ext}); archive kinds climb extracts: "
+                    f"{KINDS_TEXT}"
+                )
+        return v
+
     @field_validator("into")
     @classmethod
     def _relative(cls, v: str) -> str:

@@ -326,7 +326,7 @@ def test_archive_kinds() -> None:
         "a.tar.bz2": "tar",
         "a.csv.gz": "gz",
         "a.csv": None,
-        "a.7z": None,
+        "a.7z": "7z",
     }
 
 

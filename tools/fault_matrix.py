@@ -69,7 +69,7 @@ PHYSIONET = {
     "tests/test_transfer.py::test_503_and_429_bursts_with_retry_after": ["429", "503"],
 }
 # sources that hand out no signed links: their "expired" columns do not apply
-NO_SIGNED_LINKS = {"physionet", "crawl"}
+NO_SIGNED_LINKS = {"physionet", "crawl", "tcia"}
 START, END = "<!-- fault-matrix:start -->", "<!-- fault-matrix:end -->"
 
 

@@ -306,6 +306,13 @@ class _BucketHandler(BaseFakeHandler):
             self._error(403, "AccessDenied", "Access Denied")
             return
         if not key:
+            if (
+                self.command == "HEAD"
+            ):  # HeadBucket: what SDKs (s5cmd, boto3) ask to learn the bucket's region
+                self.respond(
+                    200, b"", content_type=_XML, headers=[*self._amz(), ("x-amz-bucket-region", "us-east-1")]
+                )
+                return
             if query.get("list-type") == "2":
                 self._list(bucket, query)
             else:

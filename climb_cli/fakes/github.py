@@ -17,14 +17,25 @@
   ``Authorization: token|Bearer``; missing -> 404 ``404: Not Found``;
 * ``codeload`` (codeload.github.com): ``/<o>/<r>/legacy.tar.gz|legacy.zip/<ref>`` -> a deterministic
   archive of the tree with the ``<o>-<r>-<sha7>/`` top folder, no Range support (200 to a Range request);
-* ``objects`` (a :class:`~climb_cli.fakes.bucket.FakeBucket`): where release assets live, private,
-  reachable only through signed URLs; it logs whether any request carried an ``Authorization`` header.
+* ``objects`` (a :class:`~climb_cli.fakes.bucket.FakeBucket`): where release assets and Git LFS objects
+  live, private, reachable only through signed URLs; it logs whether any request carried an
+  ``Authorization`` header;
+* Git LFS (git-lfs docs/api/batch.md) on ``web``: ``POST /<o>/<r>.git/info/lfs/objects/batch`` with
+  ``Accept``/``Content-Type: application/vnd.git-lfs+json`` and ``{"operation": "download", "objects":
+  [{"oid", "size"}]}`` -> ``{"transfer": "basic", "objects": [{"oid", "size", "authenticated": true,
+  "actions": {"download": {"href": <signed object-store URL>, "expires_in": 3600, "expires_at": ...}}}]}``;
+  a missing object is a per-object ``"error": {"code": 404, "message": "Object does not exist on the
+  server"}`` (overall 200); a wrong Accept is 406; a private repository without credentials 401 with
+  ``LFS-Authenticate: Basic realm="GitHub"`` (HTTP Basic with the token as password, or Bearer); a
+  repository over its data quota 403 with GitHub's quota message (``over_quota``). The tree holds the pointer
+  text (``raw`` serves it); :func:`lfs_pointer` makes one.
 
 All hosts share one fault plan (file bodies only: raw, codeload, objects).
 """
 
 from __future__ import annotations
 
+import base64
 import gzip
 import hashlib
 import io
@@ -42,7 +53,20 @@ from urllib.parse import quote
 from climb_cli.fakes.bucket import FakeBucket, serve_file
 from climb_cli.fakes.faults import HEAD_FAULT_KINDS, BaseFakeHandler, FakeHTTPServer, FaultPlan
 
-__all__ = ["FakeAsset", "FakeGitHub", "FakeRelease", "FakeRepo"]
+__all__ = ["FakeAsset", "FakeGitHub", "FakeRelease", "FakeRepo", "lfs_pointer"]
+
+LFS_JSON = "application/vnd.git-lfs+json"
+LFS_QUOTA = (
+    "This repository is over its data quota. Account responsible for LFS bandwidth should purchase more data "
+    "packs to restore access."
+)
+
+
+def lfs_pointer(data: bytes) -> bytes:
+    """The Git LFS pointer file of ``data`` (docs/spec.md: version, then oid and size, sorted)."""
+    oid = hashlib.sha256(data).hexdigest()
+    return f"version https://git-lfs.github.com/spec/v1\noid sha256:{oid}\nsize {len(data)}\n".encode()
+
 
 _JSON = "application/json; charset=utf-8"
 _DOCS = "https://docs.github.com/rest"
@@ -72,6 +96,8 @@ class FakeRepo:
     commits: dict[str, dict[str, bytes]]  # commit sha -> {path: bytes}
     releases: list[FakeRelease] = field(default_factory=list)
     private: bool = False
+    lfs: list[bytes] = field(default_factory=list)  # Git LFS objects stored for this repository
+    over_quota: bool = False  # LFS bandwidth spent: the batch API answers 403
 
     @property
     def full_name(self) -> str:
@@ -115,10 +141,100 @@ class _Handler(BaseFakeHandler):
         return value.strip() if scheme.lower() in ("token", "bearer") and value else None
 
     def route(self) -> None:
+        if (
+            self.command == "POST"
+            and self.fake.role == "web"
+            and self.url_path.endswith(".git/info/lfs/objects/batch")
+        ):
+            self._lfs_batch()
+            return
         if self.command not in ("GET", "HEAD"):
             self.respond(405, b"", content_type=None)
             return
         getattr(self, f"_route_{self.fake.role}")()
+
+    # -- github.com/<o>/<r>.git/info/lfs/objects/batch ---------------------------------------------
+    def _basic_or_token(self) -> str | None:
+        auth = self.headers.get("Authorization", "")
+        scheme, _, value = auth.partition(" ")
+        if scheme.lower() == "basic":
+            try:
+                return base64.b64decode(value).decode().partition(":")[2] or None
+            except (ValueError, UnicodeDecodeError):
+                return None
+        return self._token()
+
+    def _lfs(self, status: int, payload: object, headers: list[tuple[str, str]] | None = None) -> None:
+        self.respond(status, json.dumps(payload).encode(), content_type=LFS_JSON, headers=headers or [])
+
+    def _lfs_batch(self) -> None:
+        gh = self.gh
+        body = self.read_body()
+        if gh.lfs_redirect:  # a test knob: where a hostile or misconfigured server could send the client
+            self.respond(307, b"", content_type=None, headers=[("Location", gh.lfs_redirect)])
+            return
+        m = re.match(r"^/([^/]+)/([^/]+)\.git/info/lfs/objects/batch$", self.url_path)
+        repo = gh.repo(m.group(1), m.group(2)) if m else None
+        docs = "https://docs.github.com/repositories/working-with-files/managing-large-files"
+        if LFS_JSON not in self.headers.get("Accept", ""):
+            self._lfs(
+                406, {"message": "Must accept 'application/vnd.git-lfs+json'", "documentation_url": docs}
+            )
+            return
+        token = self._basic_or_token()
+        if token is not None and token not in gh.tokens:
+            self._lfs(401, {"message": "Bad credentials", "documentation_url": docs},
+                      [("LFS-Authenticate", 'Basic realm="GitHub"')])  # fmt: skip
+            return
+        if repo is not None and repo.private and token is None:
+            self._lfs(401, {"message": "Authentication required", "documentation_url": docs},
+                      [("LFS-Authenticate", 'Basic realm="GitHub"')])  # fmt: skip
+            return
+        if repo is None:
+            self._lfs(404, {"message": "Repository not found", "documentation_url": docs})
+            return
+        try:
+            req = json.loads(body)
+            wanted = [(str(o["oid"]), int(o["size"])) for o in req["objects"]]
+        except (ValueError, KeyError, TypeError):
+            self._lfs(422, {"message": "Unprocessable entity", "documentation_url": docs})
+            return
+        if req.get("operation") != "download":
+            self._lfs(403, {"message": "Upload not permitted", "documentation_url": docs})
+            return
+        if repo.over_quota:
+            self._lfs(
+                403, {"message": LFS_QUOTA, "documentation_url": f"{docs}/about-storage-and-bandwidth-usage"}
+            )
+            return
+        stored = {hashlib.sha256(d).hexdigest(): d for d in repo.lfs}
+        out = []
+        for oid, size in wanted:
+            data = stored.get(oid)
+            if data is None:
+                out.append(
+                    {
+                        "oid": oid,
+                        "size": size,
+                        "error": {"code": 404, "message": "Object does not exist on the server"},
+                    }
+                )  # noqa: E501
+                continue
+            ttl = gh.lfs_ttl
+            stale = gh.lfs_stale > 0  # a test knob: an href already past its lifetime when it is used
+            if stale:
+                gh.lfs_stale -= 1
+                gh.objects.advance(-2 * ttl)
+            href = gh.objects.sign("github-cloud", f"{repo.full_name}/{oid}", ttl)
+            if stale:
+                gh.objects.advance(2 * ttl)
+            expires_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + ttl))
+            gh.lfs_issued += 1
+            action = {"href": href, "expires_in": ttl, "expires_at": expires_at}
+            out.append(
+                {"oid": oid, "size": len(data), "authenticated": True, "actions": {"download": action}}
+            )
+        self._lfs(200, {"transfer": "basic", "objects": out})
 
     # -- api.github.com ---------------------------------------------------------------------------
     def _route_api(self) -> None:
@@ -285,6 +401,10 @@ class FakeGitHub:
         self.objects = FakeBucket(style="s3", faults=self.faults)
         self.rate_limit, self.token_rate_limit, self.window = rate_limit, token_rate_limit, window
         self.codeload_tokens: set[str] = set()
+        self.lfs_ttl = 3600  # seconds an LFS download href is valid (expires_in)
+        self.lfs_issued = 0
+        self.lfs_stale = 0  # this many batch answers give an href that has already expired
+        self.lfs_redirect: str | None = None  # batch answers 307 to this URL (tests of where tokens go)
         self._lock = threading.Lock()
         self._used = {False: 0, True: 0}
         self._window_end = {False: 0.0, True: 0.0}
@@ -297,6 +417,9 @@ class FakeGitHub:
         for h in self.hosts:
             h.start()
         for repo in self.repos.values():
+            for data in repo.lfs:
+                oid = hashlib.sha256(data).hexdigest()
+                self.objects.put("github-cloud", f"{repo.full_name}/{oid}", data, public=False)
             for release in repo.releases:
                 for asset in release.assets:
                     key = self.object_key(asset)

@@ -24,6 +24,13 @@ Sums: raw files and archives are pinned in the recipe (GitHub publishes none for
 sum from either side is accepted only under ``checksums: pinned``. Codeload archives are generated on
 demand and have been re-compressed by GitHub in the past: an archive pin can break, raw files' pins do not.
 
+Raw files tracked by Git LFS: raw.githubusercontent.com serves the pointer (``version
+https://git-lfs.github.com/spec/v1`` / ``oid sha256:<hex>`` / ``size <n>``, under 1024 bytes). climb
+recognises a pointer in a small answer, asks ``https://github.com/<repo>.git/info/lfs/objects/batch`` for the
+object (``sources/_git_lfs.py``) and downloads its signed ``href`` (on another host, without the token); the
+oid is the content's sha256 and is checked as such (a recipe pin must equal it). What was learnt is kept in
+the source's stored listing, so resumes and ``climb verify`` know the file is an LFS object.
+
 Release assets go github.com -> 302 -> a signed object-store URL valid 5 minutes; climb caches that URL,
 and when the store refuses it (403/400: expired) goes back to GitHub for a fresh one and resumes with
 Range. ``GITHUB_TOKEN`` (optional) raises the API limit from 60 to 5000 requests an hour and opens private
@@ -35,6 +42,7 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Callable
 from typing import Any, Literal
 from urllib.parse import quote, urljoin
 
@@ -46,6 +54,7 @@ from climb_cli.archives import ArchiveOptions
 from climb_cli.errors import AccessError, ClimbError, RecipeError, TransferError
 from climb_cli.net import signed
 from climb_cli.net.session import origin
+from climb_cli.sources import _git_lfs as lfs
 from climb_cli.sources.base import AccessReport, RemoteFile, Source, SourceParams, safe_relpath, selected
 from climb_cli.sources.http import (
     REDIRECTS,
@@ -56,6 +65,7 @@ from climb_cli.sources.http import (
     fetch,
     json_or_none,
     load_listing,
+    load_listing_extra,
     paths_from_listing,
     rate_limit_line,
     save_listing,
@@ -65,6 +75,7 @@ from climb_cli.sources.http import (
 
 API_URL = "https://api.github.com"
 RAW_URL = "https://raw.githubusercontent.com"
+WEB_URL = "https://github.com"
 _HEX64 = r"^[0-9a-fA-F]{64}$"
 _DIGEST = re.compile(r"^sha256:([0-9a-fA-F]{64})$")
 RESOLVE_TRIES = 3  # fresh signed URLs per open() before giving up
@@ -128,11 +139,15 @@ class GitHubSource(Source):
         super().__init__(*args, **kwargs)
         self.api = self.settings.base_url("github", API_URL)
         self.raw = self.settings.base_url("github-raw", RAW_URL)
+        self.web = self.settings.base_url("github-web", WEB_URL)
+        self.lfs_url = f"{self.web}/{self.params.repo}.git/info/lfs"
         self.owner, self.name = self.params.repo.split("/")
         self.page = f"https://github.com/{self.params.repo}"
         self.budget = RateBudget()
         self._lock = threading.Lock()
-        self._signed = signed.SignedUrls(tries=RESOLVE_TRIES)  # release assets' object-store links
+        self._signed = signed.SignedUrls(tries=RESOLVE_TRIES)  # release assets' and LFS objects' links
+        self._headers: dict[str, dict[str, str]] = {}  # signed URL -> headers its LFS action asks for
+        self._lfs: dict[str, lfs.Pointer] | None = None  # path -> Git LFS pointer (raw files)
         self._asset_api: dict[str, str] = {}  # path -> API asset URL (for private repositories)
 
     def describe(self) -> str:
@@ -236,9 +251,53 @@ class GitHubSource(Source):
             return [f for f in files if f.path in names and selected(f.path, self.spec)]
         return [f for f in files if selected(f.path, self.spec)]
 
+    # -- Git LFS (raw files) ------------------------------------------------------------------------
+    def _lfs_identity(self) -> dict[str, Any]:
+        return {"repo": self.params.repo, "commit": self.params.commit}
+
+    def _pointers(self) -> dict[str, lfs.Pointer]:
+        with self._lock:
+            if self._lfs is None:
+                stored = load_listing_extra(self, self._lfs_identity()).get("lfs") or {}
+                self._lfs = {p: lfs.Pointer(str(v[0]), int(v[1])) for p, v in stored.items()}
+            return self._lfs
+
+    def _with_lfs(self, files: list[RemoteFile]) -> list[RemoteFile]:
+        """Raw files known to be LFS objects carry the oid as their sha256 and the object's size."""
+        known = self._pointers()
+        return [
+            RemoteFile(f.path, f.url, known[f.path].size, f.sha256 or known[f.path].oid, f.md5)
+            if f.path in known
+            else f
+            for f in files
+        ]
+
+    def _remember(self, file: RemoteFile, pointer: lfs.Pointer) -> None:
+        if file.sha256 and file.sha256 != pointer.oid:
+            raise TransferError(
+                f"{self.recipe.name}: {file.path} is a Git LFS pointer to oid {pointer.oid[:12]}... but the "
+                f"recipe pins sha256 {file.sha256[:12]}...: pin the oid (the sha256 of the content, size "
+                f"{pointer.size})"
+            )
+        known = self._pointers()
+        with self._lock:
+            known[file.path] = pointer
+            extra = {"lfs": {p: [v.oid, v.size] for p, v in sorted(known.items())}}
+            save_listing(self, self._lfs_identity(), self._pinned(), extra)
+
+    def _lfs_resolve(self, file: RemoteFile, pointer: lfs.Pointer) -> lfs.Action:
+        auth = None
+        tok = self.credentials()
+        if tok is not None:  # git's HTTP Basic with the token as password; sent to github.com only
+            import base64
+
+            basic = base64.b64encode(f"x-access-token:{tok.value}".encode()).decode()
+            auth = {"Authorization": f"Basic {basic}"}
+        return lfs.batch(self, self.lfs_url, pointer, auth, f"{file.path} at commit {self.params.commit}")
+
     def list_files(self) -> list[RemoteFile]:
         if self.params.release is None:
-            files = self._select(self._pinned())
+            files = self._with_lfs(self._select(self._pinned()))
         else:
             every = self._release_files()
             save_listing(self, self._identity(), every)
@@ -250,7 +309,7 @@ class GitHubSource(Source):
 
     def expected_files(self) -> list[RemoteFile] | None:
         if self.params.release is None:
-            return self._select(self._pinned())
+            return self._with_lfs(self._select(self._pinned()))
         files = load_listing(self, self._identity())
         return None if files is None else self._select(files)
 
@@ -262,14 +321,29 @@ class GitHubSource(Source):
     # -- transfer -------------------------------------------------------------------------------
     def open(self, file: RemoteFile, headers: dict[str, str]) -> requests.Response:
         if self.params.release is None:
+            pointer = self._pointers().get(file.path) if self.params.files else None
+            if pointer is not None:
+                return self._open_signed(file, headers, lambda: self._lfs_resolve(file, pointer))
             auth = self._auth()
             resp = fetch(self, file.url, headers=headers, auth=auth)  # archives: the token stays on the API
             if resp.status_code in (401, 403, 404):
                 error_body(resp)
                 what = f"{file.path} at commit {self.params.commit}" if self.params.files else "the archive"
                 raise self._refusal(resp, what)
+            if self.params.files and "Range" not in headers:
+                pointer, resp = lfs.peek_pointer(resp)
+                if pointer is not None:
+                    resp.close()
+                    self._remember(file, pointer)
+                    return self._open_signed(file, headers, lambda: self._lfs_resolve(file, pointer))
             return resp
-        return self._open_asset(file, headers)
+        return self._open_signed(file, headers, lambda: self._resolve(file))
+
+    def response_checksum(self, file: RemoteFile, resp: requests.Response) -> RemoteFile:
+        pointer = self._pointers().get(file.path) if self.params.files else None
+        if pointer is not None and not file.sha256:  # the oid is the object's sha256
+            return RemoteFile(file.path, file.url, pointer.size, pointer.oid, file.md5)
+        return file
 
     def _resolve(self, file: RemoteFile) -> str | requests.Response:
         """A fresh signed URL for a release asset, or a response to hand to the engine (the asset itself when
@@ -296,24 +370,40 @@ class GitHubSource(Source):
             return resp
         raise TransferError(f"{self.recipe.name}: too many redirects for {redaction.redact_url(file.url)}")
 
-    def _open_asset(self, file: RemoteFile, headers: dict[str, str]) -> requests.Response:
+    def _open_signed(
+        self,
+        file: RemoteFile,
+        headers: dict[str, str],
+        resolve: Callable[[], str | lfs.Action | requests.Response],
+    ) -> requests.Response:
+        """GET a release asset or an LFS object through its signed URL (net.signed: cached per file, resolved
+        again when the store refuses it or it is about to expire); no credential goes to the store."""
+        what = f"release {self.params.release}" if self.params.release else f"commit {self.params.commit}"
+
+        def url_of(fresh: bool) -> str | requests.Response:
+            got = resolve()
+            if isinstance(got, lfs.Action):
+                with self._lock:
+                    self._headers[got.href] = got.header
+                return got.href
+            return got
+
+        def get(url: str) -> requests.Response:
+            with self._lock:
+                extra = self._headers.get(url, {})
+            return fetch(self, url, headers={**headers, **extra})  # no auth: a signed URL carries its own
+
         try:  # S3 "Request has expired" (403), or a signature the store no longer takes: a fresh link
-            resp = self._signed.open(
-                file.path,
-                lambda fresh: self._resolve(file),
-                lambda url: fetch(self, url, headers=headers),  # no auth: a signed URL carries its own
-                discard=error_body,
-            )
+            resp = self._signed.open(file.path, url_of, get, discard=error_body)
         except signed.Refused as e:
             raise AccessError(
                 f"{self.recipe.name}: the object store refused {RESOLVE_TRIES} fresh links for {file.path} "
-                f"of release {self.params.release} (HTTP {e.status})"
+                f"of {what} (HTTP {e.status})"
             ) from None
         if resp.status_code == 404:
             error_body(resp)
             raise AccessError(
-                f"{self.recipe.name}: the object store has no {file.path} for release "
-                f"{self.params.release} "
+                f"{self.recipe.name}: the object store has no {file.path} for {what} "
                 f"({redaction.redact_url(resp.url)}, HTTP 404)"
             )
         return resp

@@ -405,6 +405,51 @@ def _b64_hex(value: str) -> str | None:
     return raw.hex() if len(raw) == 16 else None
 
 
+def list_s3(source: Source, base: str, prefix: str) -> list[tuple[str, int | None, str | None]]:
+    """Every object under ``prefix`` of an anonymous S3-style bucket (``base`` = its path-style or
+    virtual-host URL), through ListObjectsV2 pages: (key, size, md5 when the ETag is a plain MD5, not a
+    multipart one)."""
+    out: list[tuple[str, int | None, str | None]] = []
+    token = None
+    while True:
+        q = {"list-type": "2", "prefix": prefix}
+        if token:
+            q["continuation-token"] = token
+        url = f"{base}/?{urlencode(q)}"
+        resp = api_get(source, url)
+        if resp.status_code in (401, 403, 404):
+            code = _s3_code(resp.content)
+            raise AccessError(
+                f"{source.recipe.name}: the bucket {redaction.redact_url(base)} refused to list "
+                f"{prefix or '/'} ({code or f'HTTP {resp.status_code}'}); it may not be public, or the "
+                "recipe's bucket URL/prefix is wrong"
+            )
+        if resp.status_code != 200:
+            raise TransferError(
+                f"{source.recipe.name}: listing {redaction.redact_url(url)} failed (HTTP {resp.status_code})"
+            )
+        try:
+            root = ET.fromstring(resp.content)
+        except ET.ParseError:
+            raise TransferError(
+                f"{source.recipe.name}: {redaction.redact_url(url)} is not an S3 ListObjectsV2 answer"
+            ) from None
+        for el in root:
+            if _local(el.tag) != "Contents":
+                continue
+            fields = {_local(c.tag): (c.text or "") for c in el}
+            etag = fields.get("ETag", "").strip().strip('"')
+            md5 = etag.lower() if re.match(_HEX32, etag) else None
+            size = int(fields["Size"]) if fields.get("Size", "").isdigit() else None
+            out.append((fields.get("Key", ""), size, md5))
+        truncated = (root.findtext(_ns(root, "IsTruncated")) or "").strip() == "true"
+        token = (root.findtext(_ns(root, "NextContinuationToken")) or "").strip()
+        if not truncated:
+            return out
+        if not token:
+            raise TransferError(f"{source.recipe.name}: a truncated listing without NextContinuationToken")
+
+
 def unpinned_line(source: Source, paths: list[str]) -> str:
     first = paths[0]
     more = f" (and {len(paths) - 1} more)" if len(paths) > 1 else ""
@@ -488,50 +533,14 @@ class HttpSource(Source):
     def _list_bucket(self) -> list[RemoteFile]:
         b = self.params.bucket
         assert b is not None
-        base, out, token = self._bucket_base(), [], None
-        while True:
-            q = {"list-type": "2", "prefix": b.prefix}
-            if token:
-                q["continuation-token"] = token
-            url = f"{base}/?{urlencode(q)}"
-            resp = api_get(self, url)
-            if resp.status_code in (401, 403, 404):
-                code = _s3_code(resp.content)
-                raise AccessError(
-                    f"{self.recipe.name}: the bucket {redaction.redact_url(base)} refused to list "
-                    f"{b.prefix or '/'} ({code or f'HTTP {resp.status_code}'}); it may not be public, or the "
-                    "recipe's bucket URL/prefix is wrong"
-                )
-            if resp.status_code != 200:
-                raise TransferError(
-                    f"{self.recipe.name}: listing {redaction.redact_url(url)} failed "
-                    f"(HTTP {resp.status_code})"
-                )
-            try:
-                root = ET.fromstring(resp.content)
-            except ET.ParseError:
-                raise TransferError(
-                    f"{self.recipe.name}: {redaction.redact_url(url)} is not an S3 ListObjectsV2 answer"
-                ) from None
-            for el in root:
-                if _local(el.tag) != "Contents":
-                    continue
-                fields = {_local(c.tag): (c.text or "") for c in el}
-                key = fields.get("Key", "")
-                rel = safe_relpath(key[len(b.prefix) :]) if key.startswith(b.prefix) else None
-                if rel is None or key.endswith("/"):
-                    continue  # folder markers, odd keys
-                etag = fields.get("ETag", "").strip().strip('"')
-                md5 = etag.lower() if re.match(_HEX32, etag) else None
-                size = int(fields["Size"]) if fields.get("Size", "").isdigit() else None
-                pin = b.sha256.get(rel)
-                out.append(RemoteFile(rel, f"{base}/{quote(key)}", size, pin and pin.lower(), md5))
-            truncated = (root.findtext(_ns(root, "IsTruncated")) or "").strip() == "true"
-            token = (root.findtext(_ns(root, "NextContinuationToken")) or "").strip()
-            if not truncated:
-                return out
-            if not token:
-                raise TransferError(f"{self.recipe.name}: a truncated listing without NextContinuationToken")
+        base, out = self._bucket_base(), []
+        for key, size, md5 in list_s3(self, base, b.prefix):
+            rel = safe_relpath(key[len(b.prefix) :]) if key.startswith(b.prefix) else None
+            if rel is None or key.endswith("/"):
+                continue  # folder markers, odd keys
+            pin = b.sha256.get(rel)
+            out.append(RemoteFile(rel, f"{base}/{quote(key)}", size, pin and pin.lower(), md5))
+        return out
 
     def _check_policy(self, files: list[RemoteFile]) -> list[RemoteFile]:
         unpinned = [f.path for f in files if not (f.sha256 or f.md5)]
