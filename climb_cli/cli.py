@@ -539,7 +539,9 @@ def auth_check(
 @auth_app.command("login")
 def auth_login(
     ctx: typer.Context,
-    service: Annotated[str, typer.Argument(help="physionet, kaggle, grand-challenge, nsrr, openneuro or aimi.")],
+    service: Annotated[
+        str, typer.Argument(help="physionet, kaggle, grand-challenge, nsrr, openneuro or aimi.")
+    ],
     username: Annotated[
         str | None,
         typer.Option(help="Account name (PhysioNet; Kaggle legacy key). Prompted for on a terminal."),
