@@ -555,6 +555,7 @@ def _commit_run(
             "input_digest": hashlib.sha256("".join(u.digest for u in report.units).encode()).hexdigest(),
             "schema": [{"name": f.name, "type": str(f.type)} for f in schema],
             "modality": recipe.modality,
+            "climb_tensor": recipe.climb_tensor.model_dump() if recipe.climb_tensor else None,
             "arrays": {
                 f.name: {
                     "dtype": str(f.type.value_type),

@@ -457,6 +457,44 @@ class OutputSpec(_Model):
         return self
 
 
+class ClimbTensorSpec(_Model):
+    """How CLIMB turns a stored row into its model input at load time (applied by climb_cli.tensors).
+
+    The shards keep the decoded data; this block records CLIMB's load-time transform and constants so a
+    loader reproduces CLIMB's tensors exactly (`climb_cli.tensors.to_climb(row, manifest)`)."""
+
+    transform: Literal["std2d", "resize_short", "resize_square", "none"] = Field(
+        "std2d",
+        description="std2d: Resize(223, max_size=224) (the 'Std 2D transform'); resize_short: Resize(size) "
+        "on the short side; resize_square: Resize((size, size)); none: no resize",
+    )
+    size: int = Field(224, gt=1, description="the target size of the resize and the pad")
+    channels: Literal["L", "RGB"] | None = Field(None, description="PIL mode the image is converted to first")
+    mean: list[float] | None = Field(None, description="Normalize mean per channel (None: no Normalize)")
+    std: list[float] | None = Field(None, description="Normalize std per channel")
+    pad: Literal["center", "width", "height", "fixed", "none"] = Field(
+        "center",
+        description="zero pad after Normalize to size x size: both sides (center), left/right only (width), "
+        "top/bottom only (height), a fixed (left, top, right, bottom) pad, or none",
+    )
+    pad_fixed: list[int] | None = Field(None, description="(left, top, right, bottom) for pad: fixed")
+    array: str = Field("image", description="the array column the transform reads")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ClimbTensorSpec:
+        if (self.mean is None) != (self.std is None):
+            raise ValueError("mean and std go together")
+        if self.mean is not None and self.std is not None and len(self.mean) != len(self.std):
+            raise ValueError("mean and std must have one value per channel each")
+        if self.std is not None and any(v <= 0 for v in self.std):
+            raise ValueError("std values must be > 0")
+        if (self.pad == "fixed") != (self.pad_fixed is not None):
+            raise ValueError("pad_fixed goes with pad: fixed (left, top, right, bottom)")
+        if self.pad_fixed is not None and (len(self.pad_fixed) != 4 or min(self.pad_fixed) < 0):
+            raise ValueError("pad_fixed is four non-negative numbers: left, top, right, bottom")
+        return self
+
+
 class ExpectSpec(_Model):
     splits: dict[str, int] = Field(default_factory=dict, description="rows per split")
     class_counts: dict[str, int] = Field(default_factory=dict, description="positive items per class")
@@ -482,6 +520,9 @@ class Recipe(_Model):
     steps: list[StepCall] = Field(default_factory=list)
     output: OutputSpec = Field(default_factory=OutputSpec)
     expect: ExpectSpec = Field(default_factory=ExpectSpec)
+    climb_tensor: ClimbTensorSpec | None = Field(
+        None, description="CLIMB's load-time transform and constants, carried into manifest.json"
+    )
     notes: str = ""
     variant: str | None = Field(None, description="a named variant (few-shot size); set by --variant")
 

@@ -27,6 +27,7 @@ from climb_cli.pipeline import preprocess
 from climb_cli.recipe import Recipe
 from climb_cli.settings import Settings
 from climb_cli.splits import cut_points, draw
+from climb_cli.tensors import to_climb
 from climb_cli.verify import verify_outputs, verify_raw
 from tests.conftest import fast_settings
 from tests.sources.test_manual import _zip
@@ -187,8 +188,13 @@ index:
   keep: [lesion_id]
 steps:
   - image.read: {{input: image, mode: rgb}}
+climb_tensor: {{transform: std2d, channels: RGB, mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25]}}
 """
     _, rows, manifest = _run(tmp_path, settings, _recipe_text("ham10000", "derm", sources, rest), "ham10000")
+    # CLIMB's load-time transform travels in the manifest; a row turns into CLIMB's tensor in one call
+    assert manifest["climb_tensor"]["mean"] == [0.5, 0.5, 0.5]
+    x = to_climb(rows[0], manifest)
+    assert x.shape == (3, 224, 224) and x.dtype == np.float32
     assert len(rows) == len(truth) == 79
     # the split climb promises: per class, lesions sorted by their draw, the first round(0.8 n) train
     lesions: dict[str, dict[str, str]] = {}
