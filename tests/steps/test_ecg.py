@@ -293,7 +293,7 @@ def test_read_wfdb_format_61_multi_frequency(tmp_path: Path) -> None:
 
 
 def _segment(directory: Path, name: str, signal: np.ndarray, names: list[str], fmt: str) -> wfdb.Record:
-    units = {"II": "mV", "V": "mV", "ABP": "mmHg", "PLETH": "NU"}
+    units = {"II": "mV", "V": "mV", "ABP": "mmHg", "PLETH": "NU", "CVP": "mmHg"}
     record = wfdb.Record(
         record_name=name, n_sig=signal.shape[1], fs=125, sig_len=signal.shape[0], p_signal=signal,
         sig_name=names, units=[units[n] for n in names], fmt=[fmt] * len(names),
@@ -356,6 +356,27 @@ def test_read_wfdb_variable_layout_multi_segment_with_a_null_segment(tmp_path: P
     assert [p.name for p in sample.sources] == [
         "v.hea", "v_layout.hea", "v_0001.hea", "v_0001.dat", "v_0003.hea", "v_0003.dat",
     ]  # fmt: skip
+
+
+def test_read_wfdb_multi_segment_faults_name_the_segment(tmp_path: Path) -> None:
+    _segment(tmp_path, "v_0001", _waves(300, 2), ["II", "CVP"], "16").wrsamp(write_dir=str(tmp_path))
+    (tmp_path / "v_layout.hea").write_text("v_layout 1 125 0\n~ 0 200/mV 16 0 0 0 0 II\n")
+    (tmp_path / "v.hea").write_text("v/3 1 125 400\nv_layout 0\nv_0001 300\n~ 100\n")
+    with pytest.raises(ItemError, match=r"v_0001\.hea: signal 'CVP' is not in the layout \(II\)"):
+        read(tmp_path / "v")
+    (tmp_path / "v_layout.hea").write_text(
+        "v_layout 2 125 0\n~ 0 200/mV 16 0 0 0 0 II\n~ 0 1/mmHg 16 0 0 0 0 CVP\n"
+    )
+    data = tmp_path / "v_0001.dat"
+    with open(data, "r+b") as f:
+        f.truncate(data.stat().st_size - 4)
+    with pytest.raises(ItemError, match=r"v_0001\.dat: truncated signal file"):
+        read(tmp_path / "v")
+    (tmp_path / "n.hea").write_text("n/2 1 125 200\nv_layout 0\n~ 200\n")
+    assert np.isnan(read(tmp_path / "n").arrays["signal"]).all()  # only a null segment: all NaN
+    (tmp_path / "v.hea").write_text("v/3 1 125 400\nv_layout 0\nv_0009 300\n~ 100\n")
+    with pytest.raises(ItemError, match=r"v_0009\.hea: segment header missing \(named in v\.hea\)"):
+        read(tmp_path / "v")
 
 
 def test_real_mimic3_segment_in_a_multi_segment_record(tmp_path: Path) -> None:
