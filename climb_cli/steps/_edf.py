@@ -83,39 +83,31 @@ class EdfFile:
     # ------------------------------------------------------------------------- raw data records
 
     def _records(self) -> np.ndarray:
-        """(n_records, samples per record) digital values, int32."""
+        """The data records as bytes, (n_records, bytes per record), mapped from the file (not read)."""
         if self._data is None:
             width = 3 if self.bdf else 2
-            per_record = int(self._offsets[-1])
-            count = self.n_records * per_record
+            per_record = int(self._offsets[-1]) * width
             offset = 256 * (self._ns + 1)
-            if self.bdf:
-                b = np.fromfile(self.path, dtype=np.uint8, count=count * 3, offset=offset).reshape(-1, 3)
-                v = (
-                    b[:, 0].astype(np.int32)
-                    | (b[:, 1].astype(np.int32) << 8)
-                    | (b[:, 2].astype(np.int32) << 16)
-                )
-                v = np.where(v >= 1 << 23, v - (1 << 24), v)
-            else:
-                v = np.fromfile(self.path, dtype="<i2", count=count, offset=offset).astype(np.int32)
-            if v.size != count:
-                raise OSError(
-                    f"{self.path.name}: {v.size * width} data bytes, the header needs {count * width}"
-                )
-            self._data = v.reshape(self.n_records, per_record)
+            needed = offset + self.n_records * per_record
+            size = self.path.stat().st_size
+            if size < needed:
+                raise OSError(f"{self.path.name}: {size} bytes, the header needs {needed}")
+            self._data = np.memmap(
+                self.path, dtype=np.uint8, mode="r", offset=offset, shape=(self.n_records, per_record)
+            )
         return self._data
 
-    def _raw_bytes(self, i: int) -> list[bytes]:
-        """The bytes of signal i in each data record (for annotation channels)."""
+    def _digital(self, i: int) -> np.ndarray:
+        """Signal i (index among all signals) as int32 digital values, records joined."""
         width = 3 if self.bdf else 2
-        start, stop = self._offsets[i] * width, self._offsets[i + 1] * width
-        per_record = int(self._offsets[-1]) * width
-        offset = 256 * (self._ns + 1)
-        with open(self.path, "rb") as f:
-            f.seek(offset)
-            blob = f.read(per_record * self.n_records)
-        return [blob[r * per_record + start : r * per_record + stop] for r in range(self.n_records)]
+        raw = np.ascontiguousarray(
+            self._records()[:, self._offsets[i] * width : self._offsets[i + 1] * width]
+        )
+        if not self.bdf:
+            return raw.view("<i2").reshape(-1).astype(np.int32)
+        b = raw.reshape(-1, 3).astype(np.int32)
+        v = b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16)
+        return np.where(v >= 1 << 23, v - (1 << 24), v)
 
     # ------------------------------------------------------------------- pyedflib.EdfReader's API
 
@@ -138,7 +130,7 @@ class EdfFile:
 
     def readSignal(self, i: int, digital: bool = False) -> np.ndarray:  # noqa: N802
         i = self._signals[i]
-        d = self._records()[:, self._offsets[i] : self._offsets[i + 1]].reshape(-1).astype(np.float64)
+        d = self._digital(i).astype(np.float64)
         if digital:
             return d
         gain = (self.pmax[i] - self.pmin[i]) / (self.dmax[i] - self.dmin[i])
@@ -176,11 +168,14 @@ class EdfFile:
         durations: list[float] = []
         texts: list[str] = []
         record_onsets: list[float] = []
-        per_channel = [self._raw_bytes(i) for i in channels]
+        width = 3 if self.bdf else 2
+        if not self.n_records:
+            channels = []
         for r in range(self.n_records):
             keeper: float | None = None
-            for records in per_channel:
-                for m in _TAL.finditer(records[r]):
+            for i in channels:
+                slot = self._records()[r, self._offsets[i] * width : self._offsets[i + 1] * width].tobytes()
+                for m in _TAL.finditer(slot):
                     onset = float(m.group(1))
                     duration = float(m.group(2)) if m.group(2) else -1.0
                     parts = m.group(3).split(b"\x14")

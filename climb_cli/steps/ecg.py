@@ -159,7 +159,8 @@ def read_wfdb(sample: Sample, p: ReadWfdbParams) -> Sample:
     segments. Signals with more samples per frame run faster: the slower ones are linearly interpolated
     between their own samples, placed at their true instants (sample j of k in a frame at (frame + j/k)/fs),
     onto the fastest rate; the last frame holds its last value, and a NaN makes its interpolated neighbours
-    NaN. Nothing of the fastest signals is averaged away (wfdb's smooth_frames would).
+    NaN (with physical: false the interpolated digital values are not integers). Nothing of the fastest
+    signals is averaged away (wfdb's smooth_frames would).
     """
     base = _record_base(sample.input(p.input))
     with item_errors(f"{base.name}.hea: cannot read the record"):
