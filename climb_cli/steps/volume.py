@@ -134,6 +134,9 @@ def _fill_value(arr: np.ndarray, fill: float | None, label: bool = False) -> flo
         return float(fill)
     if label or arr.size == 0:
         return 0.0
+    if np.issubdtype(arr.dtype, np.floating):
+        finite = arr[np.isfinite(arr)]  # NaN voxels (kept from a float NIfTI) are not the background
+        return float(np.min(finite)) if finite.size else 0.0
     return float(np.min(arr))
 
 
@@ -157,6 +160,7 @@ def window_uint8(x: np.ndarray, center: float, width: float, block: int = 16) ->
     flat_out = out.reshape(flat_in.shape)
     for start in range(0, flat_in.shape[0], block):
         chunk = np.clip(flat_in[start : start + block].astype(np.float64), lower, lower + width)
+        np.nan_to_num(chunk, copy=False, nan=lower)  # NaN has no grey level: the window's floor, counted
         flat_out[start : start + block] = ((chunk - lower) / width * 255.0).astype(np.uint8)
     return out
 
@@ -886,9 +890,15 @@ class WindowParams(WindowChoice):
 
 @step("volume.window", WindowParams)
 def window(sample: Sample, p: WindowParams) -> Sample:
-    """HU windowing by preset (pe, lung, ctpa, brain, bone) or centre/width, to float32 [0, 1] or uint8."""
+    """HU windowing by preset (pe, lung, ctpa, brain, bone) or centre/width, to float32 [0, 1] or uint8.
+
+    NaN voxels stay NaN in float32 output and become 0 in uint8 output; meta `nan_voxels` counts them."""
     name, center, width = window_params(p.preset, p.center, p.width)
     arr = sample.array(p.array)
+    if np.issubdtype(arr.dtype, np.floating):
+        nan = int(np.count_nonzero(np.isnan(arr)))
+        if nan:  # float output keeps NaN; uint8 output puts it at 0
+            sample.meta[_key(p.array, "nan_voxels")] = nan
     if p.output == "uint8":
         sample.arrays[p.array] = window_uint8(arr, center, width)
     else:

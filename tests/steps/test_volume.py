@@ -826,3 +826,21 @@ def test_hdr_without_its_img_says_so(tmp_path: Path) -> None:
         (tmp_path / f"{name}.img").unlink()
         with pytest.raises(ItemError, match=rf"^{name}\.hdr: missing {name}\.img beside {name}\.hdr"):
             run(sample_of(volume=tmp_path / f"{name}.hdr"), "volume.read")
+
+
+def test_nan_voxels_after_reading_window_and_padding(tmp_path: Path) -> None:
+    """Kept NaN voxels are said, not turned into numbers silently: uint8 windows put them at 0 and count
+    them; float windows keep them; padding takes the smallest finite value, not NaN."""
+    nib.save(nib.Nifti1Image(_float_data(), np.eye(4)), tmp_path / "f.nii")
+    s = run(sample_of(volume=tmp_path / "f.nii"), "volume.read")
+    padded = run(s, "volume.crop_or_pad", shape=[8, None, None]).arrays["volume"]
+    assert padded.shape == (8, 5, 4)
+    assert np.isnan(padded).sum() == 1  # the voxel of the file, no NaN padding
+    assert np.count_nonzero(padded == -49.0) == 2 * 5 * 4 + 1  # the smallest finite value, and its voxel
+    s = run(sample_of(volume=tmp_path / "f.nii"), "volume.read")
+    with np.errstate(invalid="raise"):
+        out = run(s, "volume.window", center=0, width=100, output="uint8")
+    assert out.meta["nan_voxels"] == 1 and out.arrays["volume"][3, 2, 1] == 0
+    s = run(sample_of(volume=tmp_path / "f.nii"), "volume.read")
+    out = run(s, "volume.window", center=0, width=100)
+    assert out.meta["nan_voxels"] == 1 and np.isnan(out.arrays["volume"][3, 2, 1])
