@@ -73,16 +73,21 @@ def read(header_path: Path, physical: bool = True) -> Fast | None:
     gains, baselines, units, names, spf = [], [], [], [], []
     for ch, line in enumerate(lines[1 : 1 + n_sig]):
         f = line.split(maxsplit=8)
-        fm = _FORMAT.match(f[1]) if len(f) >= 9 else None
-        if fm is None or int(fm.group(3) or 0) != 0:
-            return None  # another format, or skew: let wfdb read it
+        if len(f) < 9:
+            return None
+        if f[1] in _DTYPES:  # the plain "16" / "61" (no regex: this loop runs per signal per record)
+            layout, samples = (f[1], 0), 1
+        else:
+            fm = _FORMAT.match(f[1])
+            if fm is None or int(fm.group(3) or 0) != 0:
+                return None  # another format, or skew: let wfdb read it
+            layout, samples = (fm.group(1), int(fm.group(4) or 0)), int(fm.group(2) or 1)
         m = _GAIN.match(f[2])
         if not m or not f[4].lstrip("-").isdigit():
             return None
         gain = float(m.group(1))
         if gain <= 0:
             return None
-        layout = (fm.group(1), int(fm.group(4) or 0))
         if f[0] not in per_file:
             files.append(f[0])
             per_file[f[0]] = []
@@ -94,7 +99,7 @@ def read(header_path: Path, physical: bool = True) -> Fast | None:
         baselines.append(int(m.group(2)) if m.group(2) is not None else int(f[4]))
         units.append(m.group(3) or "mV")
         names.append(f[8])
-        spf.append(int(fm.group(2) or 1))
+        spf.append(samples)
     if len({fmt for fmt, _ in file_format.values()}) != 1 or min(spf) < 1:
         return None
     channels: list[np.ndarray] = [np.empty(0)] * n_sig
@@ -116,7 +121,8 @@ def read(header_path: Path, physical: bool = True) -> Fast | None:
         d = d.reshape(sig_len, frame)
         start = 0
         for ch in chans:
-            col = d[:, start : start + spf[ch]]  # (frames, spf): a strided view, read once below
+            # a strided view, read once below: (frames,) for one sample per frame, else (frames, spf)
+            col = d[:, start] if spf[ch] == 1 else d[:, start : start + spf[ch]]
             start += spf[ch]
             out = block[ch].reshape(col.shape) if block is not None else np.empty(col.shape)
             if physical:
