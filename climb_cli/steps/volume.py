@@ -573,7 +573,10 @@ def _itk_why(exc: BaseException) -> str:
     for marker in ("sitk::ERROR:", "ITK ERROR:"):
         if marker in text:
             text = text.rsplit(marker, 1)[1].strip()
-    return _why(type(exc)(text)) if text else _why(exc)
+    try:
+        return _why(type(exc)(text)) if text else _why(exc)
+    except Exception:  # an exception type that cannot be built from one message
+        return _why(exc)
 
 
 def _companion_files(path: Path) -> list[Path]:

@@ -844,3 +844,13 @@ def test_nan_voxels_after_reading_window_and_padding(tmp_path: Path) -> None:
     s = run(sample_of(volume=tmp_path / "f.nii"), "volume.read")
     out = run(s, "volume.window", center=0, width=100)
     assert out.meta["nan_voxels"] == 1 and np.isnan(out.arrays["volume"][3, 2, 1])
+
+
+def test_itk_failure_says_the_cause_not_the_source_file(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.nii"
+    bad.write_bytes(b"\x5c\x01\x00\x00" + b"\0" * 400)  # sizeof_hdr 348, nothing else
+    with pytest.raises(ItemError) as info:
+        run(sample_of(volume=bad), "volume.read")
+    message = str(info.value)
+    assert message.startswith("bad.nii: SimpleITK cannot read it (RuntimeError: ")
+    assert "not recognized as a NIFTI file" in message and ".cxx" not in message
