@@ -143,7 +143,8 @@ class ReadWfdbParams(StepParams):
     mixed_rates: Literal["interpolate", "error"] = Field(
         "interpolate",
         description="signals with different samples per frame (e.g. ECG 500 Hz, ABP 125 Hz): interpolate "
-        "the slower ones linearly onto the fastest rate (meta lead_sampling_rates keeps each own rate), "
+        "the slower ones linearly onto the fastest rate (meta original_lead_sampling_rates keeps each "
+        "lead's own rate), "
         "or fail the item",
     )
 
@@ -190,8 +191,8 @@ def _read_wfdb(sample: Sample, p: ReadWfdbParams, base: Path) -> Sample:
         rec = _read_segment(header_path, base, p.physical)
     signal, rate = _one_rate(rec, header_path, p.mixed_rates)
     _store(sample, header_path, signal, rec.names, rec.units, rate, rec.files)
-    if len(set(rec.spf)) > 1:
-        sample.meta["lead_sampling_rates"] = [rec.fs * k for k in rec.spf]
+    # always set (one shard schema for every row), kept in step with the leads by ecg.select_leads
+    sample.meta["original_lead_sampling_rates"] = [rec.fs * k for k in rec.spf]
     return sample
 
 
@@ -415,11 +416,15 @@ def select_leads(sample: Sample, p: SelectLeadsParams) -> Sample:
     units = list(sample.meta.get("units") or [""] * len(names))
     if len(names) != x.shape[0] or len(units) != x.shape[0]:
         raise ItemError(f"lead_names/units do not match the signal's {x.shape[0]} rows")
+    rates = sample.meta.get("original_lead_sampling_rates")
+    if rates is not None and len(rates) != len(names):
+        raise ItemError(f"original_lead_sampling_rates do not match the signal's {x.shape[0]} rows")
     index: dict[str, list[int]] = {}
     for i, name in enumerate(names):
         index.setdefault(_lead_key(name), []).append(i)
     rows: list[np.ndarray] = []
     out_units: list[str] = []
+    out_rates: list[float] = []
     absent: list[str] = []
     for lead in p.leads:
         hits = index.get(_lead_key(lead), [])
@@ -428,15 +433,19 @@ def select_leads(sample: Sample, p: SelectLeadsParams) -> Sample:
         if hits:
             rows.append(x[hits[0]])
             out_units.append(units[hits[0]])
+            out_rates.append(float(rates[hits[0]]) if rates is not None else 0.0)
         elif p.missing == "zero":
             rows.append(np.zeros(x.shape[1], dtype=x.dtype))
             out_units.append("")
+            out_rates.append(0.0)
             absent.append(lead)
         else:
             raise ItemError(f"lead {lead!r} not in the record (leads: {', '.join(names)})")
     sample.arrays["signal"] = np.stack(rows)
     sample.meta["lead_names"] = list(p.leads)
     sample.meta["units"] = out_units
+    if rates is not None:
+        sample.meta["original_lead_sampling_rates"] = out_rates
     if p.missing == "zero":
         sample.meta["missing_leads"] = absent
     return sample

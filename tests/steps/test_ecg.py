@@ -114,6 +114,7 @@ def test_read_wfdb_round_trip(tmp_path: Path, fmt: str) -> None:
         "units": ["mV"] * 12,
         "original_length": written.shape[0],
         "original_sampling_rate": 500.0,
+        "original_lead_sampling_rates": [500.0] * 12,
     }
     assert isinstance(sample.meta["sampling_rate"], float)
     assert sample.sources == [tmp_path / "00001_hr.hea", tmp_path / "00001_hr.dat"]
@@ -225,7 +226,7 @@ def test_read_wfdb_multi_frequency_interpolates_the_slower_signals(tmp_path: Pat
     sample = read(tmp_path / "mf")
     x = sample.arrays["signal"]
     assert x.shape == (2, 2000) and sample.meta["sampling_rate"] == 1000.0
-    assert sample.meta["lead_sampling_rates"] == [1000.0, 500.0]
+    assert sample.meta["original_lead_sampling_rates"] == [1000.0, 500.0]
     np.testing.assert_array_equal(x[0], reference[0])  # the fast signal as recorded, not averaged
     np.testing.assert_array_equal(x[1, ::2], reference[1])  # the slow one keeps every own sample
     np.testing.assert_allclose(x[1, 1:-1:2], (reference[1][:-1] + reference[1][1:]) / 2)  # and in between
@@ -769,12 +770,14 @@ def test_mimic_03700181_multi_frequency() -> None:
     sample = read(record)
     x = sample.arrays["signal"]
     assert x.shape == (3, 300000) and sample.meta["sampling_rate"] == 500.0
-    assert sample.meta["lead_sampling_rates"] == [500.0, 125.0, 125.0]
+    assert sample.meta["original_lead_sampling_rates"] == [500.0, 125.0, 125.0]
     np.testing.assert_array_equal(x[0], reference[0])
     np.testing.assert_array_equal(x[1, ::4], reference[1])
     np.testing.assert_array_equal(x[2, ::4], reference[2])
     with pytest.raises(ItemError, match=r"03700181\.hea: multi-frequency record \(MCL1 500 Hz, ABP 125 Hz"):
         read(record, mixed_rates="error")
+    run(sample, "ecg.select_leads", leads=["RESP", "MCL1", "V1"], missing="zero")
+    assert sample.meta["original_lead_sampling_rates"] == [125.0, 500.0, 0.0]
 
 
 def test_flac_mixedsignals_multi_rate() -> None:
