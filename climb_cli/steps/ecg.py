@@ -16,6 +16,7 @@ import math
 import os
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -58,7 +59,7 @@ _NUMBER = r"[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?"
 _FS_TOKEN = re.compile(rf"{_NUMBER}(?:/{_NUMBER}(?:\(-?{_NUMBER}\))?)?")
 
 
-def _check_record_line(header_path: Path) -> None:
+def _check_record_line(header_path: Path) -> str:
     """Reject a malformed record line (wfdb silently turns an unparsable sampling rate into 250 Hz)."""
     try:
         text = header_path.read_bytes().decode("latin-1")
@@ -75,6 +76,7 @@ def _check_record_line(header_path: Path) -> None:
     )
     if not ok:
         raise ItemError(f"{header_path.name}: not a WFDB header (record line {record_line[:60]!r})")
+    return record_line
 
 
 def _check_signal_files(header: wfdb.Record, directory: Path, spf: list[int]) -> list[Path]:
@@ -138,76 +140,223 @@ class ReadWfdbParams(StepParams):
     physical: bool = Field(
         True, description="physical units (e.g. mV); false gives the raw digital values (units 'adu')"
     )
+    mixed_rates: Literal["interpolate", "error"] = Field(
+        "interpolate",
+        description="signals with different samples per frame (e.g. ECG 500 Hz, ABP 125 Hz): interpolate "
+        "the slower ones linearly onto the fastest rate (meta original_lead_sampling_rates keeps each "
+        "lead's own rate), "
+        "or fail the item",
+    )
 
 
 @step("ecg.read_wfdb", ReadWfdbParams)
 def read_wfdb(sample: Sample, p: ReadWfdbParams) -> Sample:
-    """Read a WFDB record (.hea + .dat/.mat/FLAC signal files) into `signal` (leads, samples)."""
+    """Read a WFDB record (.hea + .dat/.mat/FLAC signal files; single- or multi-segment, one or several
+    sampling rates) into `signal` (leads, samples).
+
+    Formats 16 and 61 are read by climb's own reader, the others by wfdb. A multi-segment record (MIMIC
+    waveforms) is joined segment after segment: a fixed layout by position, a variable layout by signal
+    name onto the layout header's signals, with NaN where a segment lacks a signal and for null (`~`)
+    segments. Signals with more samples per frame run faster: the slower ones are linearly interpolated
+    between their own samples, placed at their true instants (sample j of k in a frame at (frame + j/k)/fs),
+    onto the fastest rate; the last frame holds its last value, and a NaN makes its interpolated neighbours
+    NaN (with physical: false the interpolated digital values are not integers). Nothing of the fastest
+    signals is averaged away (wfdb's smooth_frames would).
+    """
     base = _record_base(sample.input(p.input))
     with item_errors(f"{base.name}.hea: cannot read the record"):
         return _read_wfdb(sample, p, base)
+
+
+@dataclass
+class _Signals:
+    """A record as read: channel c holds n_frames * spf[c] samples."""
+
+    channels: list[np.ndarray] | np.ndarray  # or one (n_sig, samples) array at one rate
+    names: list[str]
+    units: list[str]
+    spf: list[int]
+    fs: float  # frame rate
+    files: list[Path]  # headers (of segments) and signal files, in reading order
 
 
 def _read_wfdb(sample: Sample, p: ReadWfdbParams, base: Path) -> Sample:
     header_path = base.with_name(base.name + ".hea")
     if not header_path.is_file():
         raise ItemError(f"{header_path.name}: header file not found")
-    _check_record_line(header_path)
-    if p.physical:
-        try:
-            fast = _wfdb_fast.read(header_path)
-        except _wfdb_fast.Truncated as t:
-            raise ItemError(
-                f"{t.path.name}: truncated signal file, {t.size} bytes but the header needs {t.needed} "
-                f"({t.frames} samples x {t.channels} per frame, format 16)"
-            ) from None
-        if fast is not None:
-            return _store(sample, header_path, fast.signal, fast.names, fast.units, fast.fs, fast.files)
+    record_line = _check_record_line(header_path)
+    if "/" in record_line.split()[0]:
+        rec = _read_multi_segment(header_path, base, p.physical)
+    else:
+        rec = _read_segment(header_path, base, p.physical)
+    signal, rate = _one_rate(rec, header_path, p.mixed_rates)
+    _store(sample, header_path, signal, rec.names, rec.units, rate, rec.files)
+    # always set (one shard schema for every row), kept in step with the leads by ecg.select_leads
+    sample.meta["original_lead_sampling_rates"] = [rec.fs * k for k in rec.spf]
+    return sample
+
+
+def _read_segment(header_path: Path, base: Path, physical: bool) -> _Signals:
+    """One single-segment record (a whole record, or one segment of a multi-segment one)."""
+    try:
+        fast = _wfdb_fast.read(header_path, physical=physical)
+    except _wfdb_fast.Truncated as t:
+        raise ItemError(
+            f"{t.path.name}: truncated signal file, {t.size} bytes but the header needs {t.needed} "
+            f"({t.frames} samples x {t.channels} per frame, format {t.fmt})"
+        ) from None
+    if fast is not None:
+        units = fast.units if physical else ["adu"] * len(fast.names)
+        return _Signals(fast.channels, fast.names, units, fast.spf, fast.fs, fast.files)
     try:
         header = wfdb.rdheader(str(base))
     except Exception as exc:
         raise ItemError(f"{header_path.name}: unreadable WFDB header ({_why(exc)})") from None
     if isinstance(header, wfdb.MultiRecord) or getattr(header, "seg_name", None):
-        raise ItemError(f"{header_path.name}: multi-segment records are not supported")
+        raise ItemError(f"{header_path.name}: a multi-segment header where a segment was expected")
     n_sig = header.n_sig or 0
     if n_sig < 1:
         raise ItemError(f"{header_path.name}: the record has no signals")
     names = [str(n) if n is not None else "" for n in (header.sig_name or [""] * n_sig)]
     spf = [int(s or 1) for s in (header.samps_per_frame or [1] * n_sig)]
     fs = float(header.fs)
-    if len(set(spf)) > 1:
-        rates = ", ".join(f"{n} {fs * k:g} Hz" for n, k in zip(names, spf, strict=True))
-        raise ItemError(
-            f"{header_path.name}: multi-frequency record ({rates}) is not supported: "
-            "channels have different sampling rates"
-        )
     signal_files = _check_signal_files(header, base.parent, spf)
 
     try:
         record = wfdb.rdrecord(str(base), physical=False, smooth_frames=False)
-        physical = record.dac(expanded=True, return_res=64)
+        values = record.dac(expanded=True, return_res=64)
     except Exception as exc:
         files = ", ".join(f.name for f in signal_files)
         raise ItemError(f"{files}: cannot read signals of {header_path.name} ({_why(exc)})") from None
 
     expected = header.sig_len if header.sig_len is not None else record.sig_len
-    lengths = [len(ch) for ch in physical]
+    lengths = [len(ch) for ch in values]
     if any(n != expected * k for n, k in zip(lengths, spf, strict=True)):
         files = ", ".join(f.name for f in signal_files)
         raise ItemError(
             f"{files}: short read, got {lengths} samples per channel but {header_path.name} says {expected}"
         )
-
-    if p.physical:
-        signal = np.stack(physical).astype(np.float64, copy=False)
+    if physical:
+        channels = [np.asarray(ch, dtype=np.float64) for ch in values]
         units = [str(u) if u else "" for u in (record.units or [""] * n_sig)]
     else:
-        signal = np.stack(record.e_d_signal).astype(np.float64)
         # invalid-sample markers become NaN, as in physical mode
-        signal[np.isnan(np.stack(physical))] = np.nan
+        channels = [
+            np.where(np.isnan(ph), np.nan, np.asarray(d, dtype=np.float64))
+            for d, ph in zip(record.e_d_signal, values, strict=True)
+        ]
         units = ["adu"] * n_sig
-    rate = fs * spf[0]  # every channel has the same number of samples per frame
-    return _store(sample, header_path, signal, names, units, rate, signal_files)
+    return _Signals(channels, names, units, spf, fs, [*signal_files])
+
+
+def _read_multi_segment(header_path: Path, base: Path, physical: bool) -> _Signals:
+    """Join the segments of a multi-segment record (fixed or variable layout, null segments as NaN)."""
+    if not physical:
+        raise ItemError(
+            f"{header_path.name}: a multi-segment record is read in physical units only (its segments "
+            "may use different gains and baselines); set physical: true"
+        )
+    try:
+        header = wfdb.rdheader(str(base))
+    except Exception as exc:
+        raise ItemError(f"{header_path.name}: unreadable WFDB header ({_why(exc)})") from None
+    seg_names = [str(n) for n in (header.seg_name or [])]
+    seg_lens = [int(n) for n in (header.seg_len or [])]
+    if not seg_names or len(seg_names) != len(seg_lens):
+        raise ItemError(f"{header_path.name}: multi-segment header without a segment list")
+    fs = float(header.fs)
+    directory = base.parent
+    files: list[Path] = []
+
+    def segment(name: str) -> _Signals:
+        seg_header = directory / f"{name}.hea"
+        if not seg_header.is_file():
+            raise ItemError(f"{seg_header.name}: segment header missing (named in {header_path.name})")
+        _check_record_line(seg_header)
+        files.append(seg_header)
+        return _read_segment(seg_header, directory / name, physical)
+
+    parts = list(zip(seg_names, seg_lens, strict=True))
+    variable = seg_lens[0] == 0
+    if variable:  # the layout segment: signal names, units and samples per frame, no samples
+        layout_header = directory / f"{seg_names[0]}.hea"
+        if not layout_header.is_file():
+            raise ItemError(f"{layout_header.name}: layout header missing (named in {header_path.name})")
+        files.append(layout_header)
+        try:
+            layout = wfdb.rdheader(str(directory / seg_names[0]))
+        except Exception as exc:
+            raise ItemError(f"{layout_header.name}: unreadable WFDB header ({_why(exc)})") from None
+        names = [str(n) for n in (layout.sig_name or [])]
+        units = [str(u) if u else "" for u in (layout.units or [""] * len(names))]
+        spf = [int(k or 1) for k in (layout.samps_per_frame or [1] * len(names))]
+        parts = parts[1:]
+        if not names:
+            raise ItemError(f"{layout_header.name}: the layout segment names no signals")
+    else:
+        names, units, spf = [], [], []
+    total = sum(n for _, n in parts)
+    channels: list[np.ndarray] = []
+    position = 0
+    for name, n_frames in parts:
+        if name == "~":  # a null segment: no signal was recorded
+            position += n_frames
+            continue
+        seg = segment(name)
+        if not math.isclose(seg.fs, fs, rel_tol=1e-9):
+            raise ItemError(f"{name}.hea: segment frame rate {seg.fs:g} Hz, record {fs:g} Hz")
+        if not names:  # fixed layout: the first segment's signals
+            names, units, spf = list(seg.names), list(seg.units), list(seg.spf)
+        if not channels:
+            channels = [np.full(total * k, np.nan) for k in spf]
+        if not variable and seg.names != names:
+            raise ItemError(
+                f"{name}.hea: signals {seg.names} differ from the first segment's {names} in a fixed layout"
+            )
+        for c_seg, signal_name in enumerate(seg.names):
+            if signal_name not in names:
+                raise ItemError(
+                    f"{name}.hea: signal {signal_name!r} is not in the layout ({', '.join(names)})"
+                )
+            c = names.index(signal_name) if variable else c_seg
+            k = spf[c]
+            if seg.spf[c_seg] != k:
+                raise ItemError(
+                    f"{name}.hea: signal {signal_name!r} has {seg.spf[c_seg]} samples per frame, "
+                    f"the record {k}"
+                )
+            x = seg.channels[c_seg]
+            if len(x) != n_frames * k:
+                raise ItemError(f"{name}.hea: {len(x) // k} frames where {header_path.name} says {n_frames}")
+            channels[c][position * k : (position + n_frames) * k] = x
+        files.extend(seg.files)
+        position += n_frames
+    if not channels:
+        if not names:
+            raise ItemError(f"{header_path.name}: every segment is null; no signal to read")
+        channels = [np.full(total * k, np.nan) for k in spf]
+    return _Signals(channels, names, units, spf, fs, files)
+
+
+def _one_rate(rec: _Signals, header_path: Path, mixed_rates: str) -> tuple[np.ndarray, float]:
+    """(leads, samples) at one rate: as read when every signal has the same samples per frame, else the
+    slower signals linearly interpolated onto the fastest rate (see read_wfdb)."""
+    if len(set(rec.spf)) == 1:
+        one = rec.channels if isinstance(rec.channels, np.ndarray) else np.stack(rec.channels)
+        return one, rec.fs * rec.spf[0]
+    if mixed_rates == "error":
+        rates = ", ".join(f"{n} {rec.fs * k:g} Hz" for n, k in zip(rec.names, rec.spf, strict=True))
+        raise ItemError(
+            f"{header_path.name}: multi-frequency record ({rates}): channels have different sampling "
+            "rates; set mixed_rates: interpolate"
+        )
+    top = max(rec.spf)
+    n_frames = len(rec.channels[0]) // rec.spf[0]
+    grid = np.arange(n_frames * top) / top  # in frames
+    rows = []
+    for x, k in zip(rec.channels, rec.spf, strict=True):
+        rows.append(x if k == top else np.interp(grid, np.arange(n_frames * k) / k, x))
+    return np.stack(rows), rec.fs * top
 
 
 def _store(
@@ -267,11 +416,15 @@ def select_leads(sample: Sample, p: SelectLeadsParams) -> Sample:
     units = list(sample.meta.get("units") or [""] * len(names))
     if len(names) != x.shape[0] or len(units) != x.shape[0]:
         raise ItemError(f"lead_names/units do not match the signal's {x.shape[0]} rows")
+    rates = sample.meta.get("original_lead_sampling_rates")
+    if rates is not None and len(rates) != len(names):
+        raise ItemError(f"original_lead_sampling_rates do not match the signal's {x.shape[0]} rows")
     index: dict[str, list[int]] = {}
     for i, name in enumerate(names):
         index.setdefault(_lead_key(name), []).append(i)
     rows: list[np.ndarray] = []
     out_units: list[str] = []
+    out_rates: list[float] = []
     absent: list[str] = []
     for lead in p.leads:
         hits = index.get(_lead_key(lead), [])
@@ -280,15 +433,19 @@ def select_leads(sample: Sample, p: SelectLeadsParams) -> Sample:
         if hits:
             rows.append(x[hits[0]])
             out_units.append(units[hits[0]])
+            out_rates.append(float(rates[hits[0]]) if rates is not None else 0.0)
         elif p.missing == "zero":
             rows.append(np.zeros(x.shape[1], dtype=x.dtype))
             out_units.append("")
+            out_rates.append(0.0)
             absent.append(lead)
         else:
             raise ItemError(f"lead {lead!r} not in the record (leads: {', '.join(names)})")
     sample.arrays["signal"] = np.stack(rows)
     sample.meta["lead_names"] = list(p.leads)
     sample.meta["units"] = out_units
+    if rates is not None:
+        sample.meta["original_lead_sampling_rates"] = out_rates
     if p.missing == "zero":
         sample.meta["missing_leads"] = absent
     return sample

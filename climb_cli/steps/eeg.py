@@ -49,7 +49,7 @@ from pydantic import Field, field_validator, model_validator
 
 from climb_cli.errors import ItemError
 from climb_cli.lazy import lazy
-from climb_cli.steps import _signal
+from climb_cli.steps import _edf, _signal
 from climb_cli.steps.base import Sample, StepParams, item_errors, step
 from climb_cli.steps.base import why as _why
 
@@ -232,9 +232,14 @@ def _file_type(layout: dict[str, Any]) -> str:
     return base
 
 
-def _start_time(reader: pyedflib.EdfReader) -> str:
+def _start_time(reader: Any) -> str:
     try:
-        return reader.getStartdatetime().isoformat()
+        start = reader.getStartdatetime()
+        sub = getattr(reader, "starttime_subsecond", None)  # pyedflib: in units of 100 ns
+        if isinstance(sub, int) and 0 <= sub < 10_000_000:
+            # pyedflib 0.1.42's getStartdatetime divides it by 100, not 10 (+0.3945312 s gives .039453)
+            start = start.replace(microsecond=sub // 10)
+        return start.isoformat()
     except Exception:  # an unparsable date in the header: keep reading the signals
         return ""
 
@@ -248,12 +253,35 @@ def _annotations(reader: pyedflib.EdfReader) -> dict[str, list[Any]]:
     }
 
 
-def read_edf_annotations(path: Path) -> tuple[dict[str, list[Any]], str]:
-    """The EDF+ annotations of `path` ({"onset", "duration", "text"} lists) and its ISO start time."""
-    _edf_layout(path)
+def _open(path: Path, layout: dict[str, Any]) -> Any:
+    """pyedflib's reader, or climb's own (`_edf`) for what edflib refuses: EDF+D/BDF+D files and headers
+    with non-ASCII bytes (mne reads both)."""
     try:
-        with pyedflib.EdfReader(str(path)) as reader:
-            return _annotations(reader), _start_time(reader)
+        if _file_type(layout).endswith("+D") or not _edf.header_is_ascii(path):
+            return _edf.EdfFile(path)
+        return pyedflib.EdfReader(str(path))
+    except (OSError, ValueError) as exc:
+        raise ItemError(f"{path.name}: not a readable EDF/BDF file ({_why(exc)})") from None
+
+
+def _joined_annotations(reader: Any, annotations: dict[str, list[Any]]) -> list[list[float]]:
+    """For an EDF+D file read by `_edf`: annotation onsets moved onto the joined records; the gaps."""
+    if not isinstance(reader, _edf.EdfFile):
+        return []
+    onsets, gaps = _edf.join_timeline(annotations["onset"], reader.record_onsets, reader.record_seconds)
+    annotations["onset"] = onsets
+    return gaps
+
+
+def read_edf_annotations(path: Path) -> tuple[dict[str, list[Any]], str]:
+    """The EDF+ annotations of `path` ({"onset", "duration", "text"} lists) and its ISO start time
+    (onsets on the joined timeline of an EDF+D file, as `eeg.read_edf` joins its records)."""
+    layout = _edf_layout(path)
+    try:
+        with _open(path, layout) as reader:
+            annotations = _annotations(reader)
+            _joined_annotations(reader, annotations)
+            return annotations, _start_time(reader)
     except OSError as exc:
         raise ItemError(f"{path.name}: cannot read annotations ({_why(exc)})") from None
 
@@ -285,7 +313,9 @@ class ReadEdfParams(StepParams):
     )
     physical: bool = Field(True, description="physical units (e.g. uV); false gives digital values ('adu')")
     discontinuous: Literal["error", "concatenate"] = Field(
-        "error", description="EDF+D / BDF+D files (gaps between records): fail, or join the records as read"
+        "error",
+        description="EDF+D / BDF+D files (gaps between records): fail, or join the records as stored "
+        "(annotation onsets are moved onto the joined timeline; meta 'gaps' lists [time, seconds missing])",
     )
     annotation_columns: bool = Field(
         False,
@@ -301,7 +331,11 @@ class ReadEdfParams(StepParams):
 
 @step("eeg.read_edf", ReadEdfParams)
 def read_edf(sample: Sample, p: ReadEdfParams) -> Sample:
-    """Read EDF / EDF+ / BDF (pyedflib) into `signal` (channels, samples) with EDF+ annotations kept."""
+    """Read EDF / EDF+ / BDF into `signal` (channels, samples) with EDF+ annotations kept.
+
+    pyedflib reads it, except EDF+D/BDF+D files and headers with non-ASCII bytes (a latin-1 '°' unit),
+    which edflib refuses: climb's own reader (`steps/_edf.py`, values as mne's) reads those.
+    """
     path = sample.input(p.input)
     if not path.is_file():
         raise ItemError(f"{path.name}: EDF file not found")
@@ -314,10 +348,7 @@ def _read_edf(sample: Sample, p: ReadEdfParams, path: Path) -> Sample:
     ftype = _file_type(layout)
     if ftype.endswith("+D") and p.discontinuous == "error":
         raise ItemError(f"{path.name}: {ftype} (discontinuous) recording; set discontinuous: concatenate")
-    try:
-        reader = pyedflib.EdfReader(str(path))
-    except OSError as exc:
-        raise ItemError(f"{path.name}: not a readable EDF/BDF file ({_why(exc)})") from None
+    reader = _open(path, layout)
     with reader:
         labels = [str(x).strip() for x in reader.getSignalLabels()]
         signal_idx = [i for i, lab in enumerate(labels) if lab.casefold() not in _ANNOTATION_CHANNELS]
@@ -380,6 +411,7 @@ def _read_edf(sample: Sample, p: ReadEdfParams, path: Path) -> Sample:
             chan_names.append(labels[i])
             original_rates.append(rates[i])
         annotations = _annotations(reader) if ftype.startswith(("EDF+", "BDF+")) else _empty_annotations()
+        gaps = _joined_annotations(reader, annotations) if ftype.endswith("+D") else []
         start = _start_time(reader)
         duration = float(reader.getFileDuration())
 
@@ -396,6 +428,8 @@ def _read_edf(sample: Sample, p: ReadEdfParams, path: Path) -> Sample:
         file_type=ftype,
         _annotations=annotations,
     )
+    if ftype.endswith("+D"):
+        sample.meta["gaps"] = gaps
     if p.channels is not None and p.missing == "zero":
         sample.meta["missing_channels"] = [w for w, i in zip(p.channels, picks, strict=True) if i is None]
     if p.annotation_columns:

@@ -32,7 +32,7 @@ from pydantic import Field, field_validator, model_validator
 
 from climb_cli.errors import ItemError
 from climb_cli.lazy import lazy
-from climb_cli.steps import _pixels
+from climb_cli.steps import _nifti, _pixels
 from climb_cli.steps._pixels import cv_interpolation
 from climb_cli.steps.base import Sample, StepParams, item_errors, step
 from climb_cli.steps.base import why as _why
@@ -68,6 +68,10 @@ def _cast(arr: np.ndarray, dtype: str, what: str) -> np.ndarray:
     target = np.dtype(dtype)
     if arr.dtype == target:
         return arr
+    if np.issubdtype(target, np.integer) and np.issubdtype(arr.dtype, np.floating) and arr.size:
+        bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
+        if bad:
+            raise ItemError(f"{what}: {bad} NaN/inf voxels, which {dtype} cannot hold; use dtype float32")
     if np.issubdtype(target, np.integer) and arr.size:
         lo, hi = float(np.min(arr)), float(np.max(arr))
         info = np.iinfo(target)
@@ -130,6 +134,9 @@ def _fill_value(arr: np.ndarray, fill: float | None, label: bool = False) -> flo
         return float(fill)
     if label or arr.size == 0:
         return 0.0
+    if np.issubdtype(arr.dtype, np.floating):
+        finite = arr[np.isfinite(arr)]  # NaN voxels (kept from a float NIfTI) are not the background
+        return float(np.min(finite)) if finite.size else 0.0
     return float(np.min(arr))
 
 
@@ -153,6 +160,7 @@ def window_uint8(x: np.ndarray, center: float, width: float, block: int = 16) ->
     flat_out = out.reshape(flat_in.shape)
     for start in range(0, flat_in.shape[0], block):
         chunk = np.clip(flat_in[start : start + block].astype(np.float64), lower, lower + width)
+        np.nan_to_num(chunk, copy=False, nan=lower)  # NaN has no grey level: the window's floor, counted
         flat_out[start : start + block] = ((chunk - lower) / width * 255.0).astype(np.uint8)
     return out
 
@@ -229,6 +237,7 @@ class _Slice:
     slope: float
     intercept: float
     syntax: str
+    thickness: float | None = None  # SpacingBetweenSlices, else SliceThickness: the z spacing of a lone slice
 
 
 def _floats(value: Any, n: int, what: str, where: str) -> np.ndarray:
@@ -259,6 +268,20 @@ def _rescale(node: Any) -> tuple[float, float]:
         float(slope) if slope not in (None, "") else 1.0,
         float(intercept) if intercept not in (None, "") else 0.0,
     )
+
+
+def _slice_step(*nodes: Any) -> float | None:
+    """SpacingBetweenSlices, else SliceThickness, from the first node that has a positive one, else None."""
+    for keyword in ("SpacingBetweenSlices", "SliceThickness"):
+        for node in nodes:
+            value = node.get(keyword) if node is not None else None
+            try:
+                number = float(value) if value not in (None, "") else math.nan
+            except (TypeError, ValueError):
+                continue
+            if math.isfinite(number) and number > 0:
+                return number
+    return None
 
 
 def _slices_of(path: Path, ds: Any) -> list[_Slice]:
@@ -301,6 +324,7 @@ def _slices_of(path: Path, ds: Any) -> list[_Slice]:
                     slope,
                     intercept,
                     syntax,
+                    _slice_step(meas, ds),
                 )
             )
         return out
@@ -323,6 +347,7 @@ def _slices_of(path: Path, ds: Any) -> list[_Slice]:
             slope,
             intercept,
             syntax,
+            _slice_step(ds),
         )
     ]
 
@@ -380,8 +405,8 @@ def _geometry(slices: list[_Slice], where: str, tolerance: float) -> _Geometry:
                 f"{where}: slice positions drift {drift:.3g} mm across the image plane (gantry tilt or "
                 "sheared stack): not a regular volume"
             )
-    else:
-        mean = 1.0
+    else:  # one plane: no gap to measure, so the header's slice spacing (1 mm when it has none)
+        mean = first.thickness or 1.0
     direction = np.column_stack([row, col, normal])
     return _Geometry(
         ordered,
@@ -542,6 +567,18 @@ def _read_dicom_series(sample: Sample, p: ReadDicomSeriesParams, target: Path) -
 _READ_SUFFIXES = (".nii", ".nii.gz", ".mha", ".mhd", ".nrrd", ".nhdr", ".hdr")
 
 
+def _itk_why(exc: BaseException) -> str:
+    """`why` without ITK's source-file prefix, which otherwise fills the line and cuts off the cause."""
+    text = " ".join(str(exc).split())
+    for marker in ("sitk::ERROR:", "ITK ERROR:"):
+        if marker in text:
+            text = text.rsplit(marker, 1)[1].strip()
+    try:
+        return _why(type(exc)(text)) if text else _why(exc)
+    except Exception:  # an exception type that cannot be built from one message
+        return _why(exc)
+
+
 def _companion_files(path: Path) -> list[Path]:
     """Data files a header points to: MetaImage ElementDataFile, detached NRRD `data file`, Analyze .img."""
     name = path.name.lower()
@@ -567,13 +604,17 @@ def _companion_files(path: Path) -> list[Path]:
                 break
     elif name.endswith(".hdr"):
         data = path.with_suffix(".img")
-        if data.is_file():
-            out.append(data)
+        if not data.is_file():
+            raise ItemError(f"{path.name}: missing {data.name} beside {path.name} (a .hdr holds no voxels)")
+        out.append(data)
     return out
 
 
 class ReadParams(StepParams):
-    input: str = Field("volume", description="sample input: a .nii/.nii.gz, .mha/.mhd, .nrrd/.nhdr file")
+    input: str = Field(
+        "volume",
+        description="sample input: .nii/.nii.gz (NIfTI-1 or -2), .hdr (+ .img), .mha/.mhd, .nrrd/.nhdr file",
+    )
     array: str = Field("volume", description="array name to write (e.g. label for a segmentation)")
     dtype: VolumeDtype = Field(
         "float32",
@@ -586,7 +627,12 @@ class ReadParams(StepParams):
 
 @step("volume.read", ReadParams)
 def read(sample: Sample, p: ReadParams) -> Sample:
-    """Read a NIfTI, MHA/MHD or NRRD volume (SimpleITK) into (z, y, x) with its spacing/origin/direction."""
+    """Read a NIfTI-1/2, Analyze, MHA/MHD or NRRD volume into (z, y, x) with spacing/origin/direction.
+
+    SimpleITK reads it, except: float NIfTI voxels come from nibabel (ITK turns NaN/inf into 0.0, nibabel
+    keeps them; the geometry stays ITK's) and NIfTI-2 files are read whole with nibabel (SimpleITK has no
+    NIfTI-2 reader).
+    """
     path = sample.input(p.input)
     with item_errors(f"{path.name}: cannot read the volume"):
         return _read(sample, p, path)
@@ -598,10 +644,19 @@ def _read(sample: Sample, p: ReadParams, path: Path) -> Sample:
     if not path.name.lower().endswith(_READ_SUFFIXES):
         raise ItemError(f"{path.name}: not a volume file ({', '.join(_READ_SUFFIXES)})")
     companions = _companion_files(path)
+    nifti = _nifti.load(path)
     try:
-        img = sitk.ReadImage(str(path))
+        if nifti is not None and _nifti.is_nifti2(nifti):
+            img = _nifti.read_nifti2(nifti, path.name)  # SimpleITK has no NIfTI-2 reader
+        elif nifti is not None and _nifti.is_float(nifti):
+            img = _nifti.with_itk_geometry(path, nifti)  # ITK would turn NaN/inf voxels into 0.0
+        else:
+            img = sitk.ReadImage(str(path))
+    except ItemError:
+        raise
     except Exception as exc:
-        raise ItemError(f"{path.name}: SimpleITK cannot read it ({_why(exc)})") from None
+        reader = "nibabel" if nifti is not None and _nifti.is_nifti2(nifti) else "SimpleITK"
+        raise ItemError(f"{path.name}: {reader} cannot read it ({_itk_why(exc)})") from None
     if img.GetNumberOfComponentsPerPixel() != 1:
         raise ItemError(f"{path.name}: {img.GetNumberOfComponentsPerPixel()} components per voxel; gray only")
     size = list(img.GetSize())
@@ -838,9 +893,15 @@ class WindowParams(WindowChoice):
 
 @step("volume.window", WindowParams)
 def window(sample: Sample, p: WindowParams) -> Sample:
-    """HU windowing by preset (pe, lung, ctpa, brain, bone) or centre/width, to float32 [0, 1] or uint8."""
+    """HU windowing by preset (pe, lung, ctpa, brain, bone) or centre/width, to float32 [0, 1] or uint8.
+
+    NaN voxels stay NaN in float32 output and become 0 in uint8 output; meta `nan_voxels` counts them."""
     name, center, width = window_params(p.preset, p.center, p.width)
     arr = sample.array(p.array)
+    if np.issubdtype(arr.dtype, np.floating):
+        nan = int(np.count_nonzero(np.isnan(arr)))
+        if nan:  # float output keeps NaN; uint8 output puts it at 0
+            sample.meta[_key(p.array, "nan_voxels")] = nan
     if p.output == "uint8":
         sample.arrays[p.array] = window_uint8(arr, center, width)
     else:

@@ -290,7 +290,8 @@ def test_read_bundled_subsecond_edf_with_inverted_physical_range() -> None:
     d = read(path, physical=False)
     assert s.meta["channel_names"] == ["Fp1"] and s.meta["sampling_rate"] == 128.0
     assert s.arrays["signal"].shape == (1, 89344)
-    assert dt.datetime.fromisoformat(s.meta["start_time"]).microsecond == 39453
+    # the first record's time-keeping TAL says +0.3945312 s (pyedflib's getStartdatetime gives .039453)
+    assert dt.datetime.fromisoformat(s.meta["start_time"]).microsecond == 394531
     assert "XLSpike" in s.meta["_annotations"]["text"]
     # EDF header fields, parsed here from the raw bytes: physical min/max are inverted (+8711 / -8711)
     raw = path.read_bytes()
@@ -593,3 +594,120 @@ def test_epoch_output_fits_a_parquet_row(tmp_path: Path) -> None:
     assert table.column("epoch_labels").to_pylist() == [["W", "N2", "R"]]
     assert table.column("channel_names").to_pylist() == [["EEG C3-A2", "EEG C4-A1"]]
     assert table.column("epochs_shape").to_pylist() == [[3, 2, 3000]]
+
+
+# ------------------------------------------------------------- files pyedflib refuses: climb's own reader
+
+
+def _slot_bytes(path: Path) -> tuple[bytearray, int, int, int]:
+    """(file bytes, header size, record size, offset of the annotation slot in a record), EDF only."""
+    raw = bytearray(path.read_bytes())
+    ns = int(raw[252:256])
+    labels = [raw[256 + 16 * i : 256 + 16 * (i + 1)].strip() for i in range(ns)]
+    spr = [int(raw[256 + 216 * ns + 8 * i : 256 + 216 * ns + 8 * (i + 1)]) for i in range(ns)]
+    ann = labels.index(b"EDF Annotations")
+    return raw, 256 * (ns + 1), 2 * sum(spr), 2 * sum(spr[:ann])
+
+
+def write_discontinuous(path: Path, gap_after: int = 5, gap: float = 30.0) -> Path:
+    """An EDF+D file with a real gap: pyedflib writes 10 one-second records of an EDF+C file, then the
+    header says EDF+D and each record's time-keeping TAL (EDF+ spec 2.2.4) gets its true onset, records
+    from `gap_after` on starting `gap` seconds later; record 7 also carries an annotation 0.5 s into it."""
+    write_edf(path, [("EEG Fp1-Ref", 100, sine(3, 100, 10, 80)), ("EEG O2-Ref", 50, sine(1, 50, 10, 40))])
+    raw, header, record, slot = _slot_bytes(path)
+    assert raw[192:197] == b"EDF+C" and int(raw[236:244]) == 10
+    raw[192:197] = b"EDF+D"
+    width = record - slot  # the annotation channel is the last signal pyedflib writes
+    for r in range(10):
+        onset = r + (gap if r >= gap_after else 0)
+        tal = f"+{onset}\x14\x14\x00".encode()
+        if r == 7:
+            tal += f"+{onset + 0.5}\x151.5\x14Arousal\x14\x00".encode()
+        start = header + r * record + slot
+        raw[start : start + width] = tal.ljust(width, b"\x00")
+    path.write_bytes(bytes(raw))
+    return path
+
+
+def test_read_edf_discontinuous_concatenate_matches_mne(tmp_path: Path) -> None:
+    """pyedflib cannot open any EDF+D file ("The file is discontinuous and cannot be read"); mne joins the
+    records as stored, and is the reference for the values."""
+    mne = pytest.importorskip("mne")
+    path = write_discontinuous(tmp_path / "nk.edf")
+    with pytest.raises(OSError, match="discontinuous"):
+        pyedflib.EdfReader(str(path))
+    s = read(path, discontinuous="concatenate", rates="resample", hz=100)
+    one = read(path, discontinuous="concatenate", channels=["Fp1"])
+    raw = mne.io.read_raw_edf(path, preload=True, verbose="error")
+    reference = raw.get_data(picks=["EEG Fp1-Ref"])[0] * 1e6  # mne gives volts
+    np.testing.assert_allclose(one.arrays["signal"][0], reference, rtol=1e-12, atol=1e-9)
+    assert one.arrays["signal"].shape == (1, 1000)
+    assert s.arrays["signal"].shape == (2, 1000)
+    assert s.meta["file_type"] == "EDF+D"
+    assert s.meta["channel_names"] == ["EEG Fp1-Ref", "EEG O2-Ref"]
+    assert s.meta["units"] == ["uV", "uV"] and s.meta["prefilter"] == ["HP:0.3Hz", "HP:0.3Hz"]
+    assert s.meta["duration"] == 10.0
+    assert s.meta["gaps"] == [[5.0, 30.0]]
+    ann = s.meta["_annotations"]
+    assert ann["text"] == ["Arousal"] and ann["duration"] == [1.5]
+    assert ann["onset"] == [pytest.approx(7.5)]  # 37.5 s after the start, 7.5 s into the joined records
+    assert dt.datetime.fromisoformat(s.meta["start_time"]) == START
+    with pytest.raises(
+        ItemError, match=r"EDF\+D \(discontinuous\) recording; set discontinuous: concatenate"
+    ):
+        read(path)
+
+    from climb_cli.steps.eeg import read_edf_annotations
+
+    annotations, start = read_edf_annotations(path)
+    assert annotations["onset"] == [pytest.approx(7.5)] and start == START.isoformat()
+
+
+def test_read_edf_non_ascii_unit_matches_mne(tmp_path: Path) -> None:
+    """A latin-1 '°' (byte 0xB0) in a unit field: pyedflib refuses the file, mne reads it."""
+    mne = pytest.importorskip("mne")
+    path = write_edf(
+        tmp_path / "temp.edf", [("Temp", 100, sine(0.1, 100, 20, 3) + 36), ("C3", 100, sine(10, 100, 20, 50))]
+    )  # one rate: mne would resample a slower channel
+    raw = bytearray(path.read_bytes())
+    ns = int(raw[252:256])
+    assert raw[256 + 96 * ns : 256 + 96 * ns + 8] == b"uV      "
+    raw[256 + 96 * ns : 256 + 96 * ns + 8] = b"\xb0C      "
+    path.write_bytes(bytes(raw))
+    with pytest.raises(OSError, match="Physical Dimension"):
+        pyedflib.EdfReader(str(path))
+    s = read(path, channels=["Temp"])
+    reference = mne.io.read_raw_edf(path, preload=True, verbose="error")
+    assert reference._orig_units["Temp"] == "°C" and s.meta["units"] == ["°C"]
+    np.testing.assert_allclose(s.arrays["signal"][0], reference.get_data(picks=["Temp"])[0], rtol=1e-12)
+    c3 = read(path, channels=["C3"])
+    np.testing.assert_allclose(c3.arrays["signal"][0], reference.get_data(picks=["C3"])[0] * 1e6, rtol=1e-12)
+    assert s.meta["file_type"] == "EDF+C" and dt.datetime.fromisoformat(s.meta["start_time"]) == START
+
+
+@pytest.mark.parametrize(
+    "rel", ["tests/data/test_generator.edf", "tests/data/test_subsecond.edf", "tests/data/test_generator.bdf"]
+)
+def test_own_edf_reader_equals_pyedflib_on_bundled_files(rel: str) -> None:
+    """climb's own reader (used only for files pyedflib refuses) against pyedflib on files both read."""
+    from climb_cli.steps._edf import EdfFile
+
+    path = bundled(rel)
+    with pyedflib.EdfReader(str(path)) as ref, EdfFile(path) as own:
+        assert own.getSignalLabels() == [str(x).strip() for x in ref.getSignalLabels()]
+        # pyedflib's getStartdatetime divides the sub-second (100 ns units) by 100: compare with its raw field
+        assert own.getStartdatetime() == ref.getStartdatetime().replace(
+            microsecond=ref.starttime_subsecond // 10
+        )
+        assert own.getFileDuration() == ref.getFileDuration()
+        for i in range(len(own.getSignalLabels())):
+            assert own.getSampleFrequency(i) == ref.getSampleFrequency(i)
+            assert own.getPhysicalDimension(i) == ref.getPhysicalDimension(i).strip()
+            assert own.getPrefilter(i) == ref.getPrefilter(i).strip()
+            np.testing.assert_array_equal(own.readSignal(i, digital=True), ref.readSignal(i, digital=True))
+            np.testing.assert_allclose(own.readSignal(i), ref.readSignal(i), rtol=1e-9, atol=1e-9)
+        for got, want in zip(own.readAnnotations(), ref.readAnnotations(), strict=True):
+            if got.dtype.kind == "f":
+                np.testing.assert_allclose(got, want, atol=1e-6)
+            else:
+                assert [str(t) for t in got] == [str(t) for t in want]

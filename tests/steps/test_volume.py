@@ -384,6 +384,30 @@ def test_empty_and_single_slice_folders(tmp_path: Path, small_series: tuple[Path
     assert series_sample(single, min_slices=1).arrays["volume"].shape == (1, 5, 4)
 
 
+def test_single_slice_takes_its_z_spacing_from_the_header(
+    tmp_path: Path, small_series: tuple[Path, np.ndarray]
+) -> None:
+    """One plane has no gap to measure: SpacingBetweenSlices, else SliceThickness, else 1 mm."""
+    folder, _ = small_series
+    single = tmp_path / "single"
+    single.mkdir()
+    path = Path(shutil.copy(folder / "s000.dcm", single))
+    ds = pydicom.dcmread(path)
+    for keyword in ("SpacingBetweenSlices", "SliceThickness"):
+        if keyword in ds:
+            delattr(ds, keyword)
+    ds.SliceThickness = "10"
+    ds.save_as(path)
+    s = series_sample(single, min_slices=1)
+    assert s.meta["spacing"] == pytest.approx([0.7, 0.8, 10.0])  # was [0.7, 0.8, 1.0]
+    _edit(path, SpacingBetweenSlices="12")
+    assert series_sample(single, min_slices=1).meta["spacing"][2] == pytest.approx(12.0)
+    ds = pydicom.dcmread(path)
+    del ds.SpacingBetweenSlices, ds.SliceThickness
+    ds.save_as(path)
+    assert series_sample(single, min_slices=1).meta["spacing"][2] == 1.0
+
+
 def copies_of(real: Path, folder: Path, n: int, step: float = 5.0, **extra: Any) -> list[Path]:
     """n copies of a real DICOM slice as one series: new UIDs, positions `step` mm apart along the normal."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -707,3 +731,126 @@ def test_volume_row_reads_back_with_plain_pyarrow(tmp_path: Path) -> None:
     assert volume == pytest.approx(SPHERE_VOLUME, rel=0.03)
     assert row["orientation"] == "ILA" and row["window_starts"] == s.meta["window_starts"]
     assert row["size"] == list(back.shape[::-1])
+
+
+# ------------------------------------------------------------------ NIfTI: NaN voxels, NIfTI-2, Analyze
+
+
+def _rotated_affine() -> np.ndarray:
+    """A RAS affine with spacing (0.9, 1.1, 2.5), a rotation about z and an offset."""
+    c, s = np.cos(0.3), np.sin(0.3)
+    affine = np.eye(4)
+    affine[:3, :3] = np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]]) @ np.diag([0.9, 1.1, 2.5])
+    affine[:3, 3] = [-12.0, 30.5, 7.0]
+    return affine
+
+
+def _float_data() -> np.ndarray:
+    data = np.arange(4 * 5 * 6, dtype=np.float32).reshape(4, 5, 6) - 50  # nibabel order (i, j, k)
+    data[1, 2, 3] = np.nan
+    data[0, 0, 0] = np.inf
+    data[3, 4, 5] = -np.inf
+    return data
+
+
+@pytest.mark.parametrize("suffix", [".nii", ".nii.gz", ".hdr"])
+def test_float_nifti_keeps_nan_and_inf_voxels(tmp_path: Path, suffix: str) -> None:
+    """SimpleITK (niftilib) reads NaN and inf as 0.0; nibabel, the reference here, keeps them."""
+    data = _float_data()
+    path = tmp_path / f"f{suffix}"
+    kind = nib.Nifti1Pair if suffix == ".hdr" else nib.Nifti1Image
+    nib.save(kind(data, _rotated_affine()), path)
+    s = run(sample_of(volume=path), "volume.read")
+    out = s.arrays["volume"]
+    assert out.dtype == np.float32 and out.shape == (6, 5, 4)
+    np.testing.assert_array_equal(out, nib.load(path).get_fdata().transpose(2, 1, 0))  # NaN == NaN here
+    assert np.isnan(out[3, 2, 1]) and out[0, 0, 0] == np.inf and out[5, 4, 3] == -np.inf
+    itk = sitk.ReadImage(str(path))
+    assert sitk.GetArrayFromImage(itk)[3, 2, 1] == 0.0  # what SimpleITK alone gives
+    finite = np.isfinite(out)
+    np.testing.assert_array_equal(out[finite], sitk.GetArrayFromImage(itk)[finite])
+    assert s.meta["spacing"] == pytest.approx(list(itk.GetSpacing()))
+    assert s.meta["origin"] == pytest.approx(list(itk.GetOrigin()))
+    assert s.meta["direction"] == pytest.approx(list(itk.GetDirection()))
+    with pytest.raises(ItemError, match="3 NaN/inf voxels, which int16 cannot hold"):
+        run(sample_of(volume=path), "volume.read", dtype="int16")
+
+
+def test_scaled_float_nifti_matches_simpleitk_where_finite(tmp_path: Path) -> None:
+    data = _float_data()
+    img = nib.Nifti1Image(data, _rotated_affine())
+    img.header.set_slope_inter(2.0, -3.0)
+    nib.save(img, tmp_path / "scaled.nii")
+    out = run(sample_of(volume=tmp_path / "scaled.nii"), "volume.read", dtype="keep").arrays["volume"]
+    ref = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "scaled.nii")))
+    assert out.dtype == ref.dtype
+    finite = np.isfinite(out)
+    assert finite.sum() == data.size - 3
+    np.testing.assert_allclose(out[finite], ref[finite], rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.int16, np.float32])
+def test_nifti2_reads_like_the_same_nifti1(tmp_path: Path, dtype: type) -> None:
+    """NIfTI-2 (SimpleITK: "Unable to determine ImageIO reader") equals the NIfTI-1 copy SimpleITK reads."""
+    data = (np.arange(4 * 5 * 6).reshape(4, 5, 6) - 50).astype(dtype)
+    nib.save(nib.Nifti1Image(data, _rotated_affine()), tmp_path / "one.nii")
+    nib.save(nib.Nifti2Image(data, _rotated_affine()), tmp_path / "two.nii")
+    one = run(sample_of(volume=tmp_path / "one.nii"), "volume.read", dtype="keep")
+    two = run(sample_of(volume=tmp_path / "two.nii"), "volume.read", dtype="keep")
+    np.testing.assert_array_equal(two.arrays["volume"], one.arrays["volume"])
+    assert two.arrays["volume"].dtype == one.arrays["volume"].dtype
+    for key in ("spacing", "origin", "direction"):
+        assert two.meta[key] == pytest.approx(one.meta[key], abs=1e-5), key
+    assert two.meta["orientation"] == one.meta["orientation"]
+    assert two.sources == [tmp_path / "two.nii"]
+
+
+def test_nifti2_4d_timepoint(tmp_path: Path) -> None:
+    data = np.arange(3 * 4 * 5 * 2, dtype=np.int16).reshape(3, 4, 5, 2)
+    nib.save(nib.Nifti2Image(data, _rotated_affine()), tmp_path / "four.nii.gz")
+    with pytest.raises(ItemError, match=r"4-D image 3x4x5x2.*timepoint"):
+        run(sample_of(volume=tmp_path / "four.nii.gz"), "volume.read")
+    s = run(sample_of(volume=tmp_path / "four.nii.gz"), "volume.read", timepoint=1, dtype="int16")
+    np.testing.assert_array_equal(s.arrays["volume"], data[..., 1].transpose(2, 1, 0))
+    assert len(s.meta["direction"]) == 9 and s.meta["spacing"] == pytest.approx([0.9, 1.1, 2.5])
+
+
+def test_hdr_without_its_img_says_so(tmp_path: Path) -> None:
+    nib.save(nib.Nifti1Pair(_float_data(), np.eye(4)), tmp_path / "pair.hdr")
+    nib.save(nib.AnalyzeImage(np.zeros((2, 3, 4), np.int16), np.eye(4)), tmp_path / "ana.hdr")
+    assert run(sample_of(volume=tmp_path / "ana.hdr"), "volume.read").sources == [
+        tmp_path / "ana.hdr",
+        tmp_path / "ana.img",
+    ]
+    for name in ("pair", "ana"):
+        (tmp_path / f"{name}.img").unlink()
+        with pytest.raises(ItemError, match=rf"^{name}\.hdr: missing {name}\.img beside {name}\.hdr"):
+            run(sample_of(volume=tmp_path / f"{name}.hdr"), "volume.read")
+
+
+def test_nan_voxels_after_reading_window_and_padding(tmp_path: Path) -> None:
+    """Kept NaN voxels are said, not turned into numbers silently: uint8 windows put them at 0 and count
+    them; float windows keep them; padding takes the smallest finite value, not NaN."""
+    nib.save(nib.Nifti1Image(_float_data(), np.eye(4)), tmp_path / "f.nii")
+    s = run(sample_of(volume=tmp_path / "f.nii"), "volume.read")
+    padded = run(s, "volume.crop_or_pad", shape=[8, None, None]).arrays["volume"]
+    assert padded.shape == (8, 5, 4)
+    assert np.isnan(padded).sum() == 1  # the voxel of the file, no NaN padding
+    assert np.count_nonzero(padded == -49.0) == 2 * 5 * 4 + 1  # the smallest finite value, and its voxel
+    s = run(sample_of(volume=tmp_path / "f.nii"), "volume.read")
+    with np.errstate(invalid="raise"):
+        out = run(s, "volume.window", center=0, width=100, output="uint8")
+    assert out.meta["nan_voxels"] == 1 and out.arrays["volume"][3, 2, 1] == 0
+    s = run(sample_of(volume=tmp_path / "f.nii"), "volume.read")
+    out = run(s, "volume.window", center=0, width=100)
+    assert out.meta["nan_voxels"] == 1 and np.isnan(out.arrays["volume"][3, 2, 1])
+
+
+def test_itk_failure_says_the_cause_not_the_source_file(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.nii"
+    bad.write_bytes(b"\x5c\x01\x00\x00" + b"\0" * 400)  # sizeof_hdr 348, nothing else
+    with pytest.raises(ItemError) as info:
+        run(sample_of(volume=bad), "volume.read")
+    message = str(info.value)
+    assert message.startswith("bad.nii: SimpleITK cannot read it (RuntimeError: ")
+    assert "not recognized as a NIFTI file" in message and ".cxx" not in message
