@@ -331,7 +331,9 @@ def test_link_expired_before_use_is_re_resolved(
     Downloader.from_settings(settings).fetch(source, rf, raw / rf.path, raw)
     assert (raw / rf.path).read_bytes() == v2["data/big.bin"]
     statuses = [r.status for r in kaggle.storage.log]
-    assert statuses[:3] == [206, 400, 200]
+    # the early-closed 206 of the first open() may be logged after the next request under load: order only
+    # the expired use (400) before the fresh link's 200
+    assert sorted(statuses[:3]) == [200, 206, 400] and statuses.index(400) < statuses.index(200), statuses
     assert len(kaggle.requests_for("*/DownloadDataset")) == 2
 
 
