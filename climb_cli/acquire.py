@@ -10,6 +10,7 @@ there and if not, why — which `climb download --all` turns into its closing su
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from dataclasses import dataclass, field
 
@@ -35,15 +36,36 @@ class Plan:
     recipe: Recipe
     jobs: list[tuple[Source, RemoteFile]]
     present_bytes: int = 0
+    present_files: int = 0
+    size_note: str = ""  # why some sizes are unknown (e.g. the listing could not be fetched)
 
     @property
     def files(self) -> int:
         return len(self.jobs)
 
     @property
+    def known_bytes(self) -> int:
+        """The sum of the sizes that are known."""
+        return sum(rf.size for _, rf in self.jobs if rf.size is not None)
+
+    @property
+    def unknown_files(self) -> int:
+        """Files whose size neither the source nor the disk could tell (e.g. hidden from listings)."""
+        return sum(1 for _, rf in self.jobs if rf.size is None)
+
+    @property
     def total_bytes(self) -> int | None:
-        sizes = [rf.size for _, rf in self.jobs]
-        return None if any(s is None for s in sizes) else sum(sizes)  # type: ignore[misc]
+        return None if self.unknown_files else self.known_bytes
+
+    def as_dict(self) -> dict:
+        return {
+            "dataset": self.recipe.name,
+            "files": self.files,
+            "bytes": self.known_bytes,
+            "unknown_size_files": self.unknown_files,
+            "present_files": self.present_files,
+            "present_bytes": self.present_bytes,
+        }
 
 
 @dataclass
@@ -95,27 +117,59 @@ class DownloadReport:
 
 
 def plan(recipe: Recipe, settings: Settings, *, with_sizes: bool = False) -> Plan:
+    """What a download would fetch. With sizes: files already present and verified (their manifest
+    row matches) count with their size on disk; only the others are asked of the source, so a
+    complete folder needs no network. A source that cannot tell sizes leaves them unknown, with a note."""
     jobs: list[tuple[Source, RemoteFile]] = []
     pins = Pins(recipe, settings)
+    raw_root = settings.raw_dir(recipe.name)
+    with RawManifest(raw_root / ".climb" / "manifest.sqlite", read_only=True) as manifest:
+        known = manifest.load_index()
+    out = Plan(recipe, jobs)
     for source in make_sources(recipe, settings):
-        files = pins.apply(source, source.list_files())
+        try:
+            files = pins.apply(source, source.list_files())
+        except requests.RequestException as e:
+            why = f"listing {source.describe()} failed: {type(e).__name__}"
+            raise ClimbError(f"{recipe.name}: {why}") from None
+        present: dict[str, int] = {}
+        for rf in files:
+            key = archives.source_key(source, rf.path)
+            row = known.get(key)
+            try:
+                st = (raw_root / key).stat()
+            except OSError:
+                continue
+            if row is not None and row[:2] == (st.st_size, st.st_mtime_ns) and rf.sha256 in (None, row[2]):
+                present[rf.path] = st.st_size
         if with_sizes:
-            files = source.sizes(files)
+            missing = [rf for rf in files if rf.path not in present]
+            try:
+                sized = {rf.path: rf for rf in source.sizes(missing)} if missing else {}
+            except requests.RequestException as e:
+                sized = {}
+                out.size_note = (
+                    f"sizes unknown: {source.describe()} could not be reached ({type(e).__name__})"
+                )
+            files = [
+                dataclasses.replace(rf, size=present[rf.path])
+                if rf.path in present
+                else sized.get(rf.path, rf)
+                for rf in files
+            ]
         jobs.extend((source, rf) for rf in files)
-    present = 0
-    for source, rf in jobs:
-        p = source.raw_dir / rf.path
-        if p.is_file():
-            present += p.stat().st_size
-    return Plan(recipe, jobs, present)
+        for rf in files:
+            p = source.raw_dir / rf.path
+            if p.is_file():
+                out.present_bytes += p.stat().st_size
+                out.present_files += rf.path in present
+    return out
 
 
 def check_disk(p: Plan, settings: Settings) -> str | None:
-    """None if the raw folder's disk can hold what remains to download, else the reason."""
-    total = p.total_bytes
-    if total is None:
-        return None
-    need = max(0, total - p.present_bytes)
+    """None if the raw folder's disk can hold what remains to download, else the reason. Files of
+    unknown size count as zero here: the caller says how many there are."""
+    need = max(0, p.known_bytes - p.present_bytes)
     target = settings.data_dir
     while not target.exists():
         target = target.parent

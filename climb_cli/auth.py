@@ -40,7 +40,7 @@ import requests
 from climb_cli import atomic, credentials, redaction
 from climb_cli.errors import AccessError, ClimbError, UsageError
 from climb_cli.recipe import Recipe, SourceSpec
-from climb_cli.settings import Settings
+from climb_cli.settings import Settings, require_writable
 from climb_cli.sources import make_sources, source_class
 from climb_cli.sources.base import AccessReport, Source
 
@@ -51,6 +51,7 @@ GC_DEFAULT = "https://grand-challenge.org"
 _NSRR_TOKEN_PAGE = "https://sleepdata.org/token"
 
 NO_CREDENTIALS = "no credentials"
+REJECTED = "credentials rejected"  # a wrong username/password (not a refusal of this dataset)
 DENIED = "access not granted"
 MANUAL = "manual"
 FAILED = "failed"
@@ -66,7 +67,7 @@ def access_reason(source: Source | None, error: BaseException | str | None = Non
     An AccessError may carry `reason`; otherwise a source whose `credentials()` finds nothing is
     'no credentials', and anything else 'access not granted'."""
     reason = getattr(error, "reason", None)
-    if reason in (NO_CREDENTIALS, DENIED, MANUAL, FAILED):
+    if reason in (NO_CREDENTIALS, REJECTED, DENIED, MANUAL, FAILED):
         return str(reason)
     if source is not None and getattr(source, "manual", False):
         return MANUAL
@@ -121,7 +122,7 @@ def check(recipes: list[Recipe], settings: Settings) -> list[AccessRow]:
             try:
                 rep = source.check_access()
             except AccessError as e:
-                rep = AccessReport(recipe.name, source.spec.id, False, str(e))
+                rep = AccessReport(recipe.name, source.spec.id, False, str(e), reason=e.reason or "")
             except ClimbError as e:
                 rep = AccessReport(recipe.name, source.spec.id, False, str(e))
             except requests.RequestException as e:
@@ -132,6 +133,8 @@ def check(recipes: list[Recipe], settings: Settings) -> list[AccessRow]:
                 state = MANUAL
             elif rep.detail.startswith("network error"):
                 state = FAILED
+            elif rep.reason:
+                state = access_reason(source, AccessError(rep.detail, reason=rep.reason))
             else:
                 state = access_reason(source, rep.detail)
             rows.append(
@@ -152,6 +155,10 @@ def _next_step(source: Source, rep: AccessReport, state: str) -> str:
     if rep.ok:
         return ""
     step = rep.next_step
+    if state == REJECTED and source.kind in SERVICES:
+        return (
+            f"fix the password: run `climb auth login {source.kind}` (or correct the environment variables)"
+        )
     if state == NO_CREDENTIALS and source.kind in SERVICES:
         login = f"run `climb auth login {source.kind}`"
         return f"{login}; then {_as_step(step)}" if step else login
@@ -202,6 +209,14 @@ def _mkdir_private(path: Path) -> None:
     for d in reversed(missing):
         d.mkdir(mode=0o700)
         os.chmod(d, 0o700)  # regardless of the umask
+
+
+def _store(path: Path, text: str, hint: str) -> Path:
+    """write_private, with a failure to write said as such: the path, the reason, what to set."""
+    try:
+        return write_private(path, text)
+    except OSError as e:
+        raise ClimbError(f"cannot write {path}: {e.strerror or e}; {hint}") from None
 
 
 def private_target(path: Path) -> Path:
@@ -417,8 +432,10 @@ def login(
         user = username or read_line(f"PhysioNet username for {host}: ", stdin)
         if not user:
             raise UsageError("a PhysioNet username is required")
-        password = read_secret(f"PhysioNet password for {user}@{host}: ", stdin)
         path = credentials.netrc_path()
+        hint = "set NETRC to a file path you can write (or use PHYSIONET_USERNAME/PHYSIONET_PASSWORD)"
+        require_writable(path, hint)
+        password = read_secret(f"PhysioNet password for {user}@{host}: ", stdin)
         creds = credentials.UserPassword(user, password, "what you typed")
         checked = ""
         if check:
@@ -429,19 +446,23 @@ def login(
                     f"could not reach {host} to check the password ({type(e).__name__}); stored anyway"
                 )
         old = private_target(path).read_text(encoding="utf-8") if path.is_file() else ""
-        written = write_private(path, netrc_with_entry(old, host, user, password))
+        written = _store(path, netrc_with_entry(old, host, user, password), hint)
         if os.environ.get("PHYSIONET_USERNAME") and os.environ.get("PHYSIONET_PASSWORD"):
             notes.append("PHYSIONET_USERNAME/PHYSIONET_PASSWORD are set and take precedence over ~/.netrc")
         return LoginResult(service, written, user, checked, notes)
     if service == "kaggle":
         if username:
+            path = credentials.kaggle_config_dir() / "kaggle.json"
+            hint = "set KAGGLE_CONFIG_DIR to a folder you can write (or use KAGGLE_USERNAME/KAGGLE_KEY)"
+            require_writable(path, hint)
             key = read_secret(f"Kaggle legacy API key for {username}: ", stdin)
             token = credentials.Token(key, "", "Basic", username)
-            path = credentials.kaggle_config_dir() / "kaggle.json"
         else:
+            path = Path.home() / ".kaggle" / "access_token"
+            hint = "set HOME to a folder you can write, or KAGGLE_API_TOKEN to the token or a file holding it"
+            require_writable(path, hint)
             key = read_secret("Kaggle API token (Settings > API > Generate New Token): ", stdin)
             token = credentials.Token(key, "")
-            path = Path.home() / ".kaggle" / "access_token"
         checked = _try(service, settings, token, check, notes)
         if username:
             try:
@@ -450,9 +471,9 @@ def login(
                 data = {}
             data = data if isinstance(data, dict) else {}
             data.update({"username": username, "key": key})
-            written = write_private(path, json.dumps(data, indent=2) + "\n")
+            written = _store(path, json.dumps(data, indent=2) + "\n", hint)
         else:
-            written = write_private(path, key + "\n")
+            written = _store(path, key + "\n", hint)
         if os.environ.get("KAGGLE_API_TOKEN") or (
             os.environ.get("KAGGLE_USERNAME") and os.environ.get("KAGGLE_KEY")
         ):
@@ -485,13 +506,15 @@ def login(
     if service == "aimi":
         return _login_aimi(settings, check, stdin, notes)
     # grand-challenge
+    path = credentials.config_dir() / "grand-challenge-token"
+    hint = "set XDG_CONFIG_HOME to a folder you can write (or use GRAND_CHALLENGE_TOKEN)"
+    require_writable(path, hint)
     value = read_secret("Grand Challenge API token (grand-challenge.org > profile > API tokens): ", stdin)
     if value.lower().startswith("bearer "):
         value = value[7:].strip()
     token = credentials.Token(value, "")
     checked = _try(service, settings, token, check, notes)
-    path = credentials.config_dir() / "grand-challenge-token"
-    written = write_private(path, value + "\n")
+    written = _store(path, value + "\n", hint)
     if os.environ.get("GRAND_CHALLENGE_TOKEN") or os.environ.get("GRAND_CHALLENGE_AUTHORIZATION"):
         notes.append("GRAND_CHALLENGE_TOKEN/AUTHORIZATION are set and take precedence over the token file")
     return LoginResult(service, written, "", checked, notes)

@@ -6,6 +6,8 @@ A user folder's recipe with the same name as a packaged one wins, so a lab can o
 
 from __future__ import annotations
 
+import difflib
+import re
 from pathlib import Path
 
 from climb_cli.errors import RecipeError, UsageError
@@ -29,6 +31,24 @@ def packaged_dir() -> Path:
         return Path(next(iter(pkg.__path__)))
     except (ImportError, StopIteration):
         return Path(__file__).resolve().parent.parent / "recipes"
+
+
+def _fold(name: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+def suggest(name: str, names: list[str], limit: int = 3) -> list[str]:
+    """Known names close to a mistyped one: same letters ignoring case and separators (`PTB-XL`),
+    one containing the other (`ptb` -> `ptbxl`), or a small edit away (`ptbxll`), best first."""
+    folded = {n: _fold(n) for n in names}
+    want = _fold(name)
+    if not want:
+        return []
+    exact = [n for n, f in folded.items() if f == want]
+    contains = [n for n, f in folded.items() if n not in exact and (want in f or (len(f) >= 3 and f in want))]
+    by_fold = {f: n for n, f in folded.items()}
+    fuzzy = [by_fold[f] for f in difflib.get_close_matches(want, list(by_fold), n=limit, cutoff=0.75)]
+    return list(dict.fromkeys([*exact, *contains, *fuzzy]))[:limit]
 
 
 class Catalog:
@@ -86,8 +106,8 @@ class Catalog:
         found = self.lookup(name)
         path = self.paths().get(found) if found else None
         if path is None:
-            close = [n for n in self.names() if name.replace("_", "-") in n.replace("_", "-")]
-            hint = f" (did you mean {', '.join(close[:3])}?)" if close else " (see `climb list`)"
+            close = suggest(name, self.names())
+            hint = f" (did you mean {', '.join(close)}?)" if close else " (see `climb list`)"
             raise UsageError(f"no recipe named {name!r}{hint}")
         return load_recipe(path)
 

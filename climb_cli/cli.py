@@ -1,6 +1,7 @@
 """The `climb` command line: a thin Typer skin over the library (parse options, call, render).
 
-Exit codes: 0 ok, 1 something failed, 2 usage error (bad option, unknown dataset, bad recipe).
+Exit codes: 0 ok, 1 something failed, 2 usage error (bad option, unknown dataset, bad recipe),
+3 a bug in climb (an internal error, or a step that failed in a way no input can cause).
 """
 
 from __future__ import annotations
@@ -16,10 +17,22 @@ import typer
 
 from climb_cli import __version__, ui
 from climb_cli.catalog import Catalog
-from climb_cli.errors import ClimbError, UsageError
+from climb_cli.errors import ClimbError, StepBug, UsageError
 from climb_cli.recipe import Recipe
 from climb_cli.redaction import redact
-from climb_cli.settings import Settings
+from climb_cli.settings import DATA_DIR_HINT, Settings, require_writable, writable
+
+
+def _value_label(self: Any, ctx: Any) -> str | None:
+    """Help shows an option's metavar (N, DIR, PATH, I/N), never a Python type (<bool>, <list[Path]>)."""
+    return self.metavar if isinstance(self.metavar, str) and self.metavar else None
+
+
+typer.core.TyperOption.display_type_rich = _value_label  # type: ignore[method-assign]
+typer.core.TyperArgument.display_type_rich = _value_label  # type: ignore[method-assign]
+
+# Global options a user may also put after the command (`climb verify --data-dir X`): how many values.
+GLOBAL_OPTIONS = {"--data-dir": 1, "--recipes": 1}
 
 app = typer.Typer(
     name="climb",
@@ -63,12 +76,20 @@ def _main(
     data_dir: Annotated[
         Path | None,
         typer.Option(
-            "--data-dir", help="Where raw and processed data live [env CLIMB_DATA; default ~/climb-data]."
+            "--data-dir",
+            metavar="DIR",
+            help="Where raw and processed data live (env CLIMB_DATA). Also accepted after the command. "
+            "Default: ~/climb-data.",
         ),
     ] = None,
     recipes: Annotated[
         list[Path] | None,
-        typer.Option("--recipes", help="An extra recipe folder (repeatable) [env CLIMB_RECIPES]."),
+        typer.Option(
+            "--recipes",
+            metavar="DIR",
+            help="An extra recipe folder, repeatable (env CLIMB_RECIPES, path-separated). Also "
+            "accepted after the command. Default: only the packaged recipes.",
+        ),
     ] = None,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
@@ -195,15 +216,29 @@ def download(
         bool, typer.Option("--dry-run", help="Only count files and bytes; check disk space.")
     ] = False,
     connections: Annotated[
-        int | None, typer.Option(help="Connections per host [env CLIMB_CONNECTIONS; 4].")
+        int | None,
+        typer.Option(
+            min=1,
+            metavar="N",
+            help="Connections per host (env CLIMB_CONNECTIONS). Default: 4.",
+        ),
     ] = None,
-    retries: Annotated[int | None, typer.Option(help="Retries per file [env CLIMB_RETRIES; 8].")] = None,
+    retries: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            metavar="N",
+            help="Retries per file (env CLIMB_RETRIES). Default: 8.",
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="A JSON summary on stdout.")] = False,
     write_lock: Annotated[
         Path | None,
         typer.Option(
             "--write-lock",
+            metavar="PATH",
             help="After downloading, write the pinned sums (checksums: pinned) to this file, or to "
-            "<folder>/<name>.lock — e.g. beside the recipe, to commit with it.",
+            "<folder>/<name>.lock — e.g. beside the recipe, to commit with it. Default: none.",
         ),
     ] = None,
 ) -> None:
@@ -224,32 +259,68 @@ def download(
         raise UsageError("--write-lock with several datasets needs a folder (each gets <name>.lock)")
     failed: list[tuple[str, str]] = []
     summary: list[tuple[str, str, str]] = []  # (dataset, category, why) of those not complete
+    results: list[dict[str, Any]] = []  # the --json summary, one object per dataset
+    say = (lambda text: None) if as_json else ui.say
     for r in recipes:
         if dry_run:
             try:
                 p = plan(r, settings, with_sizes=True)
             except ClimbError as e:
                 failed.append((r.name, str(e)))
+                results.append({"dataset": r.name, "ok": False, "error": str(e)})
                 continue
             manual = sum(1 for src, _ in p.jobs if getattr(src, "manual", False))
-            ui.say(
-                f"{r.name}: {p.files:,} files, {ui.human(p.total_bytes)} "
-                f"({p.total_bytes if p.total_bytes is not None else '?'} bytes), "
-                f"{ui.human(p.present_bytes)} already present"
+            unknown = (
+                f" + {p.unknown_files:,} file(s) of unknown size"
+                + (f" ({p.size_note})" if p.size_note else "")
+                if p.unknown_files
+                else ""
+            )
+            say(
+                f"{r.name}: {p.files:,} files, {ui.human(p.known_bytes)} ({p.known_bytes} bytes){unknown}, "
+                f"{p.present_files:,} already present ({ui.human(p.present_bytes)})"
                 + (f" ({manual} to be placed by hand: manual source)" if manual else "")
             )
             problem = check_disk(p, settings)
             if problem:
                 failed.append((r.name, problem))
+            elif p.unknown_files and not as_json:
+                ui.warn(
+                    f"{r.name}: disk check covers the known {ui.human(p.known_bytes)} only; "
+                    f"{p.unknown_files:,} file(s) of unknown size may need more"
+                )
+            results.append({**p.as_dict(), "ok": problem is None, "disk_problem": problem})
             continue
-        bar = ui.TransferBar(r.name)
+        if not writable(settings.raw_dir(r.name)):
+            why = f"cannot write to {settings.raw_dir(r.name)} (no write access there); {DATA_DIR_HINT}"
+            failed.append((r.name, why))
+            results.append({"dataset": r.name, "ok": False, "error": why})
+            continue
+        bar = ui.TransferBar(r.name) if not as_json else None
         try:
             report = run_download(r, settings, bar)
         finally:
-            bar.stop()
+            if bar is not None:
+                bar.stop()
+        results.append(
+            {
+                "dataset": r.name,
+                "ok": report.ok,
+                "downloaded": report.count("downloaded"),
+                "bytes": report.bytes,
+                "already_present": report.count("skipped"),
+                "failed": report.count("failed"),
+                "extracted": sum(x.extracted for x in report.extracted),
+                "pinned": report.pinned,
+                "raw_dir": str(settings.raw_dir(r.name)),
+                "problems": [
+                    {"category": pr.category, "source": pr.source, "text": pr.text} for pr in report.problems
+                ],
+            }
+        )
         if report.outcomes or not report.problems:
             extracted = sum(x.extracted for x in report.extracted)
-            ui.say(
+            say(
                 f"{r.name}: {report.count('downloaded')} downloaded ({ui.human(report.bytes)}), "
                 f"{report.count('skipped')} already present, {report.count('failed')} failed"
                 + (f", {extracted} extracted from {len(report.extracted)} archive(s)" if extracted else "")
@@ -263,21 +334,31 @@ def download(
             )
         for placement in report.manual:
             for line in placement.lines():
-                ui.say(line)
+                say(line)
         if write_lock is not None:
             from climb_cli.pins import Pins
 
             if r.checksums == "pinned":
-                ui.say(f"{r.name}: pins written to {Pins(r, settings).write_lock(write_lock)}")
+                say(f"{r.name}: pins written to {Pins(r, settings).write_lock(write_lock)}")
             else:
                 ui.warn(f"{r.name}: no lock written: its recipe says checksums: {r.checksums}, not pinned")
         if not report.ok:
             failed.append((r.name, report.why))
             summary.extend((r.name, pr.category, pr.text) for pr in report.problems)
+    if as_json:
+        _finish_json(results, failed)
+        return
     if summary and len(recipes) > 1:
         _download_summary(summary, len(recipes))
         raise typer.Exit(1)
     _finish(failed, len(recipes))
+
+
+def _finish_json(results: list[dict[str, Any]], failed: list[tuple[str, str]]) -> None:
+    """The --json summary on stdout (errors are in it), exit 1 if any dataset failed."""
+    _print_json(results)
+    if failed:
+        raise typer.Exit(1)
 
 
 def _finish(failed: list[tuple[str, str]], total: int) -> None:
@@ -327,7 +408,14 @@ def verify(
             help="Re-download missing or corrupt raw files (with --outputs: rebuild bad shards).",
         ),
     ] = False,
-    workers: Annotated[int | None, typer.Option(help="Hashing threads [all cores].")] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            metavar="N",
+            help="Hashing threads. Default: the CPUs this process may use.",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     variant: Annotated[
         str | None, typer.Option(help="With --outputs: the variant that was preprocessed.")
@@ -337,9 +425,11 @@ def verify(
 
     Example: climb verify ptbxl --repair
     """
+    from climb_cli.engines import cpu_capped_workers
     from climb_cli.locks import LockedError, raw_lock
     from climb_cli.verify import verify_outputs
 
+    workers = cpu_capped_workers(workers)[0]  # threads beyond the usable CPUs only contend
     st = _state(ctx)
     settings = st.settings
     if names:
@@ -397,7 +487,8 @@ def verify(
                 ("unexpected", raw.unexpected),
             ):
                 for p in paths[:10]:
-                    ui.say(f"  {label}: {p}")
+                    why = raw.unrepaired.get(p)
+                    ui.say(f"  {label}: {p}" + (f" (could not repair: {why})" if why else ""))
                 if len(paths) > 10:
                     ui.say(f"  ... and {len(paths) - 10} more {label}")
             for s in raw.never_listed:
@@ -407,12 +498,15 @@ def verify(
                     f"  source {s!r}: its stored file list is gone; files were checked against the "
                     f"raw manifest's sums (run with --repair to fetch the list again)"
                 )
+            if raw.read_only:
+                ui.warn(f"{r.name}: {settings.raw_dir(r.name)} is read-only: results were not recorded")
         if not raw.ok:
-            hint = (
-                " (run with --repair)"
-                if (raw.missing or raw.corrupt or raw.lists_missing) and not repair
-                else ""
-            )
+            if not (raw.missing or raw.corrupt or raw.lists_missing):
+                hint = ""
+            elif not repair:
+                hint = " (run with --repair)"
+            else:
+                hint = " (--repair could not fix them; why is listed above)"
             failed.append(
                 (
                     r.name,
@@ -424,9 +518,7 @@ def verify(
                 )
             )
     if as_json:
-        _print_json(results)
-        if failed:
-            raise typer.Exit(1)
+        _finish_json(results, failed)
         return
     _finish(failed, len(recipes))
 
@@ -448,17 +540,16 @@ def _verify_one(r: Recipe, settings: Settings, workers: int | None, repair: bool
     if repair and bad and not raw.never_listed:
         from climb_cli.acquire import repair as run_repair
 
-        bar = ui.TransferBar(f"{r.name} repair")
+        bar = ui.TransferBar(f"{r.name} repair", report_failures=False)  # listed once, below
         try:
             outs = run_repair(r, settings, bad, bar)
         finally:
             bar.stop()
-        for o in outs:
-            if o.status == "failed":
-                ui.warn(f"  could not repair {o.file.path}: {o.error}")
         repaired = [o.file.path for o in outs if o.status == "downloaded"]
+        unrepaired = {o.file.path: o.error for o in outs if o.status == "failed"}
         raw, _ = verify_raw(r, settings, workers=workers)  # re-check everything after the repair
         raw.repaired = sorted(repaired)
+        raw.unrepaired = unrepaired
     return raw
 
 
@@ -544,7 +635,10 @@ def auth_login(
     ],
     username: Annotated[
         str | None,
-        typer.Option(help="Account name (PhysioNet; Kaggle legacy key). Prompted for on a terminal."),
+        typer.Option(
+            metavar="NAME",
+            help="Account name (PhysioNet; Kaggle legacy key). Default: prompted for on a terminal.",
+        ),
     ] = None,
     no_check: Annotated[bool, typer.Option("--no-check", help="Store without trying the secret.")] = False,
 ) -> None:
@@ -573,35 +667,63 @@ def preprocess(
     names: Annotated[list[str] | None, typer.Argument(help="Dataset names.")] = None,
     all_: Annotated[bool, typer.Option("--all", help="Every dataset whose raw files are present.")] = False,
     workers: Annotated[
-        int | None, typer.Option(help="Worker processes [all cores]; capped by memory.")
+        int | None,
+        typer.Option(
+            min=1,
+            metavar="N",
+            help="Worker processes; capped by the CPUs this process may use and by memory. "
+            "Default: the CPUs this process may use.",
+        ),
     ] = None,
-    max_errors: Annotated[int, typer.Option(help="Items that may fail before the exit code says so.")] = 0,
+    max_errors: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            metavar="N",
+            help="Items that may fail before the exit code says so. Default: 0.",
+            show_default=False,
+        ),
+    ] = 0,
     part: Annotated[
         str | None,
-        typer.Option(help="I/N: run only every N-th shard from I (one task of a cluster array job)."),
+        typer.Option(
+            metavar="I/N",
+            help="Run only every N-th shard from I (one task of a cluster array job). Default: all shards.",
+        ),
     ] = None,
     limit: Annotated[
-        int | None, typer.Option(help="Only the first N items (recorded as a subset in the manifest).")
+        int | None,
+        typer.Option(
+            min=1,
+            metavar="N",
+            help="Only the first N items (recorded as a subset in the manifest). Default: every item.",
+        ),
     ] = None,
     where: Annotated[
         list[str] | None,
-        typer.Option(help="COLUMN=V1,V2: only index rows with these values (a subset; repeatable)."),
+        typer.Option(
+            metavar="COLUMN=V1,V2",
+            help="Only index rows with these values (a subset; repeatable). Default: every row.",
+        ),
     ] = None,
     variant: Annotated[
         str | None,
-        typer.Option(help="A named variant of the recipe (CLIMB's few-shot: small, medium, large)."),
+        typer.Option(
+            metavar="NAME",
+            help="A named variant of the recipe (CLIMB's few-shot: small, medium, large). Default: none.",
+        ),
     ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="A JSON summary on stdout.")] = False,
 ) -> None:
     """Run each recipe's steps over its items and write sharded Parquet with a manifest.
 
     Example: climb preprocess --all --workers 64
     """
+    from climb_cli.engines import cpu_capped_workers
     from climb_cli.pipeline import preprocess as run
 
     st = _state(ctx)
     settings = st.settings
-    if workers is not None and workers < 1:
-        raise UsageError("--workers must be >= 1")
     part_tuple = _parse_part(part)
     if limit is not None and limit < 1:
         raise UsageError("--limit must be >= 1")
@@ -618,28 +740,56 @@ def preprocess(
             if r not in ready:
                 ui.say(f"{r.name}: skipped (not downloaded, or nothing to preprocess)")
         recipes = ready
+    n_workers, cpu_note = cpu_capped_workers(workers)
     failed: list[tuple[str, str]] = []
+    results: list[dict[str, Any]] = []
     for r in recipes:
-        bar, task = ui.unit_bar(f"{r.name} shards", 0)
+        bar, task = ui.unit_bar(f"{r.name} items", None)
         bar.start()
         try:
+            require_writable(settings.processed_dir(r.name), DATA_DIR_HINT)
             report = run(
                 r,
                 settings,
-                workers=workers or os.cpu_count() or 1,
-                on_plan=lambda units, items, bar=bar, task=task: bar.update(task, total=units),
-                on_unit=lambda u, bar=bar, task=task: bar.update(task, advance=1),
+                workers=n_workers,
+                on_plan=lambda units, items, bar=bar, task=task: bar.update(task, total=items),
+                on_unit=lambda u, bar=bar, task=task: bar.update(task, advance=u.rows + len(u.errors)),
                 part=part_tuple,
                 limit=limit,
                 where=where_map or None,
             )
         except ClimbError as e:
             failed.append((r.name, str(e)))
+            results.append({"dataset": r.name, "ok": False, "error": str(e)})
             continue
         finally:
             bar.stop()
-        if report.note:
-            ui.warn(f"{r.name}: {report.note}")
+        todo = len(report.units) - report.skipped_units
+        over = report.errors > max_errors
+        results.append(
+            {
+                "dataset": r.name,
+                "ok": not over,
+                "rows": report.rows,
+                "shards": len(report.units),
+                "already_committed": report.skipped_units,
+                "failed_items": report.errors,
+                "workers": report.workers,
+                "seconds": round(report.seconds, 3),
+                "out_dir": str(report.out_dir),
+                "partial": report.partial,
+            }
+        )
+        if as_json:
+            if over:
+                failed.append(
+                    (r.name, f"{report.errors} item(s) failed (more than --max-errors {max_errors})")
+                )
+            continue
+        if todo:  # a note on workers only when there was work for them
+            for note in (cpu_note, report.note):
+                if note:
+                    ui.warn(f"{r.name}: {note}")
         if report.partial:
             ui.say(
                 f"{r.name}: part {part}: {len(report.units)} shard(s), {report.rows:,} rows, "
@@ -653,27 +803,45 @@ def preprocess(
         )
         if report.errors:
             ui.say(f"  failed items are listed in {report.out_dir / 'errors.parquet'}")
-        if report.errors > max_errors:
+        if over:
             failed.append((r.name, f"{report.errors} item(s) failed (more than --max-errors {max_errors})"))
+    if as_json:
+        _finish_json(results, failed)
+        return
     _finish(failed, len(recipes))
 
 
 @app.command()
 def demo(
     ctx: typer.Context,
-    records: Annotated[int, typer.Option(help="How many generated ECG records.")] = 120,
-    workers: Annotated[int | None, typer.Option(help="Worker processes [all cores].")] = None,
+    records: Annotated[
+        int,
+        typer.Option(
+            min=10, metavar="N", help="How many generated ECG records. Default: 120.", show_default=False
+        ),
+    ] = 120,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            metavar="N",
+            help="Worker processes. Default: the CPUs this process may use.",
+        ),
+    ] = None,
 ) -> None:
     """Run the whole pipeline offline on a generated PTB-XL-shaped project served on 127.0.0.1.
 
     Example: climb demo
     """
     from climb_cli.demo import run_demo
+    from climb_cli.engines import cpu_capped_workers
 
-    if records < 10:
-        raise UsageError("--records must be >= 10")
     st = _state(ctx)
-    ok = run_demo(st.settings.data_dir / "demo", records=records, workers=workers or os.cpu_count() or 1)
+    require_writable(st.settings.data_dir / "demo", DATA_DIR_HINT)
+    n_workers, note = cpu_capped_workers(workers)
+    if note:
+        ui.warn(f"demo: {note}")
+    ok = run_demo(st.settings.data_dir / "demo", records=records, workers=n_workers)
     if not ok:
         raise typer.Exit(1)
 
@@ -684,7 +852,8 @@ def report(
     names: Annotated[list[str] | None, typer.Argument(help="Dataset names.")] = None,
     all_: Annotated[bool, typer.Option("--all", help="Every dataset with a recipe.")] = False,
     out: Annotated[
-        Path | None, typer.Option("--out", help="Folder for the pages [<data-dir>/reports].")
+        Path | None,
+        typer.Option("--out", metavar="DIR", help="Folder for the pages. Default: <data-dir>/reports."),
     ] = None,
     no_samples: Annotated[
         bool,
@@ -766,6 +935,41 @@ def _type_name(annotation: Any) -> str:
     return str(annotation).replace("typing.", "")
 
 
+def hoist_global_options(argv: list[str]) -> list[str]:
+    """Move global options given after the command (`climb verify --data-dir X`) in front of it,
+    where the parser expects them. Nothing after `--` is touched."""
+    head: list[str] = []
+    rest: list[str] = []
+    i = 0
+    seen_command = False
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            rest.extend(argv[i:])
+            break
+        name = arg.split("=", 1)[0]
+        if seen_command and name in GLOBAL_OPTIONS:
+            n = 0 if "=" in arg else GLOBAL_OPTIONS[name]
+            head.extend(argv[i : i + 1 + n])
+            i += 1 + n
+            continue
+        if not arg.startswith("-") and not seen_command:
+            seen_command = True
+            head_len = len(rest)
+            rest.append(arg)
+            i += 1
+            continue
+        if not seen_command and name in GLOBAL_OPTIONS and "=" not in arg:
+            rest.extend(argv[i : i + 1 + GLOBAL_OPTIONS[name]])
+            i += 1 + GLOBAL_OPTIONS[name]
+            continue
+        rest.append(arg)
+        i += 1
+    if not head or not seen_command:
+        return argv
+    return rest[:head_len] + head + rest[head_len:]
+
+
 def _terminate(signum: int, frame: object) -> None:
     raise KeyboardInterrupt  # SIGTERM (a scheduler, `kill`) stops a run the way Ctrl-C does
 
@@ -776,18 +980,23 @@ def main() -> None:
     signal.signal(signal.SIGTERM, _terminate)
     try:
         try:
-            app()
+            app(args=hoist_global_options(sys.argv[1:]), prog_name="climb")
         except SystemExit as e:
             if e.code == 130:  # typer's answer to KeyboardInterrupt (Ctrl-C, or SIGTERM above)
                 raise KeyboardInterrupt from None
             raise
+    except StepBug as e:
+        if os.environ.get("CLIMB_DEBUG"):
+            sys.stderr.write(redact("".join(traceback.format_exception(e))))
+        ui.error(f"{e} — a bug in climb, please report it (set CLIMB_DEBUG=1 for the traceback)")
+        sys.exit(e.exit_code)
     except ClimbError as e:
         ui.error(str(e))
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
         ui.error("interrupted; rerun to continue")
         sys.exit(130)
-    except Exception as e:  # an unexpected failure: one line, secrets scrubbed
+    except Exception as e:  # an unexpected failure: a bug; one line, secrets scrubbed
         from climb_cli.errors import is_disk_full, no_space
 
         if is_disk_full(e):  # a full disk where no layer said more: still one clear line
@@ -797,4 +1006,4 @@ def main() -> None:
         if os.environ.get("CLIMB_DEBUG"):
             sys.stderr.write(redact("".join(traceback.format_exception(e))))
         ui.error(f"internal error: {type(e).__name__}: {e} (set CLIMB_DEBUG=1 for the traceback)")
-        sys.exit(1)
+        sys.exit(StepBug.exit_code)

@@ -194,6 +194,7 @@ def run_demo(base: Path, *, records: int = 120, workers: int = 1) -> bool:
     from climb_cli.verify import verify_outputs, verify_raw
 
     t0 = time.perf_counter()
+    base = base / f"{records}-records"  # each size its own mirror and data: reruns never mix them
     mirror = base / "mirror" / "ptb-xl" / "1.0.3"
     marker = mirror / f".demo-{records}"
     if not marker.is_file():

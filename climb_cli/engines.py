@@ -9,10 +9,12 @@ only small stats.
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -20,6 +22,52 @@ import psutil
 # What one worker process costs before it holds any data (numpy, scipy, pyarrow, wfdb, pydicom
 # imported), measured with psutil on this project's workers: ~180-250 MB; we budget generously.
 WORKER_BASE_BYTES = 400 * 1024 * 1024
+
+
+def usable_cpus(cgroup_root: Path = Path("/sys/fs/cgroup")) -> tuple[int, str]:
+    """How many CPUs this process may use, and what limits it: the scheduler affinity (taskset,
+    Slurm, numactl) and a cgroup v2 (`cpu.max`) or v1 (`cpu.cfs_quota_us`) CPU quota (containers,
+    Kubernetes limits), not `os.cpu_count()`, which counts the machine."""
+    try:
+        n, why = len(os.sched_getaffinity(0)), "CPU affinity"
+    except (AttributeError, OSError):
+        n, why = os.cpu_count() or 1, "CPUs"
+    quota = _cgroup_quota(cgroup_root)
+    if quota is not None and quota < n:
+        n, why = quota, "cgroup CPU quota"
+    return max(1, n), why
+
+
+def _cgroup_quota(root: Path) -> int | None:
+    candidates = [(root / "cpu.max", None)]  # v2: "<quota|max> <period>"
+    for d in ("cpu", "cpu,cpuacct", "cpuacct,cpu"):  # v1
+        candidates.append((root / d / "cpu.cfs_quota_us", root / d / "cpu.cfs_period_us"))
+    for quota_file, period_file in candidates:
+        try:
+            text = quota_file.read_text().split()
+            if period_file is not None:
+                text.append(period_file.read_text().strip())
+        except OSError:
+            continue
+        try:
+            quota, period = (float(x) for x in text[:2])
+        except ValueError:  # "max": no quota
+            return None
+        if quota <= 0 or period <= 0:  # v1 "-1": no quota
+            return None
+        return max(1, math.ceil(quota / period))
+    return None
+
+
+def cpu_capped_workers(requested: int | None) -> tuple[int, str]:
+    """The workers to start: all usable CPUs by default; a request beyond them is cut to them
+    (more would only contend for the same CPUs), with a note saying why."""
+    cpus, why = usable_cpus()
+    if requested is None:
+        return cpus, ""
+    if requested > cpus:
+        return cpus, f"using {cpus} of {requested} workers ({why}: {cpus} usable by this process)"
+    return requested, ""
 
 
 def memory_capped_workers(requested: int, unit_bytes: int, units: int) -> tuple[int, str]:

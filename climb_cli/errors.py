@@ -22,7 +22,15 @@ class RecipeError(ClimbError):
 
 
 class AccessError(ClimbError):
-    """A remote service refused access (401/403/404) for a dataset; says what to do."""
+    """A remote service refused access (401/403/404) for a dataset; says what to do. `reason`, when
+    the source knows it: 'no credentials', 'credentials rejected', 'access not granted', 'failed'."""
+
+    def __init__(self, message: str = "", reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (type(self), (str(self), self.reason))
 
 
 class TransferError(ClimbError):
@@ -31,6 +39,13 @@ class TransferError(ClimbError):
 
 class ItemError(Exception):
     """One sample could not be processed; recorded in the errors file, the run goes on."""
+
+
+class StepBug(Exception):
+    """A step failed in a way no input can cause (TypeError, AttributeError, ... raised in climb's
+    or a plug-in's own code, or MemoryError): a bug, not a bad item. The run stops (exit 3)."""
+
+    exit_code = 3
 
 
 class DiskFullError(ClimbError):

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from climb_cli.errors import ClimbError, is_disk_full, no_space
 from climb_cli.hashing import sha256_file
+from climb_cli.settings import writable
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
@@ -52,6 +53,13 @@ class Entry:
     def matches(self, st: os.stat_result) -> bool:
         """The file on disk is the one this row describes (same size and modification time)."""
         return st.st_size == self.size and st.st_mtime_ns == self.mtime_ns
+
+
+def connect_readonly(path: Path) -> sqlite3.Connection:
+    """Open a manifest for reading only: read access is all it needs. On a read-only copy (a shared
+    lab mirror) SQLite cannot create the WAL index beside it, so the file is opened as immutable."""
+    mode = "ro" if writable(path.parent) and writable(path) else "ro&immutable=1"
+    return sqlite3.connect(f"{path.resolve().as_uri()}?mode={mode}", uri=True, check_same_thread=False)
 
 
 def walk_files(root: Path) -> list[str]:
@@ -173,15 +181,24 @@ def rebuild(manifest: RawManifest, raw_root: Path, workers: int | None = None) -
 class RawManifest:
     """Thread-safe access to one dataset's manifest. Writes are batched and committed on flush/close.
 
-    A manifest that is truncated or garbled is moved aside (kept, for a post-mortem), and a new one is
-    rebuilt by hashing the files on disk; one line on stderr says so."""
+    Opened with read_only=True (a raw folder this process may not write), every write is skipped
+    and `read_only` says so; an absent manifest then reads as empty."""
 
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    def __init__(self, path: Path, *, read_only: bool = False) -> None:
         self.path = path
+        self.read_only = read_only
         self._lock = threading.Lock()
         self._pending: list[tuple] = []
         self._last_flush = time.monotonic()
+        if read_only:
+            self._db = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
+            if path.is_file():
+                self._db = connect_readonly(path)
+                self._db.isolation_level = None
+            else:
+                self._db.execute(_SCHEMA)
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
         why = _damage(path)
         if why is None:
             try:
@@ -201,6 +218,12 @@ class RawManifest:
     @classmethod
     def for_dataset(cls, raw_dir: Path) -> RawManifest:
         return cls(raw_dir / ".climb" / "manifest.sqlite")
+
+    @classmethod
+    def for_reading(cls, raw_dir: Path) -> RawManifest:
+        """Read-only when this process may not write the manifest (or create it), else writable."""
+        path = raw_dir / ".climb" / "manifest.sqlite"
+        return cls(path, read_only=not (writable(path) and writable(path.parent)))
 
     def __enter__(self) -> RawManifest:
         return self
@@ -230,6 +253,8 @@ class RawManifest:
             }
 
     def put(self, e: Entry) -> None:
+        if self.read_only:
+            return
         with self._lock:
             self._pending.append(_row(e))
             if len(self._pending) >= 1000 or time.monotonic() - self._last_flush > 2.0:
@@ -241,17 +266,23 @@ class RawManifest:
 
     def put_batch(self, entries: list[Entry]) -> None:
         """Many rows in one transaction (verify's results)."""
+        if self.read_only:
+            return
         with self._lock:
             self._flush_locked()
             self._many(_INSERT, [_row(e) for e in entries])
 
     def touch_verified(self, paths: list[str], when: float) -> None:
         """Record that these rows were re-verified unchanged (one UPDATE per row, one transaction)."""
+        if self.read_only:
+            return
         with self._lock:
             self._flush_locked()
             self._many("UPDATE files SET verified_at = ? WHERE path = ?", [(when, p) for p in paths])
 
     def delete(self, paths: Iterable[str]) -> None:
+        if self.read_only:
+            return
         with self._lock:
             self._flush_locked()
             self._many("DELETE FROM files WHERE path = ?", [(p,) for p in paths])

@@ -19,7 +19,6 @@ import hashlib
 import json
 import os
 import shutil
-import sqlite3
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -34,7 +33,7 @@ from climb_cli.errors import ClimbError, ItemError, is_disk_full, no_space
 from climb_cli.hashing import sha256_file
 from climb_cli.index import Item, build_index
 from climb_cli.locks import processed_lock
-from climb_cli.manifest import RawManifest
+from climb_cli.manifest import RawManifest, connect_readonly
 from climb_cli.recipe import Recipe
 from climb_cli.settings import Settings
 from climb_cli.shards import (
@@ -45,7 +44,7 @@ from climb_cli.shards import (
     write_json_atomic,
     write_table_atomic,
 )
-from climb_cli.steps.base import Sample, StepDef, registry
+from climb_cli.steps.base import Sample, StepDef, bug, is_bug, registry
 from climb_cli.steps.rows import explode
 
 PROBE_LIMIT = 50  # items tried before concluding that the recipe fails on everything
@@ -143,8 +142,10 @@ def process_item(item: Item, raw_root: Path, steps: list[tuple[StepDef, object]]
             sample = step_def.fn(sample, params)
         except ItemError:
             raise
-        except Exception as e:  # a step bug or an unreadable file: this item fails, the run goes on
-            raise ItemError(f"{step_def.name}: {type(e).__name__}: {e}") from e
+        except Exception as e:
+            if is_bug(e):  # a bug in the step, not in the item: the run stops
+                raise bug(step_def.name, item.id, e) from e
+            raise ItemError(f"{step_def.name}: {type(e).__name__}: {e}") from e  # an unreadable file
     _inside_raw(raw_root, {"file": list(sample.sources)})  # files a reader found beside its input
     return sample
 
@@ -155,7 +156,7 @@ class _Provenance:
     def __init__(self, raw_root: Path) -> None:
         self.raw_root = raw_root
         path = raw_root / ".climb" / "manifest.sqlite"
-        self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True) if path.is_file() else None
+        self.db = connect_readonly(path) if path.is_file() else None
 
     def __call__(self, files: list[Path]) -> list[tuple[str, str]]:
         out = []
@@ -300,11 +301,8 @@ def run_unit(spec: UnitSpec) -> UnitResult:
 
 def _input_digests(items: list[Item], raw_root: Path) -> dict[str, str]:
     """Per item, a digest of its raw inputs (hashes from the manifest; size+mtime otherwise)."""
-    known = (
-        RawManifest.for_dataset(raw_root).load_index()
-        if (raw_root / ".climb" / "manifest.sqlite").is_file()
-        else {}
-    )
+    with RawManifest(raw_root / ".climb" / "manifest.sqlite", read_only=True) as manifest:
+        known = manifest.load_index()
     keys = sorted(known)
     out = {}
     for item in items:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -650,6 +651,19 @@ def _fmt_msg(err: dict[str, Any]) -> str:
     return msg.removeprefix("Value error, ")
 
 
+def _did_you_mean(name: str, parent: tuple[Any, ...], errors: list[Any], fields: Iterable[str]) -> str:
+    """' (did you mean 'hz'?)' for a mistyped field: among the fields the model has at that level
+    (given for the top level) and those reported missing beside it."""
+    from climb_cli.catalog import suggest
+
+    known = set(fields) if not parent else set()
+    known |= {
+        str(x["loc"][-1]) for x in errors if x.get("type") == "missing" and tuple(x["loc"][:-1]) == parent
+    }
+    close = suggest(name, sorted(known), limit=1)
+    return f" — did you mean {close[0]!r}?" if close else ""
+
+
 class _Located:
     """Turns pydantic errors into 'file:line path: message' using the composed YAML tree."""
 
@@ -661,16 +675,26 @@ class _Located:
     ) -> RecipeError:
         line = _node_line(self.root, node_loc if node_loc is not None else loc)
         where = f"{self.path}:{line}" if line else str(self.path)
-        return RecipeError(f"{where} {_fmt_loc(loc)}: {msg}")
+        return RecipeError(f"{where} {_fmt_loc(loc)}: {msg}" if loc else f"{where} {msg}")
 
     def from_validation(
-        self, e: ValidationError, prefix: tuple[Any, ...] = (), node_prefix: tuple[Any, ...] | None = None
+        self,
+        e: ValidationError,
+        prefix: tuple[Any, ...] = (),
+        node_prefix: tuple[Any, ...] | None = None,
+        fields: Iterable[str] = (),
     ) -> RecipeError:
-        err = e.errors()[0]
+        errors = e.errors()
+        unknown = [x for x in errors if x.get("type") == "extra_forbidden"]
+        err = unknown[0] if unknown else errors[0]  # a typo first: it is what the other errors follow from
         loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
         np = node_prefix if node_prefix is not None else prefix
-        extra = f" (and {len(e.errors()) - 1} more)" if len(e.errors()) > 1 else ""
-        return self.error(prefix + loc, _fmt_msg(err) + extra, node_loc=np + loc)
+        extra = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        msg = _fmt_msg(err)
+        if unknown and loc:
+            msg = f"unknown field {loc[-1]!r}" + _did_you_mean(str(loc[-1]), loc[:-1], errors, fields)
+            loc = loc[:-1]
+        return self.error(prefix + loc, msg + extra, node_loc=np + err["loc"])
 
 
 def _parse_steps(raw: Any, where: _Located) -> list[dict[str, Any]]:
@@ -702,7 +726,9 @@ def _parse_steps(raw: Any, where: _Located) -> list[dict[str, Any]]:
         try:
             model = known[name].params.model_validate(params)
         except ValidationError as e:
-            raise where.from_validation(e, prefix=("steps", i), node_prefix=("steps", i, name)) from None
+            raise where.from_validation(
+                e, prefix=("steps", i), node_prefix=("steps", i, name), fields=known[name].params.model_fields
+            ) from None
         out.append({"name": name, "params": model.model_dump(mode="json")})
     return out
 
@@ -726,7 +752,9 @@ def _check_sources(raw: Any, where: _Located) -> None:
         try:
             cls.Params.model_validate(specific)
         except ValidationError as e:
-            raise where.from_validation(e, prefix=("sources", i)) from None
+            raise where.from_validation(
+                e, prefix=("sources", i), fields=[*cls.Params.model_fields, *base_fields]
+            ) from None
 
 
 def parse_recipe(text: str, path: Path) -> Recipe:
@@ -750,7 +778,7 @@ def parse_recipe(text: str, path: Path) -> Recipe:
     try:
         recipe = Recipe.model_validate({**data, "path": path})
     except ValidationError as e:
-        raise where.from_validation(e) from None
+        raise where.from_validation(e, fields=[f for f in Recipe.model_fields if f != "path"]) from None
     stem = path.name.removesuffix(".yaml").removesuffix(".yml")
     if stem != recipe.name:
         raise where.error(("name",), f"must match the file name ({stem!r})")

@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from climb_cli.errors import UsageError
+from climb_cli.errors import ClimbError, UsageError
 
 
 def _env_float(name: str, default: float) -> float:
@@ -30,6 +30,23 @@ def _env_int(name: str, default: int) -> int:
     if value != int(value) or value < 0:
         raise UsageError(f"{name}: must be a whole number >= 0")
     return int(value)
+
+
+def writable(path: Path) -> bool:
+    """Whether this process may write `path` (an existing file or folder), or create it (its
+    nearest existing ancestor is writable). False on a read-only mount, even for root."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return os.access(path, os.W_OK)
+
+
+def require_writable(path: Path, hint: str) -> None:
+    """Raise a one-line ClimbError naming `path` and what to set (`hint`) when it cannot be written."""
+    if not writable(path):
+        raise ClimbError(f"cannot write to {path} (no write access there); {hint}")
+
+
+DATA_DIR_HINT = "set --data-dir or CLIMB_DATA to a folder you can write"
 
 
 @dataclass(frozen=True)

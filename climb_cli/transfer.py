@@ -44,6 +44,7 @@ from climb_cli.net.retry import (
 from climb_cli.sources.base import RemoteFile, Source
 
 SIDECAR_MIN = 1024 * 1024  # below this, a transfer killed mid-way restarts instead of resuming
+MISMATCH_RETRIES = 2  # a whole body with the wrong sum is fetched afresh this many more times
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 _UNSATISFIED_RANGE = re.compile(r"bytes \*/(\d+)")
 _NETWORK_ERRORS = NETWORK_ERRORS
@@ -159,6 +160,7 @@ class Downloader:
         if (part.url and part.url != redaction.redact_url(rf.url)) or (not part.validator and part.size()):
             part.discard()  # bytes of some other URL, or of an unknown version: never mix them
         attempt = self.policy.start(f"{rf.path} from {urlsplit(rf.url).netloc}")
+        mismatches: list[str] = []  # sums of whole fresh bodies that did not match
         while True:
             offset = part.size()
             headers = {"Accept-Encoding": "identity"}
@@ -245,12 +247,24 @@ class Downloader:
                 )
                 if not ok:
                     part.discard()
-                    if offset == 0:  # a whole fresh body that does not match: upstream differs
-                        raise TransferError(
-                            f"{source.recipe.name}: checksum mismatch for {rf.path} from "
-                            f"{redaction.redact_url(rf.url)} (expected {rf.sha256 or rf.md5}, got "
-                            f"{hashes['sha256'] if rf.sha256 else hashes.get('md5')})"
+                    if offset == 0:
+                        # a whole fresh body that does not match: bytes damaged in transit (retry it
+                        # whole, a few times) or an upstream that differs (the same sum every time)
+                        got = hashes["sha256"] if rf.sha256 else hashes.get("md5", "")
+                        mismatches.append(got)
+                        if len(mismatches) > MISMATCH_RETRIES:
+                            same = len(set(mismatches)) == 1
+                            how = "the same bytes each time: upstream differs" if same else "each different"
+                            raise TransferError(
+                                f"{source.recipe.name}: checksum mismatch for {rf.path} from "
+                                f"{redaction.redact_url(rf.url)} (expected {rf.sha256 or rf.md5}, got "
+                                f"{got}; {len(mismatches)} fresh downloads, {how})"
+                            )
+                        self.progress.message(
+                            f"retrying {rf.path} from the start: checksum mismatch "
+                            f"(fresh download {len(mismatches) + 1} of {MISMATCH_RETRIES + 1})"
                         )
+                        continue
                     attempt = self._retry_or_raise(attempt, rf, "checksum mismatch of resumed bytes", 0.0)
                     continue  # resumed bytes may have been stale: fetch it whole
                 return self._commit(part, rf, dest, hashes, written, validator)
@@ -349,10 +363,10 @@ class Downloader:
         After the first access refusal for a source, its remaining files are not attempted
         (they would all be refused the same way)."""
         known = manifest.load_index()
-        sizes = [rf.size for _, rf in jobs]
-        self.progress.start(
-            len(jobs), sum(s for s in sizes if s) if all(s is not None for s in sizes) else None
-        )
+        sizes = [
+            rf.size if rf.size is not None else _present_size(source.raw_dir / rf.path) for source, rf in jobs
+        ]
+        self.progress.start(len(jobs), sum(sizes) if all(s is not None for s in sizes) else None)  # type: ignore[arg-type]
         hosts: dict[str, threading.Semaphore] = {}
         for _, rf in jobs:
             hosts.setdefault(urlsplit(rf.url).netloc, threading.Semaphore(self.per_host))
@@ -386,6 +400,14 @@ class Downloader:
             finally:
                 manifest.flush()
         return outcomes
+
+
+def _present_size(path: Path) -> int | None:
+    """The size of a file already on disk (what a skip will count), else None (not known yet)."""
+    try:
+        return path.stat().st_size
+    except OSError:
+        return None
 
 
 def fetch_one(source: Source, rf: RemoteFile, dest: Path) -> None:

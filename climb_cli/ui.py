@@ -9,11 +9,13 @@ from __future__ import annotations
 import sys
 import threading
 
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.progress import (
     BarColumn,
     DownloadColumn,
     MofNCompleteColumn,
+    ProgressColumn,
+    Task,
     TaskProgressColumn,
     TextColumn,
     TimeRemainingColumn,
@@ -50,11 +52,25 @@ def error(text: str) -> None:
     err_console.print("climb: error: " + redact(text), markup=False, style="red")
 
 
+class _PerTask(ProgressColumn):
+    """A column that renders per task unit: a count for the files task ("12/243"), sizes and a
+    rate for the bytes task ("1.2/3.4 MB 5.6 MB/s"); never a file count labelled in bytes."""
+
+    def __init__(self, **by_unit: ProgressColumn | None) -> None:
+        super().__init__()
+        self.by_unit = by_unit
+
+    def render(self, task: Task) -> RenderableType:
+        column = self.by_unit.get(task.fields.get("unit", ""))
+        return column.render(task) if column is not None else ""
+
+
 class TransferBar(Progress):
     """Files, bytes, rate and ETA of a download; quiet when stdout is not a terminal."""
 
-    def __init__(self, label: str) -> None:
+    def __init__(self, label: str, *, report_failures: bool = True) -> None:
         self.label = label
+        self.report_failures = report_failures  # False: the caller lists failed files itself
         self._bar: RichBar | None = None
         self._lock = threading.Lock()
         self.failed = 0
@@ -63,18 +79,17 @@ class TransferBar(Progress):
         self._bar = RichBar(
             TextColumn("{task.description}"),
             BarColumn(),
-            MofNCompleteColumn(),
             TaskProgressColumn(),
-            DownloadColumn(),
-            TransferSpeedColumn(),
+            _PerTask(files=MofNCompleteColumn(), bytes=DownloadColumn()),
+            _PerTask(files=None, bytes=TransferSpeedColumn()),
             TimeRemainingColumn(),
             console=console,
             transient=True,
             disable=not console.is_terminal,
         )
         self._bar.start()
-        self._files = self._bar.add_task(f"{self.label} files", total=total_files)
-        self._bytes = self._bar.add_task(f"{self.label} bytes", total=total_bytes)
+        self._files = self._bar.add_task(f"{self.label} files", total=total_files, unit="files")
+        self._bytes = self._bar.add_task(f"{self.label} bytes", total=total_bytes, unit="bytes")
 
     def advance(self, nbytes: int) -> None:
         if self._bar:
@@ -85,7 +100,7 @@ class TransferBar(Progress):
             self._bar.update(self._files, advance=1)
             if outcome.status == "skipped":
                 self._bar.update(self._bytes, advance=outcome.size)
-        if outcome.status == "failed" and not outcome.access_denied:
+        if outcome.status == "failed" and not outcome.access_denied and self.report_failures:
             with self._lock:
                 self.failed += 1
                 if self.failed <= 5:
@@ -102,7 +117,7 @@ class TransferBar(Progress):
             self._bar.stop()
 
 
-def unit_bar(label: str, total: int) -> tuple[RichBar, int]:
+def unit_bar(label: str, total: int | None) -> tuple[RichBar, int]:
     bar = RichBar(
         TextColumn("{task.description}"),
         BarColumn(),

@@ -42,6 +42,8 @@ class RawReport:
     lists_missing: list[str] = field(default_factory=list)  # list gone: checked against the manifest
     repaired: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    read_only: bool = False  # the raw folder is not writable: results were not recorded
+    unrepaired: dict[str, str] = field(default_factory=dict)  # path -> why --repair could not fix it
 
     @property
     def ok(self) -> bool:
@@ -61,6 +63,8 @@ class RawReport:
             "never_listed": self.never_listed,
             "lists_missing": self.lists_missing,
             "repaired": self.repaired,
+            "read_only": self.read_only,
+            "unrepaired": self.unrepaired,
             "seconds": round(self.seconds, 3),
         }
 
@@ -135,7 +139,8 @@ def _verify_raw(recipe: Recipe, settings: Settings, workers: int | None) -> tupl
         report.missing.extend(getattr(source, "shortfalls", list)())
     bad: list[tuple[Source, RemoteFile]] = []
     now = time.time()
-    manifest = RawManifest.for_dataset(raw_root)
+    manifest = RawManifest.for_reading(raw_root)
+    report.read_only = manifest.read_only
 
     def check(item: tuple[Source, RemoteFile, str]) -> tuple[str, int, Entry | None]:
         source, rf, key = item

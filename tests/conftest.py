@@ -190,6 +190,21 @@ def redirect_to(capture: CaptureServer) -> dict[str, object]:
 
 
 @contextlib.contextmanager
+def read_only_mount(path: Path) -> Iterator[None]:
+    """`path` bind-mounted read-only over itself (a shared lab copy, a read-only HOME) for the block;
+    the test is skipped where mounting is not allowed (it needs CAP_SYS_ADMIN)."""
+    path.mkdir(parents=True, exist_ok=True)
+    if subprocess.run(["mount", "--bind", str(path), str(path)], capture_output=True).returncode:
+        pytest.skip("cannot bind-mount read-only here (needs CAP_SYS_ADMIN)")
+    try:
+        if subprocess.run(["mount", "-o", "remount,bind,ro", str(path)], capture_output=True).returncode:
+            pytest.skip("cannot remount read-only here")
+        yield
+    finally:
+        subprocess.run(["umount", str(path)], check=True)
+
+
+@contextlib.contextmanager
 def small_filesystem(path: Path, size: str) -> Iterator[Path]:
     """A tmpfs of `size` mounted at `path` (a really full disk: ENOSPC from the kernel); skips the test
     where mounting is not allowed (not root, no CAP_SYS_ADMIN)."""

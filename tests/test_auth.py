@@ -212,7 +212,30 @@ def test_check_gives_the_next_step_per_dataset(tmp_path: Path, server: FakePhysi
     r = climb_in_process(*base, "toysecret", "--json", env=env)
     (row,) = json.loads(r.stdout)
     assert r.returncode == 1 and row["status"] == "access not granted" and row["next_step"] == f"see {page}"
-    assert "sign it at " + page in row["detail"]
+    assert "sign it at " + page in row["detail"] and "signed in to PhysioNet as 'cy', but" in row["detail"]
+    # a wrong password: its own category, and the access column agrees with the detail
+    env = _env(tmp_path, server, PHYSIONET_USERNAME=TEST_USER, PHYSIONET_PASSWORD=WRONG_PASSWORD)
+    r = climb_in_process(*base, "toysecret", "--json", env=env)
+    (row,) = json.loads(r.stdout)
+    assert row["status"] == "credentials rejected" and "rejected the username/password" in row["detail"]
+    assert row["next_step"].startswith("fix the password: run `climb auth login physionet`")
+    # the server failing at sign-in: failed, not a password problem
+    server.login_faults.add("status", status=503, times=-1)
+    r = climb_in_process(
+        *base,
+        "toysecret",
+        "--json",
+        env=_env(
+            tmp_path,
+            server,
+            PHYSIONET_USERNAME=TEST_USER,
+            PHYSIONET_PASSWORD=TEST_PASSWORD,
+            CLIMB_RETRIES="1",
+        ),
+    )
+    (row,) = json.loads(r.stdout)
+    assert row["status"] == "failed" and "answered HTTP 503" in row["detail"]
+    server.login_faults.clear()
     # the right account: exit 0, and no data was downloaded (a 1-byte range of SHA256SUMS.txt)
     env = _env(tmp_path, server, PHYSIONET_USERNAME=TEST_USER, PHYSIONET_PASSWORD=TEST_PASSWORD)
     r = climb(*base, "toysecret", "toyopen", env=env)
@@ -469,6 +492,33 @@ def test_no_secret_in_outputs_files_or_argv(tmp_path: Path, server: FakePhysioNe
                 assert not leaked, f"a secret was written to {p}"
                 checked += 1
     assert checked > 10
+
+
+def test_login_with_an_unwritable_home_says_which_path_and_what_to_set(tmp_path: Path) -> None:
+    from tests.conftest import read_only_mount
+
+    home = tmp_path / "home"
+    cases = {
+        ("physionet", "--username", "ada"): (home / ".netrc", "set NETRC to a file path you can write"),
+        ("kaggle",): (home / ".kaggle" / "access_token", "set HOME to a folder you can write"),
+        ("kaggle", "--username", "ada"): (home / ".kaggle" / "kaggle.json", "set KAGGLE_CONFIG_DIR"),
+        ("grand-challenge",): (home / ".config" / "climb" / "grand-challenge-token", "set XDG_CONFIG_HOME"),
+    }
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NETRC", "KAGGLE", "XDG", "CLIMB_"))}
+    with read_only_mount(home):
+        for args, (path, hint) in cases.items():
+            r = subprocess.run(
+                [sys.executable, "-m", "climb_cli", "auth", "login", *args, "--no-check"],
+                input="not-a-real-secret\n",
+                capture_output=True,
+                text=True,
+                cwd=REPO,
+                env={**env, "HOME": str(home)},
+            )
+            assert r.returncode == 1, args
+            assert r.stderr.startswith(
+                f"climb: error: cannot write to {path} (no write access there); {hint}"
+            ), r.stderr
 
 
 def test_login_refuses_to_write_through_a_dangling_or_foreign_symlink(tmp_path: Path) -> None:

@@ -85,12 +85,12 @@ def test_source_specific_fields_are_validated(tmp_path: Path) -> None:
     with pytest.raises(RecipeError, match=r"toy.yaml:9 sources\[0\]\.version: must match"):
         load_recipe(p)
     p = _write(tmp_path, BASE.replace("    version: 1.0.0\n", "    version: 1.0.0\n    colour: red\n"))
-    with pytest.raises(RecipeError, match=r"toy.yaml:10 sources\[0\]\.colour: unknown field"):
+    with pytest.raises(RecipeError, match=r"toy.yaml:10 sources\[0\]: unknown field 'colour'"):
         load_recipe(p)
 
 
 def test_unknown_and_missing_top_level_fields(tmp_path: Path) -> None:
-    with pytest.raises(RecipeError, match=r"toy.yaml:1 licence: unknown field"):
+    with pytest.raises(RecipeError, match=r"toy.yaml:1 unknown field 'licence' — did you mean 'license'\?"):
         load_recipe(_write(tmp_path, "licence: x\n" + BASE))
     with pytest.raises(RecipeError, match=r"toy.yaml:\d+ access: is required"):
         load_recipe(_write(tmp_path, BASE.replace("access: open\n", "")))
@@ -134,3 +134,30 @@ def test_user_recipe_folder_overrides_and_extends(tmp_path: Path) -> None:
     cat = Catalog([tmp_path])
     assert "toy" in cat.names()
     assert cat.load("ptbxl").steps[-2].params["length"] == 1000
+
+
+def test_a_mistyped_field_is_said_first_with_the_close_name(tmp_path: Path) -> None:
+    from tests.conftest import run_climb, write_recipe
+
+    src = "  - kind: physionet\n    project: x\n    version: '1.0'\n"
+    cases = {
+        "bad1": (
+            "ecg.resample: {hz: 500}",
+            "ecg.resample: {hzz: 500}",
+            "steps[2]: unknown field 'hzz' — did you mean 'hz'?",
+        ),
+        "bad2": ("modality:", "modalty:", "unknown field 'modalty' — did you mean 'modality'?"),
+        "bad3": (
+            "    project: x",
+            "    projct: x",
+            "sources[0]: unknown field 'projct' — did you mean 'project'?",
+        ),
+    }
+    for name, (old, new, want) in cases.items():
+        p = write_recipe(tmp_path, name, src)
+        p.write_text(p.read_text().replace(old, new, 1))
+        line = p.read_text().splitlines().index(next(x for x in p.read_text().splitlines() if new in x)) + 1
+        r = run_climb("--recipes", str(tmp_path), "info", name)
+        assert r.returncode == 2
+        assert r.stderr == f"climb: error: {p}:{line} {want} (and 1 more)\n", r.stderr
+        p.unlink()

@@ -166,6 +166,19 @@ def test_upstream_bytes_that_do_not_match_the_sum_are_refused(
         "toyecg: checksum mismatch for big.bin from http://"
     )
     assert not _final(settings).exists() and not _part(settings).exists()
+    assert out.error.endswith("3 fresh downloads, the same bytes each time: upstream differs)")
+    assert [r.range for r in _file_requests(server)] == [None, None, None]  # whole, never resumed
+
+
+def test_a_byte_flipped_in_transit_is_fetched_again_whole_within_the_run(
+    tmp_path: Path, settings: Settings, server: FakePhysioNet, big: bytes
+) -> None:
+    server.faults.add("flip", path_glob="*/big.bin", after_bytes=2_000_000, times=2)
+    report = download(_recipe(tmp_path), settings)
+    assert report.ok, report.outcomes
+    assert _final(settings).read_bytes() == big
+    reqs = _file_requests(server)
+    assert [(r.fault, r.range) for r in reqs] == [("flip", None), ("flip", None), (None, None)]
 
 
 def test_a_corrupt_file_under_the_final_name_is_replaced(
@@ -211,3 +224,19 @@ def test_short_body_closed_cleanly_is_resumed(
     first, second = _file_requests(server)
     assert first.fault == "short" and second.status == 206
     assert second.range == f"bytes={first.bytes_sent}-"
+
+
+def test_the_bytes_total_counts_files_already_present(
+    tmp_path: Path, settings: Settings, server: FakePhysioNet, big: bytes
+) -> None:
+    from climb_cli.events import Progress
+
+    class Totals(Progress):
+        def start(self, total_files: int, total_bytes: int | None) -> None:
+            self.totals = (total_files, total_bytes)
+
+    first, again = Totals(), Totals()
+    assert download(_recipe(tmp_path), settings, first).ok
+    assert first.totals == (1, None)  # PhysioNet lists no sizes in SHA256SUMS.txt
+    assert download(_recipe(tmp_path), settings, again).ok
+    assert again.totals == (1, BIG)  # present files count with their size: not "?"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from climb_cli.fakes.physionet import FakePhysioNet
-from tests.conftest import run_climb, write_recipe
+from tests.conftest import read_only_mount, run_climb, write_recipe
 
 SOURCE = """  - id: data
     kind: physionet
@@ -104,6 +104,41 @@ def test_outputs_are_checked_against_manifest_and_expectations(tmp_path: Path, s
     r = run_climb(*args, "verify", "--outputs", "toyecg", env=env)
     assert r.returncode == 1
     assert f"{shard.name}: sha256 differs from the manifest (corrupt or replaced)" in r.stdout
+
+
+def test_repair_that_cannot_repair_says_so_and_names_each_file_once(
+    tmp_path: Path, downloaded: tuple[list[str], dict[str, str]]
+) -> None:
+    args, env = downloaded
+    raw = tmp_path / "data" / "raw" / "toyecg"
+    (raw / "records500" / "00000" / "00008_hr.hea").unlink()
+    offline = {**env, "CLIMB_PHYSIONET_URL": "http://127.0.0.1:9", "CLIMB_RETRIES": "0"}
+    r = run_climb(*args, "verify", "toyecg", "--repair", env=offline)
+    assert r.returncode == 1
+    out = r.stdout + r.stderr
+    assert sum("00008_hr.hea" in line for line in out.splitlines()) == 1, out
+    assert "missing: records500/00000/00008_hr.hea (could not repair: " in r.stdout
+    assert "(run with --repair)" not in out
+    assert r.stderr.strip().endswith("(--repair could not fix them; why is listed above)")
+
+
+def test_read_only_raw_data_with_a_writable_processed_folder(
+    tmp_path: Path, downloaded: tuple[list[str], dict[str, str]]
+) -> None:
+    args, env = downloaded
+    with read_only_mount(tmp_path / "data" / "raw"):
+        r = run_climb(*args, "verify", "toyecg", env=env)
+        assert r.returncode == 0, r.stderr
+        assert "62 files" in r.stdout and "is read-only: results were not recorded" in r.stderr
+        r = run_climb(*args, "preprocess", "toyecg", "--workers", "1", env=env)
+        assert r.returncode == 0, r.stderr
+        assert "30 rows in" in r.stdout
+        r = run_climb(*args, "download", "toyecg", env=env)
+        assert r.returncode == 1
+        assert r.stderr == (
+            f"climb: error: toyecg: cannot write to {tmp_path / 'data' / 'raw' / 'toyecg'} (no write access "
+            "there); set --data-dir or CLIMB_DATA to a folder you can write\n"
+        )
 
 
 def test_outputs_repair_rebuilds_a_replaced_shard(tmp_path: Path, server: FakePhysioNet) -> None:

@@ -57,9 +57,9 @@ __all__ = [
 #: Every fault kind :class:`FaultPlan` accepts.
 #: ``throttle`` (not in the original brief) caps the body rate at ``bytes_per_second`` for the hit requests,
 #: like PhysioNet's observed per-connection cap.
-FAULT_KINDS = frozenset({"drop", "short", "stall", "status", "ignore_range", "change", "throttle"})
+FAULT_KINDS = frozenset({"drop", "short", "stall", "status", "ignore_range", "change", "throttle", "flip"})
 #: Kinds that act on the body bytes (meaningless for HEAD, 304, 416).
-BODY_FAULT_KINDS = frozenset({"drop", "short", "stall", "throttle"})
+BODY_FAULT_KINDS = frozenset({"drop", "short", "stall", "throttle", "flip"})
 #: Kinds a HEAD request may consume (servers pass this to :meth:`FaultPlan.take` for HEAD).
 HEAD_FAULT_KINDS = FAULT_KINDS - BODY_FAULT_KINDS
 
@@ -88,6 +88,8 @@ class Fault:
       * ``change``: the file looks changed for this request: ``Last-Modified`` one hour later and therefore a
         different ``ETag``; ``If-Range``/``If-None-Match`` with the old validators fail (200, full body).
       * ``throttle``: send the body at ``bytes_per_second``.
+      * ``flip``: send the whole body with the byte at body offset ``after_bytes`` inverted -- a bit error
+        in transit that TCP's checksum missed (or a faulty proxy): lengths and headers are right.
     """
 
     kind: str
@@ -630,6 +632,9 @@ def send_body(
                 chunk = fh.read(n) if fh is not None else bytes(data[start + sent : start + sent + n])  # type: ignore[index]
                 if not chunk:
                     return
+                flip_at = fault.after_bytes - (start + sent) if kind == "flip" and fault else -1
+                if 0 <= flip_at < len(chunk):
+                    chunk = chunk[:flip_at] + bytes([chunk[flip_at] ^ 0xFF]) + chunk[flip_at + 1 :]
                 yield chunk
 
         chunk_size = _CHUNK

@@ -17,10 +17,10 @@ What it implements, from /work/shared/reference/sources.md §2 and the correctio
   the rules accepted (403 with Kaggle's exact JSON message).  Private or unknown -> 404 JSON.
 * **Downloads** answer **302** to a GCS-style signed URL on a second host (:class:`FakeObjectStore`, another
   port), valid ``url_ttl`` seconds; whole datasets and competition bundles are zips built from the files.
-  Optionally (``compress_single_files_over``) a single file larger than that arrives wrapped as
-  ``<name>.zip`` unless the request says ``raw: true`` -- the wrapper is documented (§2.4), the meaning of
-  ``raw`` is an inference from kagglesdk's comment that ``DownloadDataset`` with ``raw=true`` equals
-  ``DownloadDatasetRaw``.
+  Optionally (``compress_single_files_over``) a single file larger than that is offered only zipped, as
+  ``compressed/<name>.zip`` -- the wrapper is documented (§2.4) and the official CLI just saves it. A
+  ``raw: true`` in the request does not change that: that it would was only an inference from a kagglesdk
+  comment, never observed, so the fake serves what was observed.
 * **Rate limiting**: API calls consume ``status`` faults from ``faults`` matched on the method path
   (``*/DownloadDataset``); :meth:`FakeKaggle.rate_limit` arms 429s in the legacy (``{"code":429,...}``) or
   the RPC (``{"error":{...}}``) body style, with ``Retry-After``.  Storage faults go to ``storage.faults``.
@@ -355,7 +355,7 @@ class _KaggleHandler(BaseFakeHandler):
         if name not in ds.versions[number]:
             raise _ApiError(404, f"File {name} not found in dataset {ds.ref}")
         limit = self.fake.compress_single_files_over
-        if limit is not None and len(ds.versions[number][name]) > limit and not args.get("raw"):
+        if limit is not None and len(ds.versions[number][name]) > limit:
             self._redirect(f"{base}/compressed/{name}.zip")
             return
         self._redirect(f"{base}/{name}")

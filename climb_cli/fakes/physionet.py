@@ -49,6 +49,7 @@ from climb_cli.fakes.faults import (
     RequestRecord,
     http_date,
     nginx_error_page,
+    send_fault_status,
     serve_bytes,
 )
 
@@ -343,6 +344,11 @@ class _PhysioNetHandler(BaseFakeHandler):
 
     def route(self) -> None:
         path = self.url_path
+        if path == "/login/" and self.command == "POST":
+            fault = self.fake.login_faults.take(path, kinds={"status"})
+            if fault is not None:  # the front end (nginx, a rate limiter) answers before Django
+                send_fault_status(self, fault)
+                return
         if path.startswith("/static/published-projects/"):
             self._static(path)
         elif path.startswith("/protected/") or path == "/protected":
@@ -671,7 +677,21 @@ class _PhysioNetHandler(BaseFakeHandler):
         )
 
     def _login(self) -> None:
-        """Django LoginView with physionet's dual username/e-mail backend."""
+        """Django LoginView (redirect_authenticated_user=True) with physionet's dual username/e-mail
+        backend. A session that is already signed in is redirected, whatever the method: no form,
+        no new ``sessionid``."""
+        if self._login_user() is not None:
+            source = (
+                self.query
+                if self.command in ("GET", "HEAD")
+                else parse_qs(self.read_body().decode("utf-8", "replace"), keep_blank_values=True)
+            )
+            next_url = (source.get("next") or [""])[0]
+            location = (
+                next_url if next_url.startswith("/") and not next_url.startswith("//") else "/projects/"
+            )
+            self.respond(302, b"", headers=[("Location", location), ("Vary", "Cookie")])
+            return
         if self.command in ("GET", "HEAD"):
             self._login_form(200, next_url=(self.query.get("next") or [""])[0])
             return
@@ -813,6 +833,9 @@ class FakePhysioNet(FakeHTTPServer):
     ) -> None:
         super().__init__(host=host, port=port, latency=latency, faults=faults)
         self.realm = realm
+        #: ``status`` faults answered to ``POST /login/`` (503 from the front end, 429 from a rate
+        #: limiter, a 403 CSRF page); the file ``faults`` never touch the login view.
+        self.login_faults = FaultPlan()
         #: nginx's ``if_modified_since`` default is ``exact`` (304 only for the exact mtime); set False for
         #: ``before`` (304 whenever If-Modified-Since >= mtime).
         self.ims_exact = True

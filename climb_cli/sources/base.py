@@ -52,6 +52,7 @@ class AccessReport:
     ok: bool
     detail: str
     next_step: str = ""
+    reason: str = ""  # when known: no credentials | credentials rejected | access not granted | failed
 
 
 @lru_cache(maxsize=4096)

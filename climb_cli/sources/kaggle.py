@@ -30,17 +30,22 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
+import tempfile
 import threading
+import zipfile
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit
 
 import requests
+import urllib3
 from pydantic import Field, model_validator
 
 from climb_cli import credentials, redaction
 from climb_cli.errors import AccessError, TransferError
+from climb_cli.hashing import hash_file
 from climb_cli.net import signed
 from climb_cli.sources import _api as shared_api
 from climb_cli.sources.base import AccessReport, RemoteFile, Source, SourceParams, safe_relpath, selected
@@ -107,6 +112,7 @@ class KaggleSource(Source):
         self.base = self.settings.base_url("kaggle", DEFAULT_URL)
         self._signed = signed.SignedUrls(tries=_RE_RESOLVE + 1)
         self._lock = threading.Lock()
+        self._wrappers: set[str] = set()  # identities of files Kaggle offered only zipped
         self._version: int | None = self.params.version
 
     # -- names and places -----------------------------------------------------------------------
@@ -429,7 +435,9 @@ class KaggleSource(Source):
 
     def open(self, file: RemoteFile, headers: dict[str, str]) -> requests.Response:
         def get(target: str) -> requests.Response:
-            self._check_not_wrapped(file, target)
+            wrapper = self._wrapper_name(file, target)
+            if wrapper is not None:
+                return self._open_zipped(file, wrapper)
             # A bare GET: no Authorization, no auth= -- the storage host never sees the credential.
             return self.session().get(target, headers=headers, stream=True, timeout=self.timeout)
 
@@ -441,22 +449,79 @@ class KaggleSource(Source):
                 f"for {file.path}"
             ) from None
 
-    def _check_not_wrapped(self, file: RemoteFile, signed: str) -> None:
-        """Kaggle may serve a large single file only as ``<name>.zip``; never store a wrapper as the file."""
+    def _wrapper_name(self, file: RemoteFile, link: str) -> str | None:
+        """The name of the zip Kaggle wraps a large single file in (``compressed/<name>.zip``), or None
+        when the link is to the file itself."""
         if self.params.whole_archive or file.path.lower().endswith(".zip"):
-            return
-        base = urlsplit(signed).path.rsplit("/", 1)[-1]
+            return None
+        base = urlsplit(link).path.rsplit("/", 1)[-1]
         if base.lower().endswith(".zip") and not base.lower().endswith(".zip.zip") and base != file.path:
-            raise TransferError(
-                f"{self.recipe.name}: Kaggle serves {file.path} only zipped ({base}); "
-                f"set 'whole_archive: true' for this source and let the archive step unpack it"
-            )
+            return base
+        return None
+
+    def _open_zipped(self, file: RemoteFile, wrapper: str) -> requests.Response:
+        """A file Kaggle offers only zipped: fetch the zip (checked against storage's md5, resumable, like
+        any file), check it holds just this one file of the listed size, unpack it (zip's CRC-32 checked),
+        record both in ``.climb/wrapped-<source>.jsonl``, drop the zip, and hand the member to the engine
+        as a local response, which hashes, size-checks and commits it like any download."""
+        from climb_cli.transfer import fetch_one
+
+        zip_rf = RemoteFile(f"{file.path}.zip", file.url)
+        zip_path = self.raw_dir / ".climb" / "wrapped" / f"{file.path}.zip"
+        with self._lock:
+            self._wrappers.add(file.url)
+        fetch_one(self, zip_rf, zip_path)
+        name, want = self.recipe.name, file.path.rsplit("/", 1)[-1]
+        member = tempfile.TemporaryFile(dir=zip_path.parent)  # noqa: SIM115 - handed on as the body
+        try:
+            with zipfile.ZipFile(zip_path) as zf:
+                infos = [i for i in zf.infolist() if not i.is_dir()]
+                if len(infos) != 1 or infos[0].filename.rsplit("/", 1)[-1] != want:
+                    raise TransferError(
+                        f"{name}: Kaggle's {wrapper} for {file.path} holds "
+                        f"{', '.join(i.filename for i in infos[:3]) or 'nothing'}, not just {want}"
+                    )
+                info = infos[0]
+                if file.size is not None and info.file_size != file.size:
+                    raise TransferError(
+                        f"{name}: {wrapper} holds {info.file_size} bytes of {want}; Kaggle lists {file.size}"
+                    )
+                sha, md5 = hashlib.sha256(), hashlib.md5()
+                with zf.open(info) as src:  # reads no more than declared; checks the CRC-32 at the end
+                    while chunk := src.read(1024 * 1024):
+                        member.write(chunk)
+                        sha.update(chunk)
+                        md5.update(chunk)
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError) as e:
+            member.close()
+            raise TransferError(f"{name}: cannot unpack Kaggle's {wrapper} for {file.path}: {e}") from None
+        except BaseException:
+            member.close()
+            raise
+        record = {
+            "path": file.path,
+            "zip": wrapper,
+            "zip_size": zip_path.stat().st_size,
+            "zip_sha256": hash_file(zip_path, "sha256")["sha256"],
+            "member_size": info.file_size,
+            "member_crc32": f"{info.CRC:08x}",
+            "member_sha256": sha.hexdigest(),
+        }
+        log = self.raw_dir / ".climb" / f"wrapped-{self.spec.id}.jsonl"
+        with self._lock, open(log, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record, sort_keys=True) + "\n")
+        zip_path.unlink()
+        member.seek(0)
+        return _local_response(member, info.file_size, base64.b64encode(md5.digest()).decode())
 
     def response_checksum(self, file: RemoteFile, resp: requests.Response) -> RemoteFile:
         md5 = _md5_from_goog_hash(resp.headers.get("x-goog-hash"))
         if md5 is None or file.sha256 or file.md5:
             return file
-        if not self.params.whole_archive:  # a bundle zip may be rebuilt upstream: don't remember its sum
+        wrapper = file.url in self._wrappers and file.path.endswith(".zip")  # the zip, not the file
+        if (
+            not self.params.whole_archive and not wrapper
+        ):  # a bundle zip may be rebuilt upstream: don't remember its sum
             line = json.dumps({"url": redaction.redact_url(file.url), "md5": md5}) + "\n"
             with self._lock:
                 self.sums_path.parent.mkdir(parents=True, exist_ok=True)
@@ -492,3 +557,15 @@ class KaggleSource(Source):
             return AccessReport(name, sid, False, f"network error: {type(e).__name__}")
         what = "competition data" if self.params.competition else "dataset files"
         return AccessReport(name, sid, True, f"{what} listed ({len(files)} on the first page)")
+
+
+def _local_response(body: Any, size: int, md5_b64: str) -> requests.Response:
+    """A 200 response whose body is a local file (an unpacked member), for the transfer engine."""
+    headers = {"Content-Length": str(size), "x-goog-hash": f"md5={md5_b64}"}
+    resp = requests.Response()
+    resp.status_code = 200
+    resp.headers = requests.structures.CaseInsensitiveDict(headers)
+    resp.raw = urllib3.HTTPResponse(
+        body=body, headers=headers, status=200, preload_content=False, decode_content=False
+    )
+    return resp

@@ -77,6 +77,7 @@ class PhysioNetSource(Source):
         self._auth_lock = threading.Lock()
         self._cookies: dict[str, str] = {}
         self._generation = 0  # bumped at each successful login
+        self._account = ""  # the account signed in as (for the "signed in but not allowed" line)
         self._basic = False
 
     def describe(self) -> str:
@@ -90,46 +91,92 @@ class PhysioNetSource(Source):
         return credentials.physionet(self._host())
 
     def _login(self, seen_generation: int) -> None:
-        """Sign in through the login form and keep the session cookie (once per expiry)."""
+        """Sign in through the login form and keep the session cookie (once per expiry).
+
+        Three outcomes are told apart: signed in (a new session, or the login view redirecting a
+        session that is already signed in), the credentials refused (the form again, with its error),
+        and the server failing (429/5xx after retries, a CSRF refusal, no form): each its own line."""
+        from climb_cli.net.retry import RETRY_STATUS
+        from climb_cli.sources._api import send_with_retry
+
         with self._auth_lock:
             if self._generation != seen_generation:
                 return  # another thread logged in meanwhile
             creds = self.credentials()
             if creds is None:
-                raise AccessError(self._needs_login_message())
+                raise AccessError(self._needs_login_message(), reason="no credentials")
             s = self.session()
             login = f"{self.base}/login/"
-            r = s.get(login, timeout=self.timeout)
-            token = r.cookies.get("csrftoken") or s.cookies.get("csrftoken")
-            m = _CSRF_INPUT.search(r.text) or _CSRF_INPUT_REV.search(r.text)
-            if r.status_code != 200 or not m or not token:
-                raise AccessError(
-                    f"{self.recipe.name}: cannot sign in to PhysioNet at {redaction.redact_url(login)} "
-                    f"(HTTP {r.status_code}, no login form); "
-                    f"is {redaction.redact_url(self.base)} a PhysioNet server?"
-                )
-            r = s.post(
+            shown = redaction.redact_url(login)
+            unreachable = f"{self.recipe.name}: cannot reach PhysioNet's sign-in page {shown}"
+            current = dict(self._cookies)  # the session we hold, if any: the login view may know it
+            r = send_with_retry(
+                self,
+                lambda: s.get(login, cookies=current or None, allow_redirects=False, timeout=self.timeout),
+                unreachable,
                 login,
-                data={
-                    "csrfmiddlewaretoken": html.unescape(m.group(1)),
-                    "username": creds.username,
-                    "password": creds.password,
-                    "next": "/",
-                },
-                headers={"Referer": login},
-                cookies={"csrftoken": token},
-                allow_redirects=False,
-                timeout=self.timeout,
             )
-            session_id = r.cookies.get("sessionid")
-            if r.status_code not in (301, 302, 303) or not session_id:
+            with r:
+                if r.status_code in (301, 302, 303) and current.get("sessionid"):
+                    self._signed_in(current["sessionid"], creds.username)  # still signed in
+                    return
+                token = r.cookies.get("csrftoken") or s.cookies.get("csrftoken")
+                m = _CSRF_INPUT.search(r.text) or _CSRF_INPUT_REV.search(r.text)
+                if r.status_code != 200 or not m or not token:
+                    raise AccessError(
+                        f"{self.recipe.name}: cannot sign in to PhysioNet at {shown} "
+                        f"(HTTP {r.status_code}, no login form); "
+                        f"is {redaction.redact_url(self.base)} a PhysioNet server?",
+                        reason="failed",
+                    )
+            form = {
+                "csrfmiddlewaretoken": html.unescape(m.group(1)),
+                "username": creds.username,
+                "password": creds.password,
+                "next": "/",
+            }
+            r = send_with_retry(
+                self,
+                lambda: s.post(
+                    login,
+                    data=form,
+                    headers={"Referer": login},
+                    cookies={"csrftoken": token},
+                    allow_redirects=False,
+                    timeout=self.timeout,
+                ),
+                unreachable,
+                login,
+            )
+            with r:
+                session_id = r.cookies.get("sessionid")
+                if r.status_code in (301, 302, 303) and session_id:
+                    self._signed_in(session_id, creds.username)
+                    return
+                if r.status_code == 200 and (_CSRF_INPUT.search(r.text) or _CSRF_INPUT_REV.search(r.text)):
+                    raise AccessError(  # the form again, with its error: the credentials were refused
+                        f"{self.recipe.name}: PhysioNet rejected the username/password of {creds.username!r} "
+                        f"(from {creds.origin}); check them, or reset the password at "
+                        f"{self.base}/reset-password/",
+                        reason="credentials rejected",
+                    )
+                if r.status_code == 403 and "CSRF" in r.text:
+                    why = "CSRF verification failed: the form's cookie did not come back (a proxy?)"
+                elif r.status_code in RETRY_STATUS:
+                    why = "the server is busy or failing; try again later"
+                else:
+                    why = "an unexpected answer"
                 raise AccessError(
-                    f"{self.recipe.name}: PhysioNet rejected the username/password of {creds.username!r} "
-                    f"(from {creds.origin}); check them, or reset the password at {self.base}/reset-password/"
+                    f"{self.recipe.name}: PhysioNet's sign-in at {shown} answered HTTP {r.status_code} "
+                    f"({why}); this is not a password problem",
+                    reason="failed",
                 )
-            redaction.register(session_id)
-            self._cookies = {"sessionid": session_id}
-            self._generation += 1
+
+    def _signed_in(self, session_id: str, username: str) -> None:
+        redaction.register(session_id)
+        self._cookies = {"sessionid": session_id}
+        self._account = username
+        self._generation += 1
 
     def _needs_login_message(self) -> str:
         return (
@@ -140,8 +187,9 @@ class PhysioNetSource(Source):
         )
 
     def _denied_message(self) -> str:
+        who = f"signed in to PhysioNet as {self._account!r}, but " if self._account else ""
         return (
-            f"{self.recipe.name}: your PhysioNet account may not download {self.params.project}/"
+            f"{self.recipe.name}: {who}your PhysioNet account may not download {self.params.project}/"
             f"{self.params.version} (credentialing, required training, or this version's data use "
             f"agreement): sign it at {self.page_url}"
         )
@@ -191,7 +239,7 @@ class PhysioNetSource(Source):
                         f"{self.recipe.name}: PhysioNet did not accept your credentials for "
                         f"{redaction.redact_url(file.url)} (HTTP 401)"
                     )
-                raise AccessError(self._denied_message())
+                raise AccessError(self._denied_message(), reason="access not granted")
             if r.status_code == 404:
                 r.close()
                 raise AccessError(
@@ -270,7 +318,9 @@ class PhysioNetSource(Source):
             r = self.open(self._checksum_file(), {"Range": "bytes=0-0"})
             r.close()
         except AccessError as e:
-            return AccessReport(self.recipe.name, self.spec.id, False, str(e), self.page_url)
+            return AccessReport(
+                self.recipe.name, self.spec.id, False, str(e), self.page_url, reason=e.reason or ""
+            )
         except TransferError as e:  # a certificate or host-name failure: one line, said as it is
             return AccessReport(self.recipe.name, self.spec.id, False, str(e))
         except requests.RequestException as e:

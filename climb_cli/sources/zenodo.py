@@ -11,9 +11,10 @@ Zenodo rate-limits every request (``X-RateLimit-Limit/Remaining/Reset``, 429 wit
 paces itself to the remaining budget, waiting for the window to reset rather than spending a request on a
 sure 429, and the transfer engine retries a 429 after the server's ``Retry-After``.
 
-A token (``ZENODO_TOKEN``, or ~/.config/climb/zenodo-token) is needed only for restricted records. It is
-sent as ``Authorization: Bearer`` — never in the query string, where it would end up in URLs and logs —
-and only to the Zenodo host itself.
+A token (``ZENODO_TOKEN``, or ~/.config/climb/zenodo-token) is needed only for restricted records, and
+only sent to them: climb asks anonymously first and sends the token only after a 401/403, so a stale
+token never breaks an open record. It is sent as ``Authorization: Bearer`` — never in the query string,
+where it would end up in URLs and logs — and only to the Zenodo host itself.
 """
 
 from __future__ import annotations
@@ -76,6 +77,7 @@ class ZenodoSource(Source):
         self.page = f"{self.base}/records/{self.params.record}"
         self.api = f"{self.base}/api/records/{self.params.record}"
         self.budget = RateBudget()
+        self._send_token = False  # set once the record refused an anonymous request
 
     def describe(self) -> str:
         return f"zenodo record {self.params.record}"
@@ -85,7 +87,17 @@ class ZenodoSource(Source):
         return credentials.zenodo()
 
     def _auth(self) -> dict[str, str] | None:
-        return bearer_auth(self.credentials())
+        return bearer_auth(self.credentials()) if self._send_token else None
+
+    def _with_token_after_refusal(self, send: Any) -> requests.Response:
+        """`send(auth)` anonymously (or with the token once the record needed it); on a 401/403 with
+        a token at hand, once more with the token. Open records never see the token."""
+        resp = send(self._auth())
+        if resp.status_code in (401, 403) and not self._send_token and self.credentials() is not None:
+            resp.close()
+            self._send_token = True
+            resp = send(self._auth())
+        return resp
 
     def _refusal(self, status: int, message: str, what: str) -> AccessError:
         """One line for a 401/403/404/410 from Zenodo about `what` (the record, or one of its files)."""
@@ -149,8 +161,10 @@ class ZenodoSource(Source):
         return out
 
     def _fetch_listing(self) -> list[RemoteFile]:
-        resp = api_get(
-            self, self.api, headers={"Accept": "application/json"}, auth=self._auth(), budget=self.budget
+        resp = self._with_token_after_refusal(
+            lambda auth: api_get(
+                self, self.api, headers={"Accept": "application/json"}, auth=auth, budget=self.budget
+            )
         )
         status = resp.status_code
         if status in (401, 403, 404, 410):
@@ -179,9 +193,13 @@ class ZenodoSource(Source):
 
     # -- transfer -------------------------------------------------------------------------------
     def open(self, file: RemoteFile, headers: dict[str, str]) -> requests.Response:
-        self.budget.wait()
-        resp = fetch(self, file.url, headers=headers, auth=self._auth())
-        self.budget.update(resp)
+        def send(auth: dict[str, str] | None) -> requests.Response:
+            self.budget.wait()
+            resp = fetch(self, file.url, headers=headers, auth=auth)
+            self.budget.update(resp)
+            return resp
+
+        resp = self._with_token_after_refusal(send)
         if resp.status_code in (401, 403, 404, 410):
             body = error_body(resp)
             message = ""
@@ -213,7 +231,7 @@ class ZenodoSource(Source):
             return AccessReport(self.recipe.name, self.spec.id, False, str(e))
         except requests.RequestException as e:
             return AccessReport(self.recipe.name, self.spec.id, False, f"network error: {type(e).__name__}")
-        who = "with a token" if self.credentials() else "anonymously"
+        who = "with a token" if self._send_token else "anonymously"
         return AccessReport(
             self.recipe.name, self.spec.id, True, f"record {self.params.record} readable {who}"
         )

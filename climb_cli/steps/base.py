@@ -8,6 +8,8 @@ starts and `climb steps` can list every step with its parameters, types and defa
 from __future__ import annotations
 
 import re
+import sys
+import sysconfig
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -17,7 +19,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from climb_cli.errors import ItemError
+from climb_cli.errors import ItemError, StepBug
 
 
 class StepParams(BaseModel):
@@ -69,6 +71,42 @@ def why(exc: BaseException, limit: int = 160) -> str:
     return f"{type(exc).__name__}: {text}"
 
 
+# Exceptions that no input file can legitimately cause when climb's own code raises them.
+BUG_TYPES = (TypeError, AttributeError, NameError, AssertionError, ImportError, NotImplementedError)
+_PACKAGE_DIR = str(Path(__file__).resolve().parent.parent)
+_LIBRARY_DIRS = tuple(
+    {
+        str(Path(p).resolve())
+        for k in ("stdlib", "platstdlib", "purelib", "platlib")
+        if (p := sysconfig.get_path(k))
+    }
+    | {str(Path(p).resolve()) for p in sys.path if "-packages" in p}
+)
+
+
+def is_bug(exc: BaseException) -> bool:
+    """True for MemoryError, and for a BUG_TYPES exception raised in climb's (or a plug-in step's)
+    own code; False when a library raised it while reading a file (a bad input: an item error)."""
+    if isinstance(exc, MemoryError):
+        return True
+    if not isinstance(exc, BUG_TYPES):
+        return False
+    tb = exc.__traceback__
+    if tb is None:
+        return True
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    where = str(Path(tb.tb_frame.f_code.co_filename).resolve())
+    return where.startswith(_PACKAGE_DIR) or not where.startswith(_LIBRARY_DIRS)
+
+
+def bug(step: str, item_id: str, exc: BaseException) -> StepBug:
+    """The StepBug for `exc` raised by `step` on one item (the one line the CLI prints)."""
+    if isinstance(exc, MemoryError):
+        return StepBug(f"{step} ran out of memory on item {item_id!r}; run with fewer --workers")
+    return StepBug(f"bug in step {step} on item {item_id!r}: {why(exc)}")
+
+
 @contextmanager
 def item_errors(reason: str, limit: int = 160) -> Iterator[None]:
     """Any exception other than ItemError inside becomes ItemError("<reason> (<Type>: <message>)"):
@@ -78,6 +116,8 @@ def item_errors(reason: str, limit: int = 160) -> Iterator[None]:
     except ItemError:
         raise
     except Exception as exc:
+        if is_bug(exc):
+            raise
         raise ItemError(f"{reason} ({why(exc, limit)})") from None
 
 

@@ -282,6 +282,12 @@ def test_basic_auth_session_cache(pn: FakePhysioNet) -> None:
 # ------------------------------------------------------------------------------------ 2. login flow
 
 
+def _mask(secret: str) -> str:
+    from climb_cli.fakes.physionet import _mask_csrf
+
+    return _mask_csrf(secret)
+
+
 def test_login_flow(tree: tuple[Path, dict[str, np.ndarray]]) -> None:
     with FakePhysioNet(_projects(tree[0]), _users()) as server:
         base = server.base_url
@@ -339,6 +345,44 @@ def test_login_session_of_an_unauthorized_user_gets_403(tree: tuple[Path, dict[s
         assert s.post(server.base_url + "/login/", data=form, allow_redirects=False).status_code == 302
         # authenticated (so no 401 challenge even for Wget) but not credentialed
         assert s.get(server.base_url + EICU + "data.csv").status_code == 403
+
+
+def test_login_view_redirects_a_session_that_is_already_signed_in(
+    tree: tuple[Path, dict[str, np.ndarray]],
+) -> None:
+    """LoginView(redirect_authenticated_user=True): no form and no new sessionid, GET or POST."""
+    with FakePhysioNet(_projects(tree[0]), _users()) as server, _session() as s:
+        login = server.base_url + "/login/"
+        token = re.search(r'value="(\w{64})"', s.get(login).text)
+        assert token
+        form = {"csrfmiddlewaretoken": token[1], "username": "bob", "password": PASSWORD}
+        assert s.post(login, data=form, allow_redirects=False).status_code == 302
+        sid = s.cookies["sessionid"]
+        r = s.get(login, allow_redirects=False)
+        assert (
+            r.status_code == 302 and r.headers["Location"] == "/projects/" and "Set-Cookie" not in r.headers
+        )
+        form["csrfmiddlewaretoken"] = _mask(s.cookies["csrftoken"])
+        r = s.post(login, data={**form, "next": "/sign-dua/x/1/"}, allow_redirects=False)
+        assert (
+            r.status_code == 302
+            and r.headers["Location"] == "/sign-dua/x/1/"
+            and "Set-Cookie" not in r.headers
+        )
+        assert s.cookies["sessionid"] == sid
+
+
+def test_login_faults_answer_the_login_post_only(tree: tuple[Path, dict[str, np.ndarray]]) -> None:
+    with FakePhysioNet(_projects(tree[0]), _users()) as server, _session() as s:
+        login = server.base_url + "/login/"
+        server.login_faults.add("status", status=503, retry_after="1")
+        server.faults.add("status", status=500, path_glob="/login/")  # file faults never touch the login
+        token = re.search(r'value="(\w{64})"', s.get(login).text)
+        assert token
+        form = {"csrfmiddlewaretoken": token[1], "username": "bob", "password": PASSWORD}
+        r = s.post(login, data=form, allow_redirects=False)
+        assert r.status_code == 503 and r.headers["Retry-After"] == "1"
+        assert s.post(login, data=form, allow_redirects=False).status_code == 302
 
 
 # ---------------------------------------------------------------------- 3. file responses and Range

@@ -337,36 +337,62 @@ def test_link_expired_before_use_is_re_resolved(
     assert len(kaggle.requests_for("*/DownloadDataset")) == 2
 
 
-def test_single_file_served_only_zipped_is_a_clean_failure(
+@pytest.mark.parametrize("kind", ["competition", "dataset"])
+def test_a_file_offered_only_zipped_is_fetched_checked_and_unpacked(
+    tmp_path: Path, v2: dict[str, bytes], token: None, kind: str
+) -> None:
+    big = v2["data/big.bin"]
+    comp = KaggleCompetition("bigcomp", {"big.bin": big, "small.csv": b"id\n1\n"}, accepted={"alice"})
+    ds = KaggleDataset("alice", "bigds", {1: {"big.bin": big, "small.csv": b"id\n1\n"}})
+    spec = "competition: bigcomp" if kind == "competition" else "dataset: alice/bigds\nversion: 1"
+    users = [KaggleUser("alice", tokens={KAGGLE_TOKEN})]
+    with FakeKaggle(competitions=[comp], datasets=[ds], users=users, compress_single_files_over=1000) as fake:
+        settings = fast_settings(tmp_path, {"kaggle": fake.base_url})
+        recipe = _recipe(tmp_path, spec)
+        report = download(recipe, settings)
+        assert report.ok, report.error
+        raw = _raw(settings)
+        assert (raw / "big.bin").read_bytes() == big and (raw / "small.csv").read_bytes() == b"id\n1\n"
+        assert not (raw / "big.bin.zip").exists() and not list((raw / ".climb" / "wrapped").rglob("*.zip"))
+        # the zip came zipped-only (raw: true changes nothing), checked against storage's md5, and is recorded
+        zips = [r for r in fake.storage.log if "/compressed/big.bin.zip" in r.path]
+        assert len(zips) == 1 and zips[0].status == 200
+        (rec,) = [json.loads(x) for x in (raw / ".climb" / "wrapped-data.jsonl").read_text().splitlines()]
+        assert rec["path"] == "big.bin" and rec["zip"] == "big.bin.zip"
+        assert rec["member_size"] == len(big) and rec["member_sha256"] == hashlib.sha256(big).hexdigest()
+        stored = next(o for k, o in fake.storage.objects.items() if k.endswith("/compressed/big.bin.zip"))
+        assert rec["zip_sha256"] == hashlib.sha256(stored.data).hexdigest() and rec["zip_size"] == len(
+            stored.data
+        )
+        # the member is in the manifest like any file; a rerun and verify need no download
+        assert download(recipe, settings).count("skipped") == 2
+        raw_report, _ = __import__("climb_cli.verify", fromlist=["verify_raw"]).verify_raw(recipe, settings)
+        assert raw_report.ok, raw_report
+
+
+def test_a_zip_that_does_not_hold_the_file_is_refused(
     tmp_path: Path, v2: dict[str, bytes], token: None
 ) -> None:
+    import io
+    import zipfile
+
     comp = KaggleCompetition("bigcomp", {"big.bin": v2["data/big.bin"]}, accepted={"alice"})
     with FakeKaggle(
         competitions=[comp],
         users=[KaggleUser("alice", tokens={KAGGLE_TOKEN})],
         compress_single_files_over=1000,
     ) as fake:
-        settings = Settings(
-            data_dir=tmp_path / "data", mirrors={"kaggle": fake.base_url}, retries=1, backoff=0.01
-        )
+        key = next(k for k in fake.storage.objects if k.endswith("/compressed/big.bin.zip"))
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as zf:
+            zf.writestr("other.bin", b"x" * 2000)
+        fake.storage.put(key, buf.getvalue())
+        settings = fast_settings(tmp_path, {"kaggle": fake.base_url})
         report = download(_recipe(tmp_path, "competition: bigcomp"), settings)
         assert not report.ok
         (outcome,) = report.outcomes
-        assert outcome.error == (
-            "kagtoy: Kaggle serves big.bin only zipped (big.bin.zip); "
-            "set 'whole_archive: true' for this source and let the archive step unpack it"
-        )
+        assert outcome.error == "kagtoy: Kaggle's big.bin.zip for big.bin holds other.bin, not just big.bin"
         assert not (_raw(settings) / "big.bin").exists()
-        # datasets ask for the raw file (raw: true), so the same size arrives unwrapped
-        ds = KaggleDataset("alice", "bigds", {1: {"big.bin": v2["data/big.bin"]}})
-    users = [KaggleUser("alice", tokens={KAGGLE_TOKEN})]
-    with FakeKaggle(datasets=[ds], users=users, compress_single_files_over=1000) as fake:
-        settings = Settings(
-            data_dir=tmp_path / "data2", mirrors={"kaggle": fake.base_url}, retries=1, backoff=0.01
-        )
-        report = download(_recipe(tmp_path, "dataset: alice/bigds\nversion: 1", name="kagbig"), settings)
-        assert report.ok, report.error
-        assert (settings.raw_dir("kagbig") / "big.bin").read_bytes() == v2["data/big.bin"]
 
 
 # --------------------------------------------------------------------------------------- fault matrix

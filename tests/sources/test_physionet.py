@@ -203,3 +203,77 @@ def test_session_cookie_never_follows_a_redirect_to_another_origin(
     assert not report.ok  # the capture server's bytes are not the file
     assert capture.seen and capture.leaked(SECRETS) == []
     assert any("sessionid" in r.cookies for r in server.requests_for("/files/secret-ecg/*"))
+
+
+def test_signed_in_but_not_allowed_is_not_a_wrong_password(
+    tmp_path: Path,
+    settings: Settings,
+    server: FakePhysioNet,
+    monkeypatch: pytest.MonkeyPatch,
+    no_credentials: None,
+) -> None:
+    monkeypatch.setenv("PHYSIONET_USERNAME", "cy")  # right password, no data use agreement signed
+    monkeypatch.setenv("PHYSIONET_PASSWORD", SECRETS[0])
+    report = download(_recipe(tmp_path, project="secret-ecg", access="credentialed"), settings)
+    assert report.category == "access not granted"
+    assert report.error.startswith(
+        "toyecg: signed in to PhysioNet as 'cy', but your PhysioNet account may not "
+    )
+    assert "rejected" not in report.error
+    # the second sign-in was the login view's redirect of the session already signed in
+    logins = server.requests_for("/login/")
+    assert [(r.method, r.status) for r in logins] == [("GET", 200), ("POST", 302), ("GET", 302)]
+
+
+def test_wrong_password_is_its_own_category(
+    tmp_path: Path,
+    settings: Settings,
+    server: FakePhysioNet,
+    monkeypatch: pytest.MonkeyPatch,
+    no_credentials: None,
+) -> None:
+    monkeypatch.setenv("PHYSIONET_USERNAME", TEST_USER)
+    monkeypatch.setenv("PHYSIONET_PASSWORD", SECRETS[1])
+    report = download(_recipe(tmp_path, project="secret-ecg", access="credentialed"), settings)
+    assert report.category == "credentials rejected"
+    assert "PhysioNet rejected the username/password of 'ada'" in report.error
+
+
+def test_503_and_429_on_the_login_post_are_retried(
+    tmp_path: Path, settings: Settings, server: FakePhysioNet, good_credentials: None
+) -> None:
+    server.login_faults.add("status", status=503, retry_after="0")
+    server.login_faults.add("status", status=429, retry_after="0")
+    assert download(_recipe(tmp_path, project="secret-ecg", access="credentialed"), settings).ok
+    posts = server.requests_for("/login/", method="POST")
+    assert [r.status for r in posts] == [503, 429, 302]
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "said"),
+    [
+        (503, b"<html>503 Service Temporarily Unavailable</html>", "the server is busy or failing"),
+        (
+            403,
+            b"<h1>Forbidden <span>(403)</span></h1><p>CSRF verification failed. Request aborted.</p>",
+            "CSRF",
+        ),
+    ],
+)
+def test_a_login_post_that_keeps_failing_is_said_as_what_it_is(
+    tmp_path: Path,
+    settings: Settings,
+    server: FakePhysioNet,
+    good_credentials: None,
+    status: int,
+    body: bytes,
+    said: str,
+) -> None:
+    server.login_faults.add("status", status=status, body=body, times=-1)
+    report = download(_recipe(tmp_path, project="secret-ecg", access="credentialed"), settings)
+    assert report.category == "failed"
+    assert (
+        f"PhysioNet's sign-in at http://127.0.0.1:{server.port}/login/ answered HTTP {status}" in report.error
+    )
+    assert said in report.error and "this is not a password problem" in report.error
+    assert "rejected" not in report.error

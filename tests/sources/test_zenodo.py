@@ -173,10 +173,26 @@ def test_restricted_record_with_token_uses_bearer_never_the_query(
     report = download(_recipe(tmp_path, record=1002, access="registered"), settings)
     assert report.ok, report.error
     assert (_raw(settings) / "secret.bin").read_bytes() == b"restricted bytes" * 100
-    assert all(r.had_authorization for r in zenodo.log)
+    first, *rest = zenodo.log  # asked anonymously first; the token only once the record refused that
+    assert not first.had_authorization and first.status == 403
+    assert rest and all(r.had_authorization for r in rest)
     assert not any("access_token" in r.path or TOKEN in r.path for r in zenodo.log)
     listing = (_raw(settings) / ".climb" / "listing-zen.json").read_text()
     assert TOKEN not in listing
+
+
+def test_a_stale_token_never_breaks_an_open_record(
+    tmp_path: Path,
+    settings: Settings,
+    zenodo: FakeZenodo,
+    monkeypatch: pytest.MonkeyPatch,
+    files: dict[str, bytes],
+) -> None:
+    monkeypatch.setenv("ZENODO_TOKEN", WRONG)  # revoked long ago: Zenodo answers 401 to any request with it
+    report = download(_recipe(tmp_path), settings)
+    assert report.ok, report.error
+    assert (_raw(settings) / "b c.bin").read_bytes() == files["b c.bin"]
+    assert zenodo.log and not any(r.had_authorization for r in zenodo.log)  # an open record: never sent
 
 
 def test_record_given_as_its_doi(tmp_path: Path, settings: Settings, zenodo: FakeZenodo) -> None:
