@@ -123,7 +123,7 @@ def plan(recipe: Recipe, settings: Settings, *, with_sizes: bool = False) -> Pla
     jobs: list[tuple[Source, RemoteFile]] = []
     pins = Pins(recipe, settings)
     raw_root = settings.raw_dir(recipe.name)
-    with RawManifest(raw_root / ".climb" / "manifest.sqlite", read_only=True) as manifest:
+    with RawManifest.for_reading(raw_root, create=False) as manifest:
         known = manifest.load_index()
     out = Plan(recipe, jobs)
     for source in make_sources(recipe, settings):

@@ -220,10 +220,13 @@ class RawManifest:
         return cls(raw_dir / ".climb" / "manifest.sqlite")
 
     @classmethod
-    def for_reading(cls, raw_dir: Path) -> RawManifest:
-        """Read-only when this process may not write the manifest (or create it), else writable."""
+    def for_reading(cls, raw_dir: Path, *, create: bool = True) -> RawManifest:
+        """Read-only when this process may not write the manifest (or create it), else writable, so a
+        damaged manifest is set aside and rebuilt. create=False: an absent manifest is read as empty
+        and nothing is created (a dry run, a preprocess of files placed by hand)."""
         path = raw_dir / ".climb" / "manifest.sqlite"
-        return cls(path, read_only=not (writable(path) and writable(path.parent)))
+        can_write = writable(path) and writable(path.parent) and (create or path.is_file())
+        return cls(path, read_only=not can_write)
 
     def __enter__(self) -> RawManifest:
         return self

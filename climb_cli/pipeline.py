@@ -301,7 +301,7 @@ def run_unit(spec: UnitSpec) -> UnitResult:
 
 def _input_digests(items: list[Item], raw_root: Path) -> dict[str, str]:
     """Per item, a digest of its raw inputs (hashes from the manifest; size+mtime otherwise)."""
-    with RawManifest(raw_root / ".climb" / "manifest.sqlite", read_only=True) as manifest:
+    with RawManifest.for_reading(raw_root, create=False) as manifest:
         known = manifest.load_index()
     keys = sorted(known)
     out = {}
