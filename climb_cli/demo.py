@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -194,9 +195,12 @@ def run_demo(base: Path, *, records: int = 120, workers: int = 1) -> bool:
     from climb_cli.verify import verify_outputs, verify_raw
 
     t0 = time.perf_counter()
-    base = base / f"{records}-records"  # each size its own mirror and data: reruns never mix them
     mirror = base / "mirror" / "ptb-xl" / "1.0.3"
     marker = mirror / f".demo-{records}"
+    if not marker.is_file() and any(mirror.glob(".demo-*")):
+        # a demo of another size was run here: start afresh rather than mix its records with these
+        for sub in ("mirror", "raw", "processed", "reports"):
+            shutil.rmtree(base / sub, ignore_errors=True)
     if not marker.is_file():
         ui.say(f"demo: generating {records} PTB-XL-shaped records (synthetic) in {mirror}")
         project = build_ptbxl_like(mirror, records)
