@@ -11,12 +11,11 @@ there and if not, why — which `climb download --all` turns into its closing su
 from __future__ import annotations
 
 import dataclasses
-import shutil
 from dataclasses import dataclass, field
 
 import requests
 
-from climb_cli import archives, redaction
+from climb_cli import archives, redaction, space
 from climb_cli.auth import DENIED, FAILED, MANUAL, NO_CREDENTIALS, access_reason
 from climb_cli.errors import AccessError, ClimbError
 from climb_cli.locks import LockedError, raw_lock
@@ -167,16 +166,11 @@ def plan(recipe: Recipe, settings: Settings, *, with_sizes: bool = False) -> Pla
 
 
 def check_disk(p: Plan, settings: Settings) -> str | None:
-    """None if the raw folder's disk can hold what remains to download, else the reason. Files of
-    unknown size count as zero here: the caller says how many there are."""
+    """None if the raw folder's disk can hold what remains to download (and keep --min-free), else the
+    reason. Files of unknown size count as zero here: the caller says how many there are."""
     need = max(0, p.known_bytes - p.present_bytes)
-    target = settings.data_dir
-    while not target.exists():
-        target = target.parent
-    free = shutil.disk_usage(target).free
-    if need > free:
-        return f"{p.recipe.name}: needs {need:,} more bytes but {target} has {free:,} free"
-    return None
+    line = space.shortfall(settings.data_dir, need, settings.min_free)
+    return f"{p.recipe.name}: {line}" if line else None
 
 
 def _list(source: Source, report: DownloadReport) -> list[RemoteFile] | None:
@@ -193,11 +187,16 @@ def _list(source: Source, report: DownloadReport) -> list[RemoteFile] | None:
 
 def download(recipe: Recipe, settings: Settings, progress: Progress | None = None) -> DownloadReport:
     """Download every source of the recipe that can be downloaded; report the rest. Holds the
-    dataset's raw lock: a second run at once refuses with one line naming this one."""
+    dataset's raw lock: a second run at once refuses with one line naming this one. A full disk (a write's
+    ENOSPC, sqlite's "database or disk is full", or the --min-free reserve reached) stops the run with one
+    line (DiskFullError); files already committed stay valid."""
     report = DownloadReport(recipe)
     sources = make_sources(recipe, settings)
     try:
-        with raw_lock(settings.raw_dir(recipe.name), recipe.name, "climb download"):
+        with (
+            space.said_when_full(settings.raw_dir(recipe.name)),
+            raw_lock(settings.raw_dir(recipe.name), recipe.name, "climb download"),
+        ):
             return _download(recipe, settings, sources, report, progress)
     except LockedError as e:
         report.add(FAILED, sources[0], str(e))
@@ -240,7 +239,10 @@ def _download(
                     report.outcomes.append(Outcome(rf, "skipped", state.archive_size, state.archive_sha256))
                 else:
                     jobs.append((source, rf))
-        if jobs:
+        short = space.shortfall(raw_root, _still_needed(jobs), settings.min_free) if jobs else None
+        if short:  # the check --dry-run makes, before a byte is written
+            report.add(FAILED, jobs[0][0], short)
+        elif jobs:
             report.outcomes.extend(Downloader.from_settings(settings, progress).run(jobs, manifest))
         _after_transfer(report, owner, pins)
         placements = {}
@@ -256,6 +258,19 @@ def _download(
                 report.add(MANUAL, source, p.summary() + f" (see `climb auth check {recipe.name}`)")
         report.pinned = pins.save()
     return report
+
+
+def _still_needed(jobs: list[tuple[Source, RemoteFile]]) -> int:
+    """Bytes of the jobs' files not yet present at their declared size (unknown sizes count 0)."""
+    need = 0
+    for source, rf in jobs:
+        if rf.size:
+            try:
+                present = (source.raw_dir / rf.path).stat().st_size == rf.size
+            except OSError:
+                present = False
+            need += 0 if present else rf.size
+    return need
 
 
 def _after_transfer(report: DownloadReport, owner: dict[int, Source], pins: Pins) -> None:
@@ -368,6 +383,13 @@ def repair(
 ) -> list[Outcome]:
     """Re-download the given (missing/corrupt) files, then redo extraction where members are damaged.
     Files of manual sources cannot be re-downloaded: they come back as failed with the instructions."""
+    with space.said_when_full(settings.raw_dir(recipe.name)):
+        return _repair(recipe, settings, bad, progress)
+
+
+def _repair(
+    recipe: Recipe, settings: Settings, bad: list[tuple[Source, RemoteFile]], progress: Progress | None = None
+) -> list[Outcome]:
     outcomes: list[Outcome] = []
     jobs: list[tuple[Source, RemoteFile]] = []
     seen: set[tuple[int, str]] = set()

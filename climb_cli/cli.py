@@ -96,6 +96,7 @@ def _main(
     ] = False,
 ) -> None:
     ctx.obj = State(data_dir, list(recipes or []))
+    ui.report_waits()
 
 
 def _print_json(data: Any) -> None:
@@ -197,7 +198,26 @@ def info(
 
 
 # ---------------------------------------------------------------------------------------------
-def _apply_network(settings: Settings, connections: int | None, retries: int | None) -> Settings:
+def _apply_network(
+    settings: Settings,
+    connections: int | None,
+    retries: int | None,
+    min_free: str | None = None,
+    stall_speed: float | None = None,
+    stall_time: float | None = None,
+) -> Settings:
+    from climb_cli.space import parse_size
+
+    if min_free is not None:
+        settings = settings.with_(min_free=parse_size(min_free, "--min-free"))
+    for flag, value, key in (
+        ("--stall-speed", stall_speed, "stall_speed"),
+        ("--stall-time", stall_time, "stall_time"),
+    ):
+        if value is not None:
+            if value < 0:
+                raise UsageError(f"{flag} must be >= 0 (0 turns stall detection off)")
+            settings = settings.with_(**{key: value})
     if connections is not None:
         if connections < 1:
             raise UsageError("--connections must be >= 1")
@@ -232,6 +252,34 @@ def download(
         ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="A JSON summary on stdout.")] = False,
+    min_free: Annotated[
+        str | None,
+        typer.Option(
+            "--min-free",
+            metavar="SIZE",
+            help="Free space to keep on the data disk, checked before and while downloading, e.g. 2G, "
+            "500M, 0 (env CLIMB_MIN_FREE). Default: 2G.",
+        ),
+    ] = None,
+    stall_speed: Annotated[
+        float | None,
+        typer.Option(
+            "--stall-speed",
+            min=0,
+            metavar="B/S",
+            help="A body slower than this many bytes/s over --stall-time is a stall: retried (resumed), "
+            "then failed; 0 turns it off (env CLIMB_STALL_SPEED). Default: 1000.",
+        ),
+    ] = None,
+    stall_time: Annotated[
+        float | None,
+        typer.Option(
+            "--stall-time",
+            min=0,
+            metavar="S",
+            help="Seconds of the stall window (env CLIMB_STALL_TIME). Default: 30.",
+        ),
+    ] = None,
     write_lock: Annotated[
         Path | None,
         typer.Option(
@@ -253,7 +301,7 @@ def download(
     from climb_cli.acquire import download as run_download
 
     st = _state(ctx)
-    settings = _apply_network(st.settings, connections, retries)
+    settings = _apply_network(st.settings, connections, retries, min_free, stall_speed, stall_time)
     recipes = st.catalog.resolve(list(names or []), all_)
     if write_lock is not None and len(recipes) > 1 and not write_lock.is_dir():
         raise UsageError("--write-lock with several datasets needs a folder (each gets <name>.lock)")

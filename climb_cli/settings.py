@@ -2,7 +2,9 @@
 
 Every value has an environment variable so that a cluster job or a CI run can set it once:
 CLIMB_DATA, CLIMB_RECIPES (path-separated), CLIMB_CONNECTIONS (per host), CLIMB_RETRIES,
-CLIMB_BACKOFF (first retry delay, seconds), CLIMB_CONNECT_TIMEOUT, CLIMB_READ_TIMEOUT, and
+CLIMB_BACKOFF (first retry delay, seconds), CLIMB_CONNECT_TIMEOUT, CLIMB_READ_TIMEOUT,
+CLIMB_MIN_FREE (the free space a download keeps on the data disk, e.g. 2G), CLIMB_STALL_SPEED and
+CLIMB_STALL_TIME (a body slower than SPEED bytes/s over TIME seconds is a stall, retried), and
 CLIMB_<KIND>_URL to point a source kind at a mirror (CLIMB_PHYSIONET_URL=https://mirror.lab/).
 """
 
@@ -13,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from climb_cli.errors import ClimbError, UsageError
+from climb_cli.space import DEFAULT_MIN_FREE, parse_size
 
 
 def _env_float(name: str, default: float) -> float:
@@ -60,6 +63,9 @@ class Settings:
     connect_timeout: float = 10.0
     read_timeout: float = 60.0
     chunk_size: int = 1024 * 1024
+    min_free: int = DEFAULT_MIN_FREE
+    stall_speed: float = 1000.0
+    stall_time: float = 30.0
     mirrors: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -82,6 +88,11 @@ class Settings:
             backoff=_env_float("CLIMB_BACKOFF", 1.0),
             connect_timeout=_env_float("CLIMB_CONNECT_TIMEOUT", 10.0),
             read_timeout=_env_float("CLIMB_READ_TIMEOUT", 60.0),
+            min_free=parse_size(os.environ["CLIMB_MIN_FREE"], "CLIMB_MIN_FREE")
+            if os.environ.get("CLIMB_MIN_FREE")
+            else DEFAULT_MIN_FREE,
+            stall_speed=_env_float("CLIMB_STALL_SPEED", 1000.0),
+            stall_time=_env_float("CLIMB_STALL_TIME", 30.0),
             mirrors=mirrors,
         )
 

@@ -8,7 +8,13 @@
 - Accept-Encoding: identity, so the bytes hashed are the bytes upstream published;
 - SHA-256 (and MD5 where that is the upstream sum) computed while streaming and checked before
   the atomic rename to the final name, so a partial or corrupt file never sits under a final name;
-- files already present and recorded in the raw manifest are skipped without re-hashing.
+- files already present and recorded in the raw manifest are skipped without re-hashing;
+- limits: a body longer than the size declared (Content-Length, else the listing's) fails that file at once;
+  every run keeps ``min_free`` bytes free on the data disk (space.SpaceGuard: one statvfs per 16 MiB
+  written by all transfers), and a full disk stops the run with one line (DiskFullError);
+- stalls: a body slower than ``stall_speed`` bytes/s over ``stall_time`` seconds (curl's
+  --speed-limit/--speed-time) is retried like a dropped connection (resumed), then fails with one line;
+- every retry wait is reported through the retry policy (net.retry: the ``climb.net`` logger).
 """
 
 from __future__ import annotations
@@ -28,8 +34,8 @@ from urllib.parse import urlsplit
 import requests
 import urllib3
 
-from climb_cli import redaction
-from climb_cli.errors import AccessError, TransferError
+from climb_cli import redaction, space
+from climb_cli.errors import AccessError, TransferError, is_disk_full
 from climb_cli.events import Outcome, Progress
 from climb_cli.hashing import hash_file
 from climb_cli.manifest import Entry, RawManifest
@@ -73,6 +79,35 @@ def _body_chunks(resp: requests.Response, size: int) -> Iterator[bytes]:
 def _algos(rf: RemoteFile) -> list[str]:
     """sha256 always (the manifest keys on it); md5 too when that is the only upstream sum."""
     return ["sha256", "md5"] if rf.md5 and not rf.sha256 else ["sha256"]
+
+
+class _Stalled(Exception):
+    """The body arrived slower than the stall threshold over a whole window."""
+
+
+class _StallClock:
+    """Throughput over consecutive windows of ``window`` seconds (curl's --speed-limit/--speed-time):
+    :meth:`tick` after each chunk raises _Stalled when a finished window averaged under ``speed``."""
+
+    def __init__(self, speed: float | None, window: float | None) -> None:
+        self.speed, self.window = speed, window
+        self.start, self.bytes = time.monotonic(), 0
+
+    def tick(self, n: int, written: int) -> None:
+        if not self.speed or not self.window:
+            return
+        self.bytes += n
+        now = time.monotonic()
+        elapsed = now - self.start
+        if elapsed < self.window:
+            return
+        rate = self.bytes / elapsed
+        if rate < self.speed:
+            raise _Stalled(
+                f"stalled: {rate:.1f} bytes/s over {elapsed:.1f}s (below {self.speed:.0f} bytes/s) "
+                f"after {written} bytes"
+            )
+        self.start, self.bytes = now, 0
 
 
 @dataclass
@@ -123,7 +158,12 @@ class Downloader:
     per_host: int = 4
     progress: Progress = field(default_factory=Progress)
     sleep: Callable[[float], None] = time.sleep
+    min_free: int = 0  # bytes kept free on the data disk while streaming
+    free_check_every: int = space.CHECK_EVERY
+    stall_speed: float | None = None  # bytes/s; a body slower than this over stall_time is a stall
+    stall_time: float | None = None
     _dirs: set[Path] = field(default_factory=set, repr=False)
+    _guards: dict[Path, space.SpaceGuard] = field(default_factory=dict, repr=False)
 
     def _ensure_dir(self, path: Path) -> None:
         """mkdir -p, once per folder per run (a folder of 10,000 files costs one call, not 10,000)."""
@@ -140,6 +180,9 @@ class Downloader:
             chunk_size=settings.chunk_size,
             per_host=settings.connections_per_host,
             progress=progress or Progress(),
+            min_free=settings.min_free,
+            stall_speed=settings.stall_speed or None,
+            stall_time=settings.stall_time or None,
         )
 
     # -- one file ---------------------------------------------------------------------------------
@@ -149,9 +192,15 @@ class Downloader:
             retries=self.settings_retries,
             backoff=self.backoff,
             backoff_max=self.backoff_max,
-            on_wait=lambda w: self.progress.message(w.line()),
+            stall_bytes_per_s=self.stall_speed,
+            stall_window_s=self.stall_time,
             sleep=self.sleep,
         )
+
+    def _guard(self, raw_root: Path) -> space.SpaceGuard:
+        if raw_root not in self._guards:
+            self._guards[raw_root] = space.SpaceGuard(raw_root, self.min_free, self.free_check_every)
+        return self._guards[raw_root]
 
     def fetch(self, source: Source, rf: RemoteFile, dest: Path, raw_root: Path) -> tuple[int, str, str]:
         """Download rf to dest through a .part file; returns (size, sha256, etag). Raises on failure."""
@@ -159,8 +208,10 @@ class Downloader:
         self._ensure_dir(part.path.parent)
         if (part.url and part.url != redaction.redact_url(rf.url)) or (not part.validator and part.size()):
             part.discard()  # bytes of some other URL, or of an unknown version: never mix them
-        attempt = self.policy.start(f"{rf.path} from {urlsplit(rf.url).netloc}")
+        policy = self.policy
+        attempt = policy.start(f"{source.recipe.name}: {rf.path} from {urlsplit(rf.url).netloc}")
         mismatches: list[str] = []  # sums of whole fresh bodies that did not match
+        guard = self._guard(raw_root)
         while True:
             offset = part.size()
             headers = {"Accept-Encoding": "identity"}
@@ -220,21 +271,37 @@ class Downloader:
                 part.validator, part.url = validator, redaction.redact_url(rf.url)
                 if expected_total is None or expected_total - offset > SIDECAR_MIN:
                     part.save_meta()  # a large transfer: make it resumable even after kill -9
+                # the bound: Content-Length (or the Content-Range total) when the server gives one, else
+                # the size the listing / recipe declares (a changed file is caught by its sum, not here)
+                declared = expected_total if expected_total is not None else rf.size
+                guard.check(declared - offset if declared is not None else None)
                 written = offset
+                stall = _StallClock(policy.stall_bytes_per_s, policy.stall_window_s)
                 with open(part.path, mode) as out:
                     try:
                         for chunk in _body_chunks(resp, self.chunk_size):
+                            if declared is not None and written + len(chunk) > declared:
+                                out.close()
+                                part.discard()
+                                url = redaction.redact_url(rf.url)
+                                raise TransferError(
+                                    f"{source.recipe.name}: {url} sent more than the {declared:,} bytes "
+                                    f"declared for {rf.path}; stopped"
+                                )
                             out.write(chunk)
                             for h in hashers.values():
                                 h.update(chunk)
                             written += len(chunk)
                             self.progress.advance(len(chunk))
-                    except _NETWORK_ERRORS as e:
+                            guard.wrote(len(chunk), declared - written if declared is not None else None)
+                            stall.tick(len(chunk), written)
+                    except (*_NETWORK_ERRORS, _Stalled) as e:
                         out.flush()
                         part.save_meta()
-                        attempt = self._retry_or_raise(
-                            attempt, rf, f"{type(e).__name__} after {written} bytes", None
+                        why = (
+                            str(e) if isinstance(e, _Stalled) else f"{type(e).__name__} after {written} bytes"
                         )
+                        attempt = self._retry_or_raise(attempt, rf, why, None)
                         continue
                 if expected_total is not None and written != expected_total:
                     attempt = self._retry_or_raise(
@@ -338,7 +405,11 @@ class Downloader:
             size, digest, etag = self.fetch(source, rf, dest, raw_root)
         except AccessError as e:
             return Outcome(rf, "failed", error=str(e), access_denied=True)
-        except (TransferError, OSError) as e:
+        except OSError as e:
+            if is_disk_full(e):
+                raise space.full_line(dest.parent, rf.size) from None
+            return Outcome(rf, "failed", error=redaction.redact(str(e)))
+        except TransferError as e:
             return Outcome(rf, "failed", error=redaction.redact(str(e)))
         st = dest.stat()
         now = time.time()

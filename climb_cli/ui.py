@@ -6,6 +6,7 @@ is still not shown.
 
 from __future__ import annotations
 
+import logging
 import sys
 import threading
 
@@ -65,6 +66,29 @@ class _PerTask(ProgressColumn):
         return column.render(task) if column is not None else ""
 
 
+def note(text: str) -> None:
+    """A progress note (e.g. a retry wait) on stderr: above the live bars on a terminal, a plain line in a
+    log when stderr is not a terminal."""
+    err_console.print(redact(text), markup=False, style="dim")
+
+
+class _WaitHandler(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            note("waiting: " + record.getMessage())
+        except Exception:  # a note must never break a download
+            self.handleError(record)
+
+
+def report_waits() -> None:
+    """Say every retry wait (net.retry reports them to the ``climb.net`` logger) on stderr, terminal or
+    not: "waiting: <what>: <why>; try n of N in s"."""
+    log = logging.getLogger("climb.net")
+    if not any(isinstance(h, _WaitHandler) for h in log.handlers):
+        log.addHandler(_WaitHandler(logging.INFO))
+        log.setLevel(logging.INFO)
+
+
 class TransferBar(Progress):
     """Files, bytes, rate and ETA of a download; quiet when stdout is not a terminal."""
 
@@ -107,10 +131,7 @@ class TransferBar(Progress):
                     warn(f"  failed {outcome.file.path}: {outcome.error}")
 
     def message(self, text: str) -> None:
-        if not console.is_terminal and "retrying" in text:
-            return
-        if self._bar:
-            self._bar.console.print(redact(text), markup=False, style="dim")
+        note(text)
 
     def stop(self) -> None:
         if self._bar:

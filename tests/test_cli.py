@@ -82,7 +82,7 @@ def test_dry_run_counts_and_refuses_what_cannot_fit(
     (tmp_path / "data" / "raw" / "toyecg" / "SHA256SUMS.txt").write_text(sums)
     r = run_climb(*args, env=env)
     assert r.returncode == 1
-    assert r.stderr.startswith("climb: error: toyecg: needs ") and " more bytes but " in r.stderr
+    assert r.stderr.startswith("climb: error: toyecg: no space left on ") and " bytes needed, " in r.stderr
 
 
 def test_secrets_never_reach_argv_or_output(tmp_path: Path, server: FakePhysioNet) -> None:

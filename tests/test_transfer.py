@@ -6,9 +6,11 @@ and leaves nothing under the final name (the partial file stays resumable).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -18,7 +20,7 @@ from climb_cli.catalog import Catalog
 from climb_cli.fakes.physionet import FakePhysioNet, write_sha256sums
 from climb_cli.recipe import Recipe
 from climb_cli.settings import Settings
-from tests.conftest import write_recipe
+from tests.conftest import fast_settings, run_climb, small_filesystem, write_recipe
 
 BIG = 3 * 1024 * 1024 + 17
 
@@ -240,3 +242,123 @@ def test_the_bytes_total_counts_files_already_present(
     assert first.totals == (1, None)  # PhysioNet lists no sizes in SHA256SUMS.txt
     assert download(_recipe(tmp_path), settings, again).ok
     assert again.totals == (1, BIG)  # present files count with their size: not "?"
+
+
+# ------------------------------------------------------------------ servers that never end (issue 7)
+def _free(path: Path) -> int:
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize
+
+
+@pytest.fixture
+def tmpfs(tmp_path: Path) -> Iterator[Callable[[int], Path]]:
+    """Mount small tmpfs folders (a real disk that fills up); skipped where mount is not permitted."""
+    with contextlib.ExitStack() as stack:
+        yield lambda size: stack.enter_context(small_filesystem(tmp_path / f"tmpfs{size}", str(size)))
+
+
+def test_endless_body_stops_at_the_declared_size(
+    tmp_path: Path, settings: Settings, server: FakePhysioNet, big: bytes
+) -> None:
+    import hashlib
+
+    # a recipe that declares the file's size (as Zenodo, Kaggle, Hugging Face and bucket listings do)
+    url = f"{server.base_url}/files/ptb-xl/1.0.3/big.bin"
+    sha = hashlib.sha256(big).hexdigest()
+    src = f"  - kind: http\n    files:\n      - {{url: '{url}', sha256: {sha}, size: {BIG}}}\n"
+    recipe = Catalog([write_recipe(tmp_path / "recipes", "toyecg", src).parent]).load("toyecg")
+    server.faults.add("endless", path_glob="*/big.bin", after_bytes=64 << 20)
+    report = download(recipe, settings)
+    (out,) = report.outcomes
+    assert out.status == "failed" and "\n" not in out.error
+    assert out.error.endswith(f"sent more than the {BIG:,} bytes declared for big.bin; stopped")
+    assert not _final(settings).exists() and not _part(settings).exists()
+    (req,) = _file_requests(server)
+    assert req.fault == "endless" and req.bytes_sent < 64 << 20  # the client hung up, not the cap
+
+
+def test_endless_body_of_unknown_size_stops_at_the_min_free_reserve(
+    tmp_path: Path, server: FakePhysioNet, big: bytes, tmpfs: Callable[[int], Path]
+) -> None:
+    from climb_cli.errors import DiskFullError
+    from climb_cli.space import CHECK_EVERY
+
+    disk = tmpfs(64 << 20)
+    reserve = 40 << 20
+    settings = fast_settings(
+        tmp_path, {"physionet": server.base_url}, data_dir=disk / "data", min_free=reserve
+    )
+    server.faults.add("endless", path_glob="*/big.bin", after_bytes=256 << 20)
+    with pytest.raises(DiskFullError) as e:
+        download(_recipe(tmp_path), settings)
+    assert str(e.value).startswith(f"no space left on {disk}")
+    assert f"free of which --min-free keeps {reserve:,}; " in str(e.value)
+    # stopped within one check interval of the reserve, far from filling the disk
+    assert _free(disk) >= reserve - CHECK_EVERY - settings.chunk_size
+    assert not _final(settings).exists()
+
+
+def test_a_full_disk_is_one_line_and_what_was_downloaded_stays_valid(
+    tmp_path: Path, server: FakePhysioNet, mirror_copy: Path, big: bytes, tmpfs: Callable[[int], Path]
+) -> None:
+    from climb_cli.errors import DiskFullError
+
+    disk = tmpfs(2 << 20)  # smaller than big.bin, whose size the listing does not give
+    settings = fast_settings(tmp_path, {"physionet": server.base_url}, data_dir=disk / "data", min_free=0)
+    with pytest.raises(DiskFullError, match=f"^no space left on {disk}/data/raw/toyecg"):
+        download(_recipe(tmp_path), settings)  # ENOSPC from a write
+    env = {"CLIMB_PHYSIONET_URL": server.base_url, "CLIMB_MIN_FREE": "0", "CLIMB_RETRIES": "1"}
+    recipes = str(tmp_path / "recipes")
+    _recipe(tmp_path, include="RECORDS")
+    base = ("--data-dir", str(disk / "data"), "--recipes", recipes)
+    assert run_climb(*base, "download", "toyecg", env=env).returncode == 0
+    _recipe(tmp_path, include="big.bin")
+    r = run_climb(*base, "download", "toyecg", env=env)
+    assert r.returncode == 1, r.stderr
+    line = r.stderr.strip()
+    assert line.startswith(f"climb: error: no space left on {disk}") and "\n" not in line, r.stderr
+    assert "bytes needed" in line and "internal error" not in line
+    assert not (disk / "data" / "raw" / "toyecg" / "big.bin").exists()
+    _recipe(tmp_path, include="RECORDS")
+    v = run_climb(*base, "verify", "toyecg", env=env)
+    assert v.returncode == 0 and "0 missing, 0 corrupt" in v.stdout, v.stdout + v.stderr
+
+
+def test_a_real_download_checks_free_space_before_it_starts(
+    tmp_path: Path, settings: Settings, server: FakePhysioNet, big: bytes
+) -> None:
+    reserve = _free(tmp_path) + (1 << 30)  # more than the disk has free
+    report = download(_recipe(tmp_path), settings.with_(min_free=reserve))
+    assert not report.ok and report.outcomes == []
+    assert report.why.startswith(f"toyecg: no space left on {settings.data_dir.parent}")
+    assert not server.requests_for("*/big.bin", method="GET")
+
+
+# ------------------------------------------------------------------ a trickling server (issue 7)
+def test_trickle_is_detected_as_a_stall_retried_then_failed(
+    tmp_path: Path, settings: Settings, server: FakePhysioNet, mirror_copy: Path
+) -> None:
+    (mirror_copy / "small.bin").write_bytes(os.urandom(40))
+    write_sha256sums(mirror_copy)
+    server.faults.add("trickle", path_glob="*/small.bin", seconds=0.1, times=-1)
+    fast = settings.with_(stall_speed=1000, stall_time=0.5, retries=1)
+    report = download(_recipe(tmp_path, include="small.bin"), fast)
+    (out,) = report.outcomes
+    assert out.status == "failed" and "\n" not in out.error
+    assert "after 2 tries: stalled: " in out.error and "(below 1000 bytes/s)" in out.error
+    deadline = time.monotonic() + 5
+    while len(reqs := server.requests_for("*/small.bin", method="GET")) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)  # the fake logs a cut-off request when its next write fails
+    assert len(reqs) == 2 and reqs[1].range  # the retry resumed the bytes already received
+
+
+def test_trickle_then_a_good_answer_completes(
+    tmp_path: Path, settings: Settings, server: FakePhysioNet, big: bytes
+) -> None:
+    server.faults.add("trickle", path_glob="*/big.bin", seconds=0.1)
+    report = download(_recipe(tmp_path), settings.with_(stall_speed=1000, stall_time=0.5))
+    assert report.ok, report.outcomes
+    assert _final(settings).read_bytes() == big
+    time.sleep(0.5)  # the fake logs the cut-off request when its next write fails
+    first, second = sorted(_file_requests(server), key=lambda r: r.started)
+    assert first.fault == "trickle" and second.status == 206

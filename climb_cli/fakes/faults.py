@@ -50,6 +50,7 @@ __all__ = [
     "parse_http_date",
     "parse_range",
     "send_body",
+    "send_endless",
     "send_fault_status",
     "serve_bytes",
 ]
@@ -57,9 +58,12 @@ __all__ = [
 #: Every fault kind :class:`FaultPlan` accepts.
 #: ``throttle`` (not in the original brief) caps the body rate at ``bytes_per_second`` for the hit requests,
 #: like PhysioNet's observed per-connection cap.
-FAULT_KINDS = frozenset({"drop", "short", "stall", "status", "ignore_range", "change", "throttle", "flip"})
+#: ``endless`` and ``trickle``: issue 7's hostile servers (a body that never ends, one byte every 5 s).
+FAULT_KINDS = frozenset(
+    {"drop", "short", "stall", "status", "ignore_range", "change", "throttle", "flip", "endless", "trickle"}
+)
 #: Kinds that act on the body bytes (meaningless for HEAD, 304, 416).
-BODY_FAULT_KINDS = frozenset({"drop", "short", "stall", "throttle", "flip"})
+BODY_FAULT_KINDS = frozenset({"drop", "short", "stall", "throttle", "flip", "endless", "trickle"})
 #: Kinds a HEAD request may consume (servers pass this to :meth:`FaultPlan.take` for HEAD).
 HEAD_FAULT_KINDS = FAULT_KINDS - BODY_FAULT_KINDS
 
@@ -90,6 +94,11 @@ class Fault:
       * ``throttle``: send the body at ``bytes_per_second``.
       * ``flip``: send the whole body with the byte at body offset ``after_bytes`` inverted -- a bit error
         in transit that TCP's checksum missed (or a faulty proxy): lengths and headers are right.
+      * ``endless``: answer 200 with no ``Content-Length`` (``Connection: close``, the body delimited by the
+        close) and send the file, then zeros without end -- until the client goes away, the server stops, or
+        ``after_bytes`` (when > 0) have been sent in all (a safety cap for tests).
+      * ``trickle``: send the body one byte every ``seconds`` (default 5) -- each read gets a byte well
+        within any read timeout, so only a throughput check notices.
     """
 
     kind: str
@@ -110,6 +119,9 @@ class Fault:
             raise ValueError(f"unknown fault kind {self.kind!r}; expected one of {sorted(FAULT_KINDS)}")
         if self.kind == "throttle" and self.bytes_per_second <= 0:
             raise ValueError("a throttle fault needs bytes_per_second > 0")
+        if self.kind == "trickle":
+            self.seconds = self.seconds or 5.0
+            self.bytes_per_second = 1.0 / self.seconds
 
     @property
     def exhausted(self) -> bool:
@@ -638,7 +650,7 @@ def send_body(
                 yield chunk
 
         chunk_size = _CHUNK
-        if kind == "throttle" and fault is not None:
+        if kind in ("throttle", "trickle") and fault is not None:
             chunk_size = max(1, min(_CHUNK, int(fault.bytes_per_second / 20) or 1))
         t0 = time.monotonic()
         for chunk in chunks(budget, chunk_size):
@@ -647,7 +659,7 @@ def send_body(
             handler.wfile.write(chunk)
             sent += len(chunk)
             handler.bytes_sent += len(chunk)
-            if kind == "throttle" and fault is not None:
+            if kind in ("throttle", "trickle") and fault is not None:
                 ahead = sent / fault.bytes_per_second - (time.monotonic() - t0)
                 if ahead > 0:
                     _sleep(handler, ahead)
@@ -677,6 +689,32 @@ def send_body(
             fh.close()
     if sent < total:
         handler.close_connection = True
+    return sent
+
+
+def send_endless(handler: BaseFakeHandler, data: bytes | Path, fault: Fault) -> int:
+    """The body of an ``endless`` fault, after headers the caller sent without Content-Length: the file, then
+    zeros until the client closes, the server stops or ``fault.after_bytes`` (> 0) are sent. Returns bytes
+    sent."""
+    handler.fault_kind = "endless"
+    handler.close_connection = True
+    body = data.read_bytes() if isinstance(data, Path) else bytes(data)
+    zeros = bytes(_CHUNK)
+    cap = fault.after_bytes if fault.after_bytes > 0 else None
+    stopping = getattr(handler.server, "stopping", None)
+    sent = 0
+    try:
+        for i in range(0, len(body), _CHUNK):
+            handler.wfile.write(body[i : i + _CHUNK])
+            sent += len(body[i : i + _CHUNK])
+        while (cap is None or sent < cap) and not (stopping is not None and stopping.is_set()):
+            chunk = zeros if cap is None else zeros[: cap - sent]
+            handler.wfile.write(chunk)
+            sent += len(chunk)
+    except (OSError, ValueError):
+        pass
+    handler.bytes_sent = sent
+    handler.commit_record()
     return sent
 
 
@@ -796,12 +834,14 @@ def serve_bytes(
                 start, end = parsed
                 status = 206
 
+    endless = fault is not None and fault.kind == "endless" and status == 200 and handler.command != "HEAD"
     handler.send_response(status)
     handler.send_header("Content-Type", content_type)
-    handler.send_header("Content-Length", str(end - start))
+    if not endless:
+        handler.send_header("Content-Length", str(end - start))
     for name, value in validators:
         handler.send_header(name, value)
-    handler.send_header("Connection", "keep-alive")
+    handler.send_header("Connection", "close" if endless else "keep-alive")
     if status == 206:
         handler.send_header("Content-Range", f"bytes {start}-{end - 1}/{size}")
     for name, value in extra_headers:
@@ -811,5 +851,8 @@ def serve_bytes(
         handler.commit_record()
     handler.end_headers()
     if handler.command == "HEAD":
+        return
+    if endless and fault is not None:
+        send_endless(handler, data, fault)
         return
     send_body(handler, data, start, end, fault)

@@ -90,8 +90,15 @@ class RetryPolicy:
 
     @classmethod
     def from_settings(cls, settings: Any, **kw: Any) -> RetryPolicy:
-        """The policy of a run's Settings (retries, backoff, backoff_max), with overrides."""
-        base = {"retries": settings.retries, "backoff": settings.backoff, "backoff_max": settings.backoff_max}
+        """The policy of a run's Settings (retries, backoff, backoff_max, stall_speed/stall_time), with
+        overrides; waits go to ``on_wait`` (the ``climb.net`` logger; the CLI prints it: ui.report_waits)."""
+        base = {
+            "retries": settings.retries,
+            "backoff": settings.backoff,
+            "backoff_max": settings.backoff_max,
+            "stall_bytes_per_s": getattr(settings, "stall_speed", None) or None,
+            "stall_window_s": getattr(settings, "stall_time", None) or None,
+        }
         return cls(**{**base, **kw})
 
     def with_(self, **kw: Any) -> RetryPolicy:

@@ -157,8 +157,9 @@ class RateBudget:
                 self._remaining = int(remaining)
             self._reset_at = reset_at
 
-    def wait(self) -> float:
-        """Count one request; first sleep until the window resets if none is left. Returns the pause."""
+    def wait(self, what: str = "API") -> float:
+        """Count one request; first sleep until the window resets if none is left (said on the ``climb.net``
+        logger, as every retry wait is). Returns the pause."""
         slept = 0.0
         while True:
             with self._lock:
@@ -174,6 +175,9 @@ class RateBudget:
                 delay = self._reset_at - now + 0.05
             if delay > self.max_wait:
                 return slept
+            retry.log.warning(
+                "%s: rate limit spent; next request in %.1fs, when the window resets", what, delay
+            )
             time.sleep(delay)
             slept += delay
 
@@ -195,7 +199,7 @@ def api_get(
 
     def once() -> requests.Response:
         if budget is not None:
-            budget.wait()
+            budget.wait(f"{source.recipe.name}: {urlsplit(url).netloc}")
         resp = fetch(source, url, headers=headers, auth=auth, stream=stream, follow=follow)
         if budget is not None:
             budget.update(resp)

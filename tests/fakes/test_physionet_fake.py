@@ -753,6 +753,36 @@ def test_fault_throttle(pn: FakePhysioNet) -> None:
     assert time.monotonic() - t0 >= 0.25
 
 
+def test_fault_endless(pn: FakePhysioNet) -> None:
+    """No Content-Length, the file then zeros until the client hangs up (here: a 1 MiB cap)."""
+    url = pn.base_url + ECG + "records500/00000/00002_hr.dat"
+    plain = requests.get(url, timeout=5).content
+    pn.faults.add("endless", path_glob="*/00002_hr.dat", after_bytes=1 << 20)
+    with requests.get(url, timeout=5, stream=True) as r:
+        assert r.status_code == 200 and "Content-Length" not in r.headers
+        assert r.headers["Connection"] == "close"
+        body = r.raw.read()
+    assert len(body) == 1 << 20 and body.startswith(plain) and body[len(plain) :] == bytes((1 << 20) - 3000)
+    pn.faults.add("endless", path_glob="*/00002_hr.dat")  # no cap: goes on while the client reads
+    with requests.get(url, timeout=5, stream=True) as r:
+        got = 0
+        for chunk in r.iter_content(1 << 16):
+            got += len(chunk)
+            if got > 8 << 20:
+                break
+    assert got > 8 << 20
+
+
+def test_fault_trickle(pn: FakePhysioNet) -> None:
+    """One byte every ``seconds``: each read gets a byte, the body never comes at speed."""
+    pn.faults.add("trickle", path_glob="*/00002_hr.dat", seconds=0.05)
+    with requests.get(pn.base_url + ECG + "records500/00000/00002_hr.dat", timeout=1, stream=True) as r:
+        assert r.headers["Content-Length"] == "3000"
+        t0 = time.monotonic()
+        first = r.raw.read(10)
+    assert len(first) == 10 and time.monotonic() - t0 >= 0.4
+
+
 # -------------------------------------------------------------------------- server behaviour
 
 

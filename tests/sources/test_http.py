@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -270,3 +271,19 @@ def test_no_netrc_credential_on_any_hop(
     assert not download(_recipe(tmp_path, body), settings).ok
     assert capture.seen and capture.leaked(SECRETS) == []
     assert not any(r.had_authorization for r in bucket.log)
+
+
+def test_a_spent_rate_budget_says_its_wait(caplog: pytest.LogCaptureFixture) -> None:
+    import requests
+
+    from climb_cli.sources.http import RateBudget
+
+    resp = requests.Response()
+    resp.headers.update({"X-RateLimit-Limit": "60", "X-RateLimit-Remaining": "0"})
+    resp.headers["X-RateLimit-Reset"] = str(int(time.time()) + 2)
+    budget = RateBudget()
+    budget.update(resp)
+    with caplog.at_level("INFO", logger="climb.net"):
+        assert budget.wait("toyhttp: api.example.org") > 0
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "climb.net"]
+    assert line.startswith("toyhttp: api.example.org: rate limit spent; next request in ")
