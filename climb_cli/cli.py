@@ -45,7 +45,7 @@ app = typer.Typer(
 
 
 class State:
-    def __init__(self, data_dir: Path | None, recipes: list[Path]) -> None:
+    def __init__(self, data_dir: str | None, recipes: list[Path]) -> None:
         self._data_dir, self._recipes = data_dir, recipes
         self._settings: Settings | None = None
 
@@ -74,12 +74,12 @@ def _version(value: bool) -> None:
 def _main(
     ctx: typer.Context,
     data_dir: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
             "--data-dir",
             metavar="DIR",
-            help="Where raw and processed data live (env CLIMB_DATA). Also accepted after the command. "
-            "Default: ~/climb-data.",
+            help="Where raw and processed data live: a folder or object storage (s3://bucket/prefix, any "
+            "fsspec URL) (env CLIMB_DATA). Also accepted after the command. Default: ~/climb-data.",
         ),
     ] = None,
     recipes: Annotated[
@@ -383,6 +383,11 @@ def download(
         for placement in report.manual:
             for line in placement.lines():
                 say(line)
+        if settings.remote and report.ok:
+            from climb_cli.storage import Remote, push_raw
+
+            sent, nbytes = push_raw(settings.raw_dir(r.name), Remote(settings.raw_url(r.name) or ""))
+            say(f"{r.name}: {sent} file(s), {ui.human(nbytes)} uploaded -> {settings.raw_url(r.name)}")
         if write_lock is not None:
             from climb_cli.pins import Pins
 
@@ -782,6 +787,12 @@ def preprocess(
             raise UsageError(f"--where {w!r}: write COLUMN=VALUE[,VALUE...]")
         where_map.setdefault(col.strip(), []).extend(values.split(","))
     recipes = [r.with_variant(variant) for r in st.catalog.resolve(list(names or []), all_)]
+    if settings.remote:  # raw files pushed from another machine come into this one's cache
+        from climb_cli.storage import Remote, pull_raw
+
+        for r in recipes:
+            if not (settings.raw_dir(r.name) / ".climb" / "manifest.sqlite").is_file():
+                pull_raw(Remote(settings.raw_url(r.name) or ""), settings.raw_dir(r.name))
     if all_:
         ready = [r for r in recipes if settings.raw_dir(r.name).is_dir() and r.index is not None]
         for r in recipes:
@@ -847,10 +858,10 @@ def preprocess(
         ui.say(
             f"{r.name}: {report.rows:,} rows in {len(report.units)} shards "
             f"({report.skipped_units} already committed), {report.errors} failed item(s), "
-            f"{report.seconds:.1f}s -> {report.out_dir}"
+            f"{report.seconds:.1f}s -> {report.where}"
         )
         if report.errors:
-            ui.say(f"  failed items are listed in {report.out_dir / 'errors.parquet'}")
+            ui.say(f"  failed items are listed in {report.where}/errors.parquet")
         if over:
             failed.append((r.name, f"{report.errors} item(s) failed (more than --max-errors {max_errors})"))
     if as_json:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -240,6 +241,8 @@ def verify_outputs(recipe: Recipe, settings: Settings, *, workers: int | None = 
     from climb_cli.shards import shard_rows
 
     out_dir = settings.processed_dir(recipe.name) / recipe.content_hash()
+    if settings.remote:
+        return _verify_remote_outputs(recipe, settings, workers)
     report = OutputReport(recipe.name, str(out_dir))
     mpath = out_dir / "manifest.json"
     if not mpath.is_file():
@@ -271,6 +274,56 @@ def verify_outputs(recipe: Recipe, settings: Settings, *, workers: int | None = 
             problems.append(f"{shard['name']}: {rows} rows, manifest says {shard['rows']}")
         return problems
 
+    return _check_outputs(recipe, report, manifest, check, workers)
+
+
+def _verify_remote_outputs(recipe: Recipe, settings: Settings, workers: int | None) -> OutputReport:
+    """verify --outputs on object storage: the same checks, read through the filesystem client."""
+    import pyarrow.parquet as pq
+
+    from climb_cli.storage import Remote
+
+    out = Remote(f"{settings.processed_url(recipe.name)}/{recipe.content_hash()}")
+    report = OutputReport(recipe.name, out.url)
+    raw = out.read_bytes("manifest.json")
+    if raw is None:
+        report.problems.append(
+            f"no outputs for this recipe version ({recipe.content_hash()}) at {out.url}; run "
+            f"`climb preprocess {recipe.name}`"
+        )
+        return report
+    try:
+        manifest = json.loads(raw)
+    except ValueError as e:
+        report.problems.append(f"{out.where('manifest.json')}: not valid JSON ({e})")
+        return report
+
+    def check(shard: dict) -> list[str]:
+        size = out.size(shard["name"])
+        if size is None:
+            return [f"{shard['name']}: missing"]
+        problems = []
+        if size != shard["bytes"]:
+            problems.append(f"{shard['name']}: {size} bytes, manifest says {shard['bytes']}")
+        if out.sha256(shard["name"]) != shard["sha256"]:
+            problems.append(f"{shard['name']}: sha256 differs from the manifest (corrupt or replaced)")
+            return problems
+        with out.open_input_file(shard["name"]) as f:
+            rows = pq.ParquetFile(f).metadata.num_rows
+        if rows != shard["rows"]:
+            problems.append(f"{shard['name']}: {rows} rows, manifest says {shard['rows']}")
+        return problems
+
+    return _check_outputs(recipe, report, manifest, check, workers)
+
+
+def _check_outputs(
+    recipe: Recipe,
+    report: OutputReport,
+    manifest: dict,
+    check: Callable[[dict], list[str]],
+    workers: int | None,
+) -> OutputReport:
     shards = manifest.get("shards", [])
     with ThreadPoolExecutor(workers or os.cpu_count() or 2) as pool:
         for problems in pool.map(check, shards):
