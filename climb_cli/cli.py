@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 import traceback
 from pathlib import Path
 from typing import Annotated, Any
@@ -345,11 +346,22 @@ def download(
             results.append({"dataset": r.name, "ok": False, "error": why})
             continue
         bar = ui.TransferBar(r.name) if not as_json else None
+        t0 = time.monotonic()
         try:
             report = run_download(r, settings, bar)
         finally:
             if bar is not None:
                 bar.stop()
+        if r.sources and report.bytes:
+            from climb_cli.plan import record_download
+
+            record_download(
+                settings,
+                r.sources[0].kind,
+                report.bytes,
+                time.monotonic() - t0,
+                settings.connections_per_host,
+            )
         results.append(
             {
                 "dataset": r.name,
@@ -839,6 +851,17 @@ def preprocess(
                 "partial": report.partial,
             }
         )
+        if not report.partial and report.skipped_units == 0 and report.seconds > 0:
+            from climb_cli.plan import record_preprocess
+
+            record_preprocess(
+                settings,
+                r.modality,
+                report.rows + report.errors,
+                report.seconds,
+                report.workers,
+                sum(u.bytes for u in report.units),
+            )
         if as_json:
             if over:
                 failed.append(
@@ -867,6 +890,122 @@ def preprocess(
     if as_json:
         _finish_json(results, failed)
         return
+    _finish(failed, len(recipes))
+
+
+@app.command()
+def plan(
+    ctx: typer.Context,
+    names: Annotated[list[str] | None, typer.Argument(help="Dataset names.")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Every dataset with a recipe.")] = False,
+    workers: Annotated[int | None, typer.Option(help="Workers to plan for [all cores].")] = None,
+    connections: Annotated[
+        int | None, typer.Option(help="Connections per host to plan for [env CLIMB_CONNECTIONS; 4].")
+    ] = None,
+    listing: Annotated[
+        bool,
+        typer.Option("--list", help="Ask upstream for the exact file list and sizes (needs network)."),
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """The work as numbers before it starts: files, bytes, samples, disk per stage, hours.
+
+    Rates are the ones measured on this machine (download, preprocess) or documented defaults;
+    every figure says where it came from.
+
+    Example: climb plan --all --workers 64 --connections 8
+    """
+    from climb_cli import plan as planning
+
+    st = _state(ctx)
+    settings = _apply_network(st.settings, connections, None)
+    if workers is not None and workers < 1:
+        raise UsageError("--workers must be >= 1")
+    n = workers or os.cpu_count() or 1
+    recipes = st.catalog.resolve(list(names or []), all_)
+    rates = planning.load_rates(settings)
+    plans = []
+    failed: list[tuple[str, str]] = []
+    for r in recipes:
+        exact = None
+        if listing:
+            from climb_cli.acquire import plan as list_files
+
+            try:
+                p = list_files(r, settings, with_sizes=True)
+                exact = (p.files, p.total_bytes)
+            except ClimbError as e:
+                failed.append((r.name, str(e)))
+        plans.append(
+            planning.plan_dataset(
+                r, settings, workers=n, connections=settings.connections_per_host, listing=exact, rates=rates
+            )
+        )
+    total = planning.totals(plans)
+    if as_json:
+        _print_json(
+            {
+                "workers": n,
+                "connections": settings.connections_per_host,
+                "datasets": [p.as_dict() for p in plans],
+                "total": total,
+            }
+        )
+    else:
+        from rich.table import Table
+
+        def fig(f: Any, fmt: Any) -> str:
+            return "?" if f.value is None else f"{fmt(f.value)} ({f.source})"
+
+        def hours(v: float) -> str:
+            return f"{v:.2f} h"
+
+        t = Table(
+            "dataset",
+            "files",
+            "raw",
+            "extracted",
+            "processed",
+            "peak disk",
+            "samples",
+            "download",
+            "verify",
+            "preprocess",
+            title=f"plan for {n} worker(s), {settings.connections_per_host} connection(s) per host",
+            title_justify="left",
+        )
+        for p in plans:
+            t.add_row(
+                p.name,
+                fig(p.files, lambda v: f"{int(v):,}"),
+                fig(p.raw_bytes, ui.human),
+                fig(p.extracted_bytes, ui.human),
+                fig(p.processed_bytes, ui.human),
+                "?" if p.peak_bytes is None else ui.human(p.peak_bytes),
+                fig(p.samples, lambda v: f"{int(v):,}"),
+                fig(p.download_hours, hours),
+                fig(p.verify_hours, hours),
+                fig(p.preprocess_hours, hours),
+            )
+        _print_table(t)
+
+        def unknown(key: str) -> str:
+            return f" ({total[key]['unknown']} unknown)" if total[key]["unknown"] else ""
+
+        ui.say(
+            f"total: {len(plans)} dataset(s), {int(total['files']['value']):,} files{unknown('files')}, "
+            f"raw {ui.human(total['raw_bytes']['value'])}{unknown('raw_bytes')}, "
+            f"extracted {ui.human(total['extracted_bytes']['value'])}, "
+            f"processed {ui.human(total['processed_bytes']['value'])}, "
+            f"peak disk {ui.human(total['peak_bytes']['value'])}{unknown('peak_bytes')}, "
+            f"{int(total['samples']['value']):,} samples{unknown('samples')}; "
+            f"download {total['download_hours']['value']:.1f} h, "
+            f"verify {total['verify_hours']['value']:.1f} h, "
+            f"preprocess {total['preprocess_hours']['value']:.1f} h"
+        )
+        for p in plans:
+            for d in p.deletable:
+                ui.say(f"  {p.name}: deletable: {d}")
     _finish(failed, len(recipes))
 
 

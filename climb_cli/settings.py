@@ -72,9 +72,7 @@ class Settings:
     remote: str | None = None  # the data dir's URL when it is object storage; data_dir is then its cache
 
     @classmethod
-    def from_env(
-        cls, data_dir: Path | str | None = None, recipe_dirs: list[Path] | None = None
-    ) -> Settings:
+    def from_env(cls, data_dir: Path | str | None = None, recipe_dirs: list[Path] | None = None) -> Settings:
         from climb_cli.storage import cache_dir, is_url
 
         given = data_dir or os.environ.get("CLIMB_DATA") or Path.home() / "climb-data"

@@ -152,7 +152,9 @@ class Remote:
         base = self.path(rel)
         sel = pafs.FileSelector(base, allow_not_found=True, recursive=recursive)
         return {
-            i.path[len(base) + 1 :]: i.size for i in self.fs.get_file_info(sel) if i.type == pafs.FileType.File
+            i.path[len(base) + 1 :]: i.size
+            for i in self.fs.get_file_info(sel)
+            if i.type == pafs.FileType.File
         }
 
     def open_input_file(self, rel: str) -> pafs.NativeFile:  # type: ignore[name-defined]

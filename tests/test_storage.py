@@ -11,14 +11,23 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from climb_cli.acquire import download
+from climb_cli.fakes.physionet import FakePhysioNet
 from climb_cli.pipeline import preprocess
 from climb_cli.settings import Settings
 from climb_cli.storage import Remote, cache_dir, is_url, push_raw
 from climb_cli.verify import verify_outputs
 from tests.conftest import run_climb
-from tests.test_pipeline import _hashes, _recipe, raw  # noqa: F401  (raw: the downloaded toy ECG set)
+from tests.test_pipeline import _hashes, _recipe
 
 BUCKET = "climb-lab"
+
+
+@pytest.fixture
+def raw(tmp_path: Path, settings: Settings, server: FakePhysioNet) -> Settings:
+    """The toy ECG set downloaded from the fake PhysioNet into a local data dir."""
+    assert download(_recipe(tmp_path / "recipes"), settings).ok
+    return settings
 
 
 def _objects(s3, prefix: str = "") -> dict[str, bytes]:  # type: ignore[no-untyped-def]
@@ -60,7 +69,9 @@ def test_preprocess_to_s3_is_byte_identical_to_local_and_reruns_skip(
     assert report.rows == local.rows and report.skipped_units == 0
     prefix = f"corpus/processed/toyecg/{recipe.content_hash()}/"
     objs = _objects(s3, prefix)
-    shards = {k.rsplit("/", 1)[1]: hashlib.sha256(v).hexdigest() for k, v in objs.items() if k.endswith(".parquet")}
+    shards = {
+        k.rsplit("/", 1)[1]: hashlib.sha256(v).hexdigest() for k, v in objs.items() if k.endswith(".parquet")
+    }
     assert shards == expected  # the same bytes as on a local disk (shards and errors.parquet)
     names = {k[len(prefix) :] for k in objs}
     assert {"manifest.json", "errors.parquet"} <= names
@@ -127,7 +138,9 @@ def test_raw_push_then_pull_on_another_machine_then_preprocess_via_the_cli(
     recipes = tmp_path / "recipes"
     recipe = _recipe(recipes, shard="1MB")
     env = {"CLIMB_CACHE": str(tmp_path / "machine-b")}
-    r = run_climb("--data-dir", url, "--recipes", str(recipes), "preprocess", "toyecg", "--workers", "1", env=env)
+    r = run_climb(
+        "--data-dir", url, "--recipes", str(recipes), "preprocess", "toyecg", "--workers", "1", env=env
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     assert f"-> {url}/processed/toyecg/" in r.stdout.replace("\n", "")
     r = run_climb("--data-dir", url, "--recipes", str(recipes), "verify", "--outputs", "toyecg", env=env)
