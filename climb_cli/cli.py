@@ -281,6 +281,15 @@ def download(
             help="Seconds of the stall window (env CLIMB_STALL_TIME). Default: 30.",
         ),
     ] = None,
+    mirror: Annotated[
+        str | None,
+        typer.Option(
+            metavar="NAME",
+            help="Where PhysioNet file bytes come from: origin (physionet.org) or aws-open (the public "
+            "physionet-open S3 bucket); files are checked against the same upstream SHA256SUMS.txt "
+            "(env CLIMB_MIRROR). Default: origin.",
+        ),
+    ] = None,
     write_lock: Annotated[
         Path | None,
         typer.Option(
@@ -300,9 +309,14 @@ def download(
     """
     from climb_cli.acquire import check_disk, plan
     from climb_cli.acquire import download as run_download
+    from climb_cli.sources.physionet import MIRRORS
 
     st = _state(ctx)
     settings = _apply_network(st.settings, connections, retries, min_free, stall_speed, stall_time)
+    if mirror is not None:
+        if mirror not in MIRRORS:
+            raise UsageError(f"--mirror {mirror!r}: choose one of {', '.join(MIRRORS)}")
+        settings = settings.with_(mirror=mirror)
     recipes = st.catalog.resolve(list(names or []), all_)
     if write_lock is not None and len(recipes) > 1 and not write_lock.is_dir():
         raise UsageError("--write-lock with several datasets needs a folder (each gets <name>.lock)")

@@ -5,7 +5,8 @@ CLIMB_DATA, CLIMB_RECIPES (path-separated), CLIMB_CONNECTIONS (per host), CLIMB_
 CLIMB_BACKOFF (first retry delay, seconds), CLIMB_CONNECT_TIMEOUT, CLIMB_READ_TIMEOUT,
 CLIMB_MIN_FREE (the free space a download keeps on the data disk, e.g. 2G), CLIMB_STALL_SPEED and
 CLIMB_STALL_TIME (a body slower than SPEED bytes/s over TIME seconds is a stall, retried), and
-CLIMB_<KIND>_URL to point a source kind at a mirror (CLIMB_PHYSIONET_URL=https://mirror.lab/).
+CLIMB_<KIND>_URL to point a source kind at a mirror (CLIMB_PHYSIONET_URL=https://mirror.lab/),
+CLIMB_MIRROR (the cloud copy PhysioNet files come from: origin | aws-open).
 A data dir given as a URL (s3://bucket/prefix) is object storage: `remote` holds it and `data_dir` is the
 local cache dir keyed by it (storage.py says what lives where).
 """
@@ -69,6 +70,9 @@ class Settings:
     stall_speed: float = 1000.0
     stall_time: float = 30.0
     mirrors: dict[str, str] = field(default_factory=dict)
+    mirror: str = (
+        "origin"  # where PhysioNet file bytes come from: origin | aws-open (see sources/physionet.py)
+    )
     remote: str | None = None  # the data dir's URL when it is object storage; data_dir is then its cache
 
     @classmethod
@@ -102,6 +106,7 @@ class Settings:
             stall_time=_env_float("CLIMB_STALL_TIME", 30.0),
             mirrors=mirrors,
             remote=remote,
+            mirror=os.environ.get("CLIMB_MIRROR") or "origin",
         )
 
     def with_(self, **kw: object) -> Settings:
