@@ -495,6 +495,14 @@ def verify(
             help="Hashing threads. Default: the CPUs this process may use.",
         ),
     ] = None,
+    metadata: Annotated[
+        bool,
+        typer.Option(
+            "--metadata",
+            help="Hash only files whose size or mtime changed since they were recorded (fast at "
+            "corpus scale; a full verify re-hashes everything).",
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     variant: Annotated[
         str | None, typer.Option(help="With --outputs: the variant that was preprocessed.")
@@ -547,7 +555,7 @@ def verify(
             continue
         try:
             with raw_lock(settings.raw_dir(r.name), r.name, "climb verify" + (" --repair" if repair else "")):
-                raw = _verify_one(r, settings, workers, repair)
+                raw = _verify_one(r, settings, workers, repair, metadata)
         except LockedError as e:
             failed.append((r.name, str(e).removeprefix(f"{r.name}: ")))
             continue
@@ -602,11 +610,13 @@ def verify(
     _finish(failed, len(recipes))
 
 
-def _verify_one(r: Recipe, settings: Settings, workers: int | None, repair: bool) -> Any:
+def _verify_one(
+    r: Recipe, settings: Settings, workers: int | None, repair: bool, metadata: bool = False
+) -> Any:
     """verify_raw, and with --repair: fetch lost file lists, re-download bad files, verify again."""
     from climb_cli.verify import verify_raw
 
-    raw, bad = verify_raw(r, settings, workers=workers)
+    raw, bad = verify_raw(r, settings, workers=workers, metadata=metadata)
     if repair and raw.lists_missing and not raw.never_listed:
         from climb_cli.acquire import relist
 

@@ -90,14 +90,21 @@ def _recorded_files(
     return out
 
 
-def verify_raw(recipe: Recipe, settings: Settings, *, workers: int | None = None) -> tuple[RawReport, list]:
+def verify_raw(
+    recipe: Recipe, settings: Settings, *, workers: int | None = None, metadata: bool = False
+) -> tuple[RawReport, list]:
     """Hash every expected file. Returns the report and the (source, file) pairs that are bad.
-    Holds the dataset's raw lock (it updates the raw manifest)."""
+    Holds the dataset's raw lock (it updates the raw manifest).
+
+    metadata=True (verify --metadata) hashes only files whose size or mtime differ from their manifest
+    row or whose recorded sum is not the upstream one; the rest count as checked by their metadata."""
     with raw_lock(settings.raw_dir(recipe.name), recipe.name, "climb verify"):
-        return _verify_raw(recipe, settings, workers)
+        return _verify_raw(recipe, settings, workers, metadata)
 
 
-def _verify_raw(recipe: Recipe, settings: Settings, workers: int | None) -> tuple[RawReport, list]:
+def _verify_raw(
+    recipe: Recipe, settings: Settings, workers: int | None, metadata: bool = False
+) -> tuple[RawReport, list]:
     t0 = time.perf_counter()
     report = RawReport(recipe.name)
     raw_root = settings.raw_dir(recipe.name)
@@ -142,6 +149,7 @@ def _verify_raw(recipe: Recipe, settings: Settings, workers: int | None) -> tupl
     now = time.time()
     manifest = RawManifest.for_reading(raw_root)
     report.read_only = manifest.read_only
+    previous: dict[str, tuple[int, int, str]] = {}
 
     def check(item: tuple[Source, RemoteFile, str]) -> tuple[str, int, Entry | None]:
         source, rf, key = item
@@ -150,6 +158,10 @@ def _verify_raw(recipe: Recipe, settings: Settings, workers: int | None) -> tupl
             st = path.stat()
         except FileNotFoundError:
             return "missing", 0, None
+        if metadata:
+            row = previous.get(key)
+            if row and row[:2] == (st.st_size, st.st_mtime_ns) and rf.sha256 in (None, row[2]):
+                return "ok", st.st_size, Entry(key, st.st_size, st.st_mtime_ns, row[2])
         algos = ("sha256", "md5") if (rf.md5 and not rf.sha256) else ("sha256",)
         hashes = _hash_file(path, *algos)
         good = (rf.sha256 is None or hashes["sha256"] == rf.sha256) and (
@@ -162,7 +174,7 @@ def _verify_raw(recipe: Recipe, settings: Settings, workers: int | None) -> tupl
         manifest,
         ThreadPoolExecutor(workers or os.cpu_count() or 2, thread_name_prefix="climb-verify") as pool,
     ):
-        previous = manifest.load_index()
+        previous.update(manifest.load_index())
         changed: list[Entry] = []
         unchanged: list[str] = []
 
@@ -189,7 +201,8 @@ def _verify_raw(recipe: Recipe, settings: Settings, workers: int | None) -> tupl
                     e.path, e.size, e.mtime_ns, e.sha256, e.source, full.url, full.etag, full.fetched_at, now
                 )
         manifest.put_batch(changed)
-        manifest.touch_verified(unchanged, now)
+        if not metadata:  # verified_at is when a file's bytes were last hashed
+            manifest.touch_verified(unchanged, now)
         if report.corrupt:
             manifest.delete(report.corrupt)
     if report.never_listed or report.lists_missing:
