@@ -6,6 +6,9 @@ begin with `Wget/` or `libwfdb/`; climb keeps identifying itself as climb and in
 through the site's login form (as a browser does) and sends the session cookie, which the server
 accepts from any client. A mirror that answers 401 with a Basic challenge (an nginx auth_basic
 mirror, say) gets Basic credentials instead. Refusals become one line that says what to do.
+With `--mirror aws-open` the bytes of an open project come from the public physionet-open bucket
+(anonymous GETs, no credential ever sent there) while SHA256SUMS.txt still comes from PhysioNet, so
+every file is checked against the same upstream sums whichever host served it.
 """
 
 from __future__ import annotations
