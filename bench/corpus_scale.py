@@ -54,7 +54,7 @@ def _make(root: Path, n: int) -> None:
     head, _, rest = text.partition("sources:\n")
     _, _, tail = rest.partition("\nchecksums:")
     head = head.replace("name: ptbxl", f"name: {NAME}").replace("raw_size: 1.7GB", "raw_size: 8MB")
-    source = f"  - id: data\n    kind: physionet\n    project: {NAME}\n    version: \"1.0\"\n"
+    source = f'  - id: data\n    kind: physionet\n    project: {NAME}\n    version: "1.0"\n'
     (recipes / f"{NAME}.yaml").write_text(head + "sources:\n" + source + "\nchecksums:" + tail)
 
 
@@ -77,7 +77,8 @@ elif step == "plan":
     from climb_cli.plan import plan_dataset
     p = plan(recipe, settings)
     d = plan_dataset(recipe, settings, workers=2, connections=4)
-    out = {"files": d.files.value, "raw_bytes": d.raw_bytes.value, "listed": p.files, "present": p.present_bytes}
+    out = {"files": d.files.value, "raw_bytes": d.raw_bytes.value}
+    out.update(listed=p.files, present=p.present_bytes)
 else:
     from climb_cli.verify import verify_raw
     rep, _ = verify_raw(recipe, settings, metadata=(step == "verify-meta"))
