@@ -4,7 +4,9 @@ every file present), and verify --metadata, each in its own process, with wall t
 The dataset is a PhysioNet-style project: N small files under 1,000 folders plus the SHA256SUMS.txt that
 lists them, placed in raw/<dataset>/ as if a download had put them there. The PhysioNet URL points at a
 closed port on 127.0.0.1, so any network access would fail the step. Steps:
-  seed         the first `download` over files placed by hand: hashes each one and records it (setup)
+  record       setup: the raw manifest as a finished download leaves it (one row per file: size, mtime,
+               the upstream sum), written straight with RawManifest.put_batch
+  seed         (optional) the first `download` over files placed by hand: hashes and records each one
   plan         `climb plan`'s figures (one SQL scan) plus the listing with present bytes
   skip         `download` again: every file skipped by size+mtime against the raw manifest
   verify-meta  `verify --metadata`: every file's size+mtime against the manifest and the upstream sums
@@ -67,7 +69,20 @@ root, step = Path(sys.argv[1]), sys.argv[2]
 settings = Settings(data_dir=root / "data", mirrors={"physionet": "http://127.0.0.1:9"}, retries=0)
 recipe = Catalog([root / "recipes"]).load("bigset")
 t0 = time.perf_counter()
-if step in ("seed", "skip"):
+if step == "record":
+    from climb_cli.manifest import Entry, RawManifest
+    raw = settings.raw_dir("bigset")
+    rows = []
+    for line in (raw / "SHA256SUMS.txt").read_text().splitlines():
+        digest, rel = line.split(" ", 1)
+        st = (raw / rel).stat()
+        url = "http://127.0.0.1:9/files/bigset/1.0/" + rel
+        rows.append(Entry(rel, st.st_size, st.st_mtime_ns, digest, "data", url, "", 1.0, 1.0))
+    with RawManifest.for_dataset(raw) as m:
+        for i in range(0, len(rows), 100_000):
+            m.put_batch(rows[i : i + 100_000])
+    out = {"rows": len(rows)}
+elif step in ("seed", "skip"):
     from climb_cli.acquire import download
     r = download(recipe, settings)
     assert r.ok, r.why
@@ -110,14 +125,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--files", type=int, default=1_000_000)
     ap.add_argument("--quick", action="store_true", help="100,000 files")
     ap.add_argument("--keep", action="store_true", help="keep the work folder")
-    ap.add_argument("--steps", default="seed,plan,skip,verify-meta,verify")
+    ap.add_argument("--steps", default="record,plan,skip,verify-meta")
+    ap.add_argument("--reuse", type=Path, help="a work folder kept by an earlier --keep run")
     args = ap.parse_args(argv)
     n = 100_000 if args.quick else args.files
-    root = _workdir()
+    root = args.reuse or _workdir()
     try:
-        t0 = time.perf_counter()
-        _make(root, n)
-        print(f"made {n:,} files in {time.perf_counter() - t0:.1f}s under {root}", flush=True)
+        if args.reuse is None:
+            t0 = time.perf_counter()
+            _make(root, n)
+            print(f"made {n:,} files in {time.perf_counter() - t0:.1f}s under {root}", flush=True)
         rows = []
         for step in args.steps.split(","):
             r = _run(root, step)
@@ -128,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         for r in rows:
             print(f"| {r['step']} | {n:,} | {r['seconds']} | {r['wall']} | {r['peak_rss_mb']} MB |")
     finally:
-        if not args.keep:
+        if not args.keep and args.reuse is None:
             shutil.rmtree(root, ignore_errors=True)
     return 0
 
