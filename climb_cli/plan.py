@@ -167,10 +167,10 @@ def plan_dataset(
         extracted = Figure(size if archives else 0, "estimate" if archives else "recipe")
     done = _processed(settings, recipe)
     expected = sum(recipe.expect.splits.values()) if recipe.expect.splits else None
-    if expected:
-        samples = Figure(expected, "recipe")
-    elif done:
+    if done:  # what was processed here beats the recipe's expectation (a subset, a smaller copy)
         samples = Figure(done[0], "manifest")
+    elif expected:
+        samples = Figure(expected, "recipe")
     else:
         samples = Figure(None, "unknown")
     per_item_bytes = rates.get("preprocess", {}).get(recipe.modality, {}).get("bytes_per_item")
