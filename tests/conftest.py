@@ -256,4 +256,8 @@ def s3(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
         monkeypatch.setenv(k, v)
     monkeypatch.delenv("AWS_ENDPOINT_URL_S3", raising=False)
     monkeypatch.delenv("AWS_PROFILE", raising=False)
+    from climb_cli.engines import stop_pool
+
+    stop_pool()  # loky workers started by earlier tests have the old environment: start fresh ones
     yield boto3.client("s3", endpoint_url=moto_endpoint)
+    stop_pool()  # and later tests do not inherit this one's
