@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 import traceback
 from pathlib import Path
 from typing import Annotated, Any
@@ -45,7 +46,7 @@ app = typer.Typer(
 
 
 class State:
-    def __init__(self, data_dir: Path | None, recipes: list[Path]) -> None:
+    def __init__(self, data_dir: str | None, recipes: list[Path]) -> None:
         self._data_dir, self._recipes = data_dir, recipes
         self._settings: Settings | None = None
 
@@ -74,12 +75,12 @@ def _version(value: bool) -> None:
 def _main(
     ctx: typer.Context,
     data_dir: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
             "--data-dir",
             metavar="DIR",
-            help="Where raw and processed data live (env CLIMB_DATA). Also accepted after the command. "
-            "Default: ~/climb-data.",
+            help="Where raw and processed data live: a folder or object storage (s3://bucket/prefix, any "
+            "fsspec URL) (env CLIMB_DATA). Also accepted after the command. Default: ~/climb-data.",
         ),
     ] = None,
     recipes: Annotated[
@@ -280,6 +281,15 @@ def download(
             help="Seconds of the stall window (env CLIMB_STALL_TIME). Default: 30.",
         ),
     ] = None,
+    mirror: Annotated[
+        str | None,
+        typer.Option(
+            metavar="NAME",
+            help="Where PhysioNet file bytes come from: origin (physionet.org) or aws-open (the public "
+            "physionet-open S3 bucket); files are checked against the same upstream SHA256SUMS.txt "
+            "(env CLIMB_MIRROR). Default: origin.",
+        ),
+    ] = None,
     write_lock: Annotated[
         Path | None,
         typer.Option(
@@ -299,9 +309,14 @@ def download(
     """
     from climb_cli.acquire import check_disk, plan
     from climb_cli.acquire import download as run_download
+    from climb_cli.sources.physionet import MIRRORS
 
     st = _state(ctx)
     settings = _apply_network(st.settings, connections, retries, min_free, stall_speed, stall_time)
+    if mirror is not None:
+        if mirror not in MIRRORS:
+            raise UsageError(f"--mirror {mirror!r}: choose one of {', '.join(MIRRORS)}")
+        settings = settings.with_(mirror=mirror)
     recipes = st.catalog.resolve(list(names or []), all_)
     if write_lock is not None and len(recipes) > 1 and not write_lock.is_dir():
         raise UsageError("--write-lock with several datasets needs a folder (each gets <name>.lock)")
@@ -345,11 +360,22 @@ def download(
             results.append({"dataset": r.name, "ok": False, "error": why})
             continue
         bar = ui.TransferBar(r.name) if not as_json else None
+        t0 = time.monotonic()
         try:
             report = run_download(r, settings, bar)
         finally:
             if bar is not None:
                 bar.stop()
+        if r.sources and report.bytes:
+            from climb_cli.plan import record_download
+
+            record_download(
+                settings,
+                r.sources[0].kind,
+                report.bytes,
+                time.monotonic() - t0,
+                settings.connections_per_host,
+            )
         results.append(
             {
                 "dataset": r.name,
@@ -383,6 +409,11 @@ def download(
         for placement in report.manual:
             for line in placement.lines():
                 say(line)
+        if settings.remote and report.ok:
+            from climb_cli.storage import Remote, push_raw
+
+            sent, nbytes = push_raw(settings.raw_dir(r.name), Remote(settings.raw_url(r.name) or ""))
+            say(f"{r.name}: {sent} file(s), {ui.human(nbytes)} uploaded -> {settings.raw_url(r.name)}")
         if write_lock is not None:
             from climb_cli.pins import Pins
 
@@ -464,6 +495,14 @@ def verify(
             help="Hashing threads. Default: the CPUs this process may use.",
         ),
     ] = None,
+    metadata: Annotated[
+        bool,
+        typer.Option(
+            "--metadata",
+            help="Hash only files whose size or mtime changed since they were recorded (fast at "
+            "corpus scale; a full verify re-hashes everything).",
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     variant: Annotated[
         str | None, typer.Option(help="With --outputs: the variant that was preprocessed.")
@@ -516,7 +555,7 @@ def verify(
             continue
         try:
             with raw_lock(settings.raw_dir(r.name), r.name, "climb verify" + (" --repair" if repair else "")):
-                raw = _verify_one(r, settings, workers, repair)
+                raw = _verify_one(r, settings, workers, repair, metadata)
         except LockedError as e:
             failed.append((r.name, str(e).removeprefix(f"{r.name}: ")))
             continue
@@ -571,11 +610,13 @@ def verify(
     _finish(failed, len(recipes))
 
 
-def _verify_one(r: Recipe, settings: Settings, workers: int | None, repair: bool) -> Any:
+def _verify_one(
+    r: Recipe, settings: Settings, workers: int | None, repair: bool, metadata: bool = False
+) -> Any:
     """verify_raw, and with --repair: fetch lost file lists, re-download bad files, verify again."""
     from climb_cli.verify import verify_raw
 
-    raw, bad = verify_raw(r, settings, workers=workers)
+    raw, bad = verify_raw(r, settings, workers=workers, metadata=metadata)
     if repair and raw.lists_missing and not raw.never_listed:
         from climb_cli.acquire import relist
 
@@ -782,6 +823,12 @@ def preprocess(
             raise UsageError(f"--where {w!r}: write COLUMN=VALUE[,VALUE...]")
         where_map.setdefault(col.strip(), []).extend(values.split(","))
     recipes = [r.with_variant(variant) for r in st.catalog.resolve(list(names or []), all_)]
+    if settings.remote:  # raw files pushed from another machine come into this one's cache
+        from climb_cli.storage import Remote, pull_raw
+
+        for r in recipes:
+            if not (settings.raw_dir(r.name) / ".climb" / "manifest.sqlite").is_file():
+                pull_raw(Remote(settings.raw_url(r.name) or ""), settings.raw_dir(r.name))
     if all_:
         ready = [r for r in recipes if settings.raw_dir(r.name).is_dir() and r.index is not None]
         for r in recipes:
@@ -828,6 +875,17 @@ def preprocess(
                 "partial": report.partial,
             }
         )
+        if not report.partial and report.skipped_units == 0 and report.seconds > 0:
+            from climb_cli.plan import record_preprocess
+
+            record_preprocess(
+                settings,
+                r.modality,
+                report.rows + report.errors,
+                report.seconds,
+                report.workers,
+                sum(u.bytes for u in report.units),
+            )
         if as_json:
             if over:
                 failed.append(
@@ -847,15 +905,131 @@ def preprocess(
         ui.say(
             f"{r.name}: {report.rows:,} rows in {len(report.units)} shards "
             f"({report.skipped_units} already committed), {report.errors} failed item(s), "
-            f"{report.seconds:.1f}s -> {report.out_dir}"
+            f"{report.seconds:.1f}s -> {report.where}"
         )
         if report.errors:
-            ui.say(f"  failed items are listed in {report.out_dir / 'errors.parquet'}")
+            ui.say(f"  failed items are listed in {report.where}/errors.parquet")
         if over:
             failed.append((r.name, f"{report.errors} item(s) failed (more than --max-errors {max_errors})"))
     if as_json:
         _finish_json(results, failed)
         return
+    _finish(failed, len(recipes))
+
+
+@app.command()
+def plan(
+    ctx: typer.Context,
+    names: Annotated[list[str] | None, typer.Argument(help="Dataset names.")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Every dataset with a recipe.")] = False,
+    workers: Annotated[int | None, typer.Option(help="Workers to plan for [all cores].")] = None,
+    connections: Annotated[
+        int | None, typer.Option(help="Connections per host to plan for [env CLIMB_CONNECTIONS; 4].")
+    ] = None,
+    listing: Annotated[
+        bool,
+        typer.Option("--list", help="Ask upstream for the exact file list and sizes (needs network)."),
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """The work as numbers before it starts: files, bytes, samples, disk per stage, hours.
+
+    Rates are the ones measured on this machine (download, preprocess) or documented defaults;
+    every figure says where it came from.
+
+    Example: climb plan --all --workers 64 --connections 8
+    """
+    from climb_cli import plan as planning
+
+    st = _state(ctx)
+    settings = _apply_network(st.settings, connections, None)
+    if workers is not None and workers < 1:
+        raise UsageError("--workers must be >= 1")
+    n = workers or os.cpu_count() or 1
+    recipes = st.catalog.resolve(list(names or []), all_)
+    rates = planning.load_rates(settings)
+    plans = []
+    failed: list[tuple[str, str]] = []
+    for r in recipes:
+        exact = None
+        if listing:
+            from climb_cli.acquire import plan as list_files
+
+            try:
+                p = list_files(r, settings, with_sizes=True)
+                exact = (p.files, p.total_bytes)
+            except ClimbError as e:
+                failed.append((r.name, str(e)))
+        plans.append(
+            planning.plan_dataset(
+                r, settings, workers=n, connections=settings.connections_per_host, listing=exact, rates=rates
+            )
+        )
+    total = planning.totals(plans)
+    if as_json:
+        _print_json(
+            {
+                "workers": n,
+                "connections": settings.connections_per_host,
+                "datasets": [p.as_dict() for p in plans],
+                "total": total,
+            }
+        )
+    else:
+        from rich.table import Table
+
+        def fig(f: Any, fmt: Any) -> str:
+            return "?" if f.value is None else f"{fmt(f.value)} ({f.source})"
+
+        def hours(v: float) -> str:
+            return f"{v:.2f} h"
+
+        t = Table(
+            "dataset",
+            "files",
+            "raw",
+            "extracted",
+            "processed",
+            "peak disk",
+            "samples",
+            "download",
+            "verify",
+            "preprocess",
+            title=f"plan for {n} worker(s), {settings.connections_per_host} connection(s) per host",
+            title_justify="left",
+        )
+        for p in plans:
+            t.add_row(
+                p.name,
+                fig(p.files, lambda v: f"{int(v):,}"),
+                fig(p.raw_bytes, ui.human),
+                fig(p.extracted_bytes, ui.human),
+                fig(p.processed_bytes, ui.human),
+                "?" if p.peak_bytes is None else ui.human(p.peak_bytes),
+                fig(p.samples, lambda v: f"{int(v):,}"),
+                fig(p.download_hours, hours),
+                fig(p.verify_hours, hours),
+                fig(p.preprocess_hours, hours),
+            )
+        _print_table(t)
+
+        def unknown(key: str) -> str:
+            return f" ({total[key]['unknown']} unknown)" if total[key]["unknown"] else ""
+
+        ui.say(
+            f"total: {len(plans)} dataset(s), {int(total['files']['value']):,} files{unknown('files')}, "
+            f"raw {ui.human(total['raw_bytes']['value'])}{unknown('raw_bytes')}, "
+            f"extracted {ui.human(total['extracted_bytes']['value'])}, "
+            f"processed {ui.human(total['processed_bytes']['value'])}, "
+            f"peak disk {ui.human(total['peak_bytes']['value'])}{unknown('peak_bytes')}, "
+            f"{int(total['samples']['value']):,} samples{unknown('samples')}; "
+            f"download {total['download_hours']['value']:.1f} h, "
+            f"verify {total['verify_hours']['value']:.1f} h, "
+            f"preprocess {total['preprocess_hours']['value']:.1f} h"
+        )
+        for p in plans:
+            for d in p.deletable:
+                ui.say(f"  {p.name}: deletable: {d}")
     _finish(failed, len(recipes))
 
 

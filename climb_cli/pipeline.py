@@ -20,6 +20,7 @@ import json
 import os
 import shutil
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -40,12 +41,14 @@ from climb_cli.shards import (
     NpzShardWriter,
     ShardWriter,
     build_schema,
+    json_bytes,
     to_row,
     write_json_atomic,
     write_table_atomic,
 )
 from climb_cli.steps.base import Sample, StepDef, bug, is_bug, registry
 from climb_cli.steps.rows import explode
+from climb_cli.storage import Remote, is_url, scratch_dir
 
 PROBE_LIMIT = 50  # items tried before concluding that the recipe fails on everything
 PROBE_SAMPLES = 3  # successful items whose metadata types make the row schema
@@ -84,6 +87,7 @@ class PreprocessReport:
     dataset: str
     out_dir: Path
     units: list[UnitResult] = field(default_factory=list)
+    where: str = ""  # where the outputs are: the folder, or their URL on object storage
     rejected: list[tuple[str, str]] = field(default_factory=list)
     workers: int = 1
     note: str = ""
@@ -235,12 +239,52 @@ def _committed(spec: UnitSpec, marker: Path, final: Path) -> UnitResult | None:
         return None
 
 
+def _remote_committed(spec: UnitSpec, out: Remote) -> UnitResult | None:
+    """The object-storage form of `_committed`: the marker object, then the shard object's size and sha256."""
+    raw = out.read_bytes(f".commits/{spec.name}.json")
+    if raw is None:
+        return None
+    try:
+        done = json.loads(raw)
+        if done.get("digest") != spec.digest or out.size(f"data/{spec.name}") != done["bytes"]:
+            return None
+        errors = [tuple(e) for e in done["errors"]]
+        if errors and done.get("failed_inputs") != _failed_inputs_state(
+            Path(spec.raw_root), spec.items, {e[0] for e in errors}
+        ):
+            return None
+        if out.sha256(f"data/{spec.name}") != done["sha256"]:
+            return None
+        return UnitResult(
+            spec.name,
+            spec.split,
+            done["rows"],
+            done["bytes"],
+            done["sha256"],
+            errors,  # type: ignore[arg-type]
+            done["classes"],
+            True,
+            spec.digest,
+        )
+    except (ValueError, KeyError, TypeError, OSError):
+        return None
+
+
 def run_unit(spec: UnitSpec) -> UnitResult:
-    """Process one shard's items and commit the shard. Safe to run in any process on shared storage."""
-    out_dir = Path(spec.out_dir)
-    marker = out_dir / ".commits" / f"{spec.name}.json"
-    final = out_dir / "data" / spec.name
-    committed = _committed(spec, marker, final)
+    """Process one shard's items and commit the shard. Safe to run in any process on shared storage.
+
+    On object storage (`out_dir` is a URL) the shard is written to local scratch, uploaded to its final
+    key, and its commit marker is uploaded after it (storage.py: the commit protocol without rename)."""
+    remote = Remote(spec.out_dir) if is_url(spec.out_dir) else None
+    if remote is not None:
+        committed = _remote_committed(spec, remote)
+        final = scratch_dir() / f"{uuid.uuid4().hex}-{spec.name}"
+        marker = Path()
+    else:
+        out_dir = Path(spec.out_dir)
+        marker = out_dir / ".commits" / f"{spec.name}.json"
+        final = out_dir / "data" / spec.name
+        committed = _committed(spec, marker, final)
     if committed is not None:
         return committed
     raw_root = Path(spec.raw_root)
@@ -283,19 +327,24 @@ def run_unit(spec: UnitSpec) -> UnitResult:
             raise no_space(final.parent, len(spec.items) * spec.row_bytes or None, spec.name) from None
         raise
     result.classes = dict(sorted(counts.items()))
+    done = {
+        "digest": spec.digest,
+        "rows": result.rows,
+        "bytes": result.bytes,
+        "sha256": result.sha256,
+        "errors": result.errors,
+        "failed_inputs": _failed_inputs_state(raw_root, spec.items, {e[0] for e in result.errors}),
+        "classes": result.classes,
+    }
+    if remote is not None:
+        try:  # the object first, its marker last
+            remote.upload(final, f"data/{spec.name}")
+        finally:
+            final.unlink(missing_ok=True)
+        remote.write_bytes(f".commits/{spec.name}.json", json_bytes(done))
+        return result
     marker.parent.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(
-        marker,
-        {
-            "digest": spec.digest,
-            "rows": result.rows,
-            "bytes": result.bytes,
-            "sha256": result.sha256,
-            "errors": result.errors,
-            "failed_inputs": _failed_inputs_state(raw_root, spec.items, {e[0] for e in result.errors}),
-            "classes": result.classes,
-        },
-    )
+    write_json_atomic(marker, done)
     return result
 
 
@@ -322,6 +371,12 @@ def _input_digests(items: list[Item], raw_root: Path) -> dict[str, str]:
                 h.update(f"stat:{st.st_size}:{st.st_mtime_ns};".encode())
         out[item.id] = h.hexdigest()
     return out
+
+
+def _out_url(settings: Settings, recipe: Recipe) -> str | None:
+    """The run's output folder on object storage (None for a local data dir)."""
+    url = settings.processed_url(recipe.name)
+    return f"{url}/{recipe.content_hash()}" if url else None
 
 
 def plan_units(
@@ -359,7 +414,7 @@ def plan_units(
                     chunk,
                     recipe,
                     str(raw_root),
-                    str(out_dir),
+                    _out_url(settings, recipe) or str(out_dir),
                     schema,
                     h.hexdigest(),
                     per_group,
@@ -423,7 +478,9 @@ def _preprocess(
     limit, where, subset = part_of.limit, part_of.where, part_of.subset
     t0 = time.perf_counter()
     out_dir = settings.processed_dir(recipe.name) / recipe.content_hash()
+    remote_out = _out_url(settings, recipe)
     report = PreprocessReport(recipe.name, out_dir)
+    report.where = remote_out or str(out_dir)
     raw_root = settings.raw_dir(recipe.name)
     index = build_index(recipe, settings, where)
     report.rejected = index.rejected
@@ -478,13 +535,18 @@ def _preprocess(
     report.workers = n
     if on_plan:
         on_plan(len(units), len(index.items))
-    (out_dir / "data").mkdir(parents=True, exist_ok=True)
+    if remote_out is None:
+        (out_dir / "data").mkdir(parents=True, exist_ok=True)
     for u in make_engine(n).map(run_unit, units):
         report.units.append(u)
         if on_unit:
             on_unit(u)
     report.units.sort(key=lambda u: u.name)
     if report.partial:
+        report.seconds = time.perf_counter() - t0
+        return report
+    if remote_out is not None:
+        _commit_run_remote(recipe, Remote(remote_out), report, schema, index.classes)
         report.seconds = time.perf_counter() - t0
         return report
     _commit_run(recipe, out_dir, report, schema, index.classes)
@@ -501,74 +563,102 @@ def _commit_run(
         if old.name not in planned:
             old.unlink()
             (out_dir / ".commits" / f"{old.name}.json").unlink(missing_ok=True)
+    errors = _errors_table(report)
+    write_table_atomic(out_dir / "errors.parquet", errors)
+    write_json_atomic(
+        out_dir / "manifest.json", _run_manifest(recipe, report, schema, class_list, errors.num_rows)
+    )
+
+
+def _errors_table(report: PreprocessReport) -> pa.Table:
     errors = [(i, s, r) for u in report.units for (i, s, r) in u.errors]
     errors += [(i, "", f"index: {r}") for i, r in report.rejected]
-    write_table_atomic(
-        out_dir / "errors.parquet",
-        pa.table(
-            {"id": [e[0] for e in errors], "split": [e[1] for e in errors], "reason": [e[2] for e in errors]},
-            schema=pa.schema([("id", pa.string()), ("split", pa.string()), ("reason", pa.string())]),
-        ),
+    return pa.table(
+        {"id": [e[0] for e in errors], "split": [e[1] for e in errors], "reason": [e[2] for e in errors]},
+        schema=pa.schema([("id", pa.string()), ("split", pa.string()), ("reason", pa.string())]),
     )
+
+
+def _commit_run_remote(
+    recipe: Recipe, out: Remote, report: PreprocessReport, schema: pa.Schema, class_list: list[str]
+) -> None:
+    """The run's commit on object storage: stale shards go (marker first), errors.parquet, then
+    manifest.json last: a reader that finds manifest.json finds everything it lists."""
+    planned = {u.name for u in report.units}
+    for name in sorted(out.files("data")):
+        if name.endswith((".parquet", ".npz")) and name not in planned:
+            out.delete(f".commits/{name}.json")
+            out.delete(f"data/{name}")
+    errors = _errors_table(report)
+    local = scratch_dir() / f"{uuid.uuid4().hex}-errors.parquet"
+    try:
+        write_table_atomic(local, errors)
+        out.upload(local, "errors.parquet")
+    finally:
+        local.unlink(missing_ok=True)
+    manifest = _run_manifest(recipe, report, schema, class_list, errors.num_rows)
+    out.write_bytes("manifest.json", json_bytes(manifest))
+
+
+def _run_manifest(
+    recipe: Recipe, report: PreprocessReport, schema: pa.Schema, class_list: list[str], n_errors: int
+) -> dict:
     splits: Counter[str] = Counter()
     classes: Counter[str] = Counter()
     for u in report.units:
         splits[u.split] += u.rows
         classes.update(u.classes)
-    write_json_atomic(
-        out_dir / "manifest.json",
-        {
-            "dataset": recipe.name,
-            "recipe_hash": recipe.content_hash(),
-            "climb_version": __version__,
-            "format": recipe.output.format,
-            "shards": [
-                {
-                    "name": f"data/{u.name}",
-                    "split": u.split,
-                    "rows": u.rows,
-                    "bytes": u.bytes,
-                    "sha256": u.sha256,
-                }
-                for u in report.units
-            ],
-            "splits": dict(sorted(splits.items())),
-            "classes": {c: classes.get(c, 0) for c in class_list},
-            "classes_discovered": bool(recipe.index and recipe.index.labels.discover),
-            "variant": recipe.variant,
-            "dropped": report.dropped,
-            "subset": (
-                None
-                if report.subset is None
-                else {
-                    **report.subset,
-                    "expect": {
-                        "splits": recipe.expect.splits,
-                        "class_counts": recipe.expect.class_counts,
-                        "tolerance": recipe.expect.tolerance,
-                    },
-                }
-            ),
-            "errors": len(errors),
-            "input_digest": hashlib.sha256("".join(u.digest for u in report.units).encode()).hexdigest(),
-            "schema": [{"name": f.name, "type": str(f.type)} for f in schema],
-            "modality": recipe.modality,
-            "climb_tensor": recipe.climb_tensor.model_dump() if recipe.climb_tensor else None,
-            "arrays": {
-                f.name: {
-                    "dtype": str(f.type.value_type),
-                    "shape_column": f"{f.name}_shape",
-                    "encoding": recipe.output.array_encoding,
-                    "compression": recipe.output.compression,
-                }
-                for f in schema
-                if f"{f.name}_shape" in schema.names
-            },
-            "layout": (
-                "npz: arrays stacked (rows, *shape) when rows share a shape, else flat with <name>_offsets; "
-                "<name>_shape per row; list columns as JSON text (see climb_cli/shards.py NpzShardWriter)"
-                if recipe.output.format == "npz"
-                else "arrays are flat row-major values in <name>, with their shape in <name>_shape"
-            ),
+    return {
+        "dataset": recipe.name,
+        "recipe_hash": recipe.content_hash(),
+        "climb_version": __version__,
+        "format": recipe.output.format,
+        "shards": [
+            {
+                "name": f"data/{u.name}",
+                "split": u.split,
+                "rows": u.rows,
+                "bytes": u.bytes,
+                "sha256": u.sha256,
+            }
+            for u in report.units
+        ],
+        "splits": dict(sorted(splits.items())),
+        "classes": {c: classes.get(c, 0) for c in class_list},
+        "classes_discovered": bool(recipe.index and recipe.index.labels.discover),
+        "variant": recipe.variant,
+        "dropped": report.dropped,
+        "subset": (
+            None
+            if report.subset is None
+            else {
+                **report.subset,
+                "expect": {
+                    "splits": recipe.expect.splits,
+                    "class_counts": recipe.expect.class_counts,
+                    "tolerance": recipe.expect.tolerance,
+                },
+            }
+        ),
+        "errors": n_errors,
+        "input_digest": hashlib.sha256("".join(u.digest for u in report.units).encode()).hexdigest(),
+        "schema": [{"name": f.name, "type": str(f.type)} for f in schema],
+        "modality": recipe.modality,
+        "climb_tensor": recipe.climb_tensor.model_dump() if recipe.climb_tensor else None,
+        "arrays": {
+            f.name: {
+                "dtype": str(f.type.value_type),
+                "shape_column": f"{f.name}_shape",
+                "encoding": recipe.output.array_encoding,
+                "compression": recipe.output.compression,
+            }
+            for f in schema
+            if f"{f.name}_shape" in schema.names
         },
-    )
+        "layout": (
+            "npz: arrays stacked (rows, *shape) when rows share a shape, else flat with <name>_offsets; "
+            "<name>_shape per row; list columns as JSON text (see climb_cli/shards.py NpzShardWriter)"
+            if recipe.output.format == "npz"
+            else "arrays are flat row-major values in <name>, with their shape in <name>_shape"
+        ),
+    }

@@ -5,7 +5,10 @@ CLIMB_DATA, CLIMB_RECIPES (path-separated), CLIMB_CONNECTIONS (per host), CLIMB_
 CLIMB_BACKOFF (first retry delay, seconds), CLIMB_CONNECT_TIMEOUT, CLIMB_READ_TIMEOUT,
 CLIMB_MIN_FREE (the free space a download keeps on the data disk, e.g. 2G), CLIMB_STALL_SPEED and
 CLIMB_STALL_TIME (a body slower than SPEED bytes/s over TIME seconds is a stall, retried), and
-CLIMB_<KIND>_URL to point a source kind at a mirror (CLIMB_PHYSIONET_URL=https://mirror.lab/).
+CLIMB_<KIND>_URL to point a source kind at a mirror (CLIMB_PHYSIONET_URL=https://mirror.lab/),
+CLIMB_MIRROR (the cloud copy PhysioNet files come from: origin | aws-open).
+A data dir given as a URL (s3://bucket/prefix) is object storage: `remote` holds it and `data_dir` is the
+local cache dir keyed by it (storage.py says what lives where).
 """
 
 from __future__ import annotations
@@ -67,10 +70,18 @@ class Settings:
     stall_speed: float = 1000.0
     stall_time: float = 30.0
     mirrors: dict[str, str] = field(default_factory=dict)
+    mirror: str = (
+        "origin"  # where PhysioNet file bytes come from: origin | aws-open (see sources/physionet.py)
+    )
+    remote: str | None = None  # the data dir's URL when it is object storage; data_dir is then its cache
 
     @classmethod
-    def from_env(cls, data_dir: Path | None = None, recipe_dirs: list[Path] | None = None) -> Settings:
-        data = data_dir or Path(os.environ.get("CLIMB_DATA") or Path.home() / "climb-data")
+    def from_env(cls, data_dir: Path | str | None = None, recipe_dirs: list[Path] | None = None) -> Settings:
+        from climb_cli.storage import cache_dir, is_url
+
+        given = data_dir or os.environ.get("CLIMB_DATA") or Path.home() / "climb-data"
+        remote = str(given).rstrip("/") if is_url(str(given)) else None
+        data = cache_dir(remote) if remote else Path(given)
         dirs = list(recipe_dirs or [])
         for part in (os.environ.get("CLIMB_RECIPES") or "").split(os.pathsep):
             if part:
@@ -94,6 +105,8 @@ class Settings:
             stall_speed=_env_float("CLIMB_STALL_SPEED", 1000.0),
             stall_time=_env_float("CLIMB_STALL_TIME", 30.0),
             mirrors=mirrors,
+            remote=remote,
+            mirror=os.environ.get("CLIMB_MIRROR") or "origin",
         )
 
     def with_(self, **kw: object) -> Settings:
@@ -108,3 +121,9 @@ class Settings:
 
     def processed_dir(self, dataset: str) -> Path:
         return self.data_dir / "processed" / dataset
+
+    def raw_url(self, dataset: str) -> str | None:
+        return f"{self.remote}/raw/{dataset}" if self.remote else None
+
+    def processed_url(self, dataset: str) -> str | None:
+        return f"{self.remote}/processed/{dataset}" if self.remote else None

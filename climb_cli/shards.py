@@ -300,8 +300,13 @@ def shard_rows(path: Path) -> int:
     return pq.ParquetFile(path).metadata.num_rows
 
 
+def json_bytes(data: Any) -> bytes:
+    """The one JSON form of markers and manifests (sorted keys: same data, same bytes)."""
+    return (json.dumps(data, indent=2, sort_keys=True) + "\n").encode()
+
+
 def write_json_atomic(path: Path, data: Any) -> None:
-    atomic.write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+    atomic.write_bytes(path, json_bytes(data))
 
 
 def write_table_atomic(path: Path, table: pa.Table) -> None:

@@ -428,6 +428,29 @@ class Downloader:
         )
         return Outcome(rf, "downloaded", size, digest)
 
+    @staticmethod
+    def _skip_unchanged(
+        jobs: list[tuple[Source, RemoteFile]], known: dict[str, tuple[int, int, str]]
+    ) -> tuple[list[Outcome], list[tuple[Source, RemoteFile]]]:
+        """The files already present as the manifest recorded them (size, mtime, and the expected sum):
+        `download_one`'s first check, done here in one pass so that they cost no thread-pool task."""
+        skipped: list[Outcome] = []
+        rest: list[tuple[Source, RemoteFile]] = []
+        for source, rf in jobs:
+            raw_root = source.settings.raw_dir(source.recipe.name)
+            key = os.path.relpath(source.raw_dir / rf.path, raw_root)
+            row = known.get(key)
+            if row is not None:
+                try:
+                    st = os.stat(source.raw_dir / rf.path)
+                except OSError:
+                    st = None
+                if st is not None and row[:2] == (st.st_size, st.st_mtime_ns) and rf.sha256 in (None, row[2]):
+                    skipped.append(Outcome(rf, "skipped", st.st_size, row[2]))
+                    continue
+            rest.append((source, rf))
+        return skipped, rest
+
     def run(self, jobs: list[tuple[Source, RemoteFile]], manifest: RawManifest) -> list[Outcome]:
         """Download every job concurrently: at most `per_host` at once to each host.
 
@@ -438,6 +461,7 @@ class Downloader:
             rf.size if rf.size is not None else _present_size(source.raw_dir / rf.path) for source, rf in jobs
         ]
         self.progress.start(len(jobs), sum(sizes) if all(s is not None for s in sizes) else None)  # type: ignore[arg-type]
+        skipped, jobs = self._skip_unchanged(jobs, known)  # a rerun over a corpus: no task per file
         hosts: dict[str, threading.Semaphore] = {}
         for _, rf in jobs:
             hosts.setdefault(urlsplit(rf.url).netloc, threading.Semaphore(self.per_host))
@@ -455,7 +479,11 @@ class Downloader:
                 denied[id(source)] = out.error
             return out
 
-        outcomes: list[Outcome] = []
+        outcomes: list[Outcome] = skipped
+        for out in skipped:
+            self.progress.file_done(out)
+        if not jobs:
+            return outcomes
         workers = max(1, min(len(jobs), self.per_host * len(hosts), 64))
         with ThreadPoolExecutor(workers, thread_name_prefix="climb-dl") as pool:
             futures = [pool.submit(work, j) for j in jobs]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -89,14 +90,21 @@ def _recorded_files(
     return out
 
 
-def verify_raw(recipe: Recipe, settings: Settings, *, workers: int | None = None) -> tuple[RawReport, list]:
+def verify_raw(
+    recipe: Recipe, settings: Settings, *, workers: int | None = None, metadata: bool = False
+) -> tuple[RawReport, list]:
     """Hash every expected file. Returns the report and the (source, file) pairs that are bad.
-    Holds the dataset's raw lock (it updates the raw manifest)."""
+    Holds the dataset's raw lock (it updates the raw manifest).
+
+    metadata=True (verify --metadata) hashes only files whose size or mtime differ from their manifest
+    row or whose recorded sum is not the upstream one; the rest count as checked by their metadata."""
     with raw_lock(settings.raw_dir(recipe.name), recipe.name, "climb verify"):
-        return _verify_raw(recipe, settings, workers)
+        return _verify_raw(recipe, settings, workers, metadata)
 
 
-def _verify_raw(recipe: Recipe, settings: Settings, workers: int | None) -> tuple[RawReport, list]:
+def _verify_raw(
+    recipe: Recipe, settings: Settings, workers: int | None, metadata: bool = False
+) -> tuple[RawReport, list]:
     t0 = time.perf_counter()
     report = RawReport(recipe.name)
     raw_root = settings.raw_dir(recipe.name)
@@ -141,6 +149,7 @@ def _verify_raw(recipe: Recipe, settings: Settings, workers: int | None) -> tupl
     now = time.time()
     manifest = RawManifest.for_reading(raw_root)
     report.read_only = manifest.read_only
+    previous: dict[str, tuple[int, int, str]] = {}
 
     def check(item: tuple[Source, RemoteFile, str]) -> tuple[str, int, Entry | None]:
         source, rf, key = item
@@ -149,6 +158,10 @@ def _verify_raw(recipe: Recipe, settings: Settings, workers: int | None) -> tupl
             st = path.stat()
         except FileNotFoundError:
             return "missing", 0, None
+        if metadata:
+            row = previous.get(key)
+            if row and row[:2] == (st.st_size, st.st_mtime_ns) and rf.sha256 in (None, row[2]):
+                return "ok", st.st_size, Entry(key, st.st_size, st.st_mtime_ns, row[2])
         algos = ("sha256", "md5") if (rf.md5 and not rf.sha256) else ("sha256",)
         hashes = _hash_file(path, *algos)
         good = (rf.sha256 is None or hashes["sha256"] == rf.sha256) and (
@@ -161,7 +174,7 @@ def _verify_raw(recipe: Recipe, settings: Settings, workers: int | None) -> tupl
         manifest,
         ThreadPoolExecutor(workers or os.cpu_count() or 2, thread_name_prefix="climb-verify") as pool,
     ):
-        previous = manifest.load_index()
+        previous.update(manifest.load_index())
         changed: list[Entry] = []
         unchanged: list[str] = []
 
@@ -188,7 +201,8 @@ def _verify_raw(recipe: Recipe, settings: Settings, workers: int | None) -> tupl
                     e.path, e.size, e.mtime_ns, e.sha256, e.source, full.url, full.etag, full.fetched_at, now
                 )
         manifest.put_batch(changed)
-        manifest.touch_verified(unchanged, now)
+        if not metadata:  # verified_at is when a file's bytes were last hashed
+            manifest.touch_verified(unchanged, now)
         if report.corrupt:
             manifest.delete(report.corrupt)
     if report.never_listed or report.lists_missing:
@@ -240,6 +254,8 @@ def verify_outputs(recipe: Recipe, settings: Settings, *, workers: int | None = 
     from climb_cli.shards import shard_rows
 
     out_dir = settings.processed_dir(recipe.name) / recipe.content_hash()
+    if settings.remote:
+        return _verify_remote_outputs(recipe, settings, workers)
     report = OutputReport(recipe.name, str(out_dir))
     mpath = out_dir / "manifest.json"
     if not mpath.is_file():
@@ -271,6 +287,64 @@ def verify_outputs(recipe: Recipe, settings: Settings, *, workers: int | None = 
             problems.append(f"{shard['name']}: {rows} rows, manifest says {shard['rows']}")
         return problems
 
+    return _check_outputs(recipe, report, manifest, check, workers)
+
+
+def _verify_remote_outputs(recipe: Recipe, settings: Settings, workers: int | None) -> OutputReport:
+    """verify --outputs on object storage: the same checks, read through the filesystem client."""
+    import pyarrow.parquet as pq
+
+    from climb_cli.storage import Remote
+
+    out = Remote(f"{settings.processed_url(recipe.name)}/{recipe.content_hash()}")
+    report = OutputReport(recipe.name, out.url)
+    raw = out.read_bytes("manifest.json")
+    if raw is None:
+        report.problems.append(
+            f"no outputs for this recipe version ({recipe.content_hash()}) at {out.url}; run "
+            f"`climb preprocess {recipe.name}`"
+        )
+        return report
+    try:
+        manifest = json.loads(raw)
+    except ValueError as e:
+        report.problems.append(f"{out.where('manifest.json')}: not valid JSON ({e})")
+        return report
+
+    def check(shard: dict) -> list[str]:
+        size = out.size(shard["name"])
+        if size is None:
+            return [f"{shard['name']}: missing"]
+        problems = []
+        if size != shard["bytes"]:
+            problems.append(f"{shard['name']}: {size} bytes, manifest says {shard['bytes']}")
+        if out.sha256(shard["name"]) != shard["sha256"]:
+            problems.append(f"{shard['name']}: sha256 differs from the manifest (corrupt or replaced)")
+            return problems
+        if shard["name"].endswith(".npz"):  # output: {format: npz}: rows = the length of its `id`
+            import io
+
+            import numpy as np
+
+            with np.load(io.BytesIO(out.read_bytes(shard["name"]) or b""), allow_pickle=False) as z:
+                rows = len(z["id"])
+        else:
+            with out.open_input_file(shard["name"]) as f:
+                rows = pq.ParquetFile(f).metadata.num_rows
+        if rows != shard["rows"]:
+            problems.append(f"{shard['name']}: {rows} rows, manifest says {shard['rows']}")
+        return problems
+
+    return _check_outputs(recipe, report, manifest, check, workers)
+
+
+def _check_outputs(
+    recipe: Recipe,
+    report: OutputReport,
+    manifest: dict,
+    check: Callable[[dict], list[str]],
+    workers: int | None,
+) -> OutputReport:
     shards = manifest.get("shards", [])
     with ThreadPoolExecutor(workers or os.cpu_count() or 2) as pool:
         for problems in pool.map(check, shards):

@@ -49,7 +49,10 @@ SECRETS = (
     "nsrr-bad-Frotz-0a7e-secret",
     "on-key-Yoho-39c2-secret",
     "fig-tok-Plover-8b5a-secret",
+    # S3 (moto)
+    "s3-secret-Ozmoo-3d7f-secret",
 )
+S3_KEY_ID = "AKIACLIMBTEST0000001"
 SHARED_WFDB = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "wfdb"
 REPO = Path(__file__).resolve().parents[1]
 
@@ -218,3 +221,43 @@ def small_filesystem(path: Path, size: str) -> Iterator[Path]:
         yield path
     finally:
         subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    """moto's S3 server (a real S3 API over HTTP) on 127.0.0.1, for the whole session."""
+    pytest.importorskip("moto.server", reason="moto[server] is in the test extra")
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
+    """AWS settings pointing at the moto server (also seen by `climb` subprocesses) and a boto3 client;
+    every test gets fresh buckets (the server is reset)."""
+    import boto3
+    import requests
+
+    requests.post(f"{moto_endpoint}/moto-api/reset", timeout=10)
+    env = {
+        "AWS_ACCESS_KEY_ID": S3_KEY_ID,
+        "AWS_SECRET_ACCESS_KEY": "s3-secret-Ozmoo-3d7f-secret",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": moto_endpoint,
+    }
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.delenv("AWS_ENDPOINT_URL_S3", raising=False)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    from climb_cli.engines import stop_pool
+
+    stop_pool()  # loky workers started by earlier tests have the old environment: start fresh ones
+    yield boto3.client("s3", endpoint_url=moto_endpoint)
+    stop_pool()  # and later tests do not inherit this one's

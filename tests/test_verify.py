@@ -180,3 +180,36 @@ def test_verify_without_sha256sums_checks_the_manifest_sums_and_repair_refetches
         "/files/ptb-xl/1.0.3/records500/00000/00007_hr.dat",
     ]
     assert victim.read_bytes() == good and (raw / "SHA256SUMS.txt").is_file()
+
+
+def test_metadata_verify_hashes_only_what_changed(
+    tmp_path: Path, downloaded: tuple[list[str], dict[str, str]]
+) -> None:
+    """verify --metadata: a file whose size or mtime changed is hashed (and found corrupt); one changed
+    behind the manifest's back with its mtime put back is not (only a full verify catches it); the
+    full verify's verified_at is left alone."""
+    import os
+    import sqlite3
+
+    args, env = downloaded
+    raw = tmp_path / "data" / "raw" / "toyecg"
+    dats = sorted(raw.glob("records500/*/*.dat"))
+    touched, sneaky = dats[0], dats[1]
+    flip = lambda b: b[:-1] + bytes([b[-1] ^ 1])  # noqa: E731
+    touched.write_bytes(flip(touched.read_bytes()))  # same size, new mtime
+    st = sneaky.stat()
+    sneaky.write_bytes(flip(sneaky.read_bytes()))
+    os.utime(sneaky, ns=(st.st_atime_ns, st.st_mtime_ns))  # same size, same mtime: metadata cannot tell
+    db = raw / ".climb" / "manifest.sqlite"
+    before = dict(sqlite3.connect(db).execute("SELECT path, verified_at FROM files"))
+    r = run_climb(*args, "verify", "toyecg", "--metadata", "--json", env=env)
+    (rep,) = json.loads(r.stdout)
+    assert r.returncode == 1 and rep["checked"] == 62
+    assert rep["corrupt"] == [touched.relative_to(raw).as_posix()]
+    after = dict(sqlite3.connect(db).execute("SELECT path, verified_at FROM files"))
+    assert {p: v for p, v in after.items() if p in before} == {
+        p: v for p, v in before.items() if p != touched.relative_to(raw).as_posix()
+    }
+    r = run_climb(*args, "verify", "toyecg", "--json", env=env)
+    (rep,) = json.loads(r.stdout)
+    assert sorted(rep["corrupt"]) == sorted(p.relative_to(raw).as_posix() for p in (touched, sneaky))

@@ -6,6 +6,9 @@ begin with `Wget/` or `libwfdb/`; climb keeps identifying itself as climb and in
 through the site's login form (as a browser does) and sends the session cookie, which the server
 accepts from any client. A mirror that answers 401 with a Basic challenge (an nginx auth_basic
 mirror, say) gets Basic credentials instead. Refusals become one line that says what to do.
+With `--mirror aws-open` the bytes of an open project come from the public physionet-open bucket
+(anonymous GETs, no credential ever sent there) while SHA256SUMS.txt still comes from PhysioNet, so
+every file is checked against the same upstream sums whichever host served it.
 """
 
 from __future__ import annotations
@@ -20,10 +23,14 @@ import requests
 from pydantic import Field, field_validator
 
 from climb_cli import credentials, redaction
-from climb_cli.errors import AccessError, TransferError
+from climb_cli.errors import AccessError, TransferError, UsageError
 from climb_cli.sources.base import AccessReport, RemoteFile, Source, SourceParams, safe_relpath, selected
 
 DEFAULT_URL = "https://physionet.org"
+# PhysioNet's open-data bucket on AWS: s3://physionet-open/<slug>/<version>/<path>, anonymous reads; its
+# HTTPS form is what `aws s3 sync --no-sign-request` fetches (CLIMB_PHYSIONET_OPEN_URL points elsewhere).
+OPEN_BUCKET_URL = "https://physionet-open.s3.amazonaws.com"
+MIRRORS = ("origin", "aws-open")
 CHECKSUMS = "SHA256SUMS.txt"
 _HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
 _CSRF_INPUT = re.compile(r'name=["\']csrfmiddlewaretoken["\']\s+value=["\']([^"\']+)["\']')
@@ -74,6 +81,13 @@ class PhysioNetSource(Source):
         self.base = self.settings.base_url("physionet", DEFAULT_URL)
         self.files_url = f"{self.base}/files/{self.params.project}/{self.params.version}/"
         self.page_url = f"{self.base}/content/{self.params.project}/{self.params.version}/"
+        # File bytes may come from a cloud copy; the list and its sums always come from the origin, so a file
+        # is checked against the same upstream SHA256SUMS.txt whichever host served it.
+        self.bytes_url = self.files_url
+        self.mirror = self.settings.mirror
+        if self.mirror == "aws-open":
+            bucket = self.settings.base_url("physionet-open", OPEN_BUCKET_URL)
+            self.bytes_url = f"{bucket}/{self.params.project}/{self.params.version}/"
         self._auth_lock = threading.Lock()
         self._cookies: dict[str, str] = {}
         self._generation = 0  # bumped at each successful login
@@ -195,7 +209,21 @@ class PhysioNetSource(Source):
         )
 
     # -- HTTP ------------------------------------------------------------------------------------
+    def _open_mirror(self, file: RemoteFile, headers: dict[str, str]) -> requests.Response:
+        """An anonymous GET from the cloud copy: no cookie, no password ever goes to that host."""
+        r = self.session().get(file.url, headers=headers, stream=True, timeout=self.timeout)
+        if r.status_code in (401, 403, 404):
+            r.close()
+            raise AccessError(
+                f"{self.recipe.name}: {file.path} is not in the {self.mirror} mirror "
+                f"({redaction.redact_url(file.url)}: HTTP {r.status_code}); not every project is mirrored: "
+                f"download from PhysioNet itself with --mirror origin"
+            )
+        return r
+
     def open(self, file: RemoteFile, headers: dict[str, str]) -> requests.Response:
+        if self.bytes_url != self.files_url and file.url.startswith(self.bytes_url):
+            return self._open_mirror(file, headers)
         s = self.session()
         if self.recipe.access != "open" and not self._cookies and not self._basic and self.credentials():
             self._login(self._generation)
@@ -267,10 +295,20 @@ class PhysioNetSource(Source):
         return cached[1]
 
     def _remote(self, path: str, digest: str) -> RemoteFile:
-        return RemoteFile(path=path, url=self.files_url + quote(path), sha256=digest)
+        return RemoteFile(path=path, url=self.bytes_url + quote(path), sha256=digest)
 
     def list_files(self) -> list[RemoteFile]:
         """Fetch SHA256SUMS.txt once (a published version never changes), then select from it."""
+        if self.mirror not in MIRRORS:
+            raise UsageError(f"--mirror {self.mirror!r}: PhysioNet mirrors are {', '.join(MIRRORS)}")
+        if self.mirror == "aws-open" and self.recipe.access != "open":
+            slug, version = self.params.project, self.params.version
+            raise AccessError(
+                f"{self.recipe.name}: the physionet-open bucket holds open projects only and this one is "
+                f"{self.recipe.access}; its cloud copies are per-user grants (AWS: a bucket PhysioNet opens "
+                f"to your account; GCS: requester-pays gs://{slug}-{version}.physionet.org): copy them into "
+                f"{self.raw_dir} with aws/gsutil, or download with --mirror origin"
+            )
         if self._all_upstream() is None:
             from climb_cli.transfer import fetch_one
 

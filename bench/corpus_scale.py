@@ -1,0 +1,154 @@
+"""A simulated 1 M-file dataset through climb's own code: plan, the download's skip check (a rerun with
+every file present), and verify --metadata, each in its own process, with wall time and peak RSS.
+
+The dataset is a PhysioNet-style project: N small files under 1,000 folders plus the SHA256SUMS.txt that
+lists them, placed in raw/<dataset>/ as if a download had put them there. The PhysioNet URL points at a
+closed port on 127.0.0.1, so any network access would fail the step. Steps:
+  record       setup: the raw manifest as a finished download leaves it (one row per file: size, mtime,
+               the upstream sum), written straight with RawManifest.put_batch
+  seed         (optional) the first `download` over files placed by hand: hashes and records each one
+  plan         `climb plan`'s figures (one SQL scan) plus the listing with present bytes
+  skip         `download` again: every file skipped by size+mtime against the raw manifest
+  verify-meta  `verify --metadata`: every file's size+mtime against the manifest and the upstream sums
+  verify       the full `verify` (re-hash everything), the baseline the metadata check is compared with
+The issue's target: plan, skip and verify-meta of 1 M files each under 60 s and 1 GB.
+
+Run: python bench/corpus_scale.py [--files N] [--quick] [--keep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+NAME = "bigset"
+
+
+def _workdir() -> Path:
+    base = Path(os.environ.get("CLIMB_BENCH_TMPDIR") or "/var/tmp")
+    return Path(tempfile.mkdtemp(prefix="climb-corpus-", dir=base))
+
+
+def _make(root: Path, n: int) -> None:
+    raw = root / "data" / "raw" / NAME
+    lines = []
+    for i in range(n):
+        folder = raw / f"p{i // 1000:04d}"
+        if i % 1000 == 0:
+            folder.mkdir(parents=True, exist_ok=True)
+        data = f"{i}\n".encode()
+        rel = f"p{i // 1000:04d}/s{i:07d}.dat"
+        (raw / rel).write_bytes(data)
+        lines.append(f"{hashlib.sha256(data).hexdigest()} {rel}\n")
+    (raw / "SHA256SUMS.txt").write_text("".join(lines))
+    recipes = root / "recipes"
+    recipes.mkdir()
+    text = (REPO / "recipes" / "ecg" / "ptbxl.yaml").read_text()
+    head, _, rest = text.partition("sources:\n")
+    _, _, tail = rest.partition("\nchecksums:")
+    head = head.replace("name: ptbxl", f"name: {NAME}").replace("raw_size: 1.7GB", "raw_size: 8MB")
+    source = f'  - id: data\n    kind: physionet\n    project: {NAME}\n    version: "1.0"\n'
+    (recipes / f"{NAME}.yaml").write_text(head + "sources:\n" + source + "\nchecksums:" + tail)
+
+
+STEP = r"""
+import json, sys, time
+from pathlib import Path
+from climb_cli.catalog import Catalog
+from climb_cli.settings import Settings
+root, step = Path(sys.argv[1]), sys.argv[2]
+settings = Settings(data_dir=root / "data", mirrors={"physionet": "http://127.0.0.1:9"}, retries=0)
+recipe = Catalog([root / "recipes"]).load("bigset")
+t0 = time.perf_counter()
+if step == "record":
+    from climb_cli.manifest import Entry, RawManifest
+    raw = settings.raw_dir("bigset")
+    rows = []
+    for line in (raw / "SHA256SUMS.txt").read_text().splitlines():
+        digest, rel = line.split(" ", 1)
+        st = (raw / rel).stat()
+        url = "http://127.0.0.1:9/files/bigset/1.0/" + rel
+        rows.append(Entry(rel, st.st_size, st.st_mtime_ns, digest, "data", url, "", 1.0, 1.0))
+    with RawManifest.for_dataset(raw) as m:
+        for i in range(0, len(rows), 100_000):
+            m.put_batch(rows[i : i + 100_000])
+    out = {"rows": len(rows)}
+elif step in ("seed", "skip"):
+    from climb_cli.acquire import download
+    r = download(recipe, settings)
+    assert r.ok, r.why
+    out = {"skipped": r.count("skipped"), "downloaded": r.count("downloaded")}
+elif step == "plan":
+    from climb_cli.acquire import plan
+    from climb_cli.plan import plan_dataset
+    p = plan(recipe, settings)
+    d = plan_dataset(recipe, settings, workers=2, connections=4)
+    out = {"files": d.files.value, "raw_bytes": d.raw_bytes.value}
+    out.update(listed=p.files, present=p.present_bytes)
+else:
+    from climb_cli.verify import verify_raw
+    rep, _ = verify_raw(recipe, settings, metadata=(step == "verify-meta"))
+    assert rep.ok, rep.as_dict()
+    out = {"checked": rep.checked}
+import resource
+out["seconds"] = round(time.perf_counter() - t0, 2)
+out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+print(json.dumps(out))
+"""
+
+
+def _run(root: Path, step: str) -> dict:
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", STEP, str(root), step], stdout=subprocess.PIPE, text=True, cwd=REPO
+    )
+    out, _ = proc.communicate()
+    wall = time.perf_counter() - t0
+    if proc.returncode:
+        raise SystemExit(f"step {step} failed (exit {proc.returncode})")
+    res = json.loads(out.strip().splitlines()[-1])
+    res.update(step=step, wall=round(wall, 2))
+    return res
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--files", type=int, default=1_000_000)
+    ap.add_argument("--quick", action="store_true", help="100,000 files")
+    ap.add_argument("--keep", action="store_true", help="keep the work folder")
+    ap.add_argument("--steps", default="record,plan,skip,verify-meta")
+    ap.add_argument("--reuse", type=Path, help="a work folder kept by an earlier --keep run")
+    args = ap.parse_args(argv)
+    n = 100_000 if args.quick else args.files
+    root = args.reuse or _workdir()
+    try:
+        if args.reuse is None:
+            t0 = time.perf_counter()
+            _make(root, n)
+            print(f"made {n:,} files in {time.perf_counter() - t0:.1f}s under {root}", flush=True)
+        rows = []
+        for step in args.steps.split(","):
+            r = _run(root, step)
+            rows.append(r)
+            print(r, flush=True)
+        print("\n| step | files | seconds (in-process) | wall incl. start-up | peak RSS |")
+        print("|---|---:|---:|---:|---:|")
+        for r in rows:
+            print(f"| {r['step']} | {n:,} | {r['seconds']} | {r['wall']} | {r['peak_rss_mb']} MB |")
+    finally:
+        if not args.keep and args.reuse is None:
+            shutil.rmtree(root, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
