@@ -18,6 +18,6 @@ def rows(table, ctx):
     for view in ("CC", "MLO"):
         table[view.lower()] = [
             views.get((pid, side.upper(), view), f"{pid}/missing-{side}-{view}.dcm")
-            for pid, side in zip(table["ID1"], table["LeftRight"])
+            for pid, side in zip(table["ID1"], table["LeftRight"], strict=True)
         ]
     return table

@@ -1,6 +1,6 @@
-"""Issue 12's recipes (2D imaging hosted outside PhysioNet) run end to end, unmodified, against the fake of each
-dataset's host, on miniatures in the real layout: download -> verify -> preprocess -> verify --outputs, rows
-checked one by one for labels and splits, and CLIMB's tensor from a stored row. Source kinds: a Kaggle
+"""Issue 12's recipes (2D imaging hosted outside PhysioNet) run end to end, unmodified, against the fake of
+each dataset's host, on miniatures in the real layout: download -> verify -> preprocess -> verify --outputs,
+rows checked one by one for labels and splits, and CLIMB's tensor from a stored row. Source kinds: a Kaggle
 competition (APTOS; rules accepted and not), a Grand Challenge archive (DRIVE), a TCIA collection behind the
 fake NBIA (CBIS-DDSM), a Stanford AIMI container behind the fake Azure Blob endpoint with an expired SAS
 (CheXpert), an ISIC zip over HTTPS with its ground-truth CSV (HAM10000), a figshare article (Jichi).
@@ -182,7 +182,7 @@ def test_drive_grand_challenge_archive_end_to_end(tmp_path: Path, monkeypatch: p
         assert r["id"] == f"{r['item']}_{r['socket']}" and r["labels"] == [] and r["split"] == "train"
         assert np.array_equal(_pixels(r), truth[r["socket"], pk[r["item"]]])
         x = to_climb(r, manifest)  # Resize((224, 224)) + ToTensor, no Normalize
-        assert x.shape[1:] == (224, 224) and 0 <= x.min() and x.max() <= 1
+        assert x.shape[1:] == (224, 224) and x.min() >= 0 and x.max() <= 1
 
 
 # ------------------------------------------------------------------------------------------------
