@@ -197,8 +197,8 @@ def test_pad_ufes_20_nested_zips_and_harmonised_classes(tmp_path: Path) -> None:
     lines = ["patient_id,lesion_id,smoke,age,img_id,diagnostic,biopsed,region,gender"]
     parts: dict[int, dict[str, bytes]] = {1: {}, 2: {}}
     truth = {}
-    for k in range(18):
-        d, patient = list(diag)[k % 6], f"PAT_{k % 7}"
+    for k in range(40):
+        d, patient = list(diag)[k % 6], f"PAT_{k // 2}"
         img_id = f"{patient}_{k}_{100 + k}.png"
         parts[1 + k % 2][f"imgs_part_{1 + k % 2}/{img_id}"] = _img(rng, 5, 7)[0]
         lines.append(f"{patient},{k},False,50,{img_id},{d},True,FACE,FEMALE")
