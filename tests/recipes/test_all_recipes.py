@@ -72,3 +72,13 @@ def test_names_and_aliases_are_unique() -> None:
 
 def test_every_issue12_dataset_has_a_recipe() -> None:
     assert {p.stem for p in PATHS} >= ISSUE12
+
+
+def test_climb_info_shows_the_notes_and_the_climb_tensor(tmp_path: Path) -> None:
+    from tests.test_auth import climb_in_process
+
+    env = {"CLIMB_DATA_DIR": str(tmp_path / "data"), "HOME": str(tmp_path)}
+    run = climb_in_process("info", "cbis", env=env)
+    assert run.returncode == 0, run.stderr
+    assert "notes         As CLIMB: rows with BI-RADS 0 are dropped" in run.stdout
+    assert "climb_tensor  {'transform': 'std2d'" in run.stdout
