@@ -180,6 +180,8 @@ def info(
         "raw_present": raw.is_dir(),
         "processed_dir": str(out),
         "processed_present": (out / "manifest.json").is_file(),
+        "climb_tensor": r.climb_tensor.model_dump(exclude_none=True) if r.climb_tensor else None,
+        "notes": r.notes,
     }
     if as_json:
         _print_json(data)
@@ -196,6 +198,10 @@ def info(
         ui.say(f"  {'splits':<13} {r.expect.splits}")
     for s in r.steps:
         ui.say(f"  step {s.name} {s.params}")
+    if r.climb_tensor is not None:
+        ui.say(f"  {'climb_tensor':<13} {data['climb_tensor']}")
+    if r.notes:
+        ui.say(f"  {'notes':<13} {' '.join(r.notes.split())}")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -464,10 +464,11 @@ class ClimbTensorSpec(_Model):
     The shards keep the decoded data; this block records CLIMB's load-time transform and constants so a
     loader reproduces CLIMB's tensors exactly (`climb_cli.tensors.to_climb(row, manifest)`)."""
 
-    transform: Literal["std2d", "resize_short", "resize_square", "none"] = Field(
+    transform: Literal["std2d", "std2d_square", "resize_short", "resize_square", "none"] = Field(
         "std2d",
-        description="std2d: Resize(223, max_size=224) (the 'Std 2D transform'); resize_short: Resize(size) "
-        "on the short side; resize_square: Resize((size, size)); none: no resize",
+        description="std2d: Resize(223, max_size=224) (the 'Std 2D transform'); std2d_square: Resize(size) "
+        "for a square image, else std2d (APTOS); resize_short: Resize(size) on the short side; "
+        "resize_square: Resize((size, size)); none: no resize",
     )
     size: int = Field(224, gt=1, description="the target size of the resize and the pad")
     channels: Literal["L", "RGB"] | None = Field(None, description="PIL mode the image is converted to first")

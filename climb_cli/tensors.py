@@ -7,7 +7,8 @@ PIL path exactly:
 
 - `std2d` — `Resize(223, max_size=224)`: the short side to 223 unless the long side would pass 224, in
   which case the long side is 224 (torchvision's `_compute_resized_output_size`); `resize_short` —
-  `Resize(size)`; `resize_square` — `Resize((size, size))`; bilinear, as PIL does it;
+  `Resize(size)`; `resize_square` — `Resize((size, size))`; `std2d_square` — APTOS's rule: a square
+  image gets `Resize(size)` (size x size), any other the `std2d` resize; bilinear, as PIL does it;
 - `ToTensor()` (/255), then `Normalize(mean, std)` when the recipe gives them;
 - the zero pad CLIMB applies *after* Normalize (so the fill is the mean, not black) up to size x size:
   `center` (both axes), `width` (left/right only), `height` (top/bottom only), `fixed`, or `none`. An odd
@@ -44,8 +45,14 @@ def _short_side(h: int, w: int, size: int, max_size: int | None = None) -> tuple
     return new_h, new_w
 
 
+def _std2d_square(h: int, w: int, size: int) -> tuple[int, int]:
+    """APTOS (fundus/aptos.py): Resize(size) for a square image, else Resize(size - 1, max_size=size)."""
+    return (size, size) if h == w else _std2d(h, w, size)
+
+
 RESIZES: dict[str, Resize | None] = {
     "std2d": _std2d,
+    "std2d_square": _std2d_square,
     "resize_short": lambda h, w, size: _short_side(h, w, size),
     "resize_square": lambda h, w, size: (size, size),
     "none": None,

@@ -56,6 +56,17 @@ def test_fixed_pad_short_side_resize_and_square_resize() -> None:
     assert apply(img, {"transform": "resize_square", "pad": "none"}).shape == (3, 224, 224)  # ChestX-ray8
 
 
+def test_aptos_square_images_fill_224_and_others_get_std2d_with_a_height_pad() -> None:
+    spec = {"transform": "std2d_square", "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5], "pad": "height"}
+    square = apply(np.full((500, 500, 3), 255, dtype=np.uint8), spec)
+    assert square.shape == (3, 224, 224) and np.all(square == 1.0)  # Resize(224): no pad, (1 - 0.5) / 0.5
+    wide = apply(np.full((300, 400, 3), 255, dtype=np.uint8), spec)
+    assert wide.shape == (3, 224, 224)  # 168 x 224, then 28 rows above and below
+    assert np.all(wide[:, :28] == 0) and np.all(wide[:, -28:] == 0) and np.all(wide[:, 28:-28] == 1.0)
+    # std2d itself would leave the square one 223 x 223 and pad it: the rule differs exactly there
+    assert apply(np.full((500, 500, 3), 255, dtype=np.uint8), {**spec, "transform": "std2d"})[0, 0, 0] == 0
+
+
 def test_resize_is_pils_bilinear_and_channels_are_converted() -> None:
     rng = np.random.default_rng(0)
     img = rng.integers(0, 256, (61, 47, 3), dtype=np.uint8)
