@@ -1,0 +1,106 @@
+"""Issue 13's CT / video / MRI recipes: every one validates with its identity and notes, and the
+COVID-US recipe runs end to end on a videos.zip behind the fake Google Drive (extracted, labels from
+the file names, `other` dropped and counted, CLIMB's stratified train_test_split)."""
+
+from __future__ import annotations
+
+import io
+import re
+import shutil
+import zipfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from climb_cli.acquire import download
+from climb_cli.catalog import Catalog
+from climb_cli.fakes.gdrive import DriveFile, FakeDrive
+from climb_cli.verify import verify_raw
+from tests.conftest import fast_settings
+from tests.test_miniatures import _build
+
+ROOT = Path(__file__).resolve().parents[2] / "recipes"
+MINE = {
+    "ct": ["rspect", "rsna_pe_window", "inspect", "kits23"],
+    "ultrasound": ["echonet_dynamic", "covid_us", "covid_blues"],
+    "mri": ["tcp"],
+}
+
+
+@pytest.mark.parametrize("folder,name", [(f, n) for f, names in MINE.items() for n in names])
+def test_recipe_validates_with_identity_and_notes(folder: str, name: str) -> None:
+    recipe = Catalog([ROOT / folder]).load(name)
+    assert recipe.name == name and recipe.modality == folder
+    for field in ("title", "license", "citation", "homepage", "access", "raw_size", "notes"):
+        assert getattr(recipe, field), f"{name}: no {field}"
+    assert "CLIMB" in recipe.notes  # every one says what CLIMB does and what changed
+    for src in recipe.sources:
+        extra = src.model_dump()
+        if src.kind == "github":
+            assert re.fullmatch(r"[0-9a-f]{40}", extra["commit"])
+        if src.kind == "kaggle":
+            assert extra["competition"] == "rsna-str-pulmonary-embolism-detection"
+
+
+def test_covid_blues_pins_every_file_of_the_commit() -> None:
+    recipe = Catalog([ROOT / "ultrasound"]).load("covid_blues")
+    files = recipe.sources[0].model_dump()["files"]
+    videos = [f["path"] for f in files if f["path"].startswith("lus_videos/")]
+    assert len(videos) == 362 and len(set(videos)) == 362  # the README's count
+    assert len({int(v.split("_")[2]) for v in videos}) == 63  # patients
+    assert all(re.fullmatch(r"[0-9a-f]{64}", f["sha256"]) and f["size"] > 0 for f in files)
+
+
+def _mp4(rng: np.random.Generator, tmp: Path, frames: int) -> bytes:
+    path = tmp / "v.mp4"
+    out = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, (32, 24))
+    assert out.isOpened()
+    for _ in range(frames):
+        out.write(rng.integers(0, 255, (24, 32, 3), dtype=np.uint8))
+    out.release()
+    return path.read_bytes()
+
+
+def test_covid_us_end_to_end_behind_the_fake_drive(tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    names = []
+    for i in range(20):
+        source = ["butterfly", "pocusatlas", "litfl"][i % 3]
+        label = ["covid", "pneumonia", "normal", "other"][i % 4]
+        names.append(f"{i}_{source}_{label}")
+    # ids with underscores: the source and label are the last two parts
+    names += ["21_a_grepmed_covid", "22_b_grepmed_normal", "23_c_grepmed_pneumonia"]
+    buf = io.BytesIO()
+    frames = {}
+    with zipfile.ZipFile(buf, "w") as z:
+        for n in names:
+            frames[n] = int(rng.integers(3, 6))
+            z.writestr(f"videos/{n}.mp4", _mp4(rng, tmp_path, frames[n]))
+    folder = tmp_path / "recipes"
+    folder.mkdir()
+    shutil.copy(ROOT / "ultrasound" / "covid_us.yaml", folder)
+    recipe = Catalog([folder]).load("covid_us")
+    with FakeDrive([DriveFile("16HCezNef_bIyyHOgHqovkOYytpd4uPBM", "videos.zip", buf.getvalue())]) as drive:
+        settings = fast_settings(tmp_path, {"gdrive": drive.base_url})
+        dl = download(recipe, settings)
+        assert dl.ok, (dl.error, dl.outcomes)
+        raw, _ = verify_raw(recipe, settings)
+        assert raw.ok, raw.as_dict()
+    assert sorted(p.name for p in (settings.raw_dir("covid_us") / "videos").iterdir()) == sorted(
+        f"{n}.mp4" for n in names
+    )
+    rows, manifest = _build(recipe, settings)
+    kept = [n for n in sorted(names) if not n.endswith("_other")]
+    assert [r["id"] for r in rows] == sorted(kept)
+    assert manifest["dropped"] == {"label 'other' is dropped by the recipe": 5}
+    # CLIMB: train_test_split(items, test_size=0.25, random_state=42, stratify=source) over the listing
+    sklearn = pytest.importorskip("sklearn.model_selection")
+    sources = [n.split("_")[-2] for n in kept]
+    _, test = sklearn.train_test_split(np.array(kept), test_size=0.25, random_state=42, stratify=sources)
+    for r in rows:
+        assert r["labels"] == [r["id"].rsplit("_", 1)[1]]
+        assert r["source"] == r["id"].split("_")[-2]
+        assert r["split"] == ("test" if r["id"] in set(test) else "train"), r["id"]
+        assert r["video_shape"] == [frames[r["id"]], 24, 32, 3]
