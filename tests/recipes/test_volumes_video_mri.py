@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[2] / "recipes"
 MINE = {
     "ct": ["rspect", "rsna_pe_window", "inspect", "kits23"],
     "ultrasound": ["echonet_dynamic", "covid_us", "covid_blues"],
-    "mri": ["tcp"],
+    "mri": ["tcp", "abcd", "ppmi"],
 }
 
 
@@ -104,3 +104,101 @@ def test_covid_us_end_to_end_behind_the_fake_drive(tmp_path: Path) -> None:
         assert r["source"] == r["id"].split("_")[-2]
         assert r["split"] == ("test" if r["id"] in set(test) else "train"), r["id"]
         assert r["video_shape"] == [frames[r["id"]], 24, 32, 3]
+
+
+# ------------------------------------------------------------------------------------------------
+# The packaged MRI recipes on miniature files in their real layout (placed by hand, as their manual
+# sources say; TCP's OpenNeuro files written where the source puts them)
+
+
+def _packaged(tmp_path: Path, folder: str, name: str, files: dict[str, bytes]):
+    recipes = tmp_path / "recipes"
+    recipes.mkdir(exist_ok=True)
+    for ext in ("yaml", "py"):
+        if (ROOT / folder / f"{name}.{ext}").exists():
+            shutil.copy(ROOT / folder / f"{name}.{ext}", recipes)
+    settings = fast_settings(tmp_path)
+    raw = settings.raw_dir(name)
+    for rel, data in files.items():
+        (raw / rel).parent.mkdir(parents=True, exist_ok=True)
+        (raw / rel).write_bytes(data)
+    return Catalog([recipes]).load(name), settings
+
+
+def test_tcp_dass_bands_per_scale_and_bids_subject_folders(tmp_path: Path) -> None:
+    from climb_cli.index import build_index
+
+    scores = {  # subjectkey: (depression, anxiety, stress)
+        "NDAR_INVAAA111": (9, 7, 14),  # all normal
+        "NDAR_INVBBB222": (10, 8, 15),  # each at its mild threshold
+        "NDAR_INVCCC333": (27, 19, 33),  # just under extremely severe
+        "NDAR_INVDDD444": (28, 20, 34),  # extremely severe
+        "NDAR_INVEEE555": (999, 12, 999),  # unknown depression and stress
+    }
+    csv = '"dass01","1"\nsubjectkey,src_subject_id,dass_depr_sc,dass_anx_sc,dass_stress_sc\n' + "".join(
+        f"{k},{k[-3:]},{d},{a},{s}\n" for k, (d, a, s) in scores.items()
+    )
+    recipe, settings = _packaged(tmp_path, "mri", "tcp", {"phenotype/dass01.csv": csv.encode()})
+    items = {i.id: i for i in build_index(recipe, settings).items}
+    assert sorted(items) == sorted(k.replace("_", "") for k in scores)
+    expect = {
+        "NDARINVAAA111": {"No Depression", "No Anxiety", "No Stress"},
+        "NDARINVBBB222": {"Mild Depression", "Mild Anxiety", "Mild Stress"},
+        "NDARINVCCC333": {"Severe Depression", "Severe Anxiety", "Severe Stress"},
+        "NDARINVDDD444": {
+            "Extremely Severe Depression",
+            "Extremely Severe Anxiety",
+            "Extremely Severe Stress",
+        },
+        "NDARINVEEE555": {"Moderate Anxiety"},
+    }
+    for sid, item in items.items():
+        assert set(item.labels) == expect[sid], sid
+        assert item.inputs["t1w"] == f"sub-{sid}/anat/sub-{sid}_run-01_T1w.nii.gz"
+        assert item.split in ("train", "test")
+
+
+def test_abcd_matrices_by_subject_id_and_sex_labels(tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    stack = rng.standard_normal((5, 6, 6)).astype(np.float32)
+    buf = io.BytesIO()
+    np.save(buf, stack)
+    ids = ["NDARINV5", "NDARINV1", "NDARINV4", "NDARINV2", "NDARINV3"]
+    sex = "id,sex\nNDARINV1,M\nNDARINV2,F\nNDARINV3,F\nNDARINV5,M\n"  # NDARINV4 has none
+    files = {
+        "abcd_rest-pearson-HCP2016.npy": buf.getvalue(),
+        "ids_HCP2016.txt": ("\n".join(ids) + "\n").encode(),
+        "id2sex.txt": sex.encode(),
+    }
+    recipe, settings = _packaged(tmp_path, "mri", "abcd", files)
+    dl = download(recipe, settings)
+    assert dl.ok, (dl.error, dl.outcomes)
+    rows, manifest = _build(recipe, settings)
+    assert [r["id"] for r in rows] == ["NDARINV1", "NDARINV2", "NDARINV3", "NDARINV5"]
+    assert sum(manifest["dropped"].values()) == 1  # NDARINV4: no sex, counted
+    for r in rows:
+        assert r["labels"] == [{"NDARINV1": "M", "NDARINV2": "F", "NDARINV3": "F", "NDARINV5": "M"}[r["id"]]]
+        m = np.asarray(r["matrix"], dtype=np.float32).reshape(r["matrix_shape"])
+        assert np.array_equal(m, stack[ids.index(r["id"])])
+
+
+def test_ppmi_view_zero_and_minus_one_negative(tmp_path: Path) -> None:
+    import scipy.io
+
+    rng = np.random.default_rng(4)
+    mats = [rng.standard_normal((5, 5, 3)) for _ in range(4)]
+    cells = np.empty((4, 1), dtype=object)
+    for i, m in enumerate(mats):
+        cells[i, 0] = m
+    buf = io.BytesIO()
+    scipy.io.savemat(buf, {"X": cells, "label": np.array([[1], [-1], [-1], [1]])})
+    recipe, settings = _packaged(tmp_path, "mri", "ppmi", {"PPMI.mat": buf.getvalue()})
+    dl = download(recipe, settings)
+    assert dl.ok, (dl.error, dl.outcomes)
+    rows, _ = _build(recipe, settings)
+    assert [r["id"] for r in rows] == ["0", "1", "2", "3"]
+    for r in rows:
+        i = int(r["id"])
+        assert r["labels"] == [["Positive", "Negative", "Negative", "Positive"][i]]
+        m = np.asarray(r["matrix"]).reshape(r["matrix_shape"])
+        assert np.allclose(m, mats[i][:, :, 0])
