@@ -26,6 +26,7 @@ MINE = {
     "ct": ["rspect", "rsna_pe_window", "inspect", "kits23"],
     "ultrasound": ["echonet_dynamic", "covid_us", "covid_blues"],
     "mri": ["tcp", "abcd", "ppmi"],
+    "endoscopic": ["cholec80"],
 }
 
 
@@ -202,3 +203,64 @@ def test_ppmi_view_zero_and_minus_one_negative(tmp_path: Path) -> None:
         assert r["labels"] == [["Positive", "Negative", "Negative", "Positive"][i]]
         m = np.asarray(r["matrix"]).reshape(r["matrix_shape"])
         assert np.allclose(m, mats[i][:, :, 0])
+
+
+def _climb_sample_intervals(data: dict, num_intervals: int) -> dict:
+    """CLIMB's Cholec.sample_intervals, as written there (the oracle)."""
+    sorted_data = dict(sorted(data.items()))
+    timestamps = list(sorted_data.keys())
+    values = [val[1] for val in list(sorted_data.values())]
+    interval_size = len(timestamps) // num_intervals
+    results = {}
+    for i in range(num_intervals):
+        start_idx = i * interval_size
+        end_idx = (i + 1) * interval_size if i != num_intervals - 1 else len(timestamps)
+        interval_values = [item for sublist in values[start_idx:end_idx] for item in sublist]
+        results[(timestamps[start_idx], timestamps[end_idx - 1])] = set(interval_values)
+    return results
+
+
+def test_cholec80_sorted_listing_climbs_sample_and_90_intervals(tmp_path: Path) -> None:
+    import json
+    import random
+
+    from climb_cli.index import build_index
+
+    phases = ["Preparation", "CalotTriangleDissection", "ClippingCutting", "GallbladderDissection"]
+    tools = ["Grasper", "Bipolar", "Hook", "Scissors", "Clipper", "Irrigator", "SpecimenBag"]
+    rng = np.random.default_rng(8)
+    files, truth = {}, {}
+    for v in ["video03", "video01", "video06", "video02", "video05", "video04"]:
+        n = int(rng.integers(2300, 2600))  # annotation rows at 25 fps (tools at 1 fps: >= 90 of them)
+        cuts = sorted(rng.choice(np.arange(1, n), 3, replace=False))
+        ph = [phases[int(np.searchsorted(cuts, i, side="right"))] for i in range(n)]
+        stamps = [f"00:{i // 60:02d}:{i % 60:02d}.{i % 25:02d}" for i in range(n)]
+        files[f"phase_annotations/{v}-phase.txt"] = (
+            "Frame\tPhase\n" + "".join(f"{i}\t{p}\n" for i, p in enumerate(ph))
+        ).encode()
+        tool_rows = {i: rng.integers(0, 2, 7) for i in range(0, n, 25)}
+        files[f"tool_annotations/{v}-tool.txt"] = (
+            "Frame\t"
+            + "\t".join(tools)
+            + "\n"
+            + "".join(f"{i}\t" + "\t".join(map(str, t)) + "\n" for i, t in tool_rows.items())
+        ).encode()
+        files[f"videos/{v}-timestamp.txt"] = ("Frame\n" + "".join(f"{s}\n" for s in stamps)).encode()
+        truth[v] = (
+            {stamps[i]: [i, [ph[i]]] for i in range(n)},
+            {stamps[i]: [i, [t for t, x in zip(tools, tool_rows[i]) if x == 1]] for i in tool_rows},
+        )
+    recipe, settings = _packaged(tmp_path, "endoscopic", "cholec80", files)
+    items = {i.id: i for i in build_index(recipe, settings).items}
+    names = sorted(truth)
+    random.seed(0)
+    train = set(random.sample(names, int(0.8 * len(names))))  # CLIMB's call, on the sorted list
+    assert sorted(items) == names
+    for v, item in items.items():
+        assert item.split == ("train" if v in train else "valid")
+        for column, oracle in (("phase_intervals", truth[v][0]), ("tool_intervals", truth[v][1])):
+            got = json.loads(item.extra[column])
+            want = _climb_sample_intervals(oracle, 90)
+            assert [(g["start"], g["end"]) for g in got] == list(want), (v, column)
+            assert [set(g["labels"]) for g in got] == list(want.values()), (v, column)
+        assert item.inputs["video"] == f"videos/{v}.mp4"
