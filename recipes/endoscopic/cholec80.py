@@ -20,7 +20,8 @@ def _read(path):
 
 def _intervals(keyed):
     """CLIMB's Cholec.sample_intervals: sort by timestamp, cut into 90 runs (the last takes the rest)."""
-    stamps = sorted(keyed)
+    numeric = all(s.isdigit() for s in keyed)  # pandas reads a numeric column as numbers: sort as numbers
+    stamps = sorted(keyed, key=int if numeric else None)
     size = len(stamps) // INTERVALS
     if size == 0:
         return None
@@ -49,7 +50,8 @@ def rows(table, ctx):
             tool_col.append("")
             continue
         tools_at = {
-            f: [t for t in TOOLS if r[t] == "1"] for f, r in zip(tool["Frame"], tool.to_dict("records"))
+            f: [t for t in TOOLS if r[t] == "1"]
+            for f, r in zip(tool["Frame"], tool.to_dict("records"), strict=True)
         }
         phases, tools = {}, {}
         for i, (frame, ph) in enumerate(zip(phase["Frame"], phase["Phase"], strict=True)):
