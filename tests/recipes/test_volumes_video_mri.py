@@ -271,3 +271,58 @@ def test_cholec80_sorted_listing_climbs_sample_and_90_intervals(tmp_path: Path) 
             assert [(g["start"], g["end"]) for g in got] == [(str(a), str(b)) for a, b in want], (v, column)
             assert [set(g["labels"]) for g in got] == list(want.values()), (v, column)
         assert item.inputs["video"] == f"videos/{v}.mp4"
+
+
+def test_kits23_json_from_the_pinned_commit_and_climbs_first_75_percent(tmp_path: Path) -> None:
+    import json
+
+    import SimpleITK as sitk
+
+    from climb_cli.fakes.github import FakeGitHub, FakeRepo
+
+    commit = "e2822085ffddefb73652ebf78802e6134ebe0566"
+    cases = [
+        {"case_id": f"case_{i:05d}", "malignant": i % 3 != 1, "gender": "male", "age_at_nephrectomy": 40 + i,
+         "tumor_histologic_subtype": "clear_cell_rcc"}
+        for i in range(8)
+    ]  # fmt: skip
+    cases[2].pop("malignant")  # no label: skipped, but still counted in CLIMB's 75 % cut
+    cases[5]["malignant"] = None
+    kits_json = json.dumps(cases, indent=4).encode()
+    rng = np.random.default_rng(9)
+    images = {}
+    for c in cases:
+        vol = rng.integers(-1000, 1500, (4, 6, 5)).astype(np.int16)  # (x, y, z) as nibabel's array axis 0
+        img = sitk.GetImageFromArray(np.ascontiguousarray(vol.transpose(2, 1, 0)))  # ITK (z, y, x) order
+        path = tmp_path / "gen" / f"{c['case_id']}.nii.gz"
+        path.parent.mkdir(exist_ok=True)
+        sitk.WriteImage(img, str(path))
+        images[f"images/{c['case_id']}/imaging.nii.gz"] = path.read_bytes()
+    recipes = tmp_path / "recipes"
+    recipes.mkdir()
+    text = (ROOT / "ct" / "kits23.yaml").read_text().replace("count: 489", f"count: {len(cases)}")
+    (recipes / "kits23.yaml").write_text(text)
+    repo = FakeRepo(
+        "neheller", "kits23", {commit: {"dataset/kits23.json": kits_json, "README.md": b"# KiTS23\n"}}
+    )
+    with FakeGitHub([repo]) as gh:
+        settings = fast_settings(tmp_path, {"github": gh.api.base_url, "github-raw": gh.raw.base_url})
+        raw = settings.raw_dir("kits23")
+        for rel, data in images.items():
+            (raw / rel).parent.mkdir(parents=True, exist_ok=True)
+            (raw / rel).write_bytes(data)
+        recipe = Catalog([recipes]).load("kits23")
+        dl = download(recipe, settings)
+        assert dl.ok, (dl.error, dl.outcomes)
+        assert verify_raw(recipe, settings)[0].ok
+    assert (raw / "dataset" / "kits23.json").read_bytes() == kits_json
+    rows, manifest = _build(recipe, settings)
+    train = {c["case_id"] for c in cases[: int(0.75 * len(cases))]}  # CLIMB: metadata[:int(0.75 n)]
+    labelled = [c for c in cases if c.get("malignant") is not None]
+    assert [r["id"] for r in rows] == [c["case_id"] for c in labelled]
+    assert sum(manifest["dropped"].values()) == 2
+    for r in rows:
+        c = next(c for c in cases if c["case_id"] == r["id"])
+        assert r["labels"] == ["Malignant" if c["malignant"] else "Benign"]
+        assert r["split"] == ("train" if r["id"] in train else "test"), r["id"]
+        assert r["video_shape"][0] == 4  # CLIMB's frames: nibabel's array axis 0 (x here)
