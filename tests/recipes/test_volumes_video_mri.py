@@ -114,7 +114,7 @@ def test_covid_us_end_to_end_behind_the_fake_drive(tmp_path: Path) -> None:
 
 def _packaged(tmp_path: Path, folder: str, name: str, files: dict[str, bytes]):
     recipes = tmp_path / "recipes"
-    recipes.mkdir(exist_ok=True)
+    recipes.mkdir(parents=True, exist_ok=True)
     for ext in ("yaml", "py"):
         if (ROOT / folder / f"{name}.{ext}").exists():
             shutil.copy(ROOT / folder / f"{name}.{ext}", recipes)
@@ -326,3 +326,87 @@ def test_kits23_json_from_the_pinned_commit_and_climbs_first_75_percent(tmp_path
         assert r["labels"] == ["Malignant" if c["malignant"] else "Benign"]
         assert r["split"] == ("train" if r["id"] in train else "test"), r["id"]
         assert r["video_shape"][0] == 4  # CLIMB's frames: nibabel's array axis 0 (x here)
+
+
+def test_echonet_val_is_val_ef_regression_and_frames(tmp_path: Path) -> None:
+    rng = np.random.default_rng(12)
+    names = [f"0X{i:016X}" for i in range(6)]
+    splits = ["TRAIN", "VAL", "TEST", "TRAIN", "VAL", "TRAIN"]
+    head = "FileName,EF,ESV,EDV,FrameHeight,FrameWidth,FPS,NumberOfFrames,Split\n"
+    table = head + "".join(
+        f"{n},{50 + i * 2.5},{30 + i},{70 + i},16,16,50,4,{s}\n"
+        for i, (n, s) in enumerate(zip(names, splits, strict=True))
+    )
+    files = {"FileList.csv": table.encode(), "VolumeTracings.csv": b"FileName,X1,Y1,X2,Y2,Frame\n"}
+    for n in names:
+        path = tmp_path / "v.avi"
+        out = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 50, (16, 16))
+        for _ in range(4):
+            out.write(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8))
+        out.release()
+        files[f"Videos/{n}.avi"] = path.read_bytes()
+    text = (ROOT / "ultrasound" / "echonet_dynamic.yaml").read_text().replace("count: 10030", "count: 6")
+    text = text.replace(
+        "  splits: {train: 7465, val: 1288, test: 1277}\n", ""
+    )  # a miniature: not the published counts
+    text = text.replace("expect:\n", "")
+    recipe, settings = _packaged(tmp_path, "ultrasound", "echonet_dynamic", files)
+    (tmp_path / "recipes" / "echonet_dynamic.yaml").write_text(text)
+    recipe = Catalog([tmp_path / "recipes"]).load("echonet_dynamic")
+    dl = download(recipe, settings)
+    assert dl.ok, (dl.error, dl.outcomes)
+    rows, _ = _build(recipe, settings)
+    assert [r["id"] for r in rows] == sorted(names)
+    for r in rows:
+        i = names.index(r["id"])
+        assert r["split"] == {"TRAIN": "train", "VAL": "val", "TEST": "test"}[splits[i]]
+        assert r["target"] == pytest.approx(50 + i * 2.5)
+        assert r["video_shape"] == [4, 16, 16, 3]
+
+
+def test_covid_blues_and_inspect_index_on_their_real_columns(tmp_path: Path) -> None:
+    from climb_cli.index import build_index
+
+    patients = [1, 2, 3, 4, 10, 11, 12, 20]
+    cov = {p: str(p % 2) for p in patients}
+    files = {
+        "clinical_variables.csv": (
+            "patient_id,cov_test,number_video_files,pat_age\n"
+            + "".join(f"{p},{cov[p]},2,{50 + p}.0\n" for p in patients)
+        ).encode()
+    }
+    for p in patients:
+        for point in ("L1", "R2"):
+            files[f"lus_videos/patient_{p}_{point}.mp4"] = b"\0"
+    files["lus_videos/patient_3_L1_2.mp4"] = b"\0"  # a second recording of one point
+    recipe, settings = _packaged(tmp_path / "blues", "ultrasound", "covid_blues", files)
+    items = build_index(recipe, settings).items
+    train_patients = set(sorted(patients)[: int(0.75 * len(patients))])  # 1 2 3 4 10 11 | 12 20
+    assert len(items) == 17
+    for it in items:
+        p = int(it.id.split("_")[1])
+        assert it.labels == (("Has COVID",) if cov[p] == "1" else ("No COVID",))
+        assert it.split == ("train" if p in train_patients else "test"), it.id
+    rows = [
+        ("a1", "0", "0", "0", "No PE"),
+        ("a2", "1", "1", "1", "Acute Subsegmental-only PE"),
+        ("a3", "1", "1", "0", "Acute PE"),
+        ("a4", "1", "0", "1", "Subsegmental-only PE"),
+        ("a5", "1", "0", "0", "Chronic PE"),
+        ("a6", "0.0", "1.0", "1.0", "No PE"),
+        ("a7", "1.0", "1.0", "0.0", "Acute PE"),
+        ("a8", "1", "0", "0", "Chronic PE"),
+    ]
+    csv = "impression_id,pe_positive,pe_acute,pe_subsegmentalonly\n" + "".join(
+        ",".join(r[:4]) + "\n" for r in rows
+    )
+    recipe, settings = _packaged(
+        tmp_path / "inspect", "ct", "inspect", {"Final_Impressions_labels.csv": csv.encode()}
+    )
+    items = {i.id: i for i in build_index(recipe, settings).items}
+    for k, (iid, *_, label) in enumerate(rows):
+        assert items[iid].labels == (label,)
+        assert items[iid].split == (
+            "train" if k < int(0.75 * len(rows)) else "test"
+        )  # CLIMB: iloc[:int(0.75 n)]
+        assert items[iid].inputs["volume"] == f"CTPA/{iid}.nii.gz"
