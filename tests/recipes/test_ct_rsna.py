@@ -172,3 +172,36 @@ def test_rsna_pe_windows_labels_from_slices_split_by_study(
         splits.setdefault(t["study"], set()).add(r["split"])
     assert all(len(s) == 1 for s in splits.values())
     assert {s for v in splits.values() for s in v} <= {"train", "valid", "test"}
+
+
+@pytest.mark.parametrize("name", ["rspect", "rsna_pe_window"])
+def test_a_series_with_a_missing_slice_is_an_item_error_not_a_silent_loss(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, competition
+) -> None:
+    from climb_cli.pipeline import preprocess
+
+    files, truth = competition
+    series = truth[0]["series"]
+    middle = next(
+        k
+        for k, v in files.items()
+        if f"/{series}/" in k
+        and float(pydicom.dcmread(io.BytesIO(v)).ImagePositionPatient[2]) == 2.5 * 20 - 100.0
+    )
+    del files[middle]  # train.csv still lists it: an incomplete download or a lost file
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(tmp_path / "no-kaggle"))
+    monkeypatch.setenv("KAGGLE_API_TOKEN", KAGGLE_TOKEN)
+    folder = tmp_path / "recipes"
+    folder.mkdir()
+    for ext in ("yaml", "py"):
+        shutil.copy(RECIPES / f"{name}.{ext}", folder / f"{name}.{ext}")
+    comp = KaggleCompetition("rsna-str-pulmonary-embolism-detection", files, accepted={"alice"})
+    with FakeKaggle(competitions=[comp], users=[KaggleUser("alice", tokens={KAGGLE_TOKEN})]) as kaggle:
+        settings = fast_settings(tmp_path).with_(mirrors={"kaggle": kaggle.base_url})
+        recipe = Catalog([folder]).load(name)
+        assert download(recipe, settings).ok
+    report = preprocess(recipe, settings, workers=1)
+    errors = [e for u in report.units for e in u.errors]
+    assert [(e[0], "uneven slice spacing" in e[2]) for e in errors] == [(series, True)], errors
+    assert report.rows > 0  # the other series are written
