@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[2] / "recipes"
 MINE = {
     "ct": ["rspect", "rsna_pe_window", "inspect", "kits23"],
     "ultrasound": ["echonet_dynamic", "covid_us", "covid_blues"],
-    "mri": ["tcp", "abcd", "ppmi"],
+    "mri": ["tcp", "abcd", "ppmi", "isles22"],
     "endoscopic": ["cholec80"],
 }
 
@@ -410,3 +410,34 @@ def test_covid_blues_and_inspect_index_on_their_real_columns(tmp_path: Path) -> 
             "train" if k < int(0.75 * len(rows)) else "test"
         )  # CLIMB: iloc[:int(0.75 n)]
         assert items[iid].inputs["volume"] == f"CTPA/{iid}.nii.gz"
+
+
+def test_isles22_three_sequences_per_bids_case(tmp_path: Path) -> None:
+    import SimpleITK as sitk
+
+    rng = np.random.default_rng(21)
+    files, truth = {}, {}
+    for sub in ("sub-strokecase0002", "sub-strokecase0001"):
+        for rel, shape in (
+            (f"{sub}/ses-0001/dwi/{sub}_ses-0001_dwi.nii.gz", (3, 4, 5)),
+            (f"{sub}/ses-0001/dwi/{sub}_ses-0001_adc.nii.gz", (3, 4, 5)),
+            (f"{sub}/ses-0001/anat/{sub}_ses-0001_FLAIR.nii.gz", (6, 7, 8)),
+        ):
+            arr = rng.integers(0, 3000, shape).astype(np.int16)
+            path = tmp_path / "gen.nii.gz"
+            sitk.WriteImage(sitk.GetImageFromArray(arr), str(path))
+            files[rel] = path.read_bytes()
+            truth[(sub, rel.rsplit("_", 1)[1].split(".")[0].lower())] = arr
+    files["participants.tsv"] = b"participant_id\n"
+    recipe, settings = _packaged(tmp_path, "mri", "isles22", files)
+    text = (ROOT / "mri" / "isles22.yaml").read_text().replace("count: 250", "count: 2")
+    (tmp_path / "recipes" / "isles22.yaml").write_text(text)
+    recipe = Catalog([tmp_path / "recipes"]).load("isles22")
+    assert download(recipe, settings).ok
+    rows, _ = _build(recipe, settings)
+    assert [r["id"] for r in rows] == ["sub-strokecase0001", "sub-strokecase0002"]
+    for r in rows:
+        assert r["split"] == "train" and r["labels"] == []
+        for seq in ("dwi", "adc", "flair"):
+            want = truth[(r["id"], seq)]
+            assert np.array_equal(np.asarray(r[seq]).reshape(r[f"{seq}_shape"]), want), (r["id"], seq)
