@@ -200,7 +200,8 @@ def test_a_series_with_a_missing_slice_is_an_item_error_not_a_silent_loss(
     with FakeKaggle(competitions=[comp], users=[KaggleUser("alice", tokens={KAGGLE_TOKEN})]) as kaggle:
         settings = fast_settings(tmp_path).with_(mirrors={"kaggle": kaggle.base_url})
         recipe = Catalog([folder]).load(name)
-        assert download(recipe, settings).ok
+        dl = download(recipe, settings)
+        assert dl.ok, (dl.error, dl.outcomes)
     report = preprocess(recipe, settings, workers=1)
     errors = [e for u in report.units for e in u.errors]
     assert [(e[0], "uneven slice spacing" in e[2]) for e in errors] == [(series, True)], errors
