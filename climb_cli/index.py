@@ -540,6 +540,8 @@ def build_index(recipe: Recipe, settings: Settings, where: dict[str, list[str]] 
     needed |= set(sp.ordered.by if sp.ordered else [])
     if sp.ordered and sp.ordered.stratify and sp.ordered.stratify != "labels":
         needed.add(sp.ordered.stratify)
+    if sp.ordered and sp.ordered.group:
+        needed.add(sp.ordered.group)
     if sp.membership:
         needed.add(sp.membership.by)
     needed |= set(ix.aggregate.by if ix.aggregate else [])

@@ -319,6 +319,11 @@ class OrderedSplit(_Model):
     numeric: bool = Field(False, description="compare digit runs as numbers (case_2 < case_10)")
     fractions: dict[str, float] = Field(min_length=2)
     rounding: Literal["nearest", "floor"] = "nearest"
+    group: str | None = Field(
+        None,
+        description="cut the sorted distinct values of this column instead of the items (COVID-BLUES: "
+        "the first 75 % of patients); an item goes where its group goes",
+    )
 
     @model_validator(mode="after")
     def _fractions(self) -> OrderedSplit:

@@ -259,8 +259,8 @@ class NpzShardWriter:
             elif f.name.endswith("_shape") and f.name.removesuffix("_shape") in arrays:
                 ndim = max((len(v) for v in values), default=0)
                 out[f.name] = np.array([list(v) + [-1] * (ndim - len(v)) for v in values], dtype=np.int32)
-            elif f.name == "target" and pa.types.is_list(f.type):
-                out[f.name] = np.array(values, dtype=np.uint8).reshape(len(values), -1)
+            elif f.name == "target" and pa.types.is_list(f.type):  # (rows, classes); (0, 0) when empty
+                out[f.name] = np.array(values, dtype=np.uint8).reshape(len(values), -1 if values else 0)
             elif pa.types.is_list(f.type):
                 out[f.name] = np.array(
                     [json.dumps(list(v) if v is not None else None) for v in values], dtype=str

@@ -234,6 +234,11 @@ class Assigner:
             strata.setdefault(st, []).append(i)
         got: dict[str, str] = {}
         for members in strata.values():
+            if o.group is not None:  # cut the distinct groups, each sorted by its own value
+                groups = sorted({rows[i][o.group] for i in members}, key=natural_key if o.numeric else None)
+                cut = _runs(groups, list(o.fractions), list(o.fractions.values()), o.rounding)
+                got.update({str(i): cut[rows[i][o.group]] for i in members})
+                continue
             order = [str(i) for i in sorted(members, key=key)]
             got.update(_runs(order, list(o.fractions), list(o.fractions.values()), o.rounding))
         return [got[str(i)] for i in range(len(ids))]

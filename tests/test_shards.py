@@ -37,3 +37,14 @@ def test_npz_shards_are_deterministic_and_readable(tmp_path: Path) -> None:
     with np.load(tmp_path / "c.npz", allow_pickle=False) as z:
         assert z["x"].shape == (10,) and z["x_offsets"].tolist() == [0, 6, 10]
         assert z["x_shape"].tolist() == [[2, 3], [4, -1]]  # -1 pads a shape with fewer axes
+
+
+def test_an_npz_shard_whose_items_all_failed_is_written_empty(tmp_path: Path) -> None:
+    # every item of a shard can fail (one CT series alone in its split, with a lost slice): the shard is
+    # still committed, with zero rows, instead of the commit raising on reshaping the empty target
+    sample = Sample(id="i0", arrays={"x": np.zeros((2, 3), dtype=np.float32)}, meta={})
+    schema = build_schema([sample], Item("i0", "test", ("a",), {}, {}), ["a", "b"], False)
+    rows, _, _ = NpzShardWriter(schema, tmp_path / "e.npz").commit()
+    assert rows == 0 and shard_rows(tmp_path / "e.npz") == 0
+    with np.load(tmp_path / "e.npz", allow_pickle=False) as z:
+        assert z["target"].shape == (0, 0) and z["id"].shape == (0,)

@@ -114,6 +114,30 @@ def test_ordered_split_sorts_numbers_as_numbers() -> None:
     assert got == ["train", "train", "train", "test", "test"]  # as text: case_1 < case_10 < case_2 < ...
 
 
+def test_ordered_split_by_group_cuts_patients_not_items() -> None:
+    # COVID-BLUES: sorted unique patient ids, the first 75 % of patients train, all their videos with them
+    patients = [10, 2, 2, 2, 2, 2, 1, 3, 3, 3, 10]
+    ids = [f"patient_{p}_v{i}" for i, p in enumerate(patients)]
+    rows = [{"patient": str(p), "_row": str(i)} for i, p in enumerate(patients)]
+    spec = {
+        "ordered": {
+            "by": ["_row"],
+            "group": "patient",
+            "numeric": True,
+            "fractions": {"train": 0.75, "test": 0.25},
+        }
+    }
+    got = _assign(spec, ids, rows)
+    assert got == ["test" if p == 10 else "train" for p in patients]  # 1, 2, 3 | 10
+    # cut per item, 75 % of 11 videos would split patient 3 between train and test
+    items = _assign(
+        {"ordered": {"by": ["patient"], "numeric": True, "fractions": {"train": 0.75, "test": 0.25}}},
+        ids,
+        rows,
+    )
+    assert items != got
+
+
 def test_membership_files_and_a_default() -> None:
     tables = {"tr": pd.DataFrame({"0": ["0", "2"]}), "te": pd.DataFrame({"0": ["1"]})}
     rows = [{"_row": str(i)} for i in range(4)]

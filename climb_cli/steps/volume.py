@@ -416,6 +416,22 @@ def _geometry(slices: list[_Slice], where: str, tolerance: float) -> _Geometry:
     )
 
 
+def slice_order(folder: Path, tolerance: float = 0.1) -> list[str]:
+    """File stems of a one-series folder of single-frame ``.dcm`` files in the order
+    ``volume.read_dicom_series`` stacks them (along the slice normal); for hooks that label slices
+    or windows from a per-slice table (RSNA PE). Raises ItemError where the reader would."""
+    slices: list[_Slice] = []
+    for path in sorted(folder.glob("*.dcm")):
+        try:
+            ds = pydicom.dcmread(path, stop_before_pixels=True)
+        except Exception as exc:
+            raise ItemError(f"{path.name}: unreadable DICOM header ({_why(exc)})") from None
+        slices.extend(_slices_of(path, ds))
+    if not slices:
+        raise ItemError(f"{folder.name}: no DICOM slices")
+    return [s.path.stem for s in _geometry(slices, folder.name, tolerance).slices]
+
+
 def _decode_pydicom(geom: _Geometry) -> np.ndarray:
     """Decode every plane with pydicom (pylibjpeg codecs) and apply each plane's own rescale."""
     planes: list[np.ndarray] = []

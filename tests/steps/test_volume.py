@@ -186,6 +186,22 @@ def test_left_handed_series_is_resorted_along_the_normal(tmp_path: Path) -> None
     assert s.meta["origin"] == pytest.approx(list(ORIGIN + direction @ (SPACING * [0, 0, SIZE[2] - 1])))
 
 
+def test_slice_order_is_the_readers_stacking_order(tmp_path: Path) -> None:
+    """volume.slice_order (for hooks that label slices from a table) lists the files in the order
+    read_dicom_series stacks them: along the normal, not by file name."""
+    from climb_cli.steps.volume import slice_order
+
+    direction = DIRECTIONS["LPI"]
+    arr = np.rint(sphere_volume(direction)).astype(np.int16)
+    paths = write_series(make_image(arr, direction), tmp_path / "series")
+    s = run(sample_of(series=tmp_path / "series"), "volume.read_dicom_series")
+    order = slice_order(tmp_path / "series")
+    assert order == [p.stem for p in s.sources] == [p.stem for p in paths[::-1]]
+    paths[1].unlink()  # a lost slice: the reader's own error
+    with pytest.raises(ItemError, match="uneven slice spacing"):
+        slice_order(tmp_path / "series")
+
+
 def test_reorient_to_ras_and_back_is_lossless(tmp_path: Path) -> None:
     direction = DIRECTIONS["ILA"]
     arr = np.rint(sphere_volume(direction)).astype(np.int16)
