@@ -1,0 +1,125 @@
+"""EEG recipes end to end on miniatures in the real layouts: SHHS behind the fake NSRR (EDF + profusion
+XML), ISRUC as .rar archives over HTTP; every row checked for its stage, epoch and split."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from climb_cli.catalog import Catalog
+from climb_cli.fakes.bucket import FakeBucket
+from climb_cli.fakes.nsrr import FakeNsrr, NsrrDataset
+from tests import rar4
+from tests.conftest import fast_settings
+from tests.recipes.conftest import build, packaged, rewritten
+from tests.steps.test_eeg import write_edf
+
+NSRR_TOKEN = "nsrr-tok-Rezrov-51c2-secret"
+STAGE = {"0": "W", "1": "N1", "2": "N2", "3": "N3", "4": "N3", "5": "R"}  # 6, 9: unscored -> dropped
+
+
+@pytest.fixture
+def store() -> Iterator[FakeBucket]:
+    with FakeBucket() as s:
+        yield s
+
+
+def _profusion(codes: list[str]) -> bytes:
+    stages = "".join(f"<SleepStage>{c}</SleepStage>" for c in codes)
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n<CMPStudyConfig><EpochLength>30</EpochLength>'
+        f"<ScoredEvents></ScoredEvents><SleepStages>{stages}</SleepStages></CMPStudyConfig>\n"
+    ).encode()
+
+
+def test_shhs_behind_the_fake_nsrr(
+    tmp_path: Path, store: FakeBucket, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rng = np.random.default_rng(5)
+    files, truth = {}, {}
+    for pid, codes in {"200001": ["0", "1", "4", "9", "5"], "200002": ["2", "3", "5", "6"]}.items():
+        n = len(codes)
+        c3, c4 = rng.normal(0, 30, (2, n * 30 * 125))
+        sao2 = rng.uniform(90, 99, n * 30)
+        edf = write_edf(
+            tmp_path / f"{pid}.edf",
+            [
+                ("SaO2", 1, sao2),
+                ("EEG(sec)", 125, c3),
+                ("EOG(L)", 50, rng.normal(0, 5, n * 30 * 50)),
+                ("EEG", 125, c4),
+            ],
+        )
+        files[f"polysomnography/edfs/shhs1/shhs1-{pid}.edf"] = edf.read_bytes()
+        files[f"polysomnography/annotations-events-profusion/shhs1/shhs1-{pid}-profusion.xml"] = _profusion(
+            codes
+        )
+        truth[pid] = codes
+    open_files = {"datasets/shhs1-dataset-0.21.0.csv": b"nsrrid\n200001\n200002\n"}  # not included
+    monkeypatch.setenv("NSRR_TOKEN", NSRR_TOKEN)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    ds = NsrrDataset("shhs", open_files, files)
+    with FakeNsrr([ds], store, users={NSRR_TOKEN: "ada"}, grants={"ada": {"shhs"}}) as nsrr:
+        settings = fast_settings(tmp_path, {"nsrr": nsrr.api})
+        recipe = Catalog().load("shhs")
+        rows, manifest = build(recipe, settings)
+    raw = settings.raw_dir("shhs")
+    assert not (raw / "datasets").exists()  # only the include lists' folders
+    by_id = {r["id"]: r for r in rows}
+    want = {}
+    for pid, codes in truth.items():
+        for n, c in enumerate(codes):
+            if c in STAGE:
+                want[f"{pid}#{len([x for x in codes[:n] if x in STAGE])}"] = (STAGE[c], 30.0 * n)
+    assert set(by_id) == set(want)
+    for rid, (stage, onset) in want.items():
+        r = by_id[rid]
+        assert r["labels"] == [stage] and r["epoch_onsets"] == onset, rid
+        assert r["epochs_shape"] == [2, 3750]
+        x = np.asarray(r["epochs"], dtype=np.float32).reshape(2, 3750)
+        assert 0.0 < float(x.mean()) < 1.0  # +-125 uV -> [0, 1]
+    # the stage-4 epoch is N3, not R (CLIMB's collision), and unscored epochs are dropped
+    assert by_id["200001#2"]["labels"] == ["N3"]
+    assert {r["split"] for r in rows} <= {"train", "val"}
+    for pid in truth:
+        assert len({r["split"] for r in rows if r["id"].startswith(pid)}) == 1
+    assert sum(manifest["classes"].values()) == len(rows) == 7
+
+
+def test_isruc_from_rar_archives(tmp_path: Path, store: FakeBucket) -> None:
+    rng = np.random.default_rng(7)
+    data = packaged("isruc")
+    files, truth = [], {}
+    for pid, codes in {1: ["0", "1", "2", "3", "5"], 2: ["5", "2", "2"], 8: ["0", "0"]}.items():
+        n = len(codes)
+        x = rng.normal(0, 20, (3, n * 30 * 200))
+        edf = write_edf(
+            tmp_path / f"{pid}.edf", [("F3-A2", 200, x[0]), ("C3-A2", 200, x[1]), ("C4-A1", 200, x[2])]
+        )
+        members = [
+            rar4.member(f"{pid}/{pid}.rec", edf.read_bytes()),
+            rar4.member(f"{pid}/{pid}_1.txt", ("\n".join(codes) + "\n").encode()),
+            rar4.member(f"{pid}/{pid}_2.txt", ("\n".join("0" for _ in codes) + "\n").encode()),
+        ]
+        store.put("isr", f"ISRUC_Sleep/subgroupI/{pid}.rar", rar4.archive(members))
+        files.append({"url": store.url("isr", f"ISRUC_Sleep/subgroupI/{pid}.rar"), "path": f"{pid}.rar"})
+        truth[str(pid)] = codes
+    listed = [f["url"] for f in data["sources"][0]["files"]]
+    assert listed[0] == "http://dataset.isr.uc.pt/ISRUC_Sleep/subgroupI/1.rar" and len(listed) == 100
+    data["sources"][0]["files"] = files
+    recipe = rewritten(tmp_path, data)
+    settings = fast_settings(tmp_path)
+    rows, manifest = build(recipe, settings)
+    raw = settings.raw_dir("isruc")
+    assert not list(raw.glob("*.rar"))  # keep_archive: false, extracted
+    assert (raw / "1" / "1_2.txt").is_file()
+    assert manifest["dropped"] == {"excluded by pid": 1}  # subject 8
+    assert {r["id"].split("#")[0] for r in rows} == {"1", "2"}
+    for r in rows:
+        pid, n = r["id"].split("#")
+        assert r["labels"] == [STAGE[truth[pid][int(n)]]] and r["epoch_onsets"] == 30.0 * int(n)
+        assert r["epochs_shape"] == [2, 3750]  # C3, C4 at 125 Hz
+    assert len(rows) == 8 and sum(manifest["classes"].values()) == 8
