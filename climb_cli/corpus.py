@@ -68,6 +68,9 @@ def sources_text(r: Recipe) -> str:
             ident = str(p.get("repo") or p.get("dataset") or p.get("competition") or "")
         elif s.kind == "zenodo":
             ident = str(p.get("record", ""))
+        elif s.kind in ("http", "crawl", "manual"):
+            urls = [p.get("url") or ""] + [f.get("url", "") for f in p.get("files", []) or []]
+            ident = next((u.split("/")[2] for u in urls if u.count("/") >= 2), "")
         parts.append(f"{s.kind} {ident}".strip())
     return ", ".join(dict.fromkeys(parts))
 
