@@ -123,3 +123,46 @@ def test_isruc_from_rar_archives(tmp_path: Path, store: FakeBucket) -> None:
         assert r["labels"] == [STAGE[truth[pid][int(n)]]] and r["epoch_onsets"] == 30.0 * int(n)
         assert r["epochs_shape"] == [2, 3750]  # C3, C4 at 125 Hz
     assert len(rows) == 8 and sum(manifest["classes"].values()) == 8
+
+
+def test_auditory_oddball_openneuro_snapshot(
+    tmp_path: Path, store: FakeBucket, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from climb_cli.fakes.openneuro import FakeOpenNeuro, OpenNeuroDataset
+    from tests.steps.test_eeglab import write_set
+
+    monkeypatch.delenv("OPENNEURO_API_KEY", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    rng = np.random.default_rng(8)
+    files: dict[str, bytes] = {
+        "participants.tsv": b"participant_id\nsub-001\nsub-002\n",
+        "dataset_description.json": b'{"Name": "auditory oddball"}\n',
+        "README": b"not included\n",
+    }
+    truth = {}
+    for sub, fdt in (("001", True), ("002", False)):
+        stem = f"sub-{sub}_task-P300_run-1"
+        x = rng.normal(0, 10, (4, 5 * 512))
+        folder = tmp_path / sub
+        folder.mkdir()
+        write_set(folder / f"{stem}_eeg.set", x, 512.0, ["Fz", "Cz", "Pz", "Oz"], [], fdt)
+        events = [(0.5, "2", "standard"), (1.5, "8", "oddball_with_reponse"), (2.5, "1", "noise"),
+                  (3.5, "2", "standard"), (4.95, "2", "standard")]  # fmt: skip  # the last runs past the end
+        tsv = "onset\tduration\tvalue\ttrial_type\n" + "".join(f"{o}\t0\t{v}\t{t}\n" for o, v, t in events)
+        for p in folder.iterdir():
+            files[f"sub-{sub}/eeg/{p.name}"] = p.read_bytes()
+        files[f"sub-{sub}/eeg/{stem}_events.tsv"] = tsv.encode()
+        truth[stem] = [("standard", 0.5), ("oddball", 1.5), ("standard", 3.5)]
+    with FakeOpenNeuro([OpenNeuroDataset("ds003061", {"1.1.2": files})], store) as on:
+        settings = fast_settings(tmp_path, {"openneuro": on.base_url})
+        rows, manifest = build(Catalog().load("auditory_oddball"), settings)
+    assert not (settings.raw_dir("auditory_oddball") / "README").exists()  # not in the include list
+    want = {f"{stem}#{n}": ev for stem, evs in truth.items() for n, ev in enumerate(evs)}
+    assert {r["id"]: (r["labels"][0], r["epoch_onsets"]) for r in rows} == want
+    for r in rows:
+        assert r["epochs_shape"] == [4, 225] and r["sampling_rate"] == 250.0  # -0.1 .. 0.796 s at 250 Hz
+        x = np.asarray(r["epochs"]).reshape(4, 225)
+        np.testing.assert_allclose(x.mean(axis=0), 0, atol=1e-3)  # average reference
+        np.testing.assert_allclose(x[:, :26].mean(axis=1), 0, atol=1e-3)  # baseline -0.1 .. 0 s
+    assert manifest["classes"] == {"standard": 4, "oddball": 2}
+    assert len({r["split"] for r in rows if r["subject"] == "001"}) == 1
