@@ -166,3 +166,37 @@ def test_auditory_oddball_openneuro_snapshot(
         np.testing.assert_allclose(x[:, :26].mean(axis=1), 0, atol=1e-3)  # baseline -0.1 .. 0 s
     assert manifest["classes"] == {"standard": 4, "oddball": 2}
     assert len({r["split"] for r in rows if r["subject"] == "001"}) == 1
+
+
+def test_bciciv2a_bnci_mat_files(tmp_path: Path, store: FakeBucket) -> None:
+    from tests.steps.test_bnci import write_bnci
+
+    rng = np.random.default_rng(6)
+    data = packaged("bciciv2a")
+    assert len(data["sources"][0]["files"]) == 18
+    files, truth = [], {}
+    for rec, cues in (("A01T", [(501, 1, 0), (1701, 2, 1), (2901, 4, 0)]), ("A01E", [(301, 3, 0)])):
+        trial, y, art = ([c[i] for c in cues] for i in range(3))
+        runs = [(rng.normal(0, 5, (400, 25)), [], [], []), (rng.normal(0, 5, (4000, 25)), trial, y, art)]
+        path = write_bnci(tmp_path / f"{rec}.mat", runs)
+        store.put("bnci", f"database/data-sets/001-2014/{rec}.mat", path.read_bytes())
+        files.append(
+            {"url": store.url("bnci", f"database/data-sets/001-2014/{rec}.mat"), "path": f"{rec}.mat"}
+        )
+        truth[rec] = [c for c in cues if not c[2]]
+    data["sources"][0]["files"] = files
+    rows, manifest = build(rewritten(tmp_path, data), fast_settings(tmp_path))
+    classes = ["left_hand", "right_hand", "feet", "tongue"]
+    want = {
+        f"{rec}#{n}": (
+            classes[c[1] - 1],
+            (c[0] - 1) / 250,  # the EOG-only run is not read
+            "train" if rec.endswith("T") else "test",
+        )
+        for rec, cues in truth.items()
+        for n, c in enumerate(cues)
+    }
+    assert {r["id"]: (r["labels"][0], r["epoch_onsets"], r["split"]) for r in rows} == want
+    assert all(r["epochs_shape"] == [22, 1000] for r in rows)  # 0 .. 3.996 s at 250 Hz, EEG only
+    assert {r["id"].split("#")[0]: r["artifact_trials"] for r in rows} == {"A01T": 1, "A01E": 0}
+    assert manifest["splits"] == {"train": 2, "test": 1}
