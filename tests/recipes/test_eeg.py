@@ -200,3 +200,24 @@ def test_bciciv2a_bnci_mat_files(tmp_path: Path, store: FakeBucket) -> None:
     assert all(r["epochs_shape"] == [22, 1000] for r in rows)  # 0 .. 3.996 s at 250 Hz, EEG only
     assert {r["id"].split("#")[0]: r["artifact_trials"] for r in rows} == {"A01T": 1, "A01E": 0}
     assert manifest["splits"] == {"train": 2, "test": 1}
+
+
+def test_faced_placed_by_hand(tmp_path: Path) -> None:
+    import pickle
+
+    rng = np.random.default_rng(10)
+    settings = fast_settings(tmp_path)
+    data = packaged("faced")
+    data["sources"][0]["globs"][0]["count"] = 2  # two subjects placed, not 123
+    raw = settings.raw_dir("faced")
+    (raw / "Processed_data").mkdir(parents=True)
+    (raw / "Recording_info.csv").write_text("sub,Age\nsub000,22\nsub001,23\n")
+    for s in ("sub000", "sub001"):
+        (raw / "Processed_data" / f"{s}.pkl").write_bytes(pickle.dumps(rng.normal(0, 1, (28, 2, 500))))
+    rows, manifest = build(rewritten(tmp_path, data), settings)
+    assert len(rows) == 2 * 24 * 2 and manifest["classes"]["Anger"] == 2 * 3 * 2
+    by_id = {r["id"]: r for r in rows}
+    r = by_id["sub001#24"]  # the 25th window: video 16 (the first after the neutral ones), second 0
+    assert r["labels"] == ["Amusement"] and r["epoch_videos"] == 16
+    assert r["epoch_onsets"] == 0.0 and r["epochs_shape"] == [2, 250]
+    assert len({r["split"] for r in rows if r["id"].startswith("sub001")}) == 1
