@@ -29,7 +29,10 @@ from climb_cli.steps.eeg import DEFAULT_REFERENCES, match_channels
 class ReadEeglabParams(StepParams):
     input: str = Field("set", description="sample input holding the EEGLAB .set file")
     channels: list[str] | None = Field(None, description="channels to keep, in order, matched by name")
-    references: list[str] = Field(default_factory=lambda: list(DEFAULT_REFERENCES))
+    references: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_REFERENCES),
+        description="reference suffixes stripped when matching",
+    )
     events_input: str | None = Field(
         None, description="sample input of a BIDS *_events.tsv to take the events from (default: the .set's)"
     )

@@ -63,7 +63,7 @@ class ReadFacedParams(StepParams):
         description="video indices left out (CLIMB: the neutral 12-15)",
     )
     window: int = Field(250, gt=0, description="samples per window (CLIMB: 250 = 1 s at 250 Hz)")
-    sampling_rate: float = Field(250.0, gt=0)
+    sampling_rate: float = Field(250.0, gt=0, description="Hz of the stored trials (FACED: 250)")
 
 
 @step("eeg.read_faced_pkl", ReadFacedParams)
