@@ -7,6 +7,7 @@ A user folder's recipe with the same name as a packaged one wins, so a lab can o
 from __future__ import annotations
 
 import difflib
+import os
 import re
 from pathlib import Path
 
@@ -53,7 +54,9 @@ def suggest(name: str, names: list[str], limit: int = 3) -> list[str]:
 
 class Catalog:
     def __init__(self, extra_dirs: tuple[Path, ...] | list[Path] = ()) -> None:
-        self.dirs = [packaged_dir(), *extra_dirs]
+        # CLIMB_PACKAGED_RECIPES=0: only the user's folders (a lab's own catalogue; tests of `--all`)
+        packaged = [] if os.environ.get("CLIMB_PACKAGED_RECIPES", "1") == "0" else [packaged_dir()]
+        self.dirs = [*packaged, *extra_dirs]
         self._paths: dict[str, Path] | None = None
 
     def paths(self) -> dict[str, Path]:
@@ -61,7 +64,7 @@ class Catalog:
             found: dict[str, Path] = {}
             for d in self.dirs:
                 if not d.is_dir():
-                    if d != self.dirs[0]:
+                    if d != packaged_dir():
                         raise UsageError(f"recipe folder {d} does not exist")
                     continue
                 for p in sorted(d.rglob("*.yaml")):

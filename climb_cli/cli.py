@@ -11,6 +11,7 @@ import os
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -104,50 +105,54 @@ def _print_json(data: Any) -> None:
     sys.stdout.write(redact(json.dumps(data, indent=2, default=str)) + "\n")
 
 
-def _recipe_summary(r: Recipe) -> dict[str, Any]:
-    return {
-        "name": r.name,
-        "title": r.title,
-        "modality": r.modality,
-        "access": r.access,
-        "license": r.license,
-        "raw_size": int(r.raw_size) if r.raw_size else None,
-        "sources": [{"id": s.id, "kind": s.kind, **s.params} for s in r.sources],
-        "path": str(r.path),
-    }
-
-
 # ---------------------------------------------------------------------------------------------
 @app.command("list")
 def list_(
     ctx: typer.Context,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    modality: Annotated[
+        str | None, typer.Option(help="Only these modalities (comma-separated: eeg,graph).")
+    ] = None,
+    source: Annotated[
+        str | None, typer.Option(help="Only recipes with a source of these kinds (nsrr,openneuro).")
+    ] = None,
+    access: Annotated[
+        str | None, typer.Option(help="Only these access levels (open,registered,credentialed).")
+    ] = None,
 ) -> None:
-    """List the datasets climb has recipes for.
+    """List the datasets climb has recipes for, with their local state.
 
-    Example: climb list --json
+    State: absent, partial, downloaded, verified (raw files re-hashed) or preprocessed (outputs of
+    the current recipe). A broken recipe is listed with its error and the exit code is 1.
+
+    Example: climb list --modality eeg --access open
     """
-    recipes, broken = _state(ctx).catalog.load_each()
+    from climb_cli.corpus import matches, summary
+
+    st = _state(ctx)
+    recipes, broken = st.catalog.load_each()
+    recipes = [r for r in recipes if matches(r, modality, source, access)]
+    rows = [summary(r, st.settings) for r in recipes]
     if as_json:
-        _print_json(
-            [_recipe_summary(r) for r in recipes] + [{"name": n, "error": e} for n, e in broken.items()]
-        )
+        _print_json(rows + [{"name": n, "error": e} for n, e in broken.items()])
     else:
         from rich.table import Table
 
-        t = Table("name", "modality", "access", "source", "raw size", "title")
-        for r in recipes:
+        t = Table("name", "modality", "source", "access", "raw size", "samples", "state", "title")
+        for row in rows:
             t.add_row(
-                r.name,
-                r.modality,
-                r.access,
-                ", ".join(s.kind for s in r.sources),
-                ui.human(r.raw_size),
-                r.title,
+                row["name"],
+                row["modality"],
+                row["source"],
+                row["access"],
+                ui.human(row["raw_size"]),
+                f"{row['samples']:,}" if row["samples"] else "?",
+                row["state"],
+                row["title"],
             )
         for n in broken:
-            t.add_row(n, "", "", "", "", "[red]broken recipe (see below)[/red]")
-        ui.console.print(t)
+            t.add_row(n, "", "", "", "", "", "", "[red]broken recipe (see below)[/red]")
+        _print_table(t)
     for e in broken.values():
         ui.error(e)
     if broken:
@@ -160,48 +165,48 @@ def info(
     name: Annotated[str, typer.Argument(help="Dataset name.")],
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
-    """Show a dataset's recipe: sources, access, labels, splits, steps, outputs.
+    """Show a dataset's card: description, licence, citation, access steps, files, labels, splits,
+    steps, expected counts, local state and what CLIMB's definition was changed for (notes).
 
     Example: climb info ptbxl
     """
+    from climb_cli.corpus import card
+
     st = _state(ctx)
     r = st.catalog.load(name)
-    raw = st.settings.raw_dir(r.name)
-    out = st.settings.processed_dir(r.name) / r.content_hash()
-    data = {
-        **_recipe_summary(r),
-        "citation": r.citation,
-        "homepage": r.homepage,
-        "recipe_hash": r.content_hash(),
-        "classes": r.classes,
-        "expect": r.expect.model_dump(),
-        "steps": [{s.name: s.params} for s in r.steps],
-        "raw_dir": str(raw),
-        "raw_present": raw.is_dir(),
-        "processed_dir": str(out),
-        "processed_present": (out / "manifest.json").is_file(),
-        "climb_tensor": r.climb_tensor.model_dump(exclude_none=True) if r.climb_tensor else None,
-        "notes": r.notes,
-    }
+    data = card(r, st.settings)
     if as_json:
         _print_json(data)
         return
     ui.say(f"{r.name}: {r.title}")
-    for key in ("modality", "access", "license", "homepage", "recipe_hash", "raw_dir", "processed_dir"):
+    if data["description"]:
+        ui.say(f"  {data['description'].strip()}")
+    for key in ("modality", "access", "license", "homepage", "source", "checksums", "state"):
         ui.say(f"  {key:<13} {data[key]}")
     ui.say(f"  {'raw size':<13} {ui.human(r.raw_size)}")
-    for s in r.sources:
-        ui.say(f"  source {s.id:<6} {s.kind} {s.params}" + (f" include={s.include}" if s.include else ""))
-    if r.classes:
-        ui.say(f"  {'classes':<13} {', '.join(r.classes)}")
+    ui.say(f"  {'samples':<13} {f'{r.samples:,}' if r.samples else '?'}")
+    if r.citation:
+        ui.say(f"  {'citation':<13} {' '.join(r.citation.split())}")
+    for line in data["access_steps"]:
+        ui.say(f"  {'access steps':<13} {' '.join(line.split())}")
+    for line in data["files"]:
+        ui.say(f"  {'files':<13} {line}")
+    ui.say(f"  {'labels':<13} {data['labels']}")
+    ui.say(f"  {'splits':<13} {data['splits']}")
     if r.expect.splits:
-        ui.say(f"  {'splits':<13} {r.expect.splits}")
+        ui.say(f"  {'expected':<13} splits {r.expect.splits}")
+    if r.expect.class_counts:
+        ui.say(f"  {'expected':<13} classes {r.expect.class_counts}")
     for s in r.steps:
         ui.say(f"  step {s.name} {s.params}")
+    for key in ("recipe_hash", "raw_dir", "processed_dir"):
+        ui.say(f"  {key:<13} {data[key]}")
+    if r.notes.strip():
+        ui.say("  notes (where CLIMB's definition was changed, and why):")
+        for para in r.notes.strip().split("\n\n"):
+            ui.say("    " + " ".join(para.split()))
     if r.climb_tensor is not None:
-        ui.say(f"  {'climb_tensor':<13} {data['climb_tensor']}")
-    if r.notes:
-        ui.say(f"  {'notes':<13} {' '.join(r.notes.split())}")
+        ui.say(f"  {'climb_tensor':<13} {r.climb_tensor.model_dump(exclude_none=True)}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -430,6 +435,8 @@ def download(
         if not report.ok:
             failed.append((r.name, report.why))
             summary.extend((r.name, pr.category, pr.text) for pr in report.problems)
+    if dry_run and all_:
+        _corpus_totals(recipes, settings, say)
     if as_json:
         _finish_json(results, failed)
         return
@@ -444,6 +451,22 @@ def _finish_json(results: list[dict[str, Any]], failed: list[tuple[str, str]]) -
     _print_json(results)
     if failed:
         raise typer.Exit(1)
+
+
+def _corpus_totals(recipes: list[Recipe], settings: Settings, say: Callable[[str], None]) -> None:
+    """`download --all --dry-run`'s closing lines: the recipes' declared sums against the paper's, and
+    whether what is still to download fits on the data dir's disk."""
+    import shutil
+
+    from climb_cli.corpus import totals, totals_lines
+    from climb_cli.report.gather import raw_facts
+
+    present = sum((f.bytes if f else 0) for f in (raw_facts(settings.raw_dir(r.name)) for r in recipes))
+    target = settings.data_dir
+    while not target.exists():
+        target = target.parent
+    for line in totals_lines(totals(recipes), shutil.disk_usage(target).free, present):
+        say(line)
 
 
 def _finish(failed: list[tuple[str, str]], total: int) -> None:

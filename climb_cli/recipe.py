@@ -521,6 +521,9 @@ class Recipe(_Model):
     homepage: str = ""
     access: Literal["open", "registered", "credentialed"]
     raw_size: ByteSize | None = Field(None, description="approximate raw size")
+    samples: int | None = Field(None, ge=0, description="approximate number of samples (CLIMB's count)")
+    description: str = Field("", description="what the dataset is, in a sentence or two")
+    access_steps: str = Field("", description="what access takes (account, training, agreement, form)")
     sources: list[SourceSpec] = Field(min_length=1)
     checksums: Literal["upstream", "pinned", "none"] = "upstream"
     index: IndexSpec | None = None

@@ -25,6 +25,8 @@ def _recipes(tmp_path: Path) -> Path:
     write_recipe(folder, "toysecret", pn.format(p="secret-ecg", f="LICENSE.txt"), access="credentialed")
     manual = "  - kind: manual\n    url: https://nda.nih.gov/request\n    files: [{path: scans.zip}]\n"
     write_recipe(folder, "toymanual", manual)
+    # only these and PTB-XL: the other packaged recipes' hosts are not faked here (CLIMB_PACKAGED_RECIPES=0)
+    (folder / "ptbxl.yaml").write_text(Catalog().paths()["ptbxl"].read_text())
     return folder
 
 
@@ -50,7 +52,7 @@ def test_download_all_continues_past_every_kind_of_failure_and_sums_up(
     monkeypatch.setattr(catalog, "packaged_dir", lambda: shipped)
     recipes = _recipes(tmp_path)
     data = tmp_path / "data"
-    env = _env(tmp_path, server, CLIMB_RETRIES="1", CLIMB_BACKOFF="0.01")
+    env = _env(tmp_path, server, CLIMB_RETRIES="1", CLIMB_BACKOFF="0.01", CLIMB_PACKAGED_RECIPES="0")
     r = climb_in_process("--data-dir", str(data), "--recipes", str(recipes), "download", "--all", env=env)
     assert r.returncode == 1
     rows = _rows(r.stdout)

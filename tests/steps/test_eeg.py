@@ -129,6 +129,9 @@ def test_every_eeg_step_is_registered_with_docs_and_described_params() -> None:
         "eeg.epoch",
         "eeg.epoch_events",
         "eeg.cast",
+        "eeg.read_eeglab",
+        "eeg.read_bnci_mat",
+        "eeg.read_faced_pkl",
     }
     assert set(steps) == expected
     for name, definition in steps.items():
