@@ -1,0 +1,162 @@
+"""The PhysioNet-hosted CLIMB recipes (issue 11) end to end: miniatures in the real layouts served by the
+fake PhysioNet (and CLIMB's frozen split files by the fake GitHub), download -> verify -> preprocess ->
+verify --outputs, rows checked one by one. The real recipes are used; only the pins of CLIMB's split files
+are swapped in a test copy of the recipe, because the files served here are generated."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import scipy.io
+
+from climb_cli.acquire import download
+from climb_cli.catalog import Catalog
+from climb_cli.fakes.github import FakeGitHub, FakeRepo
+from climb_cli.fakes.physionet import FakePhysioNet, FakeProject, FakeUser, write_sha256sums
+from climb_cli.pipeline import preprocess
+from climb_cli.recipe import Recipe
+from climb_cli.settings import Settings
+from climb_cli.verify import verify_outputs, verify_raw
+from tests.conftest import TEST_EMAIL, TEST_PASSWORD, TEST_USER, fast_settings
+
+CLIMB_COMMIT = "0f767b1ea168810b998981078dc27e7f9a4e4675"
+ECG7 = ["normal", "cd", "mi", "sttc", "other", "afib", "hyp"]
+LEADS = ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"]
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@pytest.fixture
+def creds(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PHYSIONET_USERNAME", TEST_USER)
+    monkeypatch.setenv("PHYSIONET_PASSWORD", TEST_PASSWORD)
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
+    monkeypatch.delenv("GITHUB_TOKEN", raising=False)
+    monkeypatch.delenv("GH_TOKEN", raising=False)
+
+
+def _user(*slugs: str) -> FakeUser:
+    return FakeUser(TEST_USER, TEST_EMAIL, TEST_PASSWORD, dua_signed=set(slugs))
+
+
+def _test_copy(tmp_path: Path, name: str, pins: dict[str, bytes] | None = None) -> Recipe:
+    """The packaged recipe, copied with the pins of CLIMB's split files replaced by the served files'."""
+    text = Catalog().paths()[name].read_text()
+    for path, data in (pins or {}).items():
+        text, n = re.subn(
+            r"\{path: " + re.escape(path) + r", sha256: [0-9a-f]{64}, size: [0-9]+\}",
+            f"{{path: {path}, sha256: {_sha(data)}, size: {len(data)}}}",
+            text,
+        )
+        assert n == 1, path
+    folder = tmp_path / "recipes"
+    folder.mkdir(exist_ok=True)
+    (folder / f"{name}.yaml").write_text(text)
+    hook = Catalog().paths()[name].with_suffix(".py")
+    if hook.is_file():
+        (folder / hook.name).write_text(hook.read_text())
+    return Catalog([folder]).load(name)
+
+
+def _run(recipe: Recipe, settings: Settings) -> tuple[list[dict], dict]:
+    dl = download(recipe, settings)
+    assert dl.ok, (dl.error, dl.outcomes)
+    raw, _ = verify_raw(recipe, settings)
+    assert raw.ok, raw.as_dict()
+    report = preprocess(recipe, settings, workers=1)
+    assert report.errors == 0, [u.errors for u in report.units]
+    out = verify_outputs(recipe, settings)
+    assert out.ok, out.problems
+    rows = pq.read_table(report.out_dir / "data").to_pylist()
+    return sorted(rows, key=lambda r: r["id"]), json.loads((report.out_dir / "manifest.json").read_text())
+
+
+# ------------------------------------------------------------------------------------------------
+# CinC Challenge 2021 ECGs (cpsc): .hea + MATLAB v4 .mat in training/cpsc_2018/g<N>/, CLIMB's split CSV
+
+
+def _cinc_record(folder: Path, record: str, n: int, dx: str, rng: np.random.Generator) -> np.ndarray:
+    """A Challenge-format record: `val` (12 x n int16) in a MATLAB v4 file, and its WFDB header."""
+    folder.mkdir(parents=True, exist_ok=True)
+    val = rng.integers(-2000, 2000, (12, n)).astype(np.int16)
+    scipy.io.savemat(folder / f"{record}.mat", {"val": val}, format="4")
+    lines = [f"{record} 12 500 {n} 05-May-2020 14:50:55"]
+    for k, lead in enumerate(LEADS):
+        lines.append(
+            f"{record}.mat 16+24 1000/mV 16 0 {val[k, 0]} {int(val[k].astype(np.int64).sum()) % 65536} 0 {lead}"
+        )
+    lines += ["#Age: 53", "#Sex: Male", f"#Dx: {dx}", "#Rx: Unknown", "#Hx: Unknown", "#Sx: Unknown"]
+    (folder / f"{record}.hea").write_text("\n".join(lines) + "\n")
+    return val.astype(np.float64)
+
+
+def test_cpsc_challenge_layout_with_climbs_split_file(tmp_path: Path, creds: None) -> None:
+    rng = np.random.default_rng(11)
+    root = tmp_path / "mirror" / "challenge-2021" / "1.0.3"
+    # (record, folder, samples, label, split); A0003 is 15 s (CLIMB drops it); A1001 is not in CLIMB's file
+    plan = [
+        ("A0001", "g1", 5000, 1, "train"),
+        ("A0002", "g1", 5000, 5, "val"),
+        ("A0003", "g1", 7500, 0, "train"),
+        ("A1001", "g2", 5000, 3, "train"),
+        ("A1002", "g2", 5000, 3, "train"),
+    ]
+    signals, lines = {}, [",Unnamed: 0,file_name," + ",".join(ECG7) + ",patient,split,label"]
+    for k, (record, folder, n, label, split) in enumerate(plan):
+        signals[record] = _cinc_record(root / "training" / "cpsc_2018" / folder, record, n, "426783006", rng)
+        if record == "A1001":
+            continue
+        flags = ",".join("1.0" if i == label else "0.0" for i in range(7))
+        lines.append(
+            f"{k},{k},/home/ubuntu/raw/ecg/WFDB_CPSC2018/{record}.hea,{flags},{record},{split},{label}"
+        )
+    (root / "training" / "georgia" / "g1").mkdir(parents=True)  # another set: not downloaded
+    (root / "training" / "georgia" / "g1" / "E00001.hea").write_text("E00001 12 500 5000\n")
+    (root / "LICENSE.txt").write_text("CC BY 4.0 (generated test data)\n")
+    write_sha256sums(root)
+    split_csv = ("\n".join(lines) + "\n").encode()
+    csv_path = "src/datasets/ecg/CPSC_splits.csv"
+    repo = FakeRepo("DDVD233", "CLIMB", {CLIMB_COMMIT: {csv_path: split_csv}})
+    project = FakeProject("challenge-2021", "1.0.3", root, access="open", title="Challenge 2021")
+    with FakePhysioNet([project], [_user()]) as pn, FakeGitHub([repo]) as gh:
+        settings = fast_settings(
+            tmp_path, {"physionet": pn.base_url, "github": gh.api.base_url, "github-raw": gh.raw.base_url}
+        )
+        recipe = _test_copy(tmp_path, "cpsc", {csv_path: split_csv})
+        rows, manifest = _run(recipe, settings)
+    assert not (settings.raw_dir("cpsc") / "training" / "georgia").exists()
+    assert [r["id"] for r in rows] == ["A0001", "A0002", "A1002"]
+    want = {r[0]: r for r in plan}
+    for r in rows:
+        _, _, _, label, split = want[r["id"]]
+        assert (r["split"], r["labels"]) == (split, [ECG7[label]])
+        assert r[ECG7[label]] == "1.0" and sum(r[c] == "1.0" for c in ECG7) == 1
+        x = signals[r["id"]]
+        expected = (x / (x.max() - x.min()))[:, :5000].astype(np.float32)
+        got = np.asarray(r["signal"], dtype=np.float32).reshape(r["signal_shape"])
+        assert got.shape == (12, 5000)
+        np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-7)
+    assert manifest["dropped"].get("ecg.require_length: not 5000 samples long") == 1
+    assert sum(manifest["dropped"].values()) == 2, manifest["dropped"]  # A0003 (length), A1001 (not CLIMB's)
+
+
+def test_the_real_recipes_keep_climbs_pins() -> None:
+    pins = {
+        "ptbxl": "e48f07e91d6b2616707483bfff3863d4c3bd02866274ccf935d8363269713ba9",
+        "cpsc": "e008e2ba52280c568d986fa34e4a46c751c633cb67afb73e367ce890015440b1",
+        "georgia": "6e47ca14de188d0a5086e2759f8019d5560a529516c39f1ad3183722c3ec306a",
+        "chapman_shaoxing": "b3ec97578d4f780c7f01c61383194a8780734b286523c8411e2c685795406be9",
+    }
+    for name, sha in pins.items():
+        (source,) = [s for s in Catalog().load(name).sources if s.id == "climb"]
+        assert source.model_dump()["files"][0]["sha256"] == sha
+        assert source.model_dump()["commit"] == CLIMB_COMMIT
