@@ -1,4 +1,6 @@
-"""The embedded default: `climb demo` runs the real PTB-XL recipe (ptbxl_superdiagnostic: PTB-XL's own layout) end to end with no network.
+"""The embedded default: `climb demo` runs a real PTB-XL recipe end to end with no network.
+
+The recipe is ptbxl_superdiagnostic (PTB-XL 1.0.3's own layout and benchmark).
 
 It generates a small PTB-XL-shaped PhysioNet project (synthetic 12-lead ECGs written with wfdb in
 the real records100/ + records500/ layout, ptbxl_database.csv and scp_statements.csv with the

@@ -171,7 +171,9 @@ def write_recipe(folder: Path, name: str, source_yaml: str, extra: str = "", acc
     text = Catalog().paths()["ptbxl_superdiagnostic"].read_text()
     head, _, rest = text.partition("sources:\n")
     _, _, tail = rest.partition("\nchecksums:")
-    head = head.replace("name: ptbxl_superdiagnostic", f"name: {name}").replace("access: open", f"access: {access}")
+    head = head.replace("name: ptbxl_superdiagnostic", f"name: {name}").replace(
+        "access: open", f"access: {access}"
+    )
     text = head + "sources:\n" + source_yaml.rstrip("\n") + "\n\nchecksums:" + tail
     text = text.split("\nexpect:")[0] + "\n" + extra
     folder.mkdir(parents=True, exist_ok=True)

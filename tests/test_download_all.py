@@ -90,7 +90,15 @@ def test_all_done_is_exit_0_without_a_table(tmp_path: Path, server: FakePhysioNe
         "  - kind: physionet\n    project: ptb-xl\n    version: '1.0.3'\n    include: [LICENSE.txt]\n",
     )
     env = _env(tmp_path, server)
-    args = ("--data-dir", str(tmp_path / "data"), "--recipes", str(recipes), "download", "toyopen", "ptbxl_superdiagnostic")
+    args = (
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--recipes",
+        str(recipes),
+        "download",
+        "toyopen",
+        "ptbxl_superdiagnostic",
+    )
     r = climb_in_process(*args, env=env)
     assert r.returncode == 0, r.stderr
     assert "not downloaded" not in r.stdout and r.stderr == ""

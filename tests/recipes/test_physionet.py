@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -92,7 +91,8 @@ def _cinc_record(folder: Path, record: str, n: int, dx: str, rng: np.random.Gene
     lines = [f"{record} 12 500 {n} 05-May-2020 14:50:55"]
     for k, lead in enumerate(LEADS):
         lines.append(
-            f"{record}.mat 16+24 1000/mV 16 0 {val[k, 0]} {int(val[k].astype(np.int64).sum()) % 65536} 0 {lead}"
+            f"{record}.mat 16+24 1000/mV 16 0 {val[k, 0]} {int(val[k].astype(np.int64).sum()) % 65536} "
+            f"0 {lead}"
         )
     lines += ["#Age: 53", "#Sex: Male", f"#Dx: {dx}", "#Rx: Unknown", "#Hx: Unknown", "#Sx: Unknown"]
     (folder / f"{record}.hea").write_text("\n".join(lines) + "\n")

@@ -84,7 +84,9 @@ def test_no_samples_shows_no_image_trace_or_row(minis: Mini, demo: Demo, tmp_pat
     demo_settings = Settings(data_dir=demo.data_dir / "demo")
     from climb_cli.catalog import Catalog
 
-    ecg = write_reports([Catalog().load("ptbxl_superdiagnostic")], demo_settings, tmp_path / "ecg", samples=False)
+    ecg = write_reports(
+        [Catalog().load("ptbxl_superdiagnostic")], demo_settings, tmp_path / "ecg", samples=False
+    )
     for page in [*written.pages.values(), *ecg.pages.values()]:
         text = page.read_text()
         tree = parse_page(text)
