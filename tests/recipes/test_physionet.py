@@ -160,3 +160,111 @@ def test_the_real_recipes_keep_climbs_pins() -> None:
         (source,) = [s for s in Catalog().load(name).sources if s.id == "climb"]
         assert source.model_dump()["files"][0]["sha256"] == sha
         assert source.model_dump()["commit"] == CLIMB_COMMIT
+
+
+# ------------------------------------------------------------------------------------------------
+# MIMIC-CXR-JPG 2.0.0 (credentialed): three studies, the four metadata CSVs, and cxr-study-list.csv.gz
+# from the separate mimic-cxr project
+
+CHEXPERT = [
+    "Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Enlarged Cardiomediastinum", "Fracture",
+    "Lung Lesion", "Lung Opacity", "No Finding", "Pleural Effusion", "Pleural Other", "Pneumonia",
+    "Pneumothorax", "Support Devices",
+]  # fmt: skip
+
+
+def _gz_csv(path: Path, header: list[str], rows: list[list[str]]) -> None:
+    import gzip
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = ",".join(header) + "\n" + "".join(",".join(r) + "\n" for r in rows)
+    with gzip.open(path, "wt", newline="") as f:
+        f.write(text)
+
+
+def test_mimic_cxr_jpg_with_the_study_list_from_mimic_cxr(tmp_path: Path, creds: None) -> None:
+    import cv2
+
+    rng = np.random.default_rng(3)
+    jpg_root = tmp_path / "mirror" / "mimic-cxr-jpg" / "2.0.0"
+    cxr_root = tmp_path / "mirror" / "mimic-cxr" / "2.0.0"
+    # (subject, study, [dicom ids], split, {label: raw value}); blanks are ''
+    studies = [
+        ("10000032", "50414267", ["02aa804e-bde0afdd-112c0b34-7bc16630-4e381014", "174413ec-4ec4c1f7"], "train",
+         {"Cardiomegaly": "1.0", "Edema": "-1.0", "No Finding": ""}),
+        ("10000764", "57375967", ["096052b7-d256dc40-453a102b"], "validate", {"Pneumonia": "1.0", "Atelectasis": "0.0"}),
+        ("11000183", "51967845", ["3f4ab3c4-22a6f1e3"], "test", {"No Finding": "1.0"}),
+    ]  # fmt: skip
+    split_rows, chex_rows, meta_rows, list_rows, images, truth = [], [], [], [], {}, {}
+    for subject, study, dicoms, split, raw in studies:
+        chex_rows.append([subject, study] + [raw.get(c, "") for c in CHEXPERT])
+        list_rows.append([subject, study, f"files/p{subject[:2]}/p{subject}/s{study}.txt"])
+        for d in dicoms:
+            split_rows.append([d, study, subject, split])
+            meta_rows.append(
+                [
+                    d,
+                    subject,
+                    study,
+                    "CHEST (PA AND LAT)",
+                    "PA",
+                    "6",
+                    "8",
+                    "21800506",
+                    "213014.531",
+                    "",
+                    "",
+                    "",
+                ]
+            )
+            img = rng.integers(0, 255, (6, 8), dtype=np.uint8)
+            path = jpg_root / "files" / f"p{subject[:2]}" / f"p{subject}" / f"s{study}" / f"{d}.jpg"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            ok, buf = cv2.imencode(".jpg", img)
+            path.write_bytes(buf.tobytes())
+            images[d] = cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE)
+            truth[d] = (
+                "train" if split == "train" else "test",
+                [c for c in CHEXPERT if raw.get(c) == "1.0"],
+                raw,
+            )
+    # a study in the split file without a chexpert row: not part of CLIMB's merged table
+    split_rows.append(["deadbeef-00000000", "59999999", "19999999", "train"])
+    _gz_csv(
+        jpg_root / "mimic-cxr-2.0.0-split.csv.gz", ["dicom_id", "study_id", "subject_id", "split"], split_rows
+    )
+    _gz_csv(jpg_root / "mimic-cxr-2.0.0-chexpert.csv.gz", ["subject_id", "study_id", *CHEXPERT], chex_rows)
+    _gz_csv(jpg_root / "mimic-cxr-2.0.0-negbio.csv.gz", ["subject_id", "study_id", *CHEXPERT], chex_rows)
+    meta_header = [
+        "dicom_id", "subject_id", "study_id", "PerformedProcedureStepDescription", "ViewPosition", "Rows",
+        "Columns", "StudyDate", "StudyTime", "ProcedureCodeSequence_CodeMeaning", "ViewCodeSequence_CodeMeaning",
+        "PatientOrientationCodeSequence_CodeMeaning",
+    ]  # fmt: skip
+    _gz_csv(jpg_root / "mimic-cxr-2.0.0-metadata.csv.gz", meta_header, meta_rows)
+    (jpg_root / "LICENSE.txt").write_text("PhysioNet Credentialed Health Data License 1.5.0 (test)\n")
+    _gz_csv(cxr_root / "cxr-study-list.csv.gz", ["subject_id", "study_id", "path"], list_rows)
+    (cxr_root / "cxr-record-list.csv.gz").write_bytes(b"not fetched")
+    write_sha256sums(jpg_root)
+    write_sha256sums(cxr_root)
+    projects = [
+        FakeProject("mimic-cxr-jpg", "2.0.0", jpg_root, access="credentialed", title="MIMIC-CXR-JPG"),
+        FakeProject("mimic-cxr", "2.0.0", cxr_root, access="credentialed", title="MIMIC-CXR"),
+    ]
+    with FakePhysioNet(projects, [_user("mimic-cxr")]) as pn:  # no DUA for mimic-cxr-jpg yet
+        settings = fast_settings(tmp_path, {"physionet": pn.base_url})
+        recipe = _test_copy(tmp_path, "mimic_cxr")
+        dl = download(recipe, settings)
+        assert not dl.ok and "mimic-cxr-jpg" in str(dl.error)
+        pn.users[0].dua_signed.add("mimic-cxr-jpg")
+        rows, manifest = _run(recipe, settings)
+    assert (settings.raw_dir("mimic_cxr") / "mimic-cxr" / "cxr-study-list.csv.gz").is_file()
+    assert not (settings.raw_dir("mimic_cxr") / "mimic-cxr" / "cxr-record-list.csv.gz").exists()
+    assert sorted(r["id"] for r in rows) == sorted(truth)
+    for r in rows:
+        split, labels, raw = truth[r["id"]]
+        assert (r["split"], r["labels"]) == (split, labels), r["id"]
+        assert json.loads(r["labels_raw"]) == {c: raw.get(c, "") for c in CHEXPERT}
+        got = np.asarray(r["image"], dtype=np.uint8).reshape(r["image_shape"])
+        np.testing.assert_array_equal(got, images[r["id"]])
+    assert manifest["splits"] == {"test": 2, "train": 2}
+    assert manifest["climb_tensor"]["mean"] == [0.4721]
