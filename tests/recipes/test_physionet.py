@@ -190,9 +190,10 @@ def test_mimic_cxr_jpg_with_the_study_list_from_mimic_cxr(tmp_path: Path, creds:
     cxr_root = tmp_path / "mirror" / "mimic-cxr" / "2.0.0"
     # (subject, study, [dicom ids], split, {label: raw value}); blanks are ''
     studies = [
-        ("10000032", "50414267", ["02aa804e-bde0afdd-112c0b34-7bc16630-4e381014", "174413ec-4ec4c1f7"], "train",
-         {"Cardiomegaly": "1.0", "Edema": "-1.0", "No Finding": ""}),
-        ("10000764", "57375967", ["096052b7-d256dc40-453a102b"], "validate", {"Pneumonia": "1.0", "Atelectasis": "0.0"}),
+        ("10000032", "50414267", ["02aa804e-bde0afdd-112c0b34-7bc16630-4e381014", "174413ec-4ec4c1f7"],
+         "train", {"Cardiomegaly": "1.0", "Edema": "-1.0", "No Finding": ""}),
+        ("10000764", "57375967", ["096052b7-d256dc40-453a102b"], "validate",
+         {"Pneumonia": "1.0", "Atelectasis": "0.0"}),
         ("11000183", "51967845", ["3f4ab3c4-22a6f1e3"], "test", {"No Finding": "1.0"}),
     ]  # fmt: skip
     split_rows, chex_rows, meta_rows, list_rows, images, truth = [], [], [], [], {}, {}
@@ -237,8 +238,8 @@ def test_mimic_cxr_jpg_with_the_study_list_from_mimic_cxr(tmp_path: Path, creds:
     _gz_csv(jpg_root / "mimic-cxr-2.0.0-negbio.csv.gz", ["subject_id", "study_id", *CHEXPERT], chex_rows)
     meta_header = [
         "dicom_id", "subject_id", "study_id", "PerformedProcedureStepDescription", "ViewPosition", "Rows",
-        "Columns", "StudyDate", "StudyTime", "ProcedureCodeSequence_CodeMeaning", "ViewCodeSequence_CodeMeaning",
-        "PatientOrientationCodeSequence_CodeMeaning",
+        "Columns", "StudyDate", "StudyTime", "ProcedureCodeSequence_CodeMeaning",
+        "ViewCodeSequence_CodeMeaning", "PatientOrientationCodeSequence_CodeMeaning",
     ]  # fmt: skip
     _gz_csv(jpg_root / "mimic-cxr-2.0.0-metadata.csv.gz", meta_header, meta_rows)
     (jpg_root / "LICENSE.txt").write_text("PhysioNet Credentialed Health Data License 1.5.0 (test)\n")
