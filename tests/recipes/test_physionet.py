@@ -48,8 +48,10 @@ def _user(*slugs: str) -> FakeUser:
 
 
 def _test_copy(tmp_path: Path, name: str, pins: dict[str, bytes] | None = None) -> Recipe:
-    """The packaged recipe, copied with the pins of CLIMB's split files replaced by the served files'."""
+    """The packaged recipe, copied with the pins of CLIMB's split files replaced by the served files' and
+    without its `expect` block (the full dataset's counts; a miniature has its own, checked row by row)."""
     text = Catalog().paths()[name].read_text()
+    text = text.split("\nexpect:")[0] + "\n"
     for path, data in (pins or {}).items():
         text, n = re.subn(
             r"\{path: " + re.escape(path) + r", sha256: [0-9a-f]{64}, size: [0-9]+\}",
@@ -269,3 +271,127 @@ def test_mimic_cxr_jpg_with_the_study_list_from_mimic_cxr(tmp_path: Path, creds:
         np.testing.assert_array_equal(got, images[r["id"]])
     assert manifest["splits"] == {"test": 2, "train": 2}
     assert manifest["climb_tensor"]["mean"] == [0.4721]
+
+
+# ------------------------------------------------------------------------------------------------
+# VinDr-CXR (credentialed): DICOMs with their three radiologists' rows; VinDr-Mammo (restricted): BI-RADS
+
+
+def _dicom(path: Path, pixels: np.ndarray, photometric: str = "MONOCHROME2", **tags: object) -> None:
+    from tests.steps.test_dicom import write_dicom
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_dicom(path, pixels, photometric, **tags)
+
+
+VINDR = [
+    "Aortic enlargement", "Atelectasis", "Calcification", "Cardiomegaly", "Clavicle fracture", "Consolidation",
+    "Edema", "Emphysema", "Enlarged PA", "ILD", "Infiltration", "Lung cavity", "Lung cyst", "Lung Opacity",
+    "Mediastinal shift", "Nodule/Mass", "Pulmonary fibrosis", "Pneumothorax", "Pleural effusion",
+    "Pleural thickening", "Rib fracture", "Other lesion", "COPD", "Lung tumor", "Pneumonia", "Tuberculosis",
+    "Other diseases", "No finding",
+]  # fmt: skip
+
+
+def test_vindr_cxr_three_radiologists_become_one_item(tmp_path: Path, creds: None) -> None:
+    rng = np.random.default_rng(5)
+    root = tmp_path / "mirror" / "vindr-cxr" / "1.0.0"
+    # image -> (folder, rows of positive findings per radiologist, photometric, window or None)
+    images = {
+        "000434271f63a053c4128a0ba6352c7f": ("train", [["No finding"], ["Cardiomegaly"], ["Cardiomegaly", "ILD"]],
+                                             "MONOCHROME2", (900.0, 1200.0)),
+        "00053190460d56c53cc3e57321387478": ("train", [["No finding"], ["No finding"], ["No finding"]],
+                                             "MONOCHROME1", (2000.0, 3001.0)),
+        "002a34c58c5b758217ed1f584ccbcfe9": ("test", [["Pleural effusion", "Nodule/Mass"]], "MONOCHROME2", None),
+    }  # fmt: skip
+    lines = {"train": [], "test": []}
+    expected = {}
+    for image_id, (folder, readers, photometric, window) in images.items():
+        stored = rng.integers(0, 4095, (10, 12)).astype(np.uint16)
+        tags = {"RescaleSlope": "1", "RescaleIntercept": "-1024"}
+        if window:
+            tags.update(WindowCenter=str(window[0]), WindowWidth=str(window[1]))
+        _dicom(root / folder / f"{image_id}.dicom", stored, photometric, **tags)
+        for k, findings in enumerate(readers):
+            rad = f"R{8 + k}" if folder == "train" else "R1"
+            lines[folder].append(",".join([image_id, rad] + ["1" if c in findings else "0" for c in VINDR]))
+        x = stored.astype(np.float64) - 1024
+        lo, hi = (window[0] - window[1] / 2, window[0] + window[1] / 2) if window else (x.min(), x.max())
+        u = np.clip(x, lo, hi)
+        u = (u - u.min()) / (u.max() - u.min())
+        if photometric == "MONOCHROME1":
+            u = 1 - u
+        labels = [c for c in VINDR if any(c in f for f in readers)]
+        rads = [f"R{8 + k}" for k in range(len(readers))] if folder == "train" else "R1"
+        expected[image_id] = (folder, labels, np.floor(u * 255), rads)
+    ann = root / "annotations"
+    ann.mkdir(parents=True)
+    for folder, rows in lines.items():
+        header = "image_id,rad_id," + ",".join(VINDR)
+        (ann / f"image_labels_{folder}.csv").write_text(header + "\n" + "\n".join(rows) + "\n")
+        (ann / f"annotations_{folder}.csv").write_text("image_id,rad_id,class_name,x_min,y_min,x_max,y_max\n")
+    (root / "LICENSE.txt").write_text("PhysioNet Credentialed Health Data License 1.5.0 (test)\n")
+    (root / "supplemental_file_DICOM_tags.pdf").write_bytes(b"%PDF-1.4 not fetched\n")
+    write_sha256sums(root)
+    project = FakeProject("vindr-cxr", "1.0.0", root, access="credentialed", title="VinDr-CXR")
+    with FakePhysioNet([project], [_user("vindr-cxr")]) as pn:
+        settings = fast_settings(tmp_path, {"physionet": pn.base_url})
+        rows, manifest = _run(_test_copy(tmp_path, "vindr_cxr"), settings)
+    assert not (settings.raw_dir("vindr_cxr") / "supplemental_file_DICOM_tags.pdf").exists()
+    assert [r["id"] for r in rows] == sorted(images)
+    for r in rows:
+        folder, labels, pixels, rads = expected[r["id"]]
+        assert (r["split"], r["labels"]) == (folder, labels), r["id"]
+        assert r["rad_id"] == (json.dumps(rads) if isinstance(rads, list) else rads)
+        got = np.asarray(r["image"], dtype=np.float64).reshape(r["image_shape"])
+        assert np.abs(got - pixels).max() <= 1, r["id"]  # float32 window arithmetic vs float64 here
+    assert manifest["splits"] == {"test": 1, "train": 2}
+    assert manifest["climb_tensor"]["mean"] == [0.7635]
+
+
+def test_vindr_mammo_pixels_as_climbs_get_pixel_array(tmp_path: Path, creds: None) -> None:
+    rng = np.random.default_rng(9)
+    root = tmp_path / "mirror" / "vindr-mammo" / "1.0.0"
+    plan = [  # study, image, laterality, view, birads, split, photometric
+        ("b8d273e6f3f5bd3b5c6b3b8a2b3c2a11", "d8125545210c08e1b1793a5af6458ee2", "L", "CC", "BI-RADS 2", "training",
+         "MONOCHROME2"),
+        ("b8d273e6f3f5bd3b5c6b3b8a2b3c2a11", "8a0f4f8e8e7e2d2c1b0a9f8e7d6c5b4a", "R", "MLO", "BI-RADS 5", "training",
+         "MONOCHROME1"),
+        ("4e3a2b1c0d9e8f7a6b5c4d3e2f1a0b9c", "1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f", "L", "MLO", "BI-RADS 1", "test",
+         "MONOCHROME2"),
+    ]  # fmt: skip
+    header = (
+        "study_id,series_id,image_id,laterality,view_position,height,width,breast_birads,breast_density,split"
+    )
+    lines, expected = [header], {}
+    for study, image, lat, view, birads, split, photometric in plan:
+        stored = rng.integers(0, 3000, (8, 6)).astype(np.uint16)
+        _dicom(root / "images" / study / f"{image}.dicom", stored, photometric, RescaleSlope="2",
+               RescaleIntercept="-100")  # fmt: skip
+        lines.append(f"{study},s{study[:6]},{image},{lat},{view},8,6,{birads},DENSITY C,{split}")
+        x = stored.astype(np.float64) * 2 - 100
+        y = (np.maximum(x, 0) / x.max() * 255).astype(np.uint8)
+        if photometric == "MONOCHROME1":
+            y = np.invert(y)
+        expected[image] = ("train" if split == "training" else "test", birads, y, lat)
+    (root / "breast-level_annotations.csv").write_text("\n".join(lines) + "\n")
+    (root / "finding_annotations.csv").write_text("study_id,series_id,image_id,finding_categories\n")
+    (root / "metadata.csv").write_text("SOP Instance UID,Series Instance UID\n")
+    (root / "LICENSE.txt").write_text("PhysioNet Restricted Health Data License 1.5.0 (test)\n")
+    write_sha256sums(root)
+    project = FakeProject("vindr-mammo", "1.0.0", root, access="restricted", title="VinDr-Mammo")
+    with FakePhysioNet([project], [_user("vindr-mammo")]) as pn:
+        settings = fast_settings(tmp_path, {"physionet": pn.base_url})
+        rows, manifest = _run(_test_copy(tmp_path, "vindr_mammo"), settings)
+        rows16, _ = _run(_test_copy(tmp_path, "vindr_mammo_16bit"), settings)
+    assert sorted(r["id"] for r in rows) == sorted(expected)
+    for r in rows:
+        split, birads, pixels, lat = expected[r["id"]]
+        assert (r["split"], r["labels"], r["breast"]) == (split, [birads], lat)
+        np.testing.assert_array_equal(
+            np.asarray(r["image"], dtype=np.uint8).reshape(r["image_shape"]), pixels
+        )
+    assert manifest["climb_tensor"]["pad"] == "width"
+    for r in rows16:
+        got = np.asarray(r["image"]).reshape(r["image_shape"])
+        assert got.max() == 65535 and abs(got.astype(float) / 257 - expected[r["id"]][2]).max() <= 1.01
