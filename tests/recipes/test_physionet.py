@@ -169,10 +169,21 @@ def test_the_real_recipes_keep_climbs_pins() -> None:
 # from the separate mimic-cxr project
 
 CHEXPERT = [
-    "Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Enlarged Cardiomediastinum", "Fracture",
-    "Lung Lesion", "Lung Opacity", "No Finding", "Pleural Effusion", "Pleural Other", "Pneumonia",
-    "Pneumothorax", "Support Devices",
-]  # fmt: skip
+    "Atelectasis",
+    "Cardiomegaly",
+    "Consolidation",
+    "Edema",
+    "Enlarged Cardiomediastinum",
+    "Fracture",
+    "Lung Lesion",
+    "Lung Opacity",
+    "No Finding",
+    "Pleural Effusion",
+    "Pleural Other",
+    "Pneumonia",
+    "Pneumothorax",
+    "Support Devices",
+]
 
 
 def _gz_csv(path: Path, header: list[str], rows: list[list[str]]) -> None:
@@ -192,12 +203,22 @@ def test_mimic_cxr_jpg_with_the_study_list_from_mimic_cxr(tmp_path: Path, creds:
     cxr_root = tmp_path / "mirror" / "mimic-cxr" / "2.0.0"
     # (subject, study, [dicom ids], split, {label: raw value}); blanks are ''
     studies = [
-        ("10000032", "50414267", ["02aa804e-bde0afdd-112c0b34-7bc16630-4e381014", "174413ec-4ec4c1f7"],
-         "train", {"Cardiomegaly": "1.0", "Edema": "-1.0", "No Finding": ""}),
-        ("10000764", "57375967", ["096052b7-d256dc40-453a102b"], "validate",
-         {"Pneumonia": "1.0", "Atelectasis": "0.0"}),
+        (
+            "10000032",
+            "50414267",
+            ["02aa804e-bde0afdd-112c0b34-7bc16630-4e381014", "174413ec-4ec4c1f7"],
+            "train",
+            {"Cardiomegaly": "1.0", "Edema": "-1.0", "No Finding": ""},
+        ),
+        (
+            "10000764",
+            "57375967",
+            ["096052b7-d256dc40-453a102b"],
+            "validate",
+            {"Pneumonia": "1.0", "Atelectasis": "0.0"},
+        ),
         ("11000183", "51967845", ["3f4ab3c4-22a6f1e3"], "test", {"No Finding": "1.0"}),
-    ]  # fmt: skip
+    ]
     split_rows, chex_rows, meta_rows, list_rows, images, truth = [], [], [], [], {}, {}
     for subject, study, dicoms, split, raw in studies:
         chex_rows.append([subject, study] + [raw.get(c, "") for c in CHEXPERT])
@@ -239,10 +260,19 @@ def test_mimic_cxr_jpg_with_the_study_list_from_mimic_cxr(tmp_path: Path, creds:
     _gz_csv(jpg_root / "mimic-cxr-2.0.0-chexpert.csv.gz", ["subject_id", "study_id", *CHEXPERT], chex_rows)
     _gz_csv(jpg_root / "mimic-cxr-2.0.0-negbio.csv.gz", ["subject_id", "study_id", *CHEXPERT], chex_rows)
     meta_header = [
-        "dicom_id", "subject_id", "study_id", "PerformedProcedureStepDescription", "ViewPosition", "Rows",
-        "Columns", "StudyDate", "StudyTime", "ProcedureCodeSequence_CodeMeaning",
-        "ViewCodeSequence_CodeMeaning", "PatientOrientationCodeSequence_CodeMeaning",
-    ]  # fmt: skip
+        "dicom_id",
+        "subject_id",
+        "study_id",
+        "PerformedProcedureStepDescription",
+        "ViewPosition",
+        "Rows",
+        "Columns",
+        "StudyDate",
+        "StudyTime",
+        "ProcedureCodeSequence_CodeMeaning",
+        "ViewCodeSequence_CodeMeaning",
+        "PatientOrientationCodeSequence_CodeMeaning",
+    ]
     _gz_csv(jpg_root / "mimic-cxr-2.0.0-metadata.csv.gz", meta_header, meta_rows)
     (jpg_root / "LICENSE.txt").write_text("PhysioNet Credentialed Health Data License 1.5.0 (test)\n")
     _gz_csv(cxr_root / "cxr-study-list.csv.gz", ["subject_id", "study_id", "path"], list_rows)
@@ -285,12 +315,35 @@ def _dicom(path: Path, pixels: np.ndarray, photometric: str = "MONOCHROME2", **t
 
 
 VINDR = [
-    "Aortic enlargement", "Atelectasis", "Calcification", "Cardiomegaly", "Clavicle fracture", "Consolidation",
-    "Edema", "Emphysema", "Enlarged PA", "ILD", "Infiltration", "Lung cavity", "Lung cyst", "Lung Opacity",
-    "Mediastinal shift", "Nodule/Mass", "Pulmonary fibrosis", "Pneumothorax", "Pleural effusion",
-    "Pleural thickening", "Rib fracture", "Other lesion", "COPD", "Lung tumor", "Pneumonia", "Tuberculosis",
-    "Other diseases", "No finding",
-]  # fmt: skip
+    "Aortic enlargement",
+    "Atelectasis",
+    "Calcification",
+    "Cardiomegaly",
+    "Clavicle fracture",
+    "Consolidation",
+    "Edema",
+    "Emphysema",
+    "Enlarged PA",
+    "ILD",
+    "Infiltration",
+    "Lung cavity",
+    "Lung cyst",
+    "Lung Opacity",
+    "Mediastinal shift",
+    "Nodule/Mass",
+    "Pulmonary fibrosis",
+    "Pneumothorax",
+    "Pleural effusion",
+    "Pleural thickening",
+    "Rib fracture",
+    "Other lesion",
+    "COPD",
+    "Lung tumor",
+    "Pneumonia",
+    "Tuberculosis",
+    "Other diseases",
+    "No finding",
+]
 
 
 def test_vindr_cxr_three_radiologists_become_one_item(tmp_path: Path, creds: None) -> None:
@@ -298,12 +351,25 @@ def test_vindr_cxr_three_radiologists_become_one_item(tmp_path: Path, creds: Non
     root = tmp_path / "mirror" / "vindr-cxr" / "1.0.0"
     # image -> (folder, rows of positive findings per radiologist, photometric, window or None)
     images = {
-        "000434271f63a053c4128a0ba6352c7f": ("train", [["No finding"], ["Cardiomegaly"], ["Cardiomegaly", "ILD"]],
-                                             "MONOCHROME2", (900.0, 1200.0)),
-        "00053190460d56c53cc3e57321387478": ("train", [["No finding"], ["No finding"], ["No finding"]],
-                                             "MONOCHROME1", (2000.0, 3001.0)),
-        "002a34c58c5b758217ed1f584ccbcfe9": ("test", [["Pleural effusion", "Nodule/Mass"]], "MONOCHROME2", None),
-    }  # fmt: skip
+        "000434271f63a053c4128a0ba6352c7f": (
+            "train",
+            [["No finding"], ["Cardiomegaly"], ["Cardiomegaly", "ILD"]],
+            "MONOCHROME2",
+            (900.0, 1200.0),
+        ),
+        "00053190460d56c53cc3e57321387478": (
+            "train",
+            [["No finding"], ["No finding"], ["No finding"]],
+            "MONOCHROME1",
+            (2000.0, 3001.0),
+        ),
+        "002a34c58c5b758217ed1f584ccbcfe9": (
+            "test",
+            [["Pleural effusion", "Nodule/Mass"]],
+            "MONOCHROME2",
+            None,
+        ),
+    }
     lines = {"train": [], "test": []}
     expected = {}
     for image_id, (folder, readers, photometric, window) in images.items():
@@ -353,21 +419,47 @@ def test_vindr_mammo_pixels_as_climbs_get_pixel_array(tmp_path: Path, creds: Non
     rng = np.random.default_rng(9)
     root = tmp_path / "mirror" / "vindr-mammo" / "1.0.0"
     plan = [  # study, image, laterality, view, birads, split, photometric
-        ("b8d273e6f3f5bd3b5c6b3b8a2b3c2a11", "d8125545210c08e1b1793a5af6458ee2", "L", "CC", "BI-RADS 2", "training",
-         "MONOCHROME2"),
-        ("b8d273e6f3f5bd3b5c6b3b8a2b3c2a11", "8a0f4f8e8e7e2d2c1b0a9f8e7d6c5b4a", "R", "MLO", "BI-RADS 5", "training",
-         "MONOCHROME1"),
-        ("4e3a2b1c0d9e8f7a6b5c4d3e2f1a0b9c", "1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f", "L", "MLO", "BI-RADS 1", "test",
-         "MONOCHROME2"),
-    ]  # fmt: skip
+        (
+            "b8d273e6f3f5bd3b5c6b3b8a2b3c2a11",
+            "d8125545210c08e1b1793a5af6458ee2",
+            "L",
+            "CC",
+            "BI-RADS 2",
+            "training",
+            "MONOCHROME2",
+        ),
+        (
+            "b8d273e6f3f5bd3b5c6b3b8a2b3c2a11",
+            "8a0f4f8e8e7e2d2c1b0a9f8e7d6c5b4a",
+            "R",
+            "MLO",
+            "BI-RADS 5",
+            "training",
+            "MONOCHROME1",
+        ),
+        (
+            "4e3a2b1c0d9e8f7a6b5c4d3e2f1a0b9c",
+            "1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f",
+            "L",
+            "MLO",
+            "BI-RADS 1",
+            "test",
+            "MONOCHROME2",
+        ),
+    ]
     header = (
         "study_id,series_id,image_id,laterality,view_position,height,width,breast_birads,breast_density,split"
     )
     lines, expected = [header], {}
     for study, image, lat, view, birads, split, photometric in plan:
         stored = rng.integers(0, 3000, (8, 6)).astype(np.uint16)
-        _dicom(root / "images" / study / f"{image}.dicom", stored, photometric, RescaleSlope="2",
-               RescaleIntercept="-100")  # fmt: skip
+        _dicom(
+            root / "images" / study / f"{image}.dicom",
+            stored,
+            photometric,
+            RescaleSlope="2",
+            RescaleIntercept="-100",
+        )
         lines.append(f"{study},s{study[:6]},{image},{lat},{view},8,6,{birads},DENSITY C,{split}")
         x = stored.astype(np.float64) * 2 - 100
         y = (np.maximum(x, 0) / x.max() * 255).astype(np.uint8)
