@@ -487,3 +487,156 @@ def test_vindr_mammo_pixels_as_climbs_get_pixel_array(tmp_path: Path, creds: Non
     for r in rows16:
         got = np.asarray(r["image"]).reshape(r["image_shape"])
         assert got.max() == 65535 and abs(got.astype(float) / 257 - expected[r["id"]][2]).max() <= 1.01
+
+
+# ------------------------------------------------------------------------------------------------
+# MIMIC-IV-ECG (open) and MIMIC-IV (credentialed): two admissions linked to a CXR study and ECG records
+
+ADMISSIONS = [  # hadm, subject, admit, discharge, death, diagnoses (version, code)
+    (
+        "22595853",
+        "10000032",
+        "2180-05-06 22:23:00",
+        "2180-05-07 17:15:00",
+        "2180-05-07 17:15:00",
+        [("9", "5723"), ("9", "78959")],
+    ),
+    (
+        "22841357",
+        "10000032",
+        "2180-06-26 18:27:00",
+        "2180-06-27 18:49:00",
+        "",
+        [("10", "I10"), ("9", "5723")],
+    ),
+    ("25742920", "10000764", "2132-10-14 23:31:00", "2132-10-19 16:30:00", "", [("9", "4019")]),  # no ECG
+    ("27897940", "10001217", "2157-11-18 22:56:00", "2157-11-25 18:00:00", "", []),  # no diagnosis
+]
+ECGS = [("10000032", "40689238"), ("10000032", "41234567"), ("10001217", "45512345")]
+CXRS = [
+    ("10000032", "50414267", "02aa804e-bde0afdd"),
+    ("10000764", "57375967", "096052b7-d256dc40"),
+    ("10001217", "58913004", "3f4ab3c4-22a6f1e3"),
+]
+
+
+def _mimic_iv_projects(tmp_path: Path, rng: np.random.Generator) -> tuple[list[FakeProject], dict]:
+    import wfdb
+
+    m = tmp_path / "mirror"
+    ecg_root, hosp_root = m / "mimic-iv-ecg" / "1.0", m / "mimiciv" / "3.1"
+    jpg_root, cxr_root = m / "mimic-cxr-jpg" / "2.0.0", m / "mimic-cxr" / "2.0.0"
+    signals, rec_rows = {}, []
+    for k, (subject, study) in enumerate(ECGS):
+        rel = f"files/p{subject[:4]}/p{subject}/s{study}"
+        (ecg_root / rel).mkdir(parents=True)
+        t = np.arange(5000) / 500
+        sig = np.stack(
+            [np.sin(2 * np.pi * (1 + i) * t) + 0.3 * t + rng.normal(0, 0.05, 5000) for i in range(12)]
+        )
+        wfdb.wrsamp(
+            study,
+            fs=500,
+            units=["mV"] * 12,
+            sig_name=LEADS,
+            p_signal=sig.T,
+            fmt=["16"] * 12,
+            adc_gain=[200.0] * 12,
+            baseline=[0] * 12,
+            write_dir=str(ecg_root / rel),
+        )
+        signals[study] = wfdb.rdrecord(str(ecg_root / rel / study)).p_signal.T
+        rec_rows.append([subject, study, study, f"2180-05-0{k + 1} 09:00:00", f"{rel}/{study}"])
+    (ecg_root / "record_list.csv").write_text(
+        "subject_id,study_id,file_name,ecg_time,path\n" + "".join(",".join(r) + "\n" for r in rec_rows)
+    )
+    (ecg_root / "machine_measurements.csv").write_text(
+        "subject_id,study_id,cart_id,ecg_time,report_0\n"
+        + "".join(f"{s},{st},6848296,2180-05-01 09:00:00,Sinus rhythm\n" for s, st in ECGS)
+    )
+    (ecg_root / "waveform_note_links.csv").write_text(
+        "subject_id,study_id,waveform_path,note_id,note_seq,charttime\n"
+    )
+    (ecg_root / "LICENSE.txt").write_text("ODbL (test)\n")
+    adm, dx = [], []
+    for hadm, subject, admit, disch, death, codes in ADMISSIONS:
+        adm.append([subject, hadm, admit, disch, death, "URGENT"])
+        dx += [[subject, hadm, str(i + 1), code, version] for i, (version, code) in enumerate(codes)]
+    _gz_csv(
+        hosp_root / "hosp" / "admissions.csv.gz",
+        ["subject_id", "hadm_id", "admittime", "dischtime", "deathtime", "admission_type"],
+        adm,
+    )
+    _gz_csv(
+        hosp_root / "hosp" / "patients.csv.gz",
+        ["subject_id", "gender", "anchor_age"],
+        [["10000032", "F", "52"], ["10000764", "M", "86"], ["10001217", "F", "55"]],
+    )
+    _gz_csv(
+        hosp_root / "hosp" / "diagnoses_icd.csv.gz",
+        ["subject_id", "hadm_id", "seq_num", "icd_code", "icd_version"],
+        dx,
+    )
+    _gz_csv(
+        hosp_root / "hosp" / "d_icd_diagnoses.csv.gz",
+        ["icd_code", "icd_version", "long_title"],
+        [["5723", "9", "Portal hypertension"], ["I10", "10", "Essential (primary) hypertension"]],
+    )
+    _gz_csv(hosp_root / "hosp" / "omr.csv.gz", ["subject_id"], [["10000032"]])  # not fetched
+    _gz_csv(hosp_root / "icu" / "d_items.csv.gz", ["itemid", "label"], [["220045", "Heart Rate"]])
+    (hosp_root / "LICENSE.txt").write_text("PhysioNet Credentialed Health Data License 1.5.0 (test)\n")
+    _gz_csv(
+        jpg_root / "mimic-cxr-2.0.0-split.csv.gz",
+        ["dicom_id", "study_id", "subject_id", "split"],
+        [[d, st, s, "train"] for s, st, d in CXRS],
+    )
+    _gz_csv(
+        cxr_root / "cxr-study-list.csv.gz",
+        ["subject_id", "study_id", "path"],
+        [[s, st, f"files/p{s[:2]}/p{s}/s{st}.txt"] for s, st, _ in CXRS],
+    )
+    for root in (ecg_root, hosp_root, jpg_root, cxr_root):
+        write_sha256sums(root)
+    projects = [
+        FakeProject("mimic-iv-ecg", "1.0", ecg_root, access="open", title="MIMIC-IV-ECG"),
+        FakeProject("mimiciv", "3.1", hosp_root, access="credentialed", title="MIMIC-IV"),
+        FakeProject("mimic-cxr-jpg", "2.0.0", jpg_root, access="credentialed", title="MIMIC-CXR-JPG"),
+        FakeProject("mimic-cxr", "2.0.0", cxr_root, access="credentialed", title="MIMIC-CXR"),
+    ]
+    return projects, signals
+
+
+def test_mimic_iv_ecg_filters_and_mimic_iv_admission_linking(tmp_path: Path, creds: None) -> None:
+    from scipy.signal import butter, filtfilt
+
+    projects, signals = _mimic_iv_projects(tmp_path, np.random.default_rng(21))
+    with FakePhysioNet(projects, [_user("mimiciv", "mimic-cxr-jpg", "mimic-cxr")]) as pn:
+        settings = fast_settings(tmp_path, {"physionet": pn.base_url})
+        ecg_rows, _ = _run(_test_copy(tmp_path, "mimic_iv_ecg"), settings)
+        rows, manifest = _run(_test_copy(tmp_path, "mimic_iv"), settings)
+    # MIMIC-IV-ECG: CLIMB's processors (filtfilt order-3 HP 0.5 Hz, LP 45 Hz, per-lead z-score)
+    assert [r["id"] for r in ecg_rows] == sorted(s for _, s in ECGS)
+    bh, ah = butter(3, 0.5 / 250, btype="highpass")
+    bl, al = butter(3, 45 / 250, btype="lowpass")
+    for r in ecg_rows:
+        x = filtfilt(bl, al, filtfilt(bh, ah, signals[r["id"]], axis=1), axis=1)
+        x = (x - x.mean(axis=1, keepdims=True)) / x.std(axis=1, keepdims=True)
+        got = np.asarray(r["signal"], dtype=np.float64).reshape(r["signal_shape"])
+        np.testing.assert_allclose(got, x, atol=1e-4)
+        assert r["split"] == "train" and r["subject_id"] == dict((b, a) for a, b in ECGS)[r["id"]]
+    # MIMIC-IV: the two admissions of the patient with a CXR study and ECG records
+    assert not (settings.raw_dir("mimic_iv") / "hosp" / "omr.csv.gz").exists()
+    assert [r["id"] for r in rows] == ["22595853", "22841357"]
+    first, second = rows
+    assert (first["split"], second["split"]) == ("train", "test")  # sorted hadm_ids, first int(0.8 n)
+    assert first["labels"] == ["ICD9:5723", "ICD9:78959"] and second["labels"] == ["ICD10:I10", "ICD9:5723"]
+    assert (first["survived"], first["ihm_48"], second["survived"], second["ihm_48"]) == ("0", "0", "1", "1")
+    assert float(first["length_of_stay"]) == pytest.approx((18 * 60 + 52) / 1440)
+    for r in rows:
+        assert json.loads(r["cxr_images"]) == ["files/p10/p10000032/s50414267/02aa804e-bde0afdd.jpg"]
+        assert json.loads(r["ecg_records"]) == [
+            "files/p1000/p10000032/s40689238/40689238",
+            "files/p1000/p10000032/s41234567/41234567",
+        ]
+    assert manifest["classes"] == {"ICD10:I10": 1, "ICD9:5723": 2, "ICD9:78959": 1}
+    assert sum(manifest["dropped"].values()) == 2, manifest["dropped"]  # no ECG; no diagnosis
