@@ -640,3 +640,52 @@ def test_mimic_iv_ecg_filters_and_mimic_iv_admission_linking(tmp_path: Path, cre
         ]
     assert manifest["classes"] == {"ICD10:I10": 1, "ICD9:5723": 2, "ICD9:78959": 1}
     assert sum(manifest["dropped"].values()) == 2, manifest["dropped"]  # no ECG; no diagnosis
+
+
+# ------------------------------------------------------------------------------------------------
+# CT-ICH 1.3.1: NIfTI scans + the per-slice diagnosis CSV; brain and bone windows per slice, patient split
+
+
+def test_ct_ich_slices_with_brain_and_bone_windows_and_climbs_patient_split(
+    tmp_path: Path, creds: None
+) -> None:
+    import SimpleITK as sitk
+    from sklearn.model_selection import train_test_split
+
+    rng = np.random.default_rng(17)
+    root = tmp_path / "mirror" / "ct-ich" / "1.3.1"
+    (root / "ct_scans").mkdir(parents=True)
+    patients = ["49", "50", "51", "52", "53", "58", "66"]
+    lines, volumes, truth = (
+        ["PatientNumber,SliceNumber,Intraventricular,No_Hemorrhage,Fracture_Yes_No"],
+        {},
+        {},
+    )
+    for k, patient in enumerate(patients):
+        vol = rng.integers(-1024, 2500, (2 + k % 2, 6, 5)).astype(np.int16)  # (z, y, x)
+        sitk.WriteImage(sitk.GetImageFromArray(vol), str(root / "ct_scans" / f"{int(patient):03d}.nii"))
+        volumes[patient] = vol.astype(np.float64)
+        for z in range(vol.shape[0]):
+            none = "0" if (k + z) % 3 == 0 else "1"
+            lines.append(f"{patient},{z + 1},{1 - int(none)},{none},0")
+            truth[f"{patient}#{z}"] = "no_hemorrhage" if none == "1" else "hemorrhage"
+    (root / "hemorrhage_diagnosis_raw_ct.csv").write_text("\n".join(lines) + "\n")
+    (root / "Patient_demographics.csv").write_text("Patient Number,Gender\n49,Male\n")
+    (root / "LICENSE.txt").write_text("test\n")
+    write_sha256sums(root)
+    project = FakeProject("ct-ich", "1.3.1", root, access="restricted", title="CT-ICH")
+    with FakePhysioNet([project], [_user("ct-ich")]) as pn:
+        settings = fast_settings(tmp_path, {"physionet": pn.base_url})
+        rows, _ = _run(_test_copy(tmp_path, "hemorrhage"), settings)
+    train, test = train_test_split(np.array(patients), test_size=0.2, random_state=42)
+    split_of = {**{p: "train" for p in train}, **{p: "test" for p in test}}
+    assert sorted(r["id"] for r in rows) == sorted(truth)
+    for r in rows:
+        patient, z = r["id"].split("#")
+        assert (r["split"], r["labels"]) == (split_of[patient], [truth[r["id"]]]), r["id"]
+        hu = volumes[patient][int(z)]
+        for array, (c, w) in {"brain": (40, 120), "bone": (700, 3200)}.items():
+            lo = c - w / 2
+            expected = np.floor((np.clip(hu, lo, lo + w) - lo) / w * 255)
+            got = np.asarray(r[array], dtype=np.float64).reshape(r[f"{array}_shape"])
+            np.testing.assert_array_equal(got, expected)
