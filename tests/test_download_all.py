@@ -42,11 +42,13 @@ def test_download_all_continues_past_every_kind_of_failure_and_sums_up(
     tmp_path: Path, server: FakePhysioNet, mirror_copy: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     server.faults.add("status", path_glob="*/RECORDS", status=503, times=-1)
-    # the shipped corpus reduced to PTB-XL (served by the fake PhysioNet): --all over the real corpus
+    # the shipped corpus reduced to ptbxl_superdiagnostic (served by the fake PhysioNet): --all over the real corpus
     # would reach Kaggle, TCIA, ISIC... (no network in tests)
     shipped = tmp_path / "shipped"
     (shipped / "ecg").mkdir(parents=True)
-    shutil.copy(packaged_dir() / "ecg" / "ptbxl.yaml", shipped / "ecg" / "ptbxl.yaml")
+    shutil.copy(
+        packaged_dir() / "ecg" / "ptbxl_superdiagnostic.yaml", shipped / "ecg" / "ptbxl_superdiagnostic.yaml"
+    )
     monkeypatch.setattr(catalog, "packaged_dir", lambda: shipped)
     recipes = _recipes(tmp_path)
     data = tmp_path / "data"
