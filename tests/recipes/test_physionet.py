@@ -135,6 +135,8 @@ def test_cpsc_challenge_layout_with_climbs_split_file(tmp_path: Path, creds: Non
         )
         recipe = _test_copy(tmp_path, "cpsc", {csv_path: split_csv})
         rows, manifest = _run(recipe, settings)
+    again = preprocess(recipe, settings, workers=1)  # every shard committed: skipped, drops still counted
+    assert again.skipped_units == len(again.units) and again.dropped == manifest["dropped"]
     assert not (settings.raw_dir("cpsc") / "training" / "georgia").exists()
     assert [r["id"] for r in rows] == ["A0001", "A0002", "A1002"]
     want = {r[0]: r for r in plan}
