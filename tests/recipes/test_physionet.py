@@ -81,6 +81,17 @@ def _run(recipe: Recipe, settings: Settings) -> tuple[list[dict], dict]:
     return sorted(rows, key=lambda r: r["id"]), json.loads((report.out_dir / "manifest.json").read_text())
 
 
+def _serve_and_build(
+    tmp_path: Path, root: Path, slug: str, version: str, access: str, *names: str
+) -> tuple[Settings, list[tuple[list[dict], dict]]]:
+    """Serve one generated project (with its SHA256SUMS.txt) to a user who signed its DUA; build `names`."""
+    write_sha256sums(root)
+    project = FakeProject(slug, version, root, access=access, title=slug)
+    with FakePhysioNet([project], [_user(slug)]) as pn:
+        settings = fast_settings(tmp_path, {"physionet": pn.base_url})
+        return settings, [_run(_test_copy(tmp_path, name), settings) for name in names]
+
+
 # ------------------------------------------------------------------------------------------------
 # CinC Challenge 2021 ECGs (cpsc): .hea + MATLAB v4 .mat in training/cpsc_2018/g<N>/, CLIMB's split CSV
 
@@ -400,11 +411,9 @@ def test_vindr_cxr_three_radiologists_become_one_item(tmp_path: Path, creds: Non
         (ann / f"annotations_{folder}.csv").write_text("image_id,rad_id,class_name,x_min,y_min,x_max,y_max\n")
     (root / "LICENSE.txt").write_text("PhysioNet Credentialed Health Data License 1.5.0 (test)\n")
     (root / "supplemental_file_DICOM_tags.pdf").write_bytes(b"%PDF-1.4 not fetched\n")
-    write_sha256sums(root)
-    project = FakeProject("vindr-cxr", "1.0.0", root, access="credentialed", title="VinDr-CXR")
-    with FakePhysioNet([project], [_user("vindr-cxr")]) as pn:
-        settings = fast_settings(tmp_path, {"physionet": pn.base_url})
-        rows, manifest = _run(_test_copy(tmp_path, "vindr_cxr"), settings)
+    settings, [(rows, manifest)] = _serve_and_build(
+        tmp_path, root, "vindr-cxr", "1.0.0", "credentialed", "vindr_cxr"
+    )
     assert not (settings.raw_dir("vindr_cxr") / "supplemental_file_DICOM_tags.pdf").exists()
     assert [r["id"] for r in rows] == sorted(images)
     for r in rows:
@@ -472,12 +481,9 @@ def test_vindr_mammo_pixels_as_climbs_get_pixel_array(tmp_path: Path, creds: Non
     (root / "finding_annotations.csv").write_text("study_id,series_id,image_id,finding_categories\n")
     (root / "metadata.csv").write_text("SOP Instance UID,Series Instance UID\n")
     (root / "LICENSE.txt").write_text("PhysioNet Restricted Health Data License 1.5.0 (test)\n")
-    write_sha256sums(root)
-    project = FakeProject("vindr-mammo", "1.0.0", root, access="restricted", title="VinDr-Mammo")
-    with FakePhysioNet([project], [_user("vindr-mammo")]) as pn:
-        settings = fast_settings(tmp_path, {"physionet": pn.base_url})
-        rows, manifest = _run(_test_copy(tmp_path, "vindr_mammo"), settings)
-        rows16, _ = _run(_test_copy(tmp_path, "vindr_mammo_16bit"), settings)
+    _, [(rows, manifest), (rows16, _)] = _serve_and_build(
+        tmp_path, root, "vindr-mammo", "1.0.0", "restricted", "vindr_mammo", "vindr_mammo_16bit"
+    )
     assert sorted(r["id"] for r in rows) == sorted(expected)
     for r in rows:
         split, birads, pixels, lat = expected[r["id"]]
@@ -674,11 +680,7 @@ def test_ct_ich_slices_with_brain_and_bone_windows_and_climbs_patient_split(
     (root / "hemorrhage_diagnosis_raw_ct.csv").write_text("\n".join(lines) + "\n")
     (root / "Patient_demographics.csv").write_text("Patient Number,Gender\n49,Male\n")
     (root / "LICENSE.txt").write_text("test\n")
-    write_sha256sums(root)
-    project = FakeProject("ct-ich", "1.3.1", root, access="restricted", title="CT-ICH")
-    with FakePhysioNet([project], [_user("ct-ich")]) as pn:
-        settings = fast_settings(tmp_path, {"physionet": pn.base_url})
-        rows, _ = _run(_test_copy(tmp_path, "hemorrhage"), settings)
+    _, [(rows, _)] = _serve_and_build(tmp_path, root, "ct-ich", "1.3.1", "restricted", "hemorrhage")
     train, test = train_test_split(np.array(patients), test_size=0.2, random_state=42)
     split_of = {**{p: "train" for p in train}, **{p: "test" for p in test}}
     assert sorted(r["id"] for r in rows) == sorted(truth)
