@@ -4,6 +4,7 @@ and the recipes that change CLIMB's definition say so in `notes`."""
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -82,3 +83,14 @@ def test_climb_tensor_constants_of_the_image_recipes() -> None:
     for name, (mean, std, pad) in want.items():
         t = _load(name).climb_tensor
         assert (t.transform, t.channels, t.mean, t.std, t.pad) == ("std2d", "L", [mean], [std], pad), name
+
+
+def test_climb_info_shows_where_a_recipe_departs_from_climb() -> None:
+    from tests.conftest import run_climb
+
+    r = run_climb("info", "mimic-cxr")
+    assert r.returncode == 0, r.stderr
+    notes = next(line for line in r.stdout.splitlines() if line.startswith("  notes "))
+    assert "cxr-study-list.csv.gz" in notes
+    info = json.loads(run_climb("info", "vindr", "--json").stdout)
+    assert info["name"] == "vindr_mammo" and "get_pixel_array" in info["notes"]
