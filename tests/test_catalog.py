@@ -22,4 +22,8 @@ def test_unknown_dataset_suggests_the_close_name() -> None:
     for typo in ("ptbxll", "ptb-xl"):
         r = run_climb("info", typo)
         assert r.returncode == 2
-        assert r.stderr == f"climb: error: no recipe named {typo!r} (did you mean ptbxl?)\n"
+        # both PTB-XL recipes are close: CLIMB's task (ptbxl) and PTB-XL's own benchmark
+        assert (
+            r.stderr
+            == f"climb: error: no recipe named {typo!r} (did you mean ptbxl, ptbxl_superdiagnostic?)\n"
+        )
