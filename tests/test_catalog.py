@@ -24,4 +24,3 @@ def test_unknown_dataset_suggests_the_close_name() -> None:
         r = run_climb("info", typo)
         assert r.returncode == 2
         assert r.stderr == f"climb: error: no recipe named {typo!r} (did you mean {close}?)\n"
-        )
