@@ -42,8 +42,8 @@ def test_download_all_continues_past_every_kind_of_failure_and_sums_up(
     tmp_path: Path, server: FakePhysioNet, mirror_copy: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     server.faults.add("status", path_glob="*/RECORDS", status=503, times=-1)
-    # the shipped corpus reduced to ptbxl_superdiagnostic (served by the fake PhysioNet): --all over the real corpus
-    # would reach Kaggle, TCIA, ISIC... (no network in tests)
+    # the shipped corpus reduced to ptbxl_superdiagnostic (served by the fake PhysioNet): --all over the
+    # real corpus would reach Kaggle, TCIA, ISIC... (no network in tests)
     shipped = tmp_path / "shipped"
     (shipped / "ecg").mkdir(parents=True)
     shutil.copy(

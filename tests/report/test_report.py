@@ -12,7 +12,6 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from climb_cli.catalog import Catalog
 from climb_cli.redaction import register
 from climb_cli.report import write_reports
 from climb_cli.settings import Settings
