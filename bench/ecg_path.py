@@ -33,10 +33,10 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(dir="/var/tmp") as d:
         settings = Settings(data_dir=Path(d))
-        build_ptbxl_like(settings.raw_dir("ptbxl"), records=records, seed=3)
-        recipe = Catalog().load("ptbxl")
+        build_ptbxl_like(settings.raw_dir("ptbxl_superdiagnostic"), records=records, seed=3)
+        recipe = Catalog().load("ptbxl_superdiagnostic")
         items = build_index(recipe, settings).items
-        steps, raw = _steps(recipe), settings.raw_dir("ptbxl")
+        steps, raw = _steps(recipe), settings.raw_dir("ptbxl_superdiagnostic")
 
         def climb() -> None:
             for it in items:

@@ -1,4 +1,6 @@
-"""The embedded default: `climb demo` runs the real PTB-XL recipe end to end with no network.
+"""The embedded default: `climb demo` runs a real PTB-XL recipe end to end with no network.
+
+The recipe is ptbxl_superdiagnostic (PTB-XL 1.0.3's own layout and benchmark).
 
 It generates a small PTB-XL-shaped PhysioNet project (synthetic 12-lead ECGs written with wfdb in
 the real records100/ + records500/ layout, ptbxl_database.csv and scp_statements.csv with the
@@ -208,7 +210,7 @@ def run_demo(base: Path, *, records: int = 120, workers: int = 1) -> bool:
     else:
         saved = json.loads(marker.read_text())
         project = DemoProject(mirror, records, saved["splits"], saved["classes"])
-    recipe = Catalog().load("ptbxl")
+    recipe = Catalog().load("ptbxl_superdiagnostic")
     recipe = recipe.model_copy(
         update={"expect": ExpectSpec(splits=project.splits, class_counts=project.classes)}
     )

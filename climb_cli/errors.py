@@ -48,6 +48,11 @@ class StepBug(Exception):
     exit_code = 3
 
 
+class ItemDropped(ItemError):
+    """A step drops this sample on purpose (CLIMB drops ECGs not exactly 5000 samples long): counted by
+    reason in the manifest's `dropped`, like the index's deliberate drops, not an error."""
+
+
 class DiskFullError(ClimbError):
     """A write failed because the filesystem is full (ENOSPC, SQLite's "database or disk is full")."""
 

@@ -30,7 +30,7 @@ import pyarrow as pa
 
 from climb_cli import __version__
 from climb_cli.engines import make_engine, memory_capped_workers
-from climb_cli.errors import ClimbError, ItemError, is_disk_full, no_space
+from climb_cli.errors import ClimbError, ItemDropped, ItemError, is_disk_full, no_space
 from climb_cli.hashing import sha256_file
 from climb_cli.index import Item, build_index
 from climb_cli.locks import processed_lock
@@ -80,6 +80,7 @@ class UnitResult:
     classes: dict[str, int] = field(default_factory=dict)
     skipped: bool = False
     digest: str = ""
+    dropped: dict[str, int] = field(default_factory=dict)  # reason -> items a step dropped on purpose
 
 
 @dataclass
@@ -234,6 +235,7 @@ def _committed(spec: UnitSpec, marker: Path, final: Path) -> UnitResult | None:
             done["classes"],
             True,
             spec.digest,
+            dict(done.get("dropped", {})),
         )
     except (ValueError, KeyError, TypeError, OSError):
         return None
@@ -311,6 +313,9 @@ def run_unit(spec: UnitSpec) -> UnitResult:
                     row_item = replace(item, id=item.id + suffix, labels=labels)
                     rows.append(to_row(spec.schema, row_item, sub, classes, sources, recipe_hash))
                     row_labels.append(labels)
+            except ItemDropped as e:
+                result.dropped[str(e)] = result.dropped.get(str(e), 0) + 1
+                continue
             except ItemError as e:
                 result.errors.append((item.id, item.split, str(e)))
                 continue
@@ -335,6 +340,7 @@ def run_unit(spec: UnitSpec) -> UnitResult:
         "errors": result.errors,
         "failed_inputs": _failed_inputs_state(raw_root, spec.items, {e[0] for e in result.errors}),
         "classes": result.classes,
+        "dropped": result.dropped,
     }
     if remote is not None:
         try:  # the object first, its marker last
@@ -542,6 +548,10 @@ def _preprocess(
         if on_unit:
             on_unit(u)
     report.units.sort(key=lambda u: u.name)
+    for u in report.units:
+        for reason, n in u.dropped.items():
+            report.dropped[reason] = report.dropped.get(reason, 0) + n
+    report.dropped = dict(sorted(report.dropped.items()))
     if report.partial:
         report.seconds = time.perf_counter() - t0
         return report

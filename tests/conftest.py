@@ -168,10 +168,12 @@ def write_recipe(folder: Path, name: str, source_yaml: str, extra: str = "", acc
     """A PTB-XL-like recipe under another name, pointing at another source block."""
     from climb_cli.catalog import Catalog
 
-    text = Catalog().paths()["ptbxl"].read_text()
+    text = Catalog().paths()["ptbxl_superdiagnostic"].read_text()
     head, _, rest = text.partition("sources:\n")
     _, _, tail = rest.partition("\nchecksums:")
-    head = head.replace("name: ptbxl", f"name: {name}").replace("access: open", f"access: {access}")
+    head = head.replace("name: ptbxl_superdiagnostic", f"name: {name}").replace(
+        "access: open", f"access: {access}"
+    )
     text = head + "sources:\n" + source_yaml.rstrip("\n") + "\n\nchecksums:" + tail
     text = text.split("\nexpect:")[0] + "\n" + extra
     folder.mkdir(parents=True, exist_ok=True)

@@ -17,10 +17,10 @@ def test_list_and_info_json() -> None:
     r = run_climb("list", "--json")
     assert r.returncode == 0
     names = {d["name"]: d for d in json.loads(r.stdout)}
-    assert names["ptbxl"]["sources"] == [
+    assert names["ptbxl_superdiagnostic"]["sources"] == [
         {"id": "data", "kind": "physionet", "project": "ptb-xl", "version": "1.0.3"}
     ]
-    r = run_climb("info", "ptbxl", "--json")
+    r = run_climb("info", "ptbxl_superdiagnostic", "--json")
     info = json.loads(r.stdout)
     assert info["classes"] == ["NORM", "MI", "STTC", "CD", "HYP"] and len(info["recipe_hash"]) == 16
 
@@ -32,7 +32,7 @@ def test_exit_codes() -> None:
         and r.stderr.strip() == "climb: error: no recipe named 'no-such-dataset' (see `climb list`)"
     )
     assert run_climb("download").returncode == 2  # nothing named
-    assert run_climb("preprocess", "--workers", "0", "ptbxl").returncode == 2
+    assert run_climb("preprocess", "--workers", "0", "ptbxl_superdiagnostic").returncode == 2
     assert run_climb("download", "--bogus-option").returncode == 2
 
 
@@ -114,7 +114,7 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert "verify --outputs: OK" in r.stdout and "demo OK" in r.stdout
     assert "download: 51 files" in r.stdout  # 24 x (.hea + .dat) + 2 tables + LICENSE.txt
     # the demo's outputs are a subset: verify checks them against their own counts, not the recipe's
-    r = run_climb("--data-dir", str(tmp_path / "demo"), "verify", "ptbxl", "--outputs")
+    r = run_climb("--data-dir", str(tmp_path / "demo"), "verify", "ptbxl_superdiagnostic", "--outputs")
     assert r.returncode == 0, r.stdout + r.stderr
     assert (
         "-> OK (a subset: demo: 24 synthetic PTB-XL-shaped records; checked against its own counts)"
@@ -129,7 +129,7 @@ def test_recipe_folders_from_the_environment(tmp_path: Path) -> None:
     r = run_climb("list", "--json", env={"CLIMB_RECIPES": f"{a}{os.pathsep}{b}"})
     assert r.returncode == 1  # labtwo's unquoted version is refused, with the fix in the message
     listed = {d["name"]: d for d in json.loads(r.stdout)}
-    assert {"ptbxl", "labone", "labtwo"} <= set(listed) and "error" not in listed["labone"]
+    assert {"ptbxl_superdiagnostic", "labone", "labtwo"} <= set(listed) and "error" not in listed["labone"]
     assert listed["labtwo"]["error"].endswith("(YAML reads an unquoted 1.10 as the number 1.1)")
     assert r.stderr.strip().endswith(
         'labtwo.yaml:17 sources[0].version: quote it: version: "2.0" '
@@ -138,7 +138,7 @@ def test_recipe_folders_from_the_environment(tmp_path: Path) -> None:
     write_recipe(b, "labtwo", "  - kind: physionet\n    project: two\n    version: '2.0'\n")
     r = run_climb("list", "--json", env={"CLIMB_RECIPES": f"{a}{os.pathsep}{b}"})
     names = {d["name"] for d in json.loads(r.stdout)}
-    assert {"ptbxl", "labone", "labtwo"} <= names
+    assert {"ptbxl_superdiagnostic", "labone", "labtwo"} <= names
     r = run_climb("list", env={"CLIMB_RECIPES": str(tmp_path / "missing")})
     assert r.returncode == 2 and "recipe folder" in r.stderr and "does not exist" in r.stderr
 
@@ -160,9 +160,9 @@ def test_dataset_names_accept_climb_keys_and_usual_spellings(tmp_path: Path) -> 
 
 
 def test_an_unknown_variant_is_a_one_line_error(tmp_path: Path) -> None:
-    r = run_climb("--data-dir", str(tmp_path), "preprocess", "ptbxl", "--variant", "small")
+    r = run_climb("--data-dir", str(tmp_path), "preprocess", "ptbxl_superdiagnostic", "--variant", "small")
     assert r.returncode != 0 and "Traceback" not in r.stderr
-    assert "ptbxl: unknown variant 'small' (variants: none)" in r.stderr
+    assert "ptbxl_superdiagnostic: unknown variant 'small' (variants: none)" in r.stderr
 
 
 def test_climb_keys_as_aliases(tmp_path: Path) -> None:

@@ -44,11 +44,13 @@ def test_download_all_continues_past_every_kind_of_failure_and_sums_up(
     tmp_path: Path, server: FakePhysioNet, mirror_copy: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     server.faults.add("status", path_glob="*/RECORDS", status=503, times=-1)
-    # the shipped corpus reduced to PTB-XL (served by the fake PhysioNet): --all over the real corpus
-    # would reach Kaggle, TCIA, ISIC... (no network in tests)
+    # the shipped corpus reduced to ptbxl_superdiagnostic (served by the fake PhysioNet): --all over the
+    # real corpus would reach Kaggle, TCIA, ISIC... (no network in tests)
     shipped = tmp_path / "shipped"
     (shipped / "ecg").mkdir(parents=True)
-    shutil.copy(packaged_dir() / "ecg" / "ptbxl.yaml", shipped / "ecg" / "ptbxl.yaml")
+    shutil.copy(
+        packaged_dir() / "ecg" / "ptbxl_superdiagnostic.yaml", shipped / "ecg" / "ptbxl_superdiagnostic.yaml"
+    )
     monkeypatch.setattr(catalog, "packaged_dir", lambda: shipped)
     recipes = _recipes(tmp_path)
     data = tmp_path / "data"
@@ -70,7 +72,7 @@ def test_download_all_continues_past_every_kind_of_failure_and_sums_up(
     assert (data / "raw" / "toyopen" / "LICENSE.txt").read_bytes() == (
         mirror_copy / "LICENSE.txt"
     ).read_bytes()
-    assert len(list((data / "raw" / "ptbxl" / "records500").rglob("*.dat"))) == 30
+    assert len(list((data / "raw" / "ptbxl_superdiagnostic" / "records500").rglob("*.dat"))) == 30
     assert (
         "toymanual: manual: 0 of 1 files placed in " in r.stdout
         and "  from:  https://nda.nih.gov/request" in r.stdout
@@ -92,7 +94,15 @@ def test_all_done_is_exit_0_without_a_table(tmp_path: Path, server: FakePhysioNe
         "  - kind: physionet\n    project: ptb-xl\n    version: '1.0.3'\n    include: [LICENSE.txt]\n",
     )
     env = _env(tmp_path, server)
-    args = ("--data-dir", str(tmp_path / "data"), "--recipes", str(recipes), "download", "toyopen", "ptbxl")
+    args = (
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--recipes",
+        str(recipes),
+        "download",
+        "toyopen",
+        "ptbxl_superdiagnostic",
+    )
     r = climb_in_process(*args, env=env)
     assert r.returncode == 0, r.stderr
     assert "not downloaded" not in r.stdout and r.stderr == ""

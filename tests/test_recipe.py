@@ -10,7 +10,7 @@ from climb_cli.catalog import Catalog
 from climb_cli.errors import RecipeError
 from climb_cli.recipe import load_recipe, parse_recipe
 
-PTBXL = Catalog().paths()["ptbxl"]
+PTBXL = Catalog().paths()["ptbxl_superdiagnostic"]
 
 
 def _write(tmp_path: Path, text: str, name: str = "toy") -> Path:
@@ -42,7 +42,7 @@ steps:
 
 def test_packaged_ptbxl_recipe_is_valid() -> None:
     r = load_recipe(PTBXL)
-    assert r.name == "ptbxl" and r.access == "open"
+    assert r.name == "ptbxl_superdiagnostic" and r.access == "open"
     assert r.classes == ["NORM", "MI", "STTC", "CD", "HYP"]
     assert r.sources[0].params == {"project": "ptb-xl", "version": "1.0.3"}
     assert sum(r.expect.splits.values()) == 21799
@@ -130,10 +130,12 @@ def test_hash_ignores_descriptions_but_not_processing() -> None:
 
 def test_user_recipe_folder_overrides_and_extends(tmp_path: Path) -> None:
     (tmp_path / "toy.yaml").write_text(BASE)
-    (tmp_path / "ptbxl.yaml").write_text(PTBXL.read_text().replace("length: 5000", "length: 1000"))
+    (tmp_path / "ptbxl_superdiagnostic.yaml").write_text(
+        PTBXL.read_text().replace("length: 5000", "length: 1000")
+    )
     cat = Catalog([tmp_path])
     assert "toy" in cat.names()
-    assert cat.load("ptbxl").steps[-2].params["length"] == 1000
+    assert cat.load("ptbxl_superdiagnostic").steps[-2].params["length"] == 1000
 
 
 def test_a_mistyped_field_is_said_first_with_the_close_name(tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field, field_validator, model_validator
 
-from climb_cli.errors import ItemError
+from climb_cli.errors import ItemDropped, ItemError
 from climb_cli.lazy import lazy
 from climb_cli.steps import _signal, _wfdb_fast
 from climb_cli.steps.base import Sample, StepParams, item_errors, step
@@ -528,6 +528,24 @@ def crop_or_pad(sample: Sample, p: CropOrPadParams) -> Sample:
     x, padded = _signal.crop_or_pad(sample.array("signal"), p.length, p.align, p.pad)
     sample.arrays["signal"] = x
     sample.meta["padded"] = int(padded)
+    return sample
+
+
+# ---------------------------------------------------------------------------------------- require_length
+
+
+class RequireLengthParams(StepParams):
+    length: int = Field(gt=0, description="the only accepted number of samples")
+
+
+@step("ecg.require_length", RequireLengthParams)
+def require_length(sample: Sample, p: RequireLengthParams) -> Sample:
+    """Drop (counted in the manifest's `dropped`, not an error) a record whose length is not exactly
+    `length` samples, as CLIMB's CPSC, Georgia and Chapman loaders drop every record that is not 5000
+    samples long after resampling."""
+    n = int(sample.array("signal").shape[1])
+    if n != p.length:
+        raise ItemDropped(f"ecg.require_length: not {p.length} samples long")
     return sample
 
 

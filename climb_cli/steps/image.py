@@ -337,6 +337,12 @@ def to_dtype(sample: Sample, p: ToDtypeParams) -> Sample:
         out = y.astype(p.dtype)
     elif x.dtype.kind == "f" and (lo, hi) == (0.0, 1.0):  # already [0, 1] (checked by _auto_range)
         out = _pixels.unit_to_dtype(x, p.dtype, p.rounding)
+    elif p.scale == "max" and hi > 0 and p.dtype != "float32":
+        # CLIMB's get_pixel_array exactly: float64 max(x, 0) / max * top, then the cast (a float32
+        # reciprocal product floors some values one grey level off)
+        z = np.maximum(x.astype(np.float64), 0.0) / hi * top
+        z = np.rint(z) if p.rounding == "nearest" else np.floor(z)
+        out = np.clip(z, 0, top).astype(p.dtype)
     else:
         span = hi - lo
         if span > 0:

@@ -199,7 +199,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Demo:
     proc = run_climb("--data-dir", str(data), "demo", "--records", "12", "--workers", "1", timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     reports = data / "demo" / "reports"
-    return Demo(proc.stdout, data, reports / "ptbxl.html", reports / "index.html")
+    return Demo(proc.stdout, data, reports / "ptbxl_superdiagnostic.html", reports / "index.html")
 
 
 def parse_page(text: str) -> Any:

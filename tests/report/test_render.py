@@ -90,7 +90,9 @@ def test_video_page_has_a_strip_of_frames(pages: dict[str, Any]) -> None:
 def test_demo_page_has_ecg_traces_and_its_counts(demo: Demo) -> None:
     tree = parse_page(demo.page.read_text())
     manifest = json.loads(
-        next((demo.data_dir / "demo" / "processed" / "ptbxl").glob("*/manifest.json")).read_text()
+        next(
+            (demo.data_dir / "demo" / "processed" / "ptbxl_superdiagnostic").glob("*/manifest.json")
+        ).read_text()
     )
     splits = count_rows(tree, "split")
     assert {k: int(v[0]) for k, v in splits.items()} == manifest["splits"]

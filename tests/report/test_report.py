@@ -47,7 +47,7 @@ def test_cli_writes_every_page_and_prints_where(minis: Mini, tmp_path: Path) -> 
     ]
     index = (out / "index.html").read_text()
     # the index covers the corpus (every recipe, the packaged PTB-XL too) and links the pages written
-    for name in ("mini-image", "mini-video", "mini-volume", "ptbxl"):
+    for name in ("mini-image", "mini-video", "mini-volume", "ptbxl_superdiagnostic"):
         assert f">{name}<" in index
     assert 'href="mini-image.html"' in index and 'href="mini-volume.html"' not in index
     bad = run_climb(*args, "no-such-set", "--out", str(out))
@@ -84,7 +84,9 @@ def test_no_samples_shows_no_image_trace_or_row(minis: Mini, demo: Demo, tmp_pat
     demo_settings = Settings(data_dir=demo.data_dir / "demo")
     from climb_cli.catalog import Catalog
 
-    ecg = write_reports([Catalog().load("ptbxl")], demo_settings, tmp_path / "ecg", samples=False)
+    ecg = write_reports(
+        [Catalog().load("ptbxl_superdiagnostic")], demo_settings, tmp_path / "ecg", samples=False
+    )
     for page in [*written.pages.values(), *ecg.pages.values()]:
         text = page.read_text()
         tree = parse_page(text)

@@ -89,6 +89,7 @@ def test_every_step_is_registered_with_docs_and_described_params() -> None:
         "ecg.normalize",
         "ecg.cast",
         "ecg.nan_to_num",
+        "ecg.require_length",
     }
     for name, definition in steps.items():
         assert definition.doc, name
@@ -589,6 +590,19 @@ def test_crop_or_pad_step(length: int, align: str, pad: str, first: float, last:
     assert x.shape == (length,)
     assert (x[0], x[-1]) == (first, last)
     assert sample.meta["padded"] == padded
+
+
+def test_require_length_drops_other_lengths_on_purpose() -> None:
+    """CLIMB's CPSC/Georgia/Chapman loaders drop records not exactly 5000 samples long: a deliberate drop
+    (ItemDropped, counted in the manifest), not an item error."""
+    from climb_cli.errors import ItemDropped
+
+    kept = with_signal(np.arange(10.0))
+    assert run(kept, "ecg.require_length", length=10) is kept
+    with pytest.raises(ItemDropped, match="not 10 samples long"):
+        run(with_signal(np.arange(11.0)), "ecg.require_length", length=10)
+    with pytest.raises(ValidationError):
+        run(with_signal(np.arange(10.0)), "ecg.require_length", length=0)
 
 
 def test_normalize_zscore_per_lead() -> None:

@@ -328,6 +328,17 @@ def test_to_dtype_minmax_and_climbs_get_pixel_array_scaling() -> None:
     np.testing.assert_array_equal(cast.arrays["image"], [[0, 13, 255]])
 
 
+def test_to_dtype_max_equals_climbs_get_pixel_array_on_every_value() -> None:
+    """Every value from -100 to a maximum of 1035: float64 max(x,0)/max*255 then the uint8 cast, exactly
+    (a float32 reciprocal product floored 69, 138, 207, ... one grey level low: 16 instead of 17)."""
+    x = np.arange(-100, 1036, dtype=np.float64).reshape(16, 71)
+    expected = (np.maximum(x, 0) / x.max() * 255).astype(np.uint8)
+    got = run(image_sample(x.copy(), 1), "image.to_dtype", dtype="uint8", scale="max", rounding="floor")
+    np.testing.assert_array_equal(got.arrays["image"], expected)
+    f32 = run(image_sample(x.copy(), 1), "image.to_dtype", dtype="float32", scale="max")
+    np.testing.assert_allclose(f32.arrays["image"], np.maximum(x, 0) / x.max(), rtol=1e-6)
+
+
 def test_convert_scale_abs_is_brixias_enhancement() -> None:
     img = np.arange(0, 256, dtype=np.uint8).reshape(16, 16)
     s = run(image_sample(img.copy(), 1), "image.convert_scale_abs", alpha=1.2, beta=30)
