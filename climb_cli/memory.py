@@ -1,0 +1,83 @@
+"""Memory per item: peak RSS measured around the probe items, and the budget check for each item.
+
+On Linux the kernel's peak-RSS mark (VmHWM) can be reset by writing 5 to /proc/self/clear_refs, so
+the peak of one item is exact: reset, process, read VmHWM, subtract the RSS before. Elsewhere the
+measurement returns None and the pipeline falls back to its row-size estimate.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
+MIB = 2**20
+
+
+def _status(key: str) -> int | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def _reset_peak() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def measure_peak(fn: Callable[[], T]) -> tuple[T, int | None]:
+    """fn()'s result and the bytes its peak RSS rose above the RSS before it (None where unknown)."""
+    before = _status("VmRSS")
+    ok = before is not None and _reset_peak()
+    result = fn()
+    peak = _status("VmHWM") if ok else None
+    if before is None or peak is None:
+        return result, None
+    return result, max(0, peak - before)
+
+
+def input_bytes(paths: Iterable[Path]) -> int:
+    """Bytes of an item's input files (a folder counts every file under it; a missing path 0)."""
+    total = 0
+    for p in paths:
+        try:
+            if p.is_dir():
+                for root, _, files in os.walk(p):
+                    for name in files:
+                        total += os.path.getsize(os.path.join(root, name))
+            else:
+                total += p.stat().st_size
+        except OSError:
+            continue
+    return total
+
+
+def parse_size(text: str) -> int:
+    """'4GB', '512MiB', '2g', '1000000' -> bytes (decimal units for B/KB/MB/GB, binary for KiB..)."""
+    s = text.strip().lower().replace(" ", "")
+    units = {"kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40, "kb": 10**3, "mb": 10**6}
+    units |= {"gb": 10**9, "tb": 10**12, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40, "b": 1}
+    for suffix, factor in sorted(units.items(), key=lambda kv: -len(kv[0])):
+        if s.endswith(suffix):
+            num = s[: -len(suffix)]
+            break
+    else:
+        num, factor = s, 1
+    try:
+        value = float(num)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a size (e.g. 4GB, 512MiB)") from None
+    if value <= 0:
+        raise ValueError(f"{text!r}: a size must be positive")
+    return int(value * factor)
