@@ -72,10 +72,13 @@ def cpu_capped_workers(requested: int | None) -> tuple[int, str]:
     return requested, ""
 
 
-def memory_capped_workers(requested: int, unit_bytes: int, units: int) -> tuple[int, str]:
-    """How many workers fit in available memory (base cost + one unit's working set each)."""
+def memory_capped_workers(
+    requested: int, unit_bytes: int, units: int, memory_per_worker: int | None = None
+) -> tuple[int, str]:
+    """How many workers fit in available memory: each costs its base plus one unit's working set,
+    or `memory_per_worker` where that is given (and larger)."""
     available = psutil.virtual_memory().available
-    per_worker = WORKER_BASE_BYTES + max(unit_bytes, 0)
+    per_worker = max(WORKER_BASE_BYTES + max(unit_bytes, 0), memory_per_worker or 0)
     fit = max(1, int(available * 0.8) // per_worker)
     workers = max(1, min(requested, units, fit))
     note = ""

@@ -64,20 +64,13 @@ def input_bytes(paths: Iterable[Path]) -> int:
 
 
 def parse_size(text: str) -> int:
-    """'4GB', '512MiB', '2g', '1000000' -> bytes (decimal units for B/KB/MB/GB, binary for KiB..)."""
-    s = text.strip().lower().replace(" ", "")
-    units = {"kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40, "kb": 10**3, "mb": 10**6}
-    units |= {"gb": 10**9, "tb": 10**12, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40, "b": 1}
-    for suffix, factor in sorted(units.items(), key=lambda kv: -len(kv[0])):
-        if s.endswith(suffix):
-            num = s[: -len(suffix)]
-            break
-    else:
-        num, factor = s, 1
+    """'4GB', '512MiB', '2GiB' -> bytes, read the way recipes read their sizes (pydantic's ByteSize)."""
+    from pydantic import ByteSize, TypeAdapter, ValidationError
+
     try:
-        value = float(num)
-    except ValueError:
+        value = int(TypeAdapter(ByteSize).validate_python(text))
+    except ValidationError:
         raise ValueError(f"{text!r} is not a size (e.g. 4GB, 512MiB)") from None
     if value <= 0:
         raise ValueError(f"{text!r}: a size must be positive")
-    return int(value * factor)
+    return value
