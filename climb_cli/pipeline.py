@@ -448,7 +448,9 @@ def preprocess(
         on_plan=on_plan,
         part=part,
         engine=engine,
-        part_of=_Part(limit, where, subset),
+        limit=limit,
+        where=where,
+        subset=subset,
     )
     result = out[recipe.name]
     if isinstance(result, ClimbError):
@@ -465,12 +467,14 @@ def preprocess_many(
     on_plan: Callable[[int, int], None] | None = None,
     part: tuple[int, int] | None = None,
     engine: EngineOptions | None = None,
-    part_of: _Part | None = None,
+    limit: int | None = None,
+    where: dict[str, list[str]] | None = None,
+    subset: str | None = None,
 ) -> dict[str, PreprocessReport | ClimbError]:
     """Preprocess several datasets with one pool: every dataset is planned (index, probes, units),
     then all their units run on one engine started once, then each dataset is committed. A dataset
-    that cannot be planned or committed gets its error; the others go on. `part_of` (a --limit,
-    --where or named subset) applies to each dataset."""
+    that cannot be planned or committed gets its error; the others go on. `limit`, `where` and
+    `subset` (see `preprocess`) apply to each dataset."""
     opts = engine or EngineOptions()
     out: dict[str, PreprocessReport | ClimbError] = {}
     with contextlib.ExitStack() as stack:
@@ -484,7 +488,9 @@ def preprocess_many(
                                 settings.processed_dir(recipe.name), recipe.name, "climb preprocess"
                             )
                         )
-                    plans.append(_plan(recipe, settings, part, opts.memory_per_worker, part_of or _Part()))
+                    plans.append(
+                        _plan(recipe, settings, part, opts.memory_per_worker, _Part(limit, where, subset))
+                    )
             except ClimbError as e:
                 out[recipe.name] = e
         units = [u for p in plans for u in p.units]

@@ -16,8 +16,11 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 from climb_cli import archives
 from climb_cli.locks import raw_lock
@@ -89,14 +92,48 @@ def _recorded_files(
     return out
 
 
-def verify_raw(recipe: Recipe, settings: Settings, *, workers: int | None = None) -> tuple[RawReport, list]:
+def verify_raw(
+    recipe: Recipe, settings: Settings, *, workers: int | None = None, engine: Any = None
+) -> tuple[RawReport, list]:
     """Hash every expected file. Returns the report and the (source, file) pairs that are bad.
-    Holds the dataset's raw lock (it updates the raw manifest)."""
+    Holds the dataset's raw lock (it updates the raw manifest). With an `engine` (engines.py:
+    Dask, Ray) the files are hashed by its workers, 64 to a task; else by local threads."""
     with raw_lock(settings.raw_dir(recipe.name), recipe.name, "climb verify"):
-        return _verify_raw(recipe, settings, workers)
+        return _verify_raw(recipe, settings, workers, engine)
 
 
-def _verify_raw(recipe: Recipe, settings: Settings, workers: int | None) -> tuple[RawReport, list]:
+def _hash_chunk(task: tuple[int, list[tuple[str, tuple[str, ...]]]]) -> tuple[int, list]:
+    """(chunk number, [(path, algorithms)]) -> (chunk number, [(size, mtime_ns, hashes) or None
+    for a missing file]): the same function in a local thread and on a cluster worker."""
+    number, files = task
+    out: list[tuple[int, int, dict[str, str]] | None] = []
+    for path, algos in files:
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            out.append(None)
+            continue
+        out.append((st.st_size, st.st_mtime_ns, _hash_file(Path(path), *algos)))
+    return number, out
+
+
+def _map_in_order(engine: Any, pool: ThreadPoolExecutor, fn: Callable, tasks: list) -> Iterator:
+    """fn over numbered tasks, results in task order, on the engine's workers or the local threads."""
+    if engine is None:
+        yield from (r for _, r in pool.map(fn, tasks))
+        return
+    done: dict[int, Any] = {}
+    nxt = 0
+    for number, r in engine.map(fn, tasks):
+        done[number] = r
+        while nxt in done:
+            yield done.pop(nxt)
+            nxt += 1
+
+
+def _verify_raw(
+    recipe: Recipe, settings: Settings, workers: int | None, engine: Any
+) -> tuple[RawReport, list]:
     t0 = time.perf_counter()
     report = RawReport(recipe.name)
     raw_root = settings.raw_dir(recipe.name)
@@ -142,20 +179,19 @@ def _verify_raw(recipe: Recipe, settings: Settings, workers: int | None) -> tupl
     manifest = RawManifest.for_reading(raw_root)
     report.read_only = manifest.read_only
 
-    def check(item: tuple[Source, RemoteFile, str]) -> tuple[str, int, Entry | None]:
+    def algos(rf: RemoteFile) -> tuple[str, ...]:
+        return ("sha256", "md5") if (rf.md5 and not rf.sha256) else ("sha256",)
+
+    def check(item: tuple[Source, RemoteFile, str], hashed: tuple | None) -> tuple[str, int, Entry | None]:
         source, rf, key = item
-        path = raw_root / key
-        try:
-            st = path.stat()
-        except FileNotFoundError:
+        if hashed is None:
             return "missing", 0, None
-        algos = ("sha256", "md5") if (rf.md5 and not rf.sha256) else ("sha256",)
-        hashes = _hash_file(path, *algos)
+        size, mtime_ns, hashes = hashed
         good = (rf.sha256 is None or hashes["sha256"] == rf.sha256) and (
             rf.md5 is None or rf.sha256 is not None or hashes["md5"] == rf.md5
         )
-        entry = Entry(key, st.st_size, st.st_mtime_ns, hashes["sha256"], source.spec.id, rf.url, "", 0.0, now)
-        return ("ok" if good else "corrupt"), st.st_size, entry
+        entry = Entry(key, size, mtime_ns, hashes["sha256"], source.spec.id, rf.url, "", 0.0, now)
+        return ("ok" if good else "corrupt"), size, entry
 
     with (
         manifest,
@@ -165,11 +201,13 @@ def _verify_raw(recipe: Recipe, settings: Settings, workers: int | None) -> tupl
         changed: list[Entry] = []
         unchanged: list[str] = []
 
-        def check_chunk(chunk: list[tuple[Source, RemoteFile, str]]) -> list[tuple[str, int, Entry | None]]:
-            return [check(item) for item in chunk]  # one task per 64 files, not one per file
-
-        chunks = [expected[i : i + 64] for i in range(0, len(expected), 64)]
-        results = (r for rs in pool.map(check_chunk, chunks) for r in rs)
+        # one task per 64 files, not one per file
+        tasks = [
+            (n, [(str(raw_root / key), algos(rf)) for _, rf, key in expected[i : i + 64]])
+            for n, i in enumerate(range(0, len(expected), 64))
+        ]
+        hashed = (h for hs in _map_in_order(engine, pool, _hash_chunk, tasks) for h in hs)
+        results = (check(item, h) for item, h in zip(expected, hashed, strict=True))
         for item, (state, size, entry) in zip(expected, results, strict=True):
             report.checked += 1
             report.bytes += size
@@ -236,8 +274,29 @@ def _within(actual: int, expected: int, tolerance: float) -> bool:
     return abs(actual - expected) <= tolerance * max(expected, 1)
 
 
-def verify_outputs(recipe: Recipe, settings: Settings, *, workers: int | None = None) -> OutputReport:
+def _check_shard(task: tuple[int, tuple[str, dict]]) -> tuple[int, list[str]]:
+    """(number, (output folder, manifest shard entry)) -> (number, problems with that shard)."""
     from climb_cli.shards import shard_rows
+
+    number, (out_dir, shard) = task
+    path = Path(out_dir) / shard["name"]
+    if not path.is_file():
+        return number, [f"{shard['name']}: missing"]
+    problems = []
+    if path.stat().st_size != shard["bytes"]:
+        problems.append(f"{shard['name']}: {path.stat().st_size} bytes, manifest says {shard['bytes']}")
+    if _hash_file(path, "sha256")["sha256"] != shard["sha256"]:
+        problems.append(f"{shard['name']}: sha256 differs from the manifest (corrupt or replaced)")
+        return number, problems
+    rows = shard_rows(path)
+    if rows != shard["rows"]:
+        problems.append(f"{shard['name']}: {rows} rows, manifest says {shard['rows']}")
+    return number, problems
+
+
+def verify_outputs(
+    recipe: Recipe, settings: Settings, *, workers: int | None = None, engine: Any = None
+) -> OutputReport:
 
     out_dir = settings.processed_dir(recipe.name) / recipe.content_hash()
     report = OutputReport(recipe.name, str(out_dir))
@@ -256,24 +315,10 @@ def verify_outputs(recipe: Recipe, settings: Settings, *, workers: int | None = 
         report.problems.append(f"{mpath}: not valid JSON ({e})")
         return report
 
-    def check(shard: dict) -> list[str]:
-        path = out_dir / shard["name"]
-        if not path.is_file():
-            return [f"{shard['name']}: missing"]
-        problems = []
-        if path.stat().st_size != shard["bytes"]:
-            problems.append(f"{shard['name']}: {path.stat().st_size} bytes, manifest says {shard['bytes']}")
-        if _hash_file(path, "sha256")["sha256"] != shard["sha256"]:
-            problems.append(f"{shard['name']}: sha256 differs from the manifest (corrupt or replaced)")
-            return problems
-        rows = shard_rows(path)
-        if rows != shard["rows"]:
-            problems.append(f"{shard['name']}: {rows} rows, manifest says {shard['rows']}")
-        return problems
-
     shards = manifest.get("shards", [])
     with ThreadPoolExecutor(workers or os.cpu_count() or 2) as pool:
-        for problems in pool.map(check, shards):
+        tasks = [(n, (str(out_dir), shard)) for n, shard in enumerate(shards)]
+        for problems in _map_in_order(engine, pool, _check_shard, tasks):
             report.problems.extend(problems)
     report.shards = len(shards)
     report.rows = sum(s["rows"] for s in shards)
