@@ -37,22 +37,39 @@ def _reset_peak() -> bool:
 
 
 def measure_peak(fn: Callable[[], T]) -> tuple[T, int | None]:
-    """fn()'s result and the bytes its peak RSS rose above the RSS before it (None where unknown)."""
+    """fn()'s result and its peak memory: the larger of the rise of the process's peak RSS and
+    the peak of Python and numpy allocations (tracemalloc; memory the allocator reuses does not
+    raise RSS). None where neither can be measured."""
+    import tracemalloc
+
     before = _status("VmRSS")
     ok = before is not None and _reset_peak()
-    result = fn()
+    tracing = tracemalloc.is_tracing()
+    if not tracing:
+        tracemalloc.start()
+    tracemalloc.reset_peak()
+    try:
+        result = fn()
+        traced = tracemalloc.get_traced_memory()[1]
+    finally:
+        if not tracing:
+            tracemalloc.stop()
     peak = _status("VmHWM") if ok else None
-    if before is None or peak is None:
-        return result, None
-    return result, max(0, peak - before)
+    rss = max(0, peak - before) if (before is not None and peak is not None) else 0
+    return result, max(rss, traced) or None
 
 
 def input_bytes(paths: Iterable[Path]) -> int:
-    """Bytes of an item's input files (a folder counts every file under it; a missing path 0)."""
+    """Bytes of an item's input files: a folder counts every file under it, a record name with no
+    file of its own (WFDB's `00001_hr`) the files beside it named `<name>.*`; a missing path 0."""
     total = 0
     for p in paths:
         try:
-            if p.is_dir():
+            if not p.exists():
+                total += sum(
+                    e.stat().st_size for e in os.scandir(p.parent) if e.name.startswith(p.name + ".")
+                )
+            elif p.is_dir():
                 for root, _, files in os.walk(p):
                     for name in files:
                         total += os.path.getsize(os.path.join(root, name))
