@@ -9,7 +9,8 @@ Data (generated in a temporary folder, page cache warm): two datasets preprocess
     dicom.modality_lut -> dicom.window (pe) -> image.resize (long side 256) -> image.to_dtype uint8;
     shard_size 2MB (32 rows of 64 KiB per shard: several units per worker).
   - benchvol: CT-like NIfTI volumes 96x160x160 (0.8 x 0.8 x 1.25 mm, hard links of 4 files):
-    volume.read -> volume.resample (1 mm) -> volume.window (pe, float32); ~5 MB rows, shard_size 16MB, row groups of 8MB.
+    volume.read -> volume.resample (1 mm) -> volume.window (pe, float32); ~5 MB rows, shard_size
+    16MB, row groups of 8MB.
 Methods, interleaved with the order rotating run by run, each on an empty processed/ folder:
   - `--workers 1` (the serial engine: the named baseline),
   - `--workers 2` (loky, the default engine),
