@@ -252,7 +252,7 @@ class RayEngine:
         self.ray = ray
         self.unit_bytes = unit_bytes
         if address:
-            ray.init(address=address, include_dashboard=False, log_to_driver=False)
+            ray.init(address=address, log_to_driver=False)  # a cluster's own settings stand
         else:
             ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
         self.workers = int(ray.cluster_resources().get("CPU", workers))
