@@ -249,3 +249,14 @@ def test_an_item_too_big_for_a_worker_fails_as_an_item(tmp_path: Path, raw: Sett
     assert report.rows == 29
     manifest = json.loads((report.out_dir / "manifest.json").read_text())
     assert manifest["errors"] == 1
+
+
+def test_engine_options_are_checked_before_any_work(tmp_path: Path, raw: Settings) -> None:
+    args = ["--data-dir", str(raw.data_dir), "--recipes", str(tmp_path / "recipes"), "preprocess", "toyecg"]
+    r = run_climb(*args, "--memory-per-worker", "lots")
+    assert r.returncode == 2 and "--memory-per-worker: 'lots' is not a size (e.g. 4GB, 512MiB)" in r.stderr
+    r = run_climb(*args, "--engine", "ray", "--scheduler", "tcp://127.0.0.1:1")
+    assert r.returncode == 2 and "use it with --engine dask" in r.stderr
+    r = run_climb(*args, "--engine", "dask", "--address", "127.0.0.1:1")
+    assert r.returncode == 2 and "use it with --engine ray" in r.stderr
+    assert not raw.processed_dir("toyecg").exists()
