@@ -21,7 +21,7 @@ from climb_cli.catalog import Catalog
 from climb_cli.engines import WORKER_BASE_BYTES, close_engine, make_engine
 from climb_cli.fakes.physionet import FakePhysioNet
 from climb_cli.memory import input_bytes, measure_peak
-from climb_cli.pipeline import EngineOptions, _plan, preprocess, preprocess_many
+from climb_cli.pipeline import EngineOptions, _Part, _plan, preprocess, preprocess_many
 from climb_cli.recipe import Recipe
 from climb_cli.settings import Settings
 from climb_cli.verify import verify_outputs, verify_raw
@@ -238,7 +238,7 @@ def test_an_item_too_big_for_a_worker_fails_as_an_item(tmp_path: Path, raw: Sett
     assert input_bytes([big.with_suffix("")]) > 9 * input_bytes(
         [sorted(root.rglob("*_hr.hea"))[0].with_suffix("")]
     )
-    plan = _plan(recipe, raw, None, None)
+    plan = _plan(recipe, raw, None, None, _Part())
     item = plan.units[0].item_bytes
     working_set = plan.unit_bytes - item
     memory = WORKER_BASE_BYTES + working_set + 3 * item
