@@ -500,6 +500,44 @@ def _print_table(t: Any) -> None:
     Console(width=1000, highlight=False, soft_wrap=True).print(t)
 
 
+EngineOpt = Annotated[
+    str,
+    typer.Option(
+        "--engine",
+        help="Where work runs: loky (this machine's cores), dask or ray (a cluster, or a local one).",
+    ),
+]
+SchedulerOpt = Annotated[
+    str | None,
+    typer.Option("--scheduler", help="Dask scheduler, e.g. tcp://10.0.0.5:8786 [a local cluster]."),
+]
+AddressOpt = Annotated[
+    str | None,
+    typer.Option("--address", help="Ray cluster address, e.g. ray://10.0.0.5:10001 [a local Ray]."),
+]
+
+
+def _engine_options(engine: str, scheduler: str | None, address: str | None) -> None:
+    from climb_cli.engines import ENGINES
+
+    if engine not in ENGINES:
+        raise UsageError(f"--engine {engine!r}: use one of {', '.join(ENGINES)}")
+    if scheduler and engine != "dask":
+        raise UsageError("--scheduler is the Dask scheduler's address: use it with --engine dask")
+    if address and engine != "ray":
+        raise UsageError("--address is the Ray cluster's address: use it with --engine ray")
+
+
+def _cluster(engine: str, scheduler: str | None, address: str | None, workers: int | None) -> Any:
+    """verify's engine: None for loky (local threads hash), else a Dask or Ray cluster started once."""
+    from climb_cli.engines import make_engine
+
+    _engine_options(engine, scheduler, address)
+    if engine == "loky":
+        return None
+    return make_engine(workers or os.cpu_count() or 1, engine, scheduler=scheduler, address=address)
+
+
 @app.command()
 def verify(
     ctx: typer.Context,
@@ -536,6 +574,9 @@ def verify(
     variant: Annotated[
         str | None, typer.Option(help="With --outputs: the variant that was preprocessed.")
     ] = None,
+    engine: EngineOpt = "loky",
+    scheduler: SchedulerOpt = None,
+    address: AddressOpt = None,
 ) -> None:
     """Re-hash raw files against upstream sums (or shards against their manifest with --outputs).
 
@@ -548,6 +589,9 @@ def verify(
     workers = cpu_capped_workers(workers)[0]  # threads beyond the usable CPUs only contend
     st = _state(ctx)
     settings = st.settings
+    pool = _cluster(engine, scheduler, address, workers)
+    if pool is not None:
+        ctx.call_on_close(pool.close)
     if names:
         recipes = st.catalog.resolve(list(names), False)
     else:
@@ -558,7 +602,7 @@ def verify(
     failed: list[tuple[str, str]] = []
     for r in recipes:
         if outputs:
-            rep = verify_outputs(r.with_variant(variant), settings, workers=workers)
+            rep = verify_outputs(r.with_variant(variant), settings, workers=workers, engine=pool)
             if repair and not rep.ok and r.index is not None:
                 from climb_cli.verify import repair_outputs
 
@@ -584,7 +628,7 @@ def verify(
             continue
         try:
             with raw_lock(settings.raw_dir(r.name), r.name, "climb verify" + (" --repair" if repair else "")):
-                raw = _verify_one(r, settings, workers, repair, metadata)
+                raw = _verify_one(r, settings, workers, repair, metadata, pool)
         except LockedError as e:
             failed.append((r.name, str(e).removeprefix(f"{r.name}: ")))
             continue
@@ -640,19 +684,19 @@ def verify(
 
 
 def _verify_one(
-    r: Recipe, settings: Settings, workers: int | None, repair: bool, metadata: bool = False
+    r: Recipe, settings: Settings, workers: int | None, repair: bool, metadata: bool = False, pool: Any = None
 ) -> Any:
     """verify_raw, and with --repair: fetch lost file lists, re-download bad files, verify again."""
     from climb_cli.verify import verify_raw
 
-    raw, bad = verify_raw(r, settings, workers=workers, metadata=metadata)
+    raw, bad = verify_raw(r, settings, workers=workers, metadata=metadata, engine=pool)
     if repair and raw.lists_missing and not raw.never_listed:
         from climb_cli.acquire import relist
 
         for problem in relist(r, settings, raw.lists_missing):
             ui.warn(f"  could not fetch the file list again: {problem}")
         lists_were_missing = raw.lists_missing
-        raw, bad = verify_raw(r, settings, workers=workers)  # now against the fresh lists
+        raw, bad = verify_raw(r, settings, workers=workers, engine=pool)  # now against the fresh lists
         if not raw.lists_missing:
             ui.say(f"{r.name}: fetched the file list of {', '.join(lists_were_missing)} again")
     if repair and bad and not raw.never_listed:
@@ -665,7 +709,7 @@ def _verify_one(
             bar.stop()
         repaired = [o.file.path for o in outs if o.status == "downloaded"]
         unrepaired = {o.file.path: o.error for o in outs if o.status == "failed"}
-        raw, _ = verify_raw(r, settings, workers=workers)  # re-check everything after the repair
+        raw, _ = verify_raw(r, settings, workers=workers, engine=pool)  # re-check everything after the repair
         raw.repaired = sorted(repaired)
         raw.unrepaired = unrepaired
     return raw
@@ -832,13 +876,24 @@ def preprocess(
         ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="A JSON summary on stdout.")] = False,
+    engine: EngineOpt = "loky",
+    scheduler: SchedulerOpt = None,
+    address: AddressOpt = None,
+    memory_per_worker: Annotated[
+        str | None,
+        typer.Option(
+            "--memory-per-worker",
+            help="Memory one worker may use, e.g. 8GB [available]; an item needing more fails as an item.",
+        ),
+    ] = None,
 ) -> None:
     """Run each recipe's steps over its items and write sharded Parquet with a manifest.
 
     Example: climb preprocess --all --workers 64
     """
     from climb_cli.engines import cpu_capped_workers
-    from climb_cli.pipeline import preprocess as run
+    from climb_cli.memory import parse_size
+    from climb_cli.pipeline import EngineOptions, PreprocessReport, preprocess_many
 
     st = _state(ctx)
     settings = st.settings
@@ -851,6 +906,11 @@ def preprocess(
         if not eq or not col.strip():
             raise UsageError(f"--where {w!r}: write COLUMN=VALUE[,VALUE...]")
         where_map.setdefault(col.strip(), []).extend(values.split(","))
+    _engine_options(engine, scheduler, address)
+    try:
+        memory = parse_size(memory_per_worker) if memory_per_worker else None
+    except ValueError as e:
+        raise UsageError(f"--memory-per-worker: {e}") from None
     recipes = [r.with_variant(variant) for r in st.catalog.resolve(list(names or []), all_)]
     if settings.remote:  # raw files pushed from another machine come into this one's cache
         from climb_cli.storage import Remote, pull_raw
@@ -866,28 +926,39 @@ def preprocess(
         recipes = ready
     n_workers, cpu_note = cpu_capped_workers(workers)
     failed: list[tuple[str, str]] = []
-    results: list[dict[str, Any]] = []
+    outcome: dict[str, PreprocessReport | ClimbError] = {}
+    writable: list[Recipe] = []
     for r in recipes:
-        bar, task = ui.unit_bar(f"{r.name} items", None)
-        bar.start()
         try:
             require_writable(settings.processed_dir(r.name), DATA_DIR_HINT)
-            report = run(
-                r,
-                settings,
-                workers=n_workers,
-                on_plan=lambda units, items, bar=bar, task=task: bar.update(task, total=items),
-                on_unit=lambda u, bar=bar, task=task: bar.update(task, advance=u.rows + len(u.errors)),
-                part=part_tuple,
-                limit=limit,
-                where=where_map or None,
-            )
+            writable.append(r)
         except ClimbError as e:
-            failed.append((r.name, str(e)))
-            results.append({"dataset": r.name, "ok": False, "error": str(e)})
+            outcome[r.name] = e
+    # every dataset's units in one pool, started once
+    label = writable[0].name if len(writable) == 1 else f"{len(writable)} datasets"
+    bar, task = ui.unit_bar(f"{label} items", None)
+    bar.start()
+    try:
+        outcome |= preprocess_many(
+            writable,
+            settings,
+            workers=n_workers,
+            on_plan=lambda units, items: bar.update(task, total=items),
+            on_unit=lambda u: bar.update(task, advance=u.rows + len(u.errors)),
+            part=part_tuple,
+            engine=EngineOptions(engine, scheduler, address, memory),
+            limit=limit,
+            where=where_map or None,
+        )
+    finally:
+        bar.stop()
+    results: list[dict[str, Any]] = []
+    for r in recipes:
+        report = outcome[r.name]
+        if not isinstance(report, PreprocessReport):
+            failed.append((r.name, str(report)))
+            results.append({"dataset": r.name, "ok": False, "error": str(report)})
             continue
-        finally:
-            bar.stop()
         todo = len(report.units) - report.skipped_units
         over = report.errors > max_errors
         results.append(

@@ -19,6 +19,8 @@ from typing import Any
 
 import psutil
 
+from climb_cli.errors import ClimbError
+
 # What one worker process costs before it holds any data (numpy, scipy, pyarrow, wfdb, pydicom
 # imported), measured with psutil on this project's workers: ~180-250 MB; we budget generously.
 WORKER_BASE_BYTES = 400 * 1024 * 1024
@@ -70,10 +72,13 @@ def cpu_capped_workers(requested: int | None) -> tuple[int, str]:
     return requested, ""
 
 
-def memory_capped_workers(requested: int, unit_bytes: int, units: int) -> tuple[int, str]:
-    """How many workers fit in available memory (base cost + one unit's working set each)."""
+def memory_capped_workers(
+    requested: int, unit_bytes: int, units: int, memory_per_worker: int | None = None
+) -> tuple[int, str]:
+    """How many workers fit in available memory: each costs its base plus one unit's working set,
+    or `memory_per_worker` where that is given (and larger)."""
     available = psutil.virtual_memory().available
-    per_worker = WORKER_BASE_BYTES + max(unit_bytes, 0)
+    per_worker = max(WORKER_BASE_BYTES + max(unit_bytes, 0), memory_per_worker or 0)
     fit = max(1, int(available * 0.8) // per_worker)
     workers = max(1, min(requested, units, fit))
     note = ""
@@ -152,5 +157,162 @@ def stop_pool() -> None:
         executor.shutdown(wait=True, kill_workers=True)
 
 
-def make_engine(workers: int) -> SerialEngine | LokyEngine:
+def _one_thread_per_worker() -> None:
+    os.environ.setdefault("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", "1")
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
+
+
+class DaskEngine:
+    """Units as Dask futures: on the cluster at `scheduler` (tcp://host:port), else on a
+    LocalCluster of `workers` processes bound to 127.0.0.1 that lives as long as this engine.
+
+    Each unit asks for `unit_bytes` of every worker's `memory` resource (declared by the worker,
+    else its memory limit less a worker's base cost), so a worker with several threads runs only as
+    many units at once as fit in its memory."""
+
+    name = "dask"
+
+    def __init__(
+        self,
+        workers: int,
+        scheduler: str | None = None,
+        memory_per_worker: int | None = None,
+        unit_bytes: int = 0,
+    ) -> None:
+        from distributed import Client, LocalCluster
+
+        _one_thread_per_worker()
+        self.cluster = None
+        self.unit_bytes = unit_bytes
+        if scheduler:
+            self.client = Client(scheduler, timeout="30s")
+        else:
+            per_worker = memory_per_worker or max(
+                WORKER_BASE_BYTES + unit_bytes, psutil.virtual_memory().available // max(1, workers)
+            )
+            self.cluster = LocalCluster(
+                n_workers=workers,
+                threads_per_worker=1,
+                processes=True,
+                host="127.0.0.1",
+                dashboard_address="127.0.0.1:0",
+                memory_limit=per_worker,
+                silence_logs=40,
+            )
+            self.client = Client(self.cluster)
+        # a worker without a `memory` resource gets one: its memory limit (or its machine's
+        # memory) less the base cost of a worker process
+        self.client.run(_declare_memory)
+        self.workers = len(self.client.scheduler_info()["workers"])
+
+    def map(self, fn: Callable[[Any], Any], units: Iterable[Any]) -> Iterator[Any]:
+        from distributed import as_completed
+
+        units = list(units)
+        if not units:
+            return
+        resources = None
+        if self.unit_bytes:  # never more than the largest worker has, or the units would wait forever
+            have = [
+                w.get("resources", {}).get("memory", 0)
+                for w in self.client.scheduler_info()["workers"].values()
+            ]
+            resources = {"memory": max(1, min(self.unit_bytes, max(have, default=1)))}
+        futures = self.client.map(fn, units, pure=False, resources=resources)
+        try:
+            for f in as_completed(futures):
+                yield f.result()
+        finally:
+            self.client.cancel(futures)
+
+    def close(self) -> None:
+        self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
+
+
+async def _declare_memory(dask_worker: Any) -> None:
+    if "memory" in dask_worker.state.total_resources:
+        return
+    limit = dask_worker.memory_manager.memory_limit or psutil.virtual_memory().total
+    await dask_worker.set_resources(memory=max(1, limit - WORKER_BASE_BYTES))
+
+
+class RayEngine:
+    """Units as Ray tasks: on the cluster at `address` (ray://host:port or host:port), else on a
+    local Ray started for this run. Each task reserves `unit_bytes` of Ray's `memory` resource."""
+
+    name = "ray"
+
+    def __init__(self, workers: int, address: str | None = None, unit_bytes: int = 0) -> None:
+        import ray
+
+        _one_thread_per_worker()
+        self.ray = ray
+        self.unit_bytes = unit_bytes
+        if address:
+            ray.init(address=address, log_to_driver=False)  # a cluster's own settings stand
+        else:
+            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+        self.workers = int(ray.cluster_resources().get("CPU", workers))
+
+    def map(self, fn: Callable[[Any], Any], units: Iterable[Any]) -> Iterator[Any]:
+        ray = self.ray
+        opts: dict[str, Any] = {"num_cpus": 1, "max_retries": 0}
+        if self.unit_bytes:
+            opts["memory"] = self.unit_bytes
+        remote = ray.remote(_apply).options(**opts)
+        pending = [remote.remote(fn, u) for u in units]
+        try:
+            while pending:
+                done, pending = ray.wait(pending, num_returns=1)
+                yield ray.get(done[0])
+        finally:
+            for ref in pending:
+                ray.cancel(ref, force=True)
+
+    def close(self) -> None:
+        self.ray.shutdown()
+
+
+def _apply(fn: Callable[[Any], Any], unit: Any) -> Any:
+    return fn(unit)
+
+
+ENGINES = ("loky", "dask", "ray")
+
+
+def make_engine(
+    workers: int,
+    kind: str = "loky",
+    *,
+    scheduler: str | None = None,
+    address: str | None = None,
+    memory_per_worker: int | None = None,
+    unit_bytes: int = 0,
+) -> SerialEngine | LokyEngine | DaskEngine | RayEngine:
+    """The engine for a run; call `close_engine` on it when the run is over."""
+    if kind == "dask":
+        try:
+            return DaskEngine(workers, scheduler, memory_per_worker, unit_bytes)
+        except ImportError:
+            raise ClimbError("--engine dask needs dask.distributed: pip install 'climb-cli[dask]'") from None
+        except OSError as e:
+            raise ClimbError(f"--engine dask: cannot reach the scheduler {scheduler}: {e}") from None
+    if kind == "ray":
+        try:
+            return RayEngine(workers, address, unit_bytes)
+        except ImportError:
+            raise ClimbError("--engine ray needs ray: pip install 'climb-cli[ray]'") from None
+        except ConnectionError as e:
+            raise ClimbError(f"--engine ray: cannot reach the cluster at {address}: {e}") from None
+    if kind != "loky":
+        raise ClimbError(f"unknown engine {kind!r}; use one of {', '.join(ENGINES)}")
     return SerialEngine() if workers <= 1 else LokyEngine(workers)
+
+
+def close_engine(engine: Any) -> None:
+    close = getattr(engine, "close", None)
+    if close is not None:
+        close()

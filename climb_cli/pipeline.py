@@ -22,19 +22,20 @@ import shutil
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pyarrow as pa
 
 from climb_cli import __version__
-from climb_cli.engines import make_engine, memory_capped_workers
+from climb_cli.engines import WORKER_BASE_BYTES, close_engine, make_engine, memory_capped_workers
 from climb_cli.errors import ClimbError, ItemDropped, ItemError, is_disk_full, no_space
 from climb_cli.hashing import sha256_file
 from climb_cli.index import Item, build_index
 from climb_cli.locks import processed_lock
 from climb_cli.manifest import RawManifest, connect_readonly
+from climb_cli.memory import MIB, input_bytes, measure_peak
 from climb_cli.recipe import Recipe
 from climb_cli.settings import Settings
 from climb_cli.shards import (
@@ -67,6 +68,9 @@ class UnitSpec:
     row_group_rows: int
     row_bytes: int = 0  # estimated bytes of one row (what a full disk message says is needed)
     classes: list[str] = field(default_factory=list)  # the recipe's, or the discovered vocabulary
+    item_bytes: int = 0  # peak memory of one item measured on the probes
+    bytes_per_input_byte: float = 0.0  # the probes' peak memory per byte of input
+    item_budget: int = 0  # memory one item may use in a worker (0: no check)
 
 
 @dataclass
@@ -272,6 +276,27 @@ def _remote_committed(spec: UnitSpec, out: Remote) -> UnitResult | None:
         return None
 
 
+def _item_paths(item: Item, raw_root: Path) -> list[Path]:
+    paths: list[Path] = []
+    for v in item.inputs.values():
+        paths += [raw_root / v] if isinstance(v, str) else [raw_root / p for p in v]
+    return paths
+
+
+def _fits(spec: UnitSpec, item: Item, raw_root: Path) -> None:
+    """An item whose estimated peak memory (the probes' peak per input byte times its input size)
+    exceeds what one worker may give it fails as an item, before it can take the worker down."""
+    if not spec.item_budget or not spec.bytes_per_input_byte:
+        return
+    need = max(spec.item_bytes, int(spec.bytes_per_input_byte * input_bytes(_item_paths(item, raw_root))))
+    if need > spec.item_budget:
+        raise ItemError(
+            f"needs about {need // MIB:,} MiB of memory (measured on the probe items, scaled to its "
+            f"input size), more than the {spec.item_budget // MIB:,} MiB a worker can give one item; "
+            "run it with a larger --memory-per-worker"
+        )
+
+
 def run_unit(spec: UnitSpec) -> UnitResult:
     """Process one shard's items and commit the shard. Safe to run in any process on shared storage.
 
@@ -305,6 +330,7 @@ def run_unit(spec: UnitSpec) -> UnitResult:
     try:
         for item in spec.items:
             try:
+                _fits(spec, item, raw_root)
                 sample = process_item(item, raw_root, steps)
                 sources = provenance(sample.sources)
                 rows, row_labels = [], []
@@ -431,6 +457,30 @@ def plan_units(
     return units
 
 
+@dataclass
+class EngineOptions:
+    """Where units run: `kind` loky|dask|ray, a Dask scheduler or Ray address (else a local
+    cluster), and the memory one worker may use (else what the machine has available)."""
+
+    kind: str = "loky"
+    scheduler: str | None = None
+    address: str | None = None
+    memory_per_worker: int | None = None
+
+
+@dataclass
+class _Planned:
+    recipe: Recipe
+    report: PreprocessReport
+    units: list[UnitSpec]
+    schema: pa.Schema
+    unit_bytes: int  # one unit's working set: a row group in memory plus one item's peak
+    items: int
+    t0: float
+    classes: list[str]  # the recipe's, or the discovered vocabulary
+    remote_out: str | None = None  # the run's output folder on object storage (None: local)
+
+
 def preprocess(
     recipe: Recipe,
     settings: Settings,
@@ -442,6 +492,7 @@ def preprocess(
     limit: int | None = None,
     where: dict[str, list[str]] | None = None,
     subset: str | None = None,
+    engine: EngineOptions | None = None,
 ) -> PreprocessReport:
     """Run a recipe's steps over its index and commit the shards and manifest.
 
@@ -451,12 +502,102 @@ def preprocess(
     either, or `subset` (why the build covers only part of the dataset, e.g. the demo), records the
     build as a subset in the manifest, which `verify --outputs` then checks against its own counts.
     """
-    part_of = _Part(limit, where, subset)
+    out = preprocess_many(
+        [recipe],
+        settings,
+        workers=workers,
+        on_unit=on_unit,
+        on_plan=on_plan,
+        part=part,
+        engine=engine,
+        limit=limit,
+        where=where,
+        subset=subset,
+    )
+    result = out[recipe.name]
+    if isinstance(result, ClimbError):
+        raise result
+    return result
+
+
+def preprocess_many(
+    recipes: list[Recipe],
+    settings: Settings,
+    *,
+    workers: int = 1,
+    on_unit: Callable[[UnitResult], None] | None = None,
+    on_plan: Callable[[int, int], None] | None = None,
+    part: tuple[int, int] | None = None,
+    engine: EngineOptions | None = None,
+    limit: int | None = None,
+    where: dict[str, list[str]] | None = None,
+    subset: str | None = None,
+) -> dict[str, PreprocessReport | ClimbError]:
+    """Preprocess several datasets with one pool: every dataset is planned (index, probes, units),
+    then all their units run on one engine started once, then each dataset is committed. A dataset
+    that cannot be planned or committed gets its error; the others go on. `limit`, `where` and
+    `subset` (see `preprocess`) apply to each dataset."""
+    opts = engine or EngineOptions()
+    out: dict[str, PreprocessReport | ClimbError] = {}
+    with contextlib.ExitStack() as stack:
+        plans: list[_Planned] = []
+        for recipe in recipes:
+            try:
+                with _disk_full_says(settings, recipe):
+                    if part is None:  # the parts of an array job work on disjoint shards: no lock
+                        stack.enter_context(
+                            processed_lock(
+                                settings.processed_dir(recipe.name), recipe.name, "climb preprocess"
+                            )
+                        )
+                    plans.append(
+                        _plan(recipe, settings, part, opts.memory_per_worker, _Part(limit, where, subset))
+                    )
+            except ClimbError as e:
+                out[recipe.name] = e
+        units = [u for p in plans for u in p.units]
+        if on_plan:
+            on_plan(len(units), sum(p.items for p in plans))
+        by_digest = {u.digest: p for p in plans for u in p.units}
+        if units:
+            unit_bytes = max(p.unit_bytes for p in plans if p.units)
+            n, note = memory_capped_workers(workers, unit_bytes, len(units), opts.memory_per_worker)
+            for p in plans:
+                p.report.workers, p.report.note = n, note
+            # the largest units first, so that no worker is left with a long one at the end
+            units.sort(key=lambda u: -len(u.items))
+            pool = make_engine(
+                n,
+                opts.kind,
+                scheduler=opts.scheduler,
+                address=opts.address,
+                memory_per_worker=opts.memory_per_worker,
+                unit_bytes=unit_bytes,
+            )
+            try:
+                for u in pool.map(run_unit, units):
+                    by_digest[u.digest].report.units.append(u)
+                    if on_unit:
+                        on_unit(u)
+            except ClimbError as e:  # a unit that could not write (a full disk): no dataset completes
+                for p in plans:
+                    out[p.recipe.name] = e
+                return out
+            finally:
+                close_engine(pool)
+        for p in plans:
+            try:
+                with _disk_full_says(settings, p.recipe):
+                    out[p.recipe.name] = _finish(p)
+            except ClimbError as e:
+                out[p.recipe.name] = e
+    return out
+
+
+@contextlib.contextmanager
+def _disk_full_says(settings: Settings, recipe: Recipe) -> Iterator[None]:
     try:
-        if part is not None:  # the parts of an array job work on disjoint shards: no lock between them
-            return _preprocess(recipe, settings, workers, on_unit, on_plan, part, part_of)
-        with processed_lock(settings.processed_dir(recipe.name), recipe.name, "climb preprocess"):
-            return _preprocess(recipe, settings, workers, on_unit, on_plan, None, part_of)
+        yield
     except OSError as e:  # a full disk outside a shard (commit markers, errors.parquet, manifest.json)
         if is_disk_full(e):
             raise no_space(settings.processed_dir(recipe.name)) from None
@@ -472,15 +613,15 @@ class _Part:
     subset: str | None = None
 
 
-def _preprocess(
+def _plan(
     recipe: Recipe,
     settings: Settings,
-    workers: int,
-    on_unit: Callable[[UnitResult], None] | None,
-    on_plan: Callable[[int, int], None] | None,
     part: tuple[int, int] | None,
-    part_of: _Part = _Part(),  # noqa: B008 - frozen
-) -> PreprocessReport:
+    memory_per_worker: int | None,
+    part_of: _Part,
+) -> _Planned:
+    """Index the dataset, process a few probe items (row schema, row size, peak memory per item)
+    and cut the work into units."""
     limit, where, subset = part_of.limit, part_of.where, part_of.subset
     t0 = time.perf_counter()
     out_dir = settings.processed_dir(recipe.name) / recipe.content_hash()
@@ -505,13 +646,17 @@ def _preprocess(
     steps = _steps(recipe)
     probe_errors: list[str] = []
     probes: list[Sample] = []  # a few processed items: the row schema and size come from them
+    peaks: list[tuple[int, int]] = []  # (peak memory, input bytes) of each probe
     first_item = index.items[0]
     for item in index.items[:PROBE_LIMIT]:
         try:
-            probes.append(process_item(item, raw_root, steps))
+            sample, peak = measure_peak(lambda item=item: process_item(item, raw_root, steps))
+            probes.append(sample)
         except ItemError as e:
             probe_errors.append(f"{item.id}: {e}")
             continue
+        if peak is not None:
+            peaks.append((peak, input_bytes(_item_paths(item, raw_root))))
         if len(probes) == 1:
             first_item = item
         if len(probes) == PROBE_SAMPLES:
@@ -532,36 +677,59 @@ def _preprocess(
     if part is not None:
         units = [u for k, u in enumerate(units) if k % part[1] == part[0]]
         report.partial = True
-        if not units:
-            return report
-    working_set = min(int(recipe.output.row_group_size), row_bytes * max(len(u.items) for u in units))
-    # a row group in memory, plus one item's working set: ~10x its row for volumes (measured in
-    # bench/volume_memory.py: 330 MiB for a 32 MiB row)
-    n, report.note = memory_capped_workers(workers, working_set + 10 * row_bytes, len(units))
-    report.workers = n
-    if on_plan:
-        on_plan(len(units), len(index.items))
+    working_set = min(
+        int(recipe.output.row_group_size), row_bytes * max((len(u.items) for u in units), default=1)
+    )
+    # one item's peak: measured on the probes (the first one pays for imports, so it counts only
+    # when it is the only one), else ~10x its row (bench/volume_memory.py: 330 MiB for a 32 MiB row)
+    measured = peaks[1:] or peaks
+    item_bytes = max((p for p, _ in measured), default=10 * row_bytes)
+    per_input = max((p / b for p, b in measured if b), default=0.0)
+    budget = (memory_per_worker or _machine_memory()) - WORKER_BASE_BYTES - working_set
+    for u in units:
+        u.item_bytes, u.bytes_per_input_byte, u.item_budget = item_bytes, per_input, max(1, budget)
     if remote_out is None:
         (out_dir / "data").mkdir(parents=True, exist_ok=True)
-    for u in make_engine(n).map(run_unit, units):
-        report.units.append(u)
-        if on_unit:
-            on_unit(u)
+    return _Planned(
+        recipe,
+        report,
+        units,
+        schema,
+        working_set + item_bytes,
+        len(index.items),
+        t0,
+        index.classes,
+        remote_out,
+    )
+
+
+def _machine_memory() -> int:
+    """The memory this process may use: the cgroup's limit where one is set, else the machine's."""
+    import psutil
+
+    total = psutil.virtual_memory().total
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit.isdigit():
+            return min(total, int(limit))
+    except OSError:
+        pass
+    return total
+
+
+def _finish(p: _Planned) -> PreprocessReport:
+    report = p.report
     report.units.sort(key=lambda u: u.name)
     for u in report.units:
         for reason, n in u.dropped.items():
             report.dropped[reason] = report.dropped.get(reason, 0) + n
     report.dropped = dict(sorted(report.dropped.items()))
-    if report.partial:
-        report.seconds = time.perf_counter() - t0
-        return report
-    if remote_out is not None:
-        _commit_run_remote(recipe, Remote(remote_out), report, schema, index.classes)
-        report.seconds = time.perf_counter() - t0
-        return report
-    _commit_run(recipe, out_dir, report, schema, index.classes)
-    shutil.rmtree(out_dir / "data" / ".tmp", ignore_errors=True)  # leftovers of killed runs
-    report.seconds = time.perf_counter() - t0
+    if not report.partial and p.remote_out is not None:
+        _commit_run_remote(p.recipe, Remote(p.remote_out), report, p.schema, p.classes)
+    elif not report.partial:
+        _commit_run(p.recipe, report.out_dir, report, p.schema, p.classes)
+        shutil.rmtree(report.out_dir / "data" / ".tmp", ignore_errors=True)  # leftovers of killed runs
+    report.seconds = time.perf_counter() - p.t0
     return report
 
 

@@ -13,12 +13,15 @@ class counts against the recipe's expectations.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 from climb_cli import archives
 from climb_cli.locks import raw_lock
@@ -91,19 +94,61 @@ def _recorded_files(
 
 
 def verify_raw(
-    recipe: Recipe, settings: Settings, *, workers: int | None = None, metadata: bool = False
+    recipe: Recipe,
+    settings: Settings,
+    *,
+    workers: int | None = None,
+    metadata: bool = False,
+    engine: Any = None,
 ) -> tuple[RawReport, list]:
     """Hash every expected file. Returns the report and the (source, file) pairs that are bad.
-    Holds the dataset's raw lock (it updates the raw manifest).
+    Holds the dataset's raw lock (it updates the raw manifest). With an `engine` (engines.py:
+    Dask, Ray) the files are hashed by its workers, 64 to a task; else by local threads.
 
     metadata=True (verify --metadata) hashes only files whose size or mtime differ from their manifest
     row or whose recorded sum is not the upstream one; the rest count as checked by their metadata."""
     with raw_lock(settings.raw_dir(recipe.name), recipe.name, "climb verify"):
-        return _verify_raw(recipe, settings, workers, metadata)
+        return _verify_raw(recipe, settings, workers, engine, metadata)
+
+
+Known = tuple[int, int, str] | None  # a file's recorded (size, mtime_ns, sha256) when --metadata may trust it
+
+
+def _hash_chunk(task: tuple[int, list[tuple[str, tuple[str, ...], Known]]]) -> tuple[int, list]:
+    """(chunk number, [(path, algorithms, recorded)]) -> (chunk number, [(size, mtime_ns, hashes) or
+    None for a missing file]): the same function in a local thread and on a cluster worker. A file
+    whose size and mtime equal its `recorded` ones (verify --metadata) is not hashed: its hashes are {}."""
+    number, files = task
+    out: list[tuple[int, int, dict[str, str]] | None] = []
+    for path, algos, recorded in files:
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            out.append(None)
+            continue
+        if recorded is not None and recorded[:2] == (st.st_size, st.st_mtime_ns):
+            out.append((st.st_size, st.st_mtime_ns, {}))
+            continue
+        out.append((st.st_size, st.st_mtime_ns, _hash_file(Path(path), *algos)))
+    return number, out
+
+
+def _map_in_order(engine: Any, pool: ThreadPoolExecutor, fn: Callable, tasks: list) -> Iterator:
+    """fn over numbered tasks, results in task order, on the engine's workers or the local threads."""
+    if engine is None:
+        yield from (r for _, r in pool.map(fn, tasks))
+        return
+    done: dict[int, Any] = {}
+    nxt = 0
+    for number, r in engine.map(fn, tasks):
+        done[number] = r
+        while nxt in done:
+            yield done.pop(nxt)
+            nxt += 1
 
 
 def _verify_raw(
-    recipe: Recipe, settings: Settings, workers: int | None, metadata: bool = False
+    recipe: Recipe, settings: Settings, workers: int | None, engine: Any, metadata: bool = False
 ) -> tuple[RawReport, list]:
     t0 = time.perf_counter()
     report = RawReport(recipe.name)
@@ -151,24 +196,27 @@ def _verify_raw(
     report.read_only = manifest.read_only
     previous: dict[str, tuple[int, int, str]] = {}
 
-    def check(item: tuple[Source, RemoteFile, str]) -> tuple[str, int, Entry | None]:
+    def algos(rf: RemoteFile) -> tuple[str, ...]:
+        return ("sha256", "md5") if (rf.md5 and not rf.sha256) else ("sha256",)
+
+    def recorded(rf: RemoteFile, key: str) -> Known:
+        row = previous.get(key)
+        return row if metadata and row and rf.sha256 in (None, row[2]) else None
+
+    def check(item: tuple[Source, RemoteFile, str], hashed: tuple | None) -> tuple[str, int, Entry | None]:
         source, rf, key = item
-        path = raw_root / key
-        try:
-            st = path.stat()
-        except FileNotFoundError:
+        if hashed is None:
             return "missing", 0, None
+        size, mtime_ns, hashes = hashed
         if metadata:
             row = previous.get(key)
-            if row and row[:2] == (st.st_size, st.st_mtime_ns) and rf.sha256 in (None, row[2]):
-                return "ok", st.st_size, Entry(key, st.st_size, st.st_mtime_ns, row[2])
-        algos = ("sha256", "md5") if (rf.md5 and not rf.sha256) else ("sha256",)
-        hashes = _hash_file(path, *algos)
+            if row and row[:2] == (size, mtime_ns) and rf.sha256 in (None, row[2]):
+                return "ok", size, Entry(key, size, mtime_ns, row[2])
         good = (rf.sha256 is None or hashes["sha256"] == rf.sha256) and (
             rf.md5 is None or rf.sha256 is not None or hashes["md5"] == rf.md5
         )
-        entry = Entry(key, st.st_size, st.st_mtime_ns, hashes["sha256"], source.spec.id, rf.url, "", 0.0, now)
-        return ("ok" if good else "corrupt"), st.st_size, entry
+        entry = Entry(key, size, mtime_ns, hashes["sha256"], source.spec.id, rf.url, "", 0.0, now)
+        return ("ok" if good else "corrupt"), size, entry
 
     with (
         manifest,
@@ -178,11 +226,13 @@ def _verify_raw(
         changed: list[Entry] = []
         unchanged: list[str] = []
 
-        def check_chunk(chunk: list[tuple[Source, RemoteFile, str]]) -> list[tuple[str, int, Entry | None]]:
-            return [check(item) for item in chunk]  # one task per 64 files, not one per file
-
-        chunks = [expected[i : i + 64] for i in range(0, len(expected), 64)]
-        results = (r for rs in pool.map(check_chunk, chunks) for r in rs)
+        # one task per 64 files, not one per file
+        tasks = [
+            (n, [(str(raw_root / key), algos(rf), recorded(rf, key)) for _, rf, key in expected[i : i + 64]])
+            for n, i in enumerate(range(0, len(expected), 64))
+        ]
+        hashed = (h for hs in _map_in_order(engine, pool, _hash_chunk, tasks) for h in hs)
+        results = (check(item, h) for item, h in zip(expected, hashed, strict=True))
         for item, (state, size, entry) in zip(expected, results, strict=True):
             report.checked += 1
             report.bytes += size
@@ -250,12 +300,33 @@ def _within(actual: int, expected: int, tolerance: float) -> bool:
     return abs(actual - expected) <= tolerance * max(expected, 1)
 
 
-def verify_outputs(recipe: Recipe, settings: Settings, *, workers: int | None = None) -> OutputReport:
+def _check_shard(task: tuple[int, tuple[str, dict]]) -> tuple[int, list[str]]:
+    """(number, (output folder, manifest shard entry)) -> (number, problems with that shard)."""
     from climb_cli.shards import shard_rows
+
+    number, (out_dir, shard) = task
+    path = Path(out_dir) / shard["name"]
+    if not path.is_file():
+        return number, [f"{shard['name']}: missing"]
+    problems = []
+    if path.stat().st_size != shard["bytes"]:
+        problems.append(f"{shard['name']}: {path.stat().st_size} bytes, manifest says {shard['bytes']}")
+    if _hash_file(path, "sha256")["sha256"] != shard["sha256"]:
+        problems.append(f"{shard['name']}: sha256 differs from the manifest (corrupt or replaced)")
+        return number, problems
+    rows = shard_rows(path)
+    if rows != shard["rows"]:
+        problems.append(f"{shard['name']}: {rows} rows, manifest says {shard['rows']}")
+    return number, problems
+
+
+def verify_outputs(
+    recipe: Recipe, settings: Settings, *, workers: int | None = None, engine: Any = None
+) -> OutputReport:
 
     out_dir = settings.processed_dir(recipe.name) / recipe.content_hash()
     if settings.remote:
-        return _verify_remote_outputs(recipe, settings, workers)
+        return _verify_remote_outputs(recipe, settings, workers, engine)
     report = OutputReport(recipe.name, str(out_dir))
     mpath = out_dir / "manifest.json"
     if not mpath.is_file():
@@ -272,28 +343,51 @@ def verify_outputs(recipe: Recipe, settings: Settings, *, workers: int | None = 
         report.problems.append(f"{mpath}: not valid JSON ({e})")
         return report
 
-    def check(shard: dict) -> list[str]:
-        path = out_dir / shard["name"]
-        if not path.is_file():
-            return [f"{shard['name']}: missing"]
-        problems = []
-        if path.stat().st_size != shard["bytes"]:
-            problems.append(f"{shard['name']}: {path.stat().st_size} bytes, manifest says {shard['bytes']}")
-        if _hash_file(path, "sha256")["sha256"] != shard["sha256"]:
-            problems.append(f"{shard['name']}: sha256 differs from the manifest (corrupt or replaced)")
-            return problems
-        rows = shard_rows(path)
-        if rows != shard["rows"]:
-            problems.append(f"{shard['name']}: {rows} rows, manifest says {shard['rows']}")
-        return problems
-
-    return _check_outputs(recipe, report, manifest, check, workers)
+    return _check_outputs(recipe, report, manifest, _check_shard, str(out_dir), workers, engine)
 
 
-def _verify_remote_outputs(recipe: Recipe, settings: Settings, workers: int | None) -> OutputReport:
-    """verify --outputs on object storage: the same checks, read through the filesystem client."""
+@functools.lru_cache(maxsize=8)
+def _remote(url: str) -> Any:
+    """One filesystem client per output URL in a process (the threads, or a cluster worker, share it)."""
+    from climb_cli.storage import Remote
+
+    return Remote(url)
+
+
+def _check_remote_shard(task: tuple[int, tuple[str, dict]]) -> tuple[int, list[str]]:
+    """`_check_shard` for outputs on object storage: (number, (output URL, manifest shard entry))."""
     import pyarrow.parquet as pq
 
+    number, (url, shard) = task
+    out = _remote(url)
+    size = out.size(shard["name"])
+    if size is None:
+        return number, [f"{shard['name']}: missing"]
+    problems = []
+    if size != shard["bytes"]:
+        problems.append(f"{shard['name']}: {size} bytes, manifest says {shard['bytes']}")
+    if out.sha256(shard["name"]) != shard["sha256"]:
+        problems.append(f"{shard['name']}: sha256 differs from the manifest (corrupt or replaced)")
+        return number, problems
+    if shard["name"].endswith(".npz"):  # output: {format: npz}: rows = the length of its `id`
+        import io
+
+        import numpy as np
+
+        with np.load(io.BytesIO(out.read_bytes(shard["name"]) or b""), allow_pickle=False) as z:
+            rows = len(z["id"])
+    else:
+        with out.open_input_file(shard["name"]) as f:
+            rows = pq.ParquetFile(f).metadata.num_rows
+    if rows != shard["rows"]:
+        problems.append(f"{shard['name']}: {rows} rows, manifest says {shard['rows']}")
+    return number, problems
+
+
+def _verify_remote_outputs(
+    recipe: Recipe, settings: Settings, workers: int | None, engine: Any = None
+) -> OutputReport:
+    """verify --outputs on object storage: the same checks, read through the filesystem client."""
     from climb_cli.storage import Remote
 
     out = Remote(f"{settings.processed_url(recipe.name)}/{recipe.content_hash()}")
@@ -310,44 +404,23 @@ def _verify_remote_outputs(recipe: Recipe, settings: Settings, workers: int | No
     except ValueError as e:
         report.problems.append(f"{out.where('manifest.json')}: not valid JSON ({e})")
         return report
-
-    def check(shard: dict) -> list[str]:
-        size = out.size(shard["name"])
-        if size is None:
-            return [f"{shard['name']}: missing"]
-        problems = []
-        if size != shard["bytes"]:
-            problems.append(f"{shard['name']}: {size} bytes, manifest says {shard['bytes']}")
-        if out.sha256(shard["name"]) != shard["sha256"]:
-            problems.append(f"{shard['name']}: sha256 differs from the manifest (corrupt or replaced)")
-            return problems
-        if shard["name"].endswith(".npz"):  # output: {format: npz}: rows = the length of its `id`
-            import io
-
-            import numpy as np
-
-            with np.load(io.BytesIO(out.read_bytes(shard["name"]) or b""), allow_pickle=False) as z:
-                rows = len(z["id"])
-        else:
-            with out.open_input_file(shard["name"]) as f:
-                rows = pq.ParquetFile(f).metadata.num_rows
-        if rows != shard["rows"]:
-            problems.append(f"{shard['name']}: {rows} rows, manifest says {shard['rows']}")
-        return problems
-
-    return _check_outputs(recipe, report, manifest, check, workers)
+    return _check_outputs(recipe, report, manifest, _check_remote_shard, out.url, workers, engine)
 
 
 def _check_outputs(
     recipe: Recipe,
     report: OutputReport,
     manifest: dict,
-    check: Callable[[dict], list[str]],
+    check: Callable[[tuple[int, tuple[str, dict]]], tuple[int, list[str]]],
+    where: str,
     workers: int | None,
+    engine: Any = None,
 ) -> OutputReport:
+    """Every shard through `check` (on the engine's workers or local threads), then the counts."""
     shards = manifest.get("shards", [])
     with ThreadPoolExecutor(workers or os.cpu_count() or 2) as pool:
-        for problems in pool.map(check, shards):
+        tasks = [(n, (where, shard)) for n, shard in enumerate(shards)]
+        for problems in _map_in_order(engine, pool, check, tasks):
             report.problems.extend(problems)
     report.shards = len(shards)
     report.rows = sum(s["rows"] for s in shards)

@@ -1,0 +1,262 @@
+"""Engines: the same shards on serial, loky, a real Dask LocalCluster (127.0.0.1) and Ray (in a
+loopback-only network namespace); one pool for several datasets; memory-aware item errors."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from climb_cli.acquire import download
+from climb_cli.catalog import Catalog
+from climb_cli.engines import WORKER_BASE_BYTES, close_engine, make_engine
+from climb_cli.fakes.physionet import FakePhysioNet
+from climb_cli.memory import input_bytes, measure_peak
+from climb_cli.pipeline import EngineOptions, _Part, _plan, preprocess, preprocess_many
+from climb_cli.recipe import Recipe
+from climb_cli.settings import Settings
+from climb_cli.verify import verify_outputs, verify_raw
+from tests.conftest import REPO, run_climb, write_recipe
+
+SOURCE = """  - id: data
+    kind: physionet
+    project: ptb-xl
+    version: 1.0.3
+    include: [records500/, ptbxl_database.csv, scp_statements.csv]
+"""
+HAS_DASK = importlib.util.find_spec("distributed") is not None
+HAS_RAY = importlib.util.find_spec("ray") is not None
+
+
+def _recipe(folder: Path, name: str = "toyecg", shard: str = "1MB") -> Recipe:
+    path = write_recipe(folder, name, SOURCE)
+    path.write_text(path.read_text().replace("shard_size: 256MB", f"shard_size: {shard}"))
+    return Catalog([folder]).load(name)
+
+
+def _outputs(out_dir: Path) -> dict[str, str]:
+    """sha256 of every shard, errors.parquet and manifest.json: what must not depend on the engine."""
+    files = sorted(out_dir.rglob("*.parquet")) + [out_dir / "manifest.json"]
+    return {p.relative_to(out_dir).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+
+
+def _copy(raw: Settings, tmp_path: Path, name: str, dataset: str = "toyecg") -> Settings:
+    other = raw.with_(data_dir=tmp_path / name)
+    shutil.copytree(raw.raw_dir("toyecg"), other.raw_dir(dataset))
+    return other
+
+
+@pytest.fixture
+def raw(tmp_path: Path, settings: Settings, server: FakePhysioNet) -> Settings:
+    assert download(_recipe(tmp_path / "recipes"), settings).ok
+    return settings
+
+
+@pytest.fixture(scope="module")
+def dask_cluster() -> Iterator[str]:
+    """A real Dask LocalCluster: 2 worker processes, scheduler on 127.0.0.1."""
+    if not HAS_DASK:
+        pytest.skip("dask.distributed is not installed (pip install 'climb-cli[dask]')")
+    from distributed import LocalCluster
+
+    with LocalCluster(
+        n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address="127.0.0.1:0", silence_logs=40
+    ) as cluster:
+        yield cluster.scheduler_address
+
+
+def test_the_same_bytes_on_serial_loky_and_dask(tmp_path: Path, raw: Settings, dask_cluster: str) -> None:
+    recipe = _recipe(tmp_path / "recipes")
+    serial = preprocess(recipe, raw, workers=1)
+    assert len(serial.units) > 2 and serial.rows == 30
+    expected = _outputs(serial.out_dir)
+    loky = preprocess(recipe, _copy(raw, tmp_path, "loky"), workers=2)
+    assert loky.workers == 2 and _outputs(loky.out_dir) == expected
+    on_cluster = EngineOptions("dask", scheduler=dask_cluster)
+    dask = preprocess(recipe, _copy(raw, tmp_path, "dask"), workers=2, engine=on_cluster)
+    assert _outputs(dask.out_dir) == expected
+    local = EngineOptions("dask")  # no scheduler: a LocalCluster of its own for this run
+    dask_local = preprocess(recipe, _copy(raw, tmp_path, "dask-local"), workers=2, engine=local)
+    assert _outputs(dask_local.out_dir) == expected
+
+
+def test_a_dask_run_killed_midway_is_finished_by_loky_byte_identically(
+    tmp_path: Path, raw: Settings, dask_cluster: str
+) -> None:
+    """Commit markers are engine-neutral: shards a Dask run committed are reused by a loky rerun."""
+    recipe = _recipe(tmp_path / "recipes")
+    expected = _outputs(preprocess(recipe, _copy(raw, tmp_path, "clean"), workers=1).out_dir)
+    first = preprocess(
+        recipe, raw, workers=2, part=(0, 2), engine=EngineOptions("dask", scheduler=dask_cluster)
+    )
+    rerun = preprocess(recipe, raw, workers=2)
+    assert rerun.skipped_units == len(first.units) > 0
+    assert _outputs(rerun.out_dir) == expected
+
+
+def test_verify_on_dask_finds_a_damaged_shard(tmp_path: Path, raw: Settings, dask_cluster: str) -> None:
+    recipe = _recipe(tmp_path / "recipes")
+    report = preprocess(recipe, raw, workers=1)
+    pool = make_engine(2, "dask", scheduler=dask_cluster)
+    try:
+        rawrep, bad = verify_raw(recipe, raw, engine=pool)
+        assert rawrep.ok and rawrep.checked > 60 and not bad
+        assert verify_outputs(recipe, raw, engine=pool).ok
+        shard = report.out_dir / "data" / report.units[1].name
+        data = bytearray(shard.read_bytes())
+        data[100] ^= 0xFF
+        shard.write_bytes(bytes(data))
+        problems = verify_outputs(recipe, raw, engine=pool).problems
+        assert problems == [
+            f"data/{report.units[1].name}: sha256 differs from the manifest (corrupt or replaced)"
+        ]
+        dat = next(raw.raw_dir("toyecg").rglob("*.dat"))
+        dat.write_bytes(dat.read_bytes()[:-10])
+        rawrep, bad = verify_raw(recipe, raw, engine=pool)
+        assert rawrep.corrupt == [dat.relative_to(raw.raw_dir("toyecg")).as_posix()]
+    finally:
+        close_engine(pool)
+
+
+def test_the_cli_runs_on_a_dask_scheduler(tmp_path: Path, raw: Settings, dask_cluster: str) -> None:
+    recipes = tmp_path / "recipes"
+    args = ["--data-dir", str(raw.data_dir), "--recipes", str(recipes)]
+    r = run_climb(*args, "preprocess", "toyecg", "--engine", "dask", "--scheduler", dask_cluster)
+    assert r.returncode == 0, r.stderr
+    assert "toyecg: 30 rows in" in r.stdout
+    r = run_climb(*args, "verify", "toyecg", "--outputs", "--engine", "dask", "--scheduler", dask_cluster)
+    assert r.returncode == 0 and "-> OK" in r.stdout, r.stderr
+    r = run_climb(*args, "preprocess", "toyecg", "--engine", "spark")
+    assert r.returncode == 2 and "--engine 'spark': use one of loky, dask, ray" in r.stderr
+    r = run_climb(*args, "preprocess", "toyecg", "--scheduler", dask_cluster)
+    assert r.returncode == 2 and "use it with --engine dask" in r.stderr
+
+
+def test_an_unreachable_scheduler_is_one_line(tmp_path: Path, raw: Settings) -> None:
+    if not HAS_DASK:
+        pytest.skip("dask.distributed is not installed")
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    args = ["--data-dir", str(raw.data_dir), "--recipes", str(tmp_path / "recipes")]
+    r = run_climb(*args, "preprocess", "toyecg", "--engine", "dask", "--scheduler", f"tcp://127.0.0.1:{port}")
+    assert r.returncode == 1
+    assert f"cannot reach the scheduler tcp://127.0.0.1:{port}" in r.stderr
+    assert "Traceback" not in r.stderr and "internal error" not in r.stderr
+
+
+def _ray_namespace_ok() -> str | None:
+    if not HAS_RAY:
+        return "ray is not installed on this Python (pip install 'climb-cli[ray]')"
+    if shutil.which("unshare") is None or shutil.which("ip") is None:
+        return "unshare/ip are not available"
+    probe = subprocess.run(["unshare", "-rn", "ip", "link", "set", "lo", "up"], capture_output=True)
+    if probe.returncode != 0:
+        return f"no unprivileged network namespace here: {probe.stderr.decode().strip()}"
+    return None
+
+
+def test_the_same_bytes_on_ray_in_a_loopback_only_namespace(tmp_path: Path, raw: Settings) -> None:
+    """Ray binds every interface, so it runs only in a network namespace that has nothing but lo."""
+    why = _ray_namespace_ok()
+    if why:
+        pytest.skip(why)
+    recipes = tmp_path / "recipes"
+    recipe = _recipe(recipes)
+    expected = _outputs(preprocess(recipe, _copy(raw, tmp_path, "serial"), workers=1).out_dir)
+    climb = [sys.executable, "-m", "climb_cli", "--data-dir", str(raw.data_dir), "--recipes", str(recipes)]
+    script = (
+        'ip link set lo up && test "$(ip -o link | wc -l)" = 1 && '
+        + " ".join(climb)
+        + " preprocess toyecg --engine ray --workers 2"
+    )
+    r = subprocess.run(
+        ["unshare", "-rn", "sh", "-c", script], capture_output=True, text=True, cwd=REPO, timeout=300
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "toyecg: 30 rows in" in r.stdout
+    assert _outputs(raw.processed_dir("toyecg") / recipe.content_hash()) == expected
+
+
+def test_all_datasets_share_one_pool(tmp_path: Path, raw: Settings) -> None:
+    """Two datasets of one shard per split: alone, a dataset keeps one worker per shard busy;
+    together, twice as many; each gets the shards it gets alone."""
+    recipes = tmp_path / "recipes"
+    one, two = _recipe(recipes, "toyecg", shard="256MB"), _recipe(recipes, "toyecg2", shard="256MB")
+    shutil.copytree(raw.raw_dir("toyecg"), raw.raw_dir("toyecg2"))
+    alone = preprocess(one, _copy(raw, tmp_path, "alone"), workers=16)
+    assert alone.workers == len(alone.units) and "work units" in alone.note
+    both = preprocess_many([one, two], raw, workers=16)
+    assert [r.workers for r in both.values()] == [2 * alone.workers] * 2  # type: ignore[union-attr]
+    assert _outputs(both["toyecg"].out_dir) == _outputs(alone.out_dir)  # type: ignore[union-attr]
+    assert both["toyecg2"].rows == 30  # type: ignore[union-attr]
+
+
+def test_a_dataset_that_cannot_be_planned_does_not_stop_the_others(tmp_path: Path, raw: Settings) -> None:
+    recipes = tmp_path / "recipes"
+    good, empty = _recipe(recipes, "toyecg"), _recipe(recipes, "toyempty")
+    raw.raw_dir("toyempty").mkdir(parents=True)
+    out = preprocess_many([empty, good], raw, workers=2)
+    assert "toyempty" in str(out["toyempty"]) and out["toyecg"].rows == 30  # type: ignore[union-attr]
+
+
+def test_peak_memory_is_measured() -> None:
+    _, peak = measure_peak(lambda: np.ones(8_000_000).sum())  # 64 MB allocated, then freed
+    assert peak is not None and 60e6 < peak < 200e6
+
+
+def test_an_item_too_big_for_a_worker_fails_as_an_item(tmp_path: Path, raw: Settings) -> None:
+    """One record 10x longer than the probes; a worker budget of 3x the probes' peak: that record is
+    an item error naming the memory it needs, every other row is written, the pool survives."""
+    import wfdb
+
+    recipe = _recipe(tmp_path / "recipes", shard="256MB")
+    root = raw.raw_dir("toyecg")
+    big = sorted(root.rglob("*_hr.hea"))[-1]
+    rec = wfdb.rdrecord(str(big.with_suffix("")))
+    long = np.tile(rec.p_signal, (10, 1))
+    wfdb.wrsamp(
+        big.stem,
+        fs=rec.fs,
+        units=rec.units,
+        sig_name=rec.sig_name,
+        p_signal=long,
+        fmt=rec.fmt,
+        write_dir=str(big.parent),
+    )
+    assert input_bytes([big.with_suffix("")]) > 9 * input_bytes(
+        [sorted(root.rglob("*_hr.hea"))[0].with_suffix("")]
+    )
+    plan = _plan(recipe, raw, None, None, _Part())
+    item = plan.units[0].item_bytes
+    working_set = plan.unit_bytes - item
+    memory = WORKER_BASE_BYTES + working_set + 3 * item
+    report = preprocess(recipe, raw, workers=2, engine=EngineOptions(memory_per_worker=memory))
+    errors = pq.read_table(report.out_dir / "errors.parquet").to_pylist()
+    assert [e["id"] for e in errors] == [big.stem.removesuffix("_hr").lstrip("0")]
+    assert "MiB of memory" in errors[0]["reason"] and "--memory-per-worker" in errors[0]["reason"]
+    assert report.rows == 29
+    manifest = json.loads((report.out_dir / "manifest.json").read_text())
+    assert manifest["errors"] == 1
+
+
+def test_engine_options_are_checked_before_any_work(tmp_path: Path, raw: Settings) -> None:
+    args = ["--data-dir", str(raw.data_dir), "--recipes", str(tmp_path / "recipes"), "preprocess", "toyecg"]
+    r = run_climb(*args, "--memory-per-worker", "lots")
+    assert r.returncode == 2 and "--memory-per-worker: 'lots' is not a size (e.g. 4GB, 512MiB)" in r.stderr
+    r = run_climb(*args, "--engine", "ray", "--scheduler", "tcp://127.0.0.1:1")
+    assert r.returncode == 2 and "use it with --engine dask" in r.stderr
+    r = run_climb(*args, "--engine", "dask", "--address", "127.0.0.1:1")
+    assert r.returncode == 2 and "use it with --engine ray" in r.stderr
+    assert not raw.processed_dir("toyecg").exists()
