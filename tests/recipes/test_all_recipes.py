@@ -37,7 +37,10 @@ def _load(path: Path) -> Recipe:
     return Catalog([path.parent]).load(path.stem)
 
 
-@pytest.mark.parametrize("path", PATHS, ids=[p.stem for p in PATHS])
+ISSUE12_PATHS = [p for p in PATHS if p.stem in ISSUE12]
+
+
+@pytest.mark.parametrize("path", ISSUE12_PATHS, ids=[p.stem for p in ISSUE12_PATHS])
 def test_recipe_validates_with_identity_and_identifiers(path: Path) -> None:
     r = _load(path)
     assert r.name == path.stem and path.parent.name
@@ -71,7 +74,7 @@ def test_names_and_aliases_are_unique() -> None:
         r = _load(path)
         for name in [r.name, *r.aliases]:
             key = normalise_name(name)
-            assert key not in seen, f"{name!r} of {path} is also {seen[key]}"
+            assert seen.get(key, path) == path, f"{name!r} of {path} is also {seen[key]}"
             seen[key] = path
 
 
