@@ -94,7 +94,7 @@ def test_same_inputs_give_the_same_bytes_and_reruns_skip(tmp_path: Path, raw: Se
 
 def test_kill_9_during_preprocess_then_rerun_is_byte_identical(tmp_path: Path, raw: Settings) -> None:
     recipes = tmp_path / "recipes"
-    recipe = _recipe(recipes, shard="300KB")  # about one record per shard: many commits to interrupt
+    recipe = _recipe(recipes, shard="100KB")  # about one record per shard: many commits to interrupt
     clean = raw.with_(data_dir=tmp_path / "clean")
     shutil.copytree(raw.raw_dir("toyecg"), clean.raw_dir("toyecg"))
     expected = _hashes(preprocess(recipe, clean, workers=1).out_dir)
@@ -118,25 +118,30 @@ def test_kill_9_during_preprocess_then_rerun_is_byte_identical(tmp_path: Path, r
         cwd=REPO,
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     import psutil
 
     parent = psutil.Process(proc.pid)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and len(list((out_dir / ".commits").glob("*.json"))) < 3:
+    deadline = time.monotonic() + 180  # a loaded machine starts the pool slowly
+    while (
+        time.monotonic() < deadline
+        and proc.poll() is None
+        and not list((out_dir / ".commits").glob("*.json"))
+    ):
         time.sleep(0.02)
+    assert proc.poll() is None, proc.stderr.read() if proc.stderr else proc.returncode
     children = parent.children(recursive=True)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     _, alive = psutil.wait_procs(children, timeout=10)
     assert not alive, "loky workers outlived their killed coordinator"
     committed = len(list((out_dir / ".commits").glob("*.json")))
-    assert 3 <= committed < len(expected) - 1, "the kill should land mid-run"
+    assert 1 <= committed < len(expected) - 1, "the kill should land mid-run"
     assert not (out_dir / "manifest.json").exists()
     time.sleep(0.5)  # orphaned workers notice their parent is gone
     report = preprocess(recipe, raw, workers=2)
-    assert report.skipped_units >= 3
+    assert report.skipped_units >= 1
     assert _hashes(out_dir) == expected
 
 
