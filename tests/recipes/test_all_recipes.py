@@ -21,7 +21,8 @@ PATHS = sorted(RECIPES.glob("*/*.yaml"))
 #: (no load-time transform in CLIMB) records CLIMB's tensor transform.
 ISSUE12 = {
     "chexpert", "covid19", "coronahack", "brixia", "xray8", "cbis_ddsm", "cmmd", "ham10000", "isic2019",
-    "isic2020", "pad_ufes_20", "ddi", "aptos", "jinchi", "messidor2", "drive",
+    "isic2020", "pad_ufes_20", "ddi", "aptos", "jinchi", "messidor2", "drive", "bcss", "lc25000", "quilt_1m",
+    "kvasir", "busi", "brain_tumor", "brain_tumor_2", "medpix",
 }  # fmt: skip
 
 SHAPES = {  # source kind -> field -> the shape of a real identifier
