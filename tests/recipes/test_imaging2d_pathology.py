@@ -123,3 +123,19 @@ def test_quilt_1m_list_labels_unknown_removed_one_row_per_image(tmp_path: Path) 
     labels = {r["id"]: sorted(r["labels"]) for r in rows}
     assert labels == {"a.jpg": ["Breast"], "b.jpg": ["Breast", "Lung"], "c.jpg": [], "d.jpg": ["Skin"]}
     assert sorted(manifest["classes"]) == ["Breast", "Lung", "Skin"]
+
+
+def test_medpix_images_placed_with_their_descriptions(tmp_path: Path) -> None:
+    rng = np.random.default_rng(25)
+    settings = fast_settings(tmp_path)
+    raw = settings.raw_dir("medpix")
+    (raw / "images").mkdir(parents=True)
+    pixels = {}
+    for name, gray in (("MPX1009_synpic46283", True), ("MPX1010_synpic46284", False)):
+        data, pixels[name] = _img(rng, 6, 8, gray=gray)
+        (raw / "images" / f"{name}.png").write_bytes(data)
+    (raw / "Descriptions.json").write_text("[]")
+    rows, _ = _run(_recipe("mri/medpix"), settings)
+    assert [r["id"] for r in rows] == sorted(pixels)
+    for r in rows:
+        assert r["split"] == "train" and np.array_equal(_pixels(r), pixels[r["id"]])
