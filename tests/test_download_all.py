@@ -25,8 +25,10 @@ def _recipes(tmp_path: Path) -> Path:
     write_recipe(folder, "toysecret", pn.format(p="secret-ecg", f="LICENSE.txt"), access="credentialed")
     manual = "  - kind: manual\n    url: https://nda.nih.gov/request\n    files: [{path: scans.zip}]\n"
     write_recipe(folder, "toymanual", manual)
-    # only these and PTB-XL: the other packaged recipes' hosts are not faked here (CLIMB_PACKAGED_RECIPES=0)
-    (folder / "ptbxl.yaml").write_text(Catalog().paths()["ptbxl"].read_text())
+    # only these and PTB-XL's own benchmark (served by the fake PhysioNet): the other packaged recipes' hosts
+    # are not faked here (CLIMB_PACKAGED_RECIPES=0)
+    superdiagnostic = packaged_dir() / "ecg" / "ptbxl_superdiagnostic.yaml"
+    (folder / "ptbxl_superdiagnostic.yaml").write_text(superdiagnostic.read_text())
     return folder
 
 
