@@ -213,21 +213,35 @@ def _failed_inputs_state(raw_root: Path, items: list[Item], failed: set[str]) ->
 
 
 def _committed(spec: UnitSpec, marker: Path, final: Path) -> UnitResult | None:
-    """The committed result of this unit if it is still good: same digest, the shard's bytes match
-    their recorded sha256 (a shard replaced by same-size garbage is redone), and the inputs of its
-    failed items are as they were when they failed."""
+    """The committed result of this unit on local disk if it is still good (see `_reusable`)."""
     if not (marker.is_file() and final.is_file()):
         return None
+    return _reusable(spec, marker.read_text(), lambda: final.stat().st_size, lambda: sha256_file(final))
+
+
+def _remote_committed(spec: UnitSpec, out: Remote) -> UnitResult | None:
+    """The object-storage form of `_committed`: the marker object, then the shard object's size and sha256."""
+    shard = f"data/{spec.name}"
+    raw = out.read_bytes(f".commits/{spec.name}.json")
+    return None if raw is None else _reusable(spec, raw, lambda: out.size(shard), lambda: out.sha256(shard))
+
+
+def _reusable(
+    spec: UnitSpec, marker: str | bytes, size: Callable[[], int | None], sha256: Callable[[], str | None]
+) -> UnitResult | None:
+    """A unit's commit marker, if the unit is still good: same digest, the shard's size and then its
+    sha256 match the marker (a shard replaced by same-size garbage is redone), and the inputs of its
+    failed items are as they were when they failed. The shard is read only when the cheap checks pass."""
     try:
-        done = json.loads(marker.read_text())
-        if done.get("digest") != spec.digest or final.stat().st_size != done["bytes"]:
+        done = json.loads(marker)
+        if done.get("digest") != spec.digest or size() != done["bytes"]:
             return None
         errors = [tuple(e) for e in done["errors"]]
         if errors and done.get("failed_inputs") != _failed_inputs_state(
             Path(spec.raw_root), spec.items, {e[0] for e in errors}
         ):
             return None
-        if sha256_file(final) != done["sha256"]:
+        if sha256() != done["sha256"]:
             return None
         return UnitResult(
             spec.name,
@@ -240,37 +254,6 @@ def _committed(spec: UnitSpec, marker: Path, final: Path) -> UnitResult | None:
             True,
             spec.digest,
             dict(done.get("dropped", {})),
-        )
-    except (ValueError, KeyError, TypeError, OSError):
-        return None
-
-
-def _remote_committed(spec: UnitSpec, out: Remote) -> UnitResult | None:
-    """The object-storage form of `_committed`: the marker object, then the shard object's size and sha256."""
-    raw = out.read_bytes(f".commits/{spec.name}.json")
-    if raw is None:
-        return None
-    try:
-        done = json.loads(raw)
-        if done.get("digest") != spec.digest or out.size(f"data/{spec.name}") != done["bytes"]:
-            return None
-        errors = [tuple(e) for e in done["errors"]]
-        if errors and done.get("failed_inputs") != _failed_inputs_state(
-            Path(spec.raw_root), spec.items, {e[0] for e in errors}
-        ):
-            return None
-        if out.sha256(f"data/{spec.name}") != done["sha256"]:
-            return None
-        return UnitResult(
-            spec.name,
-            spec.split,
-            done["rows"],
-            done["bytes"],
-            done["sha256"],
-            errors,  # type: ignore[arg-type]
-            done["classes"],
-            True,
-            spec.digest,
         )
     except (ValueError, KeyError, TypeError, OSError):
         return None
