@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 
 from climb_cli.demo import build_ptbxl_like
-from climb_cli.fakes.capture import CaptureServer
 from climb_cli.fakes.physionet import FakePhysioNet, FakeProject, FakeUser
 from climb_cli.settings import Settings
+from tests.fakes.capture import CaptureServer
 
 TEST_USER = "ada"
 TEST_EMAIL = "ada@example.org"

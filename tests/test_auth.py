@@ -337,8 +337,8 @@ def test_login_kaggle_token_and_legacy_key_and_gc_token(tmp_path: Path) -> None:
 
 
 def test_login_kaggle_and_grand_challenge_are_checked_before_they_are_stored(tmp_path: Path) -> None:
-    from climb_cli.fakes.grand_challenge import FakeGrandChallenge
-    from climb_cli.fakes.kaggle import FakeKaggle, KaggleUser
+    from tests.fakes.grand_challenge import FakeGrandChallenge
+    from tests.fakes.kaggle import FakeKaggle, KaggleUser
 
     with (
         FakeKaggle(users=[KaggleUser("kat", key=KAGGLE_KEY, tokens={KAGGLE_TOKEN})]) as kaggle,

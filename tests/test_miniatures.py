@@ -21,8 +21,6 @@ import pytest
 
 from climb_cli.acquire import download
 from climb_cli.catalog import Catalog
-from climb_cli.fakes.bucket import FakeBucket
-from climb_cli.fakes.kaggle import FakeKaggle, KaggleCompetition, KaggleUser
 from climb_cli.pipeline import preprocess
 from climb_cli.recipe import Recipe
 from climb_cli.settings import Settings
@@ -30,6 +28,8 @@ from climb_cli.splits import cut_points, draw
 from climb_cli.tensors import to_climb
 from climb_cli.verify import verify_outputs, verify_raw
 from tests.conftest import fast_settings
+from tests.fakes.bucket import FakeBucket
+from tests.fakes.kaggle import FakeKaggle, KaggleCompetition, KaggleUser
 from tests.sources.test_manual import _zip
 
 KAGGLE_TOKEN = "KGAT_tok-Frob-4e7a-secret"
@@ -718,7 +718,7 @@ steps:
 def test_genia_discovered_event_types(
     tmp_path: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from climb_cli.fakes.kaggle import KaggleDataset
+    from tests.fakes.kaggle import KaggleDataset
 
     header = "Sentence,EventType,TriggerWordLoc,TriggerWord\n"
     train = header + (

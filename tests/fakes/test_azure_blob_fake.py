@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from climb_cli.fakes.azure_blob import FakeAzureBlob
+from tests.fakes.azure_blob import FakeAzureBlob
 from tests.sources.test_aimi import BIG, BLOBS, CONTAINER, azure  # noqa: F401  (the fixture)
 
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from climb_cli.fakes.bucket import FakeBucket
-from climb_cli.fakes.tls import make_test_ca
 from tests.connect_proxy import ConnectProxy
+from tests.fakes.bucket import FakeBucket
+from tests.fakes.tls import make_test_ca
 
 
 def test_idc_index_downloads_a_series_from_the_fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -6,7 +6,7 @@ import re
 
 import requests
 
-from climb_cli.fakes.dirindex import FakeDirIndex
+from tests.fakes.dirindex import FakeDirIndex
 
 FILES = {"b.txt": b"x" * 2000, "a/c.tar": b"y" * 5000, "z.gz": b"z"}
 

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from climb_cli.fakes.bucket import FakeBucket
-from climb_cli.fakes.figshare import FakeFigshare, FigshareArticle, FigshareFile
+from tests.fakes.bucket import FakeBucket
+from tests.fakes.figshare import FakeFigshare, FigshareArticle, FigshareFile
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from climb_cli.fakes.gdrive import DriveFile, FakeDrive
+from tests.fakes.gdrive import DriveFile, FakeDrive
 from tests.fakes.test_zenodo_fake import _namespace_prefix
 
 BIG = os.urandom(300_000)
@@ -54,7 +54,7 @@ _RUNNER = textwrap.dedent(
     import fcntl, hashlib, json, os, socket, struct, subprocess, sys
     from pathlib import Path
 
-    from climb_cli.fakes.gdrive import DriveFile, DriveFolder, FakeDrive
+    from tests.fakes.gdrive import DriveFile, DriveFolder, FakeDrive
 
     work = Path(sys.argv[1])
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -107,7 +107,7 @@ def test_gdown_downloads_through_the_interstitial(tmp_path: Path) -> None:
     if importlib.util.find_spec("gdown") is None:
         pytest.skip("gdown is not installed (pip install 'gdown==6.5.1')")
     prefix = _namespace_prefix()
-    from climb_cli.fakes.tls import make_test_ca
+    from tests.fakes.tls import make_test_ca
 
     make_test_ca(tmp_path / "tls", ["drive.google.com", "drive.usercontent.google.com"])
     (tmp_path / "big.bin").write_bytes(BIG)

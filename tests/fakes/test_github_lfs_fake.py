@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from climb_cli.fakes.github import FakeGitHub
+from tests.fakes.github import FakeGitHub
 from tests.sources.test_git_lfs import SIT, SIT_PATH, TREE, WALK, WALK_PATH, github  # noqa: F401
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from climb_cli.fakes.grand_challenge import (
+from tests.fakes.grand_challenge import (
     FakeGrandChallenge,
     GCArchive,
     GCImage,
@@ -70,7 +70,7 @@ def tls_fake(tmp_path: Path) -> Iterator[tuple[FakeGrandChallenge, Path]]:
     reason = _tls_missing()
     if reason:
         pytest.skip(reason)
-    from climb_cli.fakes.storage import self_signed_cert, server_context
+    from tests.fakes.storage import self_signed_cert, server_context
 
     cert, key = self_signed_cert(tmp_path / "tls")
     with FakeGrandChallenge(

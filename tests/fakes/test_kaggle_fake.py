@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from climb_cli.fakes.kaggle import RULES_MESSAGE, FakeKaggle, KaggleCompetition, KaggleDataset, KaggleUser
-from climb_cli.fakes.storage import FakeObjectStore
+from tests.fakes.kaggle import RULES_MESSAGE, FakeKaggle, KaggleCompetition, KaggleDataset, KaggleUser
+from tests.fakes.storage import FakeObjectStore
 
 KEY = "kcli-key-Blorb-0c4d-secret"
 TOKEN = "KGAT_kcli-Rezrov-8f1e-secret"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from climb_cli.fakes.nbia import FakeNBIA, NbiaSeries
+from tests.fakes.nbia import FakeNBIA, NbiaSeries
 from tests.sources.test_tcia import nbia, series  # noqa: F401  (fixtures)
 
 
@@ -38,9 +38,9 @@ def test_tcia_utils_against_the_fake(
     nbia_client = pytest.importorskip("tcia_utils.nbia", reason="tcia_utils not installed (test extra)")
     if shutil.which("openssl") is None:
         pytest.skip("the openssl CLI is needed to make a test CA")
-    from climb_cli.fakes.bucket import TLSServerMixin
-    from climb_cli.fakes.tls import make_test_ca
     from tests.connect_proxy import ConnectProxy
+    from tests.fakes.bucket import TLSServerMixin
+    from tests.fakes.tls import make_test_ca
 
     class TlsNBIA(TLSServerMixin, FakeNBIA):
         pass

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from climb_cli.fakes.bucket import FakeBucket
-from climb_cli.fakes.nsrr import FakeNsrr, NsrrDataset
+from tests.fakes.bucket import FakeBucket
+from tests.fakes.nsrr import FakeNsrr, NsrrDataset
 
 TOKEN = "nsrr-tok-Gnusto-6d1f-secret"
 EDF = os.urandom(200_000)

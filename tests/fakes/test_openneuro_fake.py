@@ -26,10 +26,10 @@ import pytest
 import requests
 
 from climb_cli import auth
-from climb_cli.fakes.bucket import FakeBucket
-from climb_cli.fakes.openneuro import FakeOpenNeuro, OpenNeuroDataset
 from climb_cli.settings import Settings
 from tests.conftest import piped
+from tests.fakes.bucket import FakeBucket
+from tests.fakes.openneuro import FakeOpenNeuro, OpenNeuroDataset
 
 KEY = "on-key-Yoho-39c2-secret"
 SET = os.urandom(300_000)

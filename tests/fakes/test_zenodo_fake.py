@@ -24,8 +24,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from climb_cli.fakes.bucket import FakeBucket
-from climb_cli.fakes.zenodo import FakeZenodo, ZenodoFile, ZenodoRecord
+from tests.fakes.bucket import FakeBucket
+from tests.fakes.zenodo import FakeZenodo, ZenodoFile, ZenodoRecord
 
 TOKEN = "zget-token-4c1d2e9f"  # zenodo_get only takes its token on the command line; not a climb secret
 
@@ -127,7 +127,7 @@ _RUNNER = textwrap.dedent(
     import fcntl, hashlib, json, os, socket, struct, subprocess, sys
     from pathlib import Path
 
-    from climb_cli.fakes.zenodo import FakeZenodo, ZenodoFile, ZenodoRecord
+    from tests.fakes.zenodo import FakeZenodo, ZenodoFile, ZenodoRecord
 
     work, token = Path(sys.argv[1]), sys.argv[2]
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # ip link set lo up, without iproute2
@@ -188,7 +188,7 @@ def test_zenodo_get_downloads_from_the_fake(tmp_path: Path) -> None:
     if shutil.which("openssl") is None:
         pytest.skip("zenodo_get test: the openssl CLI is needed to make a test CA")
     prefix = _namespace_prefix()
-    from climb_cli.fakes.bucket import make_test_ca
+    from tests.fakes.bucket import make_test_ca
 
     make_test_ca(tmp_path / "tls", ["zenodo.org"])
     public = {"data/a b.csv": b"x,y\n1,2\n", "big.bin": os.urandom(300_000), "notes.txt": b"hello\n"}

@@ -14,13 +14,13 @@ import requests
 
 from climb_cli.acquire import download
 from climb_cli.catalog import Catalog
-from climb_cli.fakes.capture import CaptureServer
 from climb_cli.fakes.physionet import FakePhysioNet
-from climb_cli.fakes.proxy import FakeProxy
-from climb_cli.fakes.tls import make_test_ca, server_context
 from climb_cli.net.session import CertificateError, ClimbSession, InsecureRedirect, UnknownHost
 from climb_cli.settings import Settings
 from tests.conftest import SECRETS, fast_settings, write_recipe
+from tests.fakes.capture import CaptureServer
+from tests.fakes.proxy import FakeProxy
+from tests.fakes.tls import make_test_ca, server_context
 
 SECRET = SECRETS[0]
 _ENV = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE", "SSL_CERT_DIR", "NETRC")

@@ -17,9 +17,9 @@ from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
 from climb_cli.acquire import download
 from climb_cli.catalog import Catalog
-from climb_cli.fakes.kaggle import FakeKaggle, KaggleCompetition, KaggleUser
 from climb_cli.verify import verify_raw
 from tests.conftest import fast_settings
+from tests.fakes.kaggle import FakeKaggle, KaggleCompetition, KaggleUser
 from tests.test_miniatures import KAGGLE_TOKEN, _build
 
 RECIPES = Path(__file__).resolve().parents[2] / "recipes" / "ct"

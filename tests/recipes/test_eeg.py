@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from climb_cli.catalog import Catalog
-from climb_cli.fakes.bucket import FakeBucket
-from climb_cli.fakes.nsrr import FakeNsrr, NsrrDataset
 from tests import rar4
 from tests.conftest import fast_settings
+from tests.fakes.bucket import FakeBucket
+from tests.fakes.nsrr import FakeNsrr, NsrrDataset
 from tests.recipes.conftest import build, packaged, rewritten
 from tests.steps.test_eeg import write_edf
 
@@ -128,7 +128,7 @@ def test_isruc_from_rar_archives(tmp_path: Path, store: FakeBucket) -> None:
 def test_auditory_oddball_openneuro_snapshot(
     tmp_path: Path, store: FakeBucket, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from climb_cli.fakes.openneuro import FakeOpenNeuro, OpenNeuroDataset
+    from tests.fakes.openneuro import FakeOpenNeuro, OpenNeuroDataset
     from tests.steps.test_eeglab import write_set
 
     monkeypatch.delenv("OPENNEURO_API_KEY", raising=False)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from climb_cli.fakes.bucket import FakeBucket
 from tests.conftest import fast_settings
+from tests.fakes.bucket import FakeBucket
 from tests.recipes.conftest import build, packaged, rewritten
 from tests.sources.test_manual import _zip
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from climb_cli.fakes.bucket import FakeBucket
 from tests.conftest import fast_settings
+from tests.fakes.bucket import FakeBucket
 from tests.recipes.conftest import build, packaged, rewritten
 from tests.sources.test_manual import _zip
 

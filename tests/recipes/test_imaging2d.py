@@ -103,7 +103,7 @@ def _aptos_files(rng: np.random.Generator) -> tuple[dict[str, bytes], dict[str, 
 def test_aptos_competition_end_to_end_and_rules_not_accepted(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from climb_cli.fakes.kaggle import FakeKaggle, KaggleCompetition, KaggleUser
+    from tests.fakes.kaggle import FakeKaggle, KaggleCompetition, KaggleUser
 
     files, pixels, df = _aptos_files(np.random.default_rng(3))
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
@@ -148,7 +148,7 @@ def test_aptos_competition_end_to_end_and_rules_not_accepted(
 
 
 def test_drive_grand_challenge_archive_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from climb_cli.fakes.grand_challenge import (
+    from tests.fakes.grand_challenge import (
         FakeGrandChallenge,
         GCArchive,
         GCImage,
@@ -195,7 +195,7 @@ CBIS_HEADER = (
 
 
 def test_cbis_ddsm_tcia_collection_end_to_end(tmp_path: Path) -> None:
-    from climb_cli.fakes.nbia import FakeNBIA
+    from tests.fakes.nbia import FakeNBIA
     from tests.sources.test_tcia import _series
 
     # (csv, patient_id, side, view, assessment, series PatientID); the same image can have several rows
@@ -268,7 +268,7 @@ CHEXPERT = [
 def test_chexpert_aimi_container_with_an_expired_sas_then_a_new_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from climb_cli.fakes.azure_blob import AzureBlob, FakeAzureBlob
+    from tests.fakes.azure_blob import AzureBlob, FakeAzureBlob
 
     container = "chexpertchestxrays-u20210408"
     rng = np.random.default_rng(5)
@@ -319,7 +319,7 @@ HAM = ["MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC"]
 
 
 def test_ham10000_isic_zip_with_ground_truth_end_to_end(tmp_path: Path) -> None:
-    from climb_cli.fakes.bucket import FakeBucket
+    from tests.fakes.bucket import FakeBucket
 
     rng = np.random.default_rng(7)
     images, gt, groups, truth = {}, ["image," + ",".join(HAM)], ["image,lesion_id,diagnosis_confirm_type"], {}
@@ -371,7 +371,7 @@ def test_ham10000_isic_zip_with_ground_truth_end_to_end(tmp_path: Path) -> None:
 
 
 def test_jinchi_figshare_article_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from climb_cli.fakes.figshare import FakeFigshare, FigshareArticle, FigshareFile
+    from tests.fakes.figshare import FakeFigshare, FigshareArticle, FigshareFile
 
     rng = np.random.default_rng(9)
     grades = rng.choice(["ndr", "ndr", "sdr", "ppdr", "pdr"], 25)

@@ -13,10 +13,10 @@ import pandas as pd
 import pydicom
 import pytest
 
-from climb_cli.fakes.bucket import FakeBucket
 from climb_cli.splits import cut_points, draw
 from climb_cli.tensors import to_climb
 from tests.conftest import fast_settings
+from tests.fakes.bucket import FakeBucket
 from tests.recipes.test_imaging2d import KAGGLE_TOKEN, _img, _pixels, _recipe, _run
 from tests.sources.test_manual import _zip
 
@@ -29,7 +29,7 @@ def kaggle_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _kaggle_run(tmp_path: Path, key: str, slug: str, files: dict[str, bytes], subs: dict | None = None):  # noqa: ANN202
-    from climb_cli.fakes.kaggle import FakeKaggle, KaggleDataset, KaggleUser
+    from tests.fakes.kaggle import FakeKaggle, KaggleDataset, KaggleUser
 
     owner, name = slug.split("/")
     ds = KaggleDataset(owner, name, {1: files})
@@ -226,7 +226,7 @@ def test_pad_ufes_20_nested_zips_and_harmonised_classes(tmp_path: Path) -> None:
 
 
 def test_ddi_aimi_container_one_seeded_split(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from climb_cli.fakes.azure_blob import AzureBlob, FakeAzureBlob
+    from tests.fakes.azure_blob import AzureBlob, FakeAzureBlob
 
     rng = np.random.default_rng(7)
     lines, blobs, truth = ["DDI_ID,DDI_file,skin_tone,malignant,disease"], [], {}
@@ -268,7 +268,7 @@ def test_cmmd_xlsx_rows_get_their_breasts_two_views(tmp_path: Path) -> None:
     from openpyxl import Workbook
     from pydicom.uid import generate_uid
 
-    from climb_cli.fakes.nbia import FakeNBIA, NbiaSeries
+    from tests.fakes.nbia import FakeNBIA, NbiaSeries
 
     wb = Workbook()
     ws = wb.active
@@ -337,7 +337,7 @@ def test_brixia_score_regression_and_consensus_test_split(tmp_path: Path) -> Non
 
 
 def test_xray8_patient_split_and_exact_finding_labels(tmp_path: Path) -> None:
-    from climb_cli.fakes.bucket import FakeBucket
+    from tests.fakes.bucket import FakeBucket
 
     rng = np.random.default_rng(9)
     findings = [

@@ -17,13 +17,13 @@ import scipy.io
 
 from climb_cli.acquire import download
 from climb_cli.catalog import Catalog
-from climb_cli.fakes.github import FakeGitHub, FakeRepo
 from climb_cli.fakes.physionet import FakePhysioNet, FakeProject, FakeUser, write_sha256sums
 from climb_cli.pipeline import preprocess
 from climb_cli.recipe import Recipe
 from climb_cli.settings import Settings
 from climb_cli.verify import verify_outputs, verify_raw
 from tests.conftest import TEST_EMAIL, TEST_PASSWORD, TEST_USER, fast_settings
+from tests.fakes.github import FakeGitHub, FakeRepo
 
 CLIMB_COMMIT = "0f767b1ea168810b998981078dc27e7f9a4e4675"
 ECG7 = ["normal", "cd", "mi", "sttc", "other", "afib", "hyp"]

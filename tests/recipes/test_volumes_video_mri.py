@@ -16,9 +16,9 @@ import pytest
 
 from climb_cli.acquire import download
 from climb_cli.catalog import Catalog
-from climb_cli.fakes.gdrive import DriveFile, FakeDrive
 from climb_cli.verify import verify_raw
 from tests.conftest import fast_settings
+from tests.fakes.gdrive import DriveFile, FakeDrive
 from tests.test_miniatures import _build
 
 ROOT = Path(__file__).resolve().parents[2] / "recipes"
@@ -278,7 +278,7 @@ def test_kits23_json_from_the_pinned_commit_and_climbs_first_75_percent(tmp_path
 
     import SimpleITK as sitk
 
-    from climb_cli.fakes.github import FakeGitHub, FakeRepo
+    from tests.fakes.github import FakeGitHub, FakeRepo
 
     commit = "e2822085ffddefb73652ebf78802e6134ebe0566"
     cases = [

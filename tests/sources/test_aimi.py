@@ -15,14 +15,14 @@ import pytest
 
 from climb_cli.acquire import download
 from climb_cli.catalog import Catalog
-from climb_cli.fakes.azure_blob import AzureBlob, FakeAzureBlob
-from climb_cli.fakes.bucket import FAULT_IDS, arm_fault, settle
-from climb_cli.fakes.capture import CaptureServer
 from climb_cli.recipe import Recipe
 from climb_cli.settings import Settings
 from climb_cli.sources import make_sources
 from climb_cli.verify import verify_raw
 from tests.conftest import fast_settings, write_recipe
+from tests.fakes.azure_blob import AzureBlob, FakeAzureBlob
+from tests.fakes.bucket import FAULT_IDS, arm_fault, settle
+from tests.fakes.capture import CaptureServer
 from tests.test_auth import _env, climb_in_process
 
 CONTAINER = "chexpertchestxrays-u20210408"

@@ -12,14 +12,14 @@ import pytest
 
 from climb_cli.acquire import download
 from climb_cli.catalog import Catalog
-from climb_cli.fakes.bucket import FAULT_IDS, arm_fault, settle
-from climb_cli.fakes.dirindex import FakeDirIndex
 from climb_cli.recipe import Recipe
 from climb_cli.settings import Settings
 from climb_cli.sources import make_sources
 from climb_cli.sources.crawl import _could_contain
 from climb_cli.verify import verify_raw
 from tests.conftest import fast_settings, write_recipe
+from tests.fakes.bucket import FAULT_IDS, arm_fault, settle
+from tests.fakes.dirindex import FakeDirIndex
 
 RAW = os.urandom(700_000)
 TREE = {

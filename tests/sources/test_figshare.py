@@ -11,14 +11,14 @@ import pytest
 
 from climb_cli.acquire import download
 from climb_cli.catalog import Catalog
-from climb_cli.fakes.bucket import FAULT_IDS, FakeBucket, arm_fault, settle
-from climb_cli.fakes.capture import CaptureServer
-from climb_cli.fakes.figshare import FakeFigshare, FigshareArticle, FigshareFile
 from climb_cli.recipe import Recipe
 from climb_cli.settings import Settings
 from climb_cli.sources import make_sources
 from climb_cli.verify import verify_raw
 from tests.conftest import SECRETS, fast_settings, write_recipe
+from tests.fakes.bucket import FAULT_IDS, FakeBucket, arm_fault, settle
+from tests.fakes.capture import CaptureServer
+from tests.fakes.figshare import FakeFigshare, FigshareArticle, FigshareFile
 
 TOKEN = SECRETS[-1]
 BIG = 600_000

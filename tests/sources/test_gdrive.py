@@ -13,13 +13,13 @@ import pytest
 from climb_cli.acquire import download
 from climb_cli.catalog import Catalog
 from climb_cli.errors import RecipeError
-from climb_cli.fakes.bucket import FAULT_IDS, RESET, arm_fault, settle
-from climb_cli.fakes.gdrive import DriveFile, DriveFolder, FakeDrive
 from climb_cli.recipe import Recipe
 from climb_cli.settings import Settings
 from climb_cli.sources import make_sources
 from climb_cli.verify import verify_raw
 from tests.conftest import fast_settings, write_recipe
+from tests.fakes.bucket import FAULT_IDS, RESET, arm_fault, settle
+from tests.fakes.gdrive import DriveFile, DriveFolder, FakeDrive
 
 BIG = os.urandom(600_000)
 SMALL = b'{"question": "Is there a B-line?", "answer": "yes"}\n'

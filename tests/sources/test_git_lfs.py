@@ -13,14 +13,14 @@ import pytest
 
 from climb_cli.acquire import download
 from climb_cli.catalog import Catalog
-from climb_cli.fakes.bucket import FAULT_IDS, arm_fault, settle
-from climb_cli.fakes.github import FakeGitHub, FakeRepo, lfs_pointer
 from climb_cli.recipe import Recipe
 from climb_cli.settings import Settings
 from climb_cli.sources import make_sources
 from climb_cli.sources._git_lfs import parse_pointer
 from climb_cli.verify import verify_raw
 from tests.conftest import SECRETS, fast_settings, write_recipe
+from tests.fakes.bucket import FAULT_IDS, arm_fault, settle
+from tests.fakes.github import FakeGitHub, FakeRepo, lfs_pointer
 
 TOKEN = SECRETS[0]
 COMMIT = "c" * 40
@@ -169,7 +169,7 @@ def test_private_repository_token_goes_to_github_only(
 def test_the_token_never_follows_a_batch_redirect(
     tmp_path: Path, github: FakeGitHub, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from climb_cli.fakes.capture import CaptureServer
+    from tests.fakes.capture import CaptureServer
 
     monkeypatch.setenv("GITHUB_TOKEN", TOKEN)
     with CaptureServer() as capture:

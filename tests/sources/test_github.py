@@ -16,14 +16,14 @@ import requests
 
 from climb_cli.acquire import download
 from climb_cli.catalog import Catalog
-from climb_cli.fakes.bucket import FAULT_IDS, arm_fault, settle
-from climb_cli.fakes.capture import CaptureServer
-from climb_cli.fakes.github import FakeAsset, FakeGitHub, FakeRelease, FakeRepo
 from climb_cli.recipe import Recipe
 from climb_cli.settings import Settings
 from climb_cli.sources import make_sources
 from climb_cli.verify import verify_raw
 from tests.conftest import SECRETS, fast_settings, redirect_to, write_recipe
+from tests.fakes.bucket import FAULT_IDS, arm_fault, settle
+from tests.fakes.capture import CaptureServer
+from tests.fakes.github import FakeAsset, FakeGitHub, FakeRelease, FakeRepo
 
 TOKEN, WRONG = SECRETS[0], SECRETS[1]  # under the leak guard of tests/conftest.py
 # CLIMB's frozen ECG split files (climb-datasets.md, Appendix): the real pins, used as recipe fields

@@ -18,8 +18,12 @@ import pytest
 
 from climb_cli.acquire import download, plan
 from climb_cli.catalog import Catalog
-from climb_cli.fakes.capture import CaptureServer
-from climb_cli.fakes.grand_challenge import (
+from climb_cli.recipe import Recipe
+from climb_cli.settings import Settings
+from climb_cli.sources import make_sources
+from tests.conftest import fast_settings, redirect_to, write_recipe
+from tests.fakes.capture import CaptureServer
+from tests.fakes.grand_challenge import (
     FakeGrandChallenge,
     GCArchive,
     GCImage,
@@ -28,10 +32,6 @@ from climb_cli.fakes.grand_challenge import (
     GCSocket,
     GCValue,
 )
-from climb_cli.recipe import Recipe
-from climb_cli.settings import Settings
-from climb_cli.sources import make_sources
-from tests.conftest import fast_settings, redirect_to, write_recipe
 
 GC_TOKEN = "gc-tok-Frotz-5b2e-secret"
 GC_BOB = "gc-bob-Yomin-77d0-secret"

@@ -18,9 +18,6 @@ import requests
 from climb_cli.acquire import download
 from climb_cli.catalog import Catalog
 from climb_cli.errors import TransferError
-from climb_cli.fakes.bucket import FAULT_IDS, arm_fault, settle
-from climb_cli.fakes.capture import CaptureServer
-from climb_cli.fakes.huggingface import FakeHub, HubFile, HubRepo
 from climb_cli.manifest import RawManifest
 from climb_cli.recipe import Recipe
 from climb_cli.settings import Settings
@@ -28,6 +25,9 @@ from climb_cli.sources import make_sources
 from climb_cli.transfer import Downloader
 from climb_cli.verify import verify_raw
 from tests.conftest import SECRETS, fast_settings, redirect_to, write_recipe
+from tests.fakes.bucket import FAULT_IDS, arm_fault, settle
+from tests.fakes.capture import CaptureServer
+from tests.fakes.huggingface import FakeHub, HubFile, HubRepo
 
 TOKEN, WRONG = SECRETS[0], SECRETS[1]  # under the leak guard of tests/conftest.py
 COMMIT = "5b3e0f1c2a4d6e8f9a0b1c2d3e4f5a6b7c8d9e0f"

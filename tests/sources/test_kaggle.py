@@ -17,14 +17,14 @@ import pytest
 
 from climb_cli.acquire import download, plan
 from climb_cli.catalog import Catalog
-from climb_cli.fakes.capture import CaptureServer
-from climb_cli.fakes.kaggle import FakeKaggle, KaggleCompetition, KaggleDataset, KaggleUser
 from climb_cli.recipe import Recipe
 from climb_cli.settings import Settings
 from climb_cli.sources import make_sources
 from climb_cli.sources.kaggle import KaggleSource, _md5_from_goog_hash
 from climb_cli.transfer import Downloader
 from tests.conftest import fast_settings, redirect_to, write_recipe
+from tests.fakes.capture import CaptureServer
+from tests.fakes.kaggle import FakeKaggle, KaggleCompetition, KaggleDataset, KaggleUser
 
 KAGGLE_KEY = "kgl-key-Quux-93b1-secret"
 KAGGLE_TOKEN = "KGAT_tok-Frob-4e7a-secret"

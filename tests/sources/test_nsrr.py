@@ -15,13 +15,13 @@ from climb_cli import auth
 from climb_cli.acquire import download
 from climb_cli.catalog import Catalog
 from climb_cli.errors import AccessError
-from climb_cli.fakes.bucket import FAULT_IDS, FakeBucket, arm_fault, settle
-from climb_cli.fakes.capture import CaptureServer
-from climb_cli.fakes.nsrr import FakeNsrr, NsrrDataset
 from climb_cli.recipe import Recipe
 from climb_cli.settings import Settings
 from climb_cli.verify import verify_raw
 from tests.conftest import SECRETS, fast_settings, piped, write_recipe
+from tests.fakes.bucket import FAULT_IDS, FakeBucket, arm_fault, settle
+from tests.fakes.capture import CaptureServer
+from tests.fakes.nsrr import FakeNsrr, NsrrDataset
 
 TOKEN = "nsrr-tok-Gnusto-6d1f-secret"
 WRONG = "nsrr-bad-Frotz-0a7e-secret"

@@ -14,13 +14,13 @@ import pytest
 from climb_cli import auth
 from climb_cli.acquire import download
 from climb_cli.catalog import Catalog
-from climb_cli.fakes.bucket import FAULT_IDS, FakeBucket, S3Object, arm_fault, settle
-from climb_cli.fakes.capture import CaptureServer
-from climb_cli.fakes.openneuro import FakeOpenNeuro, OpenNeuroDataset
 from climb_cli.recipe import Recipe
 from climb_cli.settings import Settings
 from climb_cli.verify import verify_raw
 from tests.conftest import SECRETS, fast_settings, piped, write_recipe
+from tests.fakes.bucket import FAULT_IDS, FakeBucket, S3Object, arm_fault, settle
+from tests.fakes.capture import CaptureServer
+from tests.fakes.openneuro import FakeOpenNeuro, OpenNeuroDataset
 
 KEY = "on-key-Yoho-39c2-secret"
 NII = os.urandom(400_000)

@@ -10,13 +10,13 @@ import pytest
 from climb_cli.acquire import download, plan
 from climb_cli.catalog import Catalog
 from climb_cli.errors import TransferError
-from climb_cli.fakes.capture import CaptureServer
 from climb_cli.fakes.physionet import FakePhysioNet
 from climb_cli.manifest import RawManifest
 from climb_cli.recipe import Recipe
 from climb_cli.settings import Settings
 from climb_cli.sources.physionet import parse_sha256sums
 from tests.conftest import SECRETS, TEST_USER, redirect_to, write_recipe
+from tests.fakes.capture import CaptureServer
 
 
 def _recipe(

@@ -18,13 +18,13 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from climb_cli.acquire import download
 from climb_cli.catalog import Catalog
-from climb_cli.fakes.bucket import FAULT_IDS, FakeBucket, arm_fault, settle
-from climb_cli.fakes.nbia import FakeNBIA, NbiaSeries
 from climb_cli.recipe import Recipe
 from climb_cli.settings import Settings
 from climb_cli.sources import make_sources
 from climb_cli.verify import verify_raw
 from tests.conftest import fast_settings, write_recipe
+from tests.fakes.bucket import FAULT_IDS, FakeBucket, arm_fault, settle
+from tests.fakes.nbia import FakeNBIA, NbiaSeries
 
 
 def _dicom(patient: str, study: str, series: str, modality: str, seed: int, side: int = 64) -> bytes:

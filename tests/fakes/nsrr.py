@@ -26,8 +26,8 @@ import secrets
 import time
 from dataclasses import dataclass, field
 
-from climb_cli.fakes.bucket import FakeBucket, TLSServerMixin
 from climb_cli.fakes.faults import BaseFakeHandler, FakeHTTPServer, FaultPlan
+from tests.fakes.bucket import FakeBucket, TLSServerMixin
 
 __all__ = ["FakeNsrr", "NsrrDataset"]
 

@@ -23,8 +23,8 @@ import re
 import time
 from dataclasses import dataclass, field
 
-from climb_cli.fakes.bucket import FakeBucket, TLSServerMixin, serve_file
 from climb_cli.fakes.faults import HEAD_FAULT_KINDS, BaseFakeHandler, FakeHTTPServer, FaultPlan
+from tests.fakes.bucket import FakeBucket, TLSServerMixin, serve_file
 
 __all__ = ["FakeFigshare", "FigshareArticle", "FigshareFile"]
 

@@ -32,8 +32,8 @@ import time
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
-from climb_cli.fakes.bucket import TLSServerMixin, serve_file
 from climb_cli.fakes.faults import HEAD_FAULT_KINDS, BaseFakeHandler, FakeHTTPServer, FaultPlan
+from tests.fakes.bucket import TLSServerMixin, serve_file
 
 __all__ = ["DriveFile", "DriveFolder", "FakeDrive"]
 

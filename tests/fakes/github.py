@@ -17,7 +17,7 @@
   ``Authorization: token|Bearer``; missing -> 404 ``404: Not Found``;
 * ``codeload`` (codeload.github.com): ``/<o>/<r>/legacy.tar.gz|legacy.zip/<ref>`` -> a deterministic
   archive of the tree with the ``<o>-<r>-<sha7>/`` top folder, no Range support (200 to a Range request);
-* ``objects`` (a :class:`~climb_cli.fakes.bucket.FakeBucket`): where release assets and Git LFS objects
+* ``objects`` (a :class:`~tests.fakes.bucket.FakeBucket`): where release assets and Git LFS objects
   live, private, reachable only through signed URLs; it logs whether any request carried an
   ``Authorization`` header;
 * Git LFS (git-lfs docs/api/batch.md) on ``web``: ``POST /<o>/<r>.git/info/lfs/objects/batch`` with
@@ -50,8 +50,8 @@ from dataclasses import dataclass, field
 from typing import Self
 from urllib.parse import quote
 
-from climb_cli.fakes.bucket import FakeBucket, serve_file
 from climb_cli.fakes.faults import HEAD_FAULT_KINDS, BaseFakeHandler, FakeHTTPServer, FaultPlan
+from tests.fakes.bucket import FakeBucket, serve_file
 
 __all__ = ["FakeAsset", "FakeGitHub", "FakeRelease", "FakeRepo", "lfs_pointer"]
 

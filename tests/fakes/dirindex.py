@@ -21,7 +21,6 @@ import time
 from typing import Literal
 from urllib.parse import quote
 
-from climb_cli.fakes.bucket import TLSServerMixin, serve_file
 from climb_cli.fakes.faults import (
     HEAD_FAULT_KINDS,
     BaseFakeHandler,
@@ -30,6 +29,7 @@ from climb_cli.fakes.faults import (
     nginx_error_page,
     nginx_etag,
 )
+from tests.fakes.bucket import TLSServerMixin, serve_file
 
 __all__ = ["FakeDirIndex"]
 

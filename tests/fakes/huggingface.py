@@ -17,7 +17,7 @@
 * past ``rate_limit`` hub requests per ``window`` seconds -> 429 with the IETF draft headers
   ``RateLimit: "resolvers";r=0;t=<seconds>`` and ``RateLimit-Policy`` (no Retry-After).
 
-The CDN is a :class:`~climb_cli.fakes.bucket.FakeBucket` in CloudFront style (``cdn``); the shared fault plan
+The CDN is a :class:`~tests.fakes.bucket.FakeBucket` in CloudFront style (``cdn``); the shared fault plan
 applies to file bodies on both hosts.
 """
 
@@ -33,8 +33,8 @@ from dataclasses import dataclass, field
 from typing import Self
 from urllib.parse import quote, urlencode
 
-from climb_cli.fakes.bucket import FakeBucket, serve_file
 from climb_cli.fakes.faults import HEAD_FAULT_KINDS, BaseFakeHandler, FakeHTTPServer
+from tests.fakes.bucket import FakeBucket, serve_file
 
 __all__ = ["FakeHub", "HubFile", "HubRepo", "git_blob_sha1"]
 

@@ -38,7 +38,7 @@ from typing import Any, Self
 from urllib.parse import quote, urlencode
 
 from climb_cli.fakes.faults import BaseFakeHandler, FakeHTTPServer, FaultPlan, send_fault_status
-from climb_cli.fakes.storage import FakeObjectStore, TLSMixin
+from tests.fakes.storage import FakeObjectStore, TLSMixin
 
 __all__ = ["FakeGrandChallenge", "GCArchive", "GCImage", "GCImageFile", "GCItem", "GCSocket", "GCValue"]
 

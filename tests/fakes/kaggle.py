@@ -47,7 +47,7 @@ from typing import Any, Self
 from urllib.parse import quote, unquote, urlsplit
 
 from climb_cli.fakes.faults import BaseFakeHandler, FakeHTTPServer, Fault, FaultPlan, send_fault_status
-from climb_cli.fakes.storage import FakeObjectStore
+from tests.fakes.storage import FakeObjectStore
 
 __all__ = ["FakeKaggle", "KaggleCompetition", "KaggleDataset", "KaggleUser", "RULES_MESSAGE"]
 

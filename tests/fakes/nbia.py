@@ -28,8 +28,8 @@ import zipfile
 from dataclasses import dataclass, field
 from typing import Self
 
-from climb_cli.fakes.bucket import serve_file
 from climb_cli.fakes.faults import HEAD_FAULT_KINDS, BaseFakeHandler, FakeHTTPServer, FaultPlan
+from tests.fakes.bucket import serve_file
 
 __all__ = ["FakeNBIA", "NbiaSeries"]
 

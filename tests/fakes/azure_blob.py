@@ -40,7 +40,6 @@ from typing import Self
 from urllib.parse import quote, urlencode
 from xml.sax.saxutils import escape
 
-from climb_cli.fakes.bucket import serve_file
 from climb_cli.fakes.faults import (
     HEAD_FAULT_KINDS,
     BaseFakeHandler,
@@ -49,6 +48,7 @@ from climb_cli.fakes.faults import (
     _changed_etag,
     http_date,
 )
+from tests.fakes.bucket import serve_file
 
 __all__ = ["AzureBlob", "FakeAzureBlob", "string_to_sign"]
 

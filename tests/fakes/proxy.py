@@ -10,7 +10,7 @@ import socket
 from http.server import BaseHTTPRequestHandler
 from urllib.parse import urlsplit
 
-from climb_cli.fakes.capture import LoopbackServer
+from tests.fakes.capture import LoopbackServer
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -54,7 +54,7 @@ from climb_cli.fakes.faults import (
     FaultPlan,
     serve_bytes,
 )
-from climb_cli.fakes.tls import make_test_ca
+from tests.fakes.tls import make_test_ca
 
 __all__ = [
     "FAULT_IDS",

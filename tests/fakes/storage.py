@@ -41,7 +41,7 @@ from typing import Any, Literal, Self
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 from climb_cli.fakes.faults import HEAD_FAULT_KINDS, BaseFakeHandler, FakeHTTPServer, FaultPlan, serve_bytes
-from climb_cli.fakes.tls import self_signed_cert, server_context
+from tests.fakes.tls import self_signed_cert, server_context
 
 __all__ = ["FakeObjectStore", "StoredObject", "TLSMixin", "crc32c", "self_signed_cert", "server_context"]
 
