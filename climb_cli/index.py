@@ -1,9 +1,10 @@
 """Turning a recipe's index section into items: id, split, labels, input paths, kept columns.
 
-Tables (csv, tsv, .gz, json, jsonl, xlsx, parquet, headerless text, and a pickle only when the
-recipe pins its sha256) are read as strings, joined, filtered and excluded as the recipe says, or
-items are enumerated from files with a glob and a regex whose named groups become columns. A
-`<name>.py` hook beside the recipe may then rewrite the table (climb_cli/hooks.py). Every table row
+Tables (csv, tsv, .gz, json, jsonl, xlsx, parquet, headerless text, and a pickle of numpy arrays,
+dicts and lists, read without running code by climb_cli/safe_pickle.py) are read as strings, joined,
+filtered and excluded as the recipe says, or items are enumerated from files with a glob and a regex
+whose named groups become columns. A `<name>.py` hook beside the recipe may then rewrite the table
+(climb_cli/hooks.py). Every table row
 has a `_row` column: its 0-based row number in the index table. Rows can be aggregated into one
 item per group. Labels can be a value, the keys of a {code: likelihood} literal (PTB-XL's
 scp_codes), a separated list, a Python list literal, flag columns, rules over several columns or
@@ -175,7 +176,7 @@ def read_table(recipe: Recipe, settings: Settings, ref: TableRef) -> pd.DataFram
             df = _strings(pd.read_parquet(path))
         elif fmt == "mat":
             df = _vectors_table(_load_mat(path), ref.variables, str(path))
-        else:  # pickle: code execution, so only the exact pinned bytes
+        else:  # pickle: read by a restricted unpickler (numpy arrays and containers only)
             df = _read_pickle(recipe, path, ref)
     except ImportError as e:
         raise RecipeError(f"{recipe.name}: reading {path} needs {e.name} (pip install {e.name})") from None
@@ -203,28 +204,17 @@ def _read_bytes(path: Path) -> bytes:
 
 
 def _read_pickle(recipe: Recipe, path: Path, ref: TableRef) -> pd.DataFrame:
-    import pickle
+    from climb_cli import safe_pickle
 
     data = path.read_bytes()
-    got = hashlib.sha256(data).hexdigest()
-    if got != ref.sha256:
-        raise RecipeError(
-            f"{recipe.name}: {path} has sha256 {got}, the recipe pins {ref.sha256}; "
-            "a pickle runs code when read, so climb will not open it"
-        )
-    if data[:6] == b"\x93NUMPY":  # a pickled object inside .npy (ABIDE.npy: a dict of arrays)
-        import io
-
-        import numpy as np
-
-        arr = np.load(io.BytesIO(data), allow_pickle=True)  # bytes match the recipe's pinned sha256
-        obj = arr.item() if arr.dtype == object and arr.shape == () else arr
-    else:
-        obj = pickle.loads(data)  # noqa: S301 - bytes match the recipe's pinned sha256
-    if isinstance(obj, dict) and ref.variables is not None or _has_arrays(obj):
+    if ref.sha256 is not None and (got := hashlib.sha256(data).hexdigest()) != ref.sha256:
+        raise RecipeError(f"{recipe.name}: {path} has sha256 {got}, the recipe pins {ref.sha256}")
+    try:
+        obj = safe_pickle.loads(data)  # numpy arrays and plain containers only: runs no code
+    except safe_pickle.UnsafePickle as exc:
+        raise RecipeError(f"{recipe.name}: {path}: {exc}; climb will not open it") from None
+    if isinstance(obj, dict) and (ref.variables is not None or _has_arrays(obj)):
         return _vectors_table(obj, ref.variables, str(path))
-    if isinstance(obj, pd.DataFrame):
-        return _strings(obj)
     if isinstance(obj, dict):
         return _strings(pd.DataFrame(obj))
     if isinstance(obj, list):

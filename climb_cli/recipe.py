@@ -112,7 +112,9 @@ class TableRef(_Model):
         None, description="mat / pickled dict: the per-subject vectors to read as columns (default: all 1-D)"
     )
     sha256: str | None = Field(
-        None, pattern=r"^[0-9a-f]{64}$", description="pickle: the pinned sha256 it must match first"
+        None,
+        pattern=r"^[0-9a-f]{64}$",
+        description="pickle: a sha256 it must match first (optional: no code runs)",
     )
     with_columns: dict[str, str] = Field(
         default_factory=dict, description="constant columns added to this table's rows (e.g. folder: train)"
@@ -131,11 +133,12 @@ class TableRef(_Model):
         return _inside(v)
 
     @model_validator(mode="after")
-    def _pickle_pinned(self) -> TableRef:
-        if self.format == "pickle" and self.sha256 is None:
-            raise ValueError("a pickle is code: read only with format: pickle and its pinned sha256")
+    def _pickle_said(self) -> TableRef:
         if self.path.endswith((".pkl", ".pickle", ".npy")) and self.format != "pickle":
-            raise ValueError("a pickle is code: say format: pickle and give its pinned sha256 to read it")
+            raise ValueError(
+                "a pickle is read only when the recipe says format: pickle (numpy arrays, dicts and lists; "
+                "nothing that runs code)"
+            )
         return self
 
 
@@ -299,14 +302,33 @@ class RandomSplit(_Model):
     rounding: Literal["nearest", "floor"] = Field(
         "nearest", description="first split's size: round(f*n) (pandas frac=) or int(f*n) (CLIMB's code)"
     )
+    test_sizes: tuple[float, float] | None = Field(
+        None,
+        description="sklearn_split with three fractions: the test_size of the two successive "
+        "train_test_split calls, as the reproduced code computes them in floats (default: "
+        "F_2 + F_3, then F_3 / (F_2 + F_3))",
+    )
 
     @model_validator(mode="after")
     def _fractions(self) -> RandomSplit:
         if any(f <= 0 for f in self.fractions.values()) or abs(sum(self.fractions.values()) - 1) > 1e-9:
             raise ValueError("fractions must be > 0 and sum to 1")
-        if self.method != "hash" and len(self.fractions) != 2:
+        three = self.method == "sklearn_split" and len(self.fractions) == 3
+        if self.method != "hash" and len(self.fractions) != 2 and not three:
             raise ValueError(f"method {self.method} makes exactly two splits")
+        if self.test_sizes is not None:
+            if not three:
+                raise ValueError("test_sizes is for sklearn_split with three fractions")
+            if not all(0 < t < 1 for t in self.test_sizes):
+                raise ValueError("test_sizes must be between 0 and 1")
         return self
+
+    def sklearn_test_sizes(self) -> tuple[float, float]:
+        """The two test_size values of a three-way sklearn_split."""
+        if self.test_sizes is not None:
+            return self.test_sizes
+        _, f2, f3 = self.fractions.values()
+        return (f2 + f3, f3 / (f2 + f3))
 
 
 class OrderedSplit(_Model):

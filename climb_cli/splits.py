@@ -31,7 +31,12 @@ sklearn_split (reproduces `train_test_split(units, test_size=F_2, random_state=s
     (classes in np.unique order, _approximate_mode for per-class sizes, one permutation per class),
     re-implemented line for line. numpy's legacy RandomState stream is frozen by numpy's
     compatibility policy, so both reproductions are stable too. The unit order must be CLIMB's list
-    order (a table's row order; a `files:` index is sorted by path).
+    order (a table's row order; a `files:` index is sorted by path). Three fractions are CLIMB's two
+    successive calls (LIDC's train_test_split, ABIDE's StratifiedShuffleSplit): the first takes
+    test_sizes[0] of the units off, the second splits that part, in the order the first call returned
+    it (its permutation), with test_sizes[1] and the same seed: first part -> the second split, the
+    rest -> the third. test_sizes default to (F_2 + F_3, F_3 / (F_2 + F_3)) in floats; a recipe gives
+    them when the reproduced code computes them otherwise (ABIDE: 1 - 0.7 and 1 - 0.1 / (1 - 0.7)).
 
 numpy_shuffle (reproduces `RandomState(seed).shuffle(units)` then the first int/round(F_1*n) units
     to the first split; `np.random.seed(s); np.random.shuffle(x)` is the same stream): the shuffled
@@ -123,14 +128,18 @@ def _approximate_mode(counts: np.ndarray, n_draws: int, rng: np.random.RandomSta
     return floored.astype(int)
 
 
-def sklearn_test_positions(n: int, test_size: float, seed: int, y: list[str] | None) -> set[int]:
-    """Positions train_test_split(range(n), test_size=test_size, random_state=seed, stratify=y)
-    puts in the test set (ShuffleSplit / StratifiedShuffleSplit, numpy's legacy RandomState)."""
+def sklearn_shuffle_split(
+    n: int, test_size: float, seed: int, y: list[str] | None
+) -> tuple[list[int], list[int]]:
+    """(train, test) positions in the order train_test_split(range(n), test_size=test_size,
+    random_state=seed, stratify=y) returns them (ShuffleSplit / StratifiedShuffleSplit, numpy's legacy
+    RandomState): the order matters when the test part is split again."""
     n_test = math.ceil(test_size * n)
     n_train = n - n_test
     rng = np.random.RandomState(seed)
     if y is None:
-        return set(rng.permutation(n)[:n_test].tolist())
+        perm = rng.permutation(n)
+        return perm[n_test : n_test + n_train].tolist(), perm[:n_test].tolist()
     classes, y_idx, counts = np.unique(np.array(y, dtype=str), return_inverse=True, return_counts=True)
     if counts.min() < 2 or n_train < len(classes) or n_test < len(classes):
         raise RecipeError(
@@ -140,11 +149,33 @@ def sklearn_test_positions(n: int, test_size: float, seed: int, y: list[str] | N
     class_indices = np.split(np.argsort(y_idx, kind="stable"), np.cumsum(counts)[:-1])
     n_i = _approximate_mode(counts, n_train, rng)
     t_i = _approximate_mode(counts - n_i, n_test, rng)
-    test: set[int] = set()
+    train: list[int] = []
+    test: list[int] = []
     for i in range(len(classes)):
         members = class_indices[i].take(rng.permutation(counts[i]), mode="clip")
-        test.update(members[n_i[i] : n_i[i] + t_i[i]].tolist())
-    return test
+        train.extend(members[: n_i[i]].tolist())
+        test.extend(members[n_i[i] : n_i[i] + t_i[i]].tolist())
+    train_order = rng.permutation(np.array(train, dtype=np.int64)).tolist()
+    test_order = rng.permutation(np.array(test, dtype=np.int64)).tolist()
+    return train_order, test_order
+
+
+def sklearn_test_positions(n: int, test_size: float, seed: int, y: list[str] | None) -> set[int]:
+    """Positions train_test_split(range(n), test_size=test_size, random_state=seed, stratify=y)
+    puts in the test set (ShuffleSplit / StratifiedShuffleSplit, numpy's legacy RandomState)."""
+    return set(sklearn_shuffle_split(n, test_size, seed, y)[1])
+
+
+def sklearn_three_way(
+    n: int, test_sizes: tuple[float, float], seed: int, y: list[str] | None
+) -> tuple[list[int], list[int], list[int]]:
+    """CLIMB's two successive train_test_split calls (LIDC, ABIDE's StratifiedShuffleSplit): the first
+    splits off test_sizes[0] of the units, the second splits that part (in the order the first call
+    returned it) with test_sizes[1]; the same random_state both times."""
+    first, rest = sklearn_shuffle_split(n, test_sizes[0], seed, y)
+    sub_y = [y[i] for i in rest] if y is not None else None
+    second_a, second_b = sklearn_shuffle_split(len(rest), test_sizes[1], seed, sub_y)
+    return first, [rest[i] for i in second_a], [rest[i] for i in second_b]
 
 
 def natural_key(value: str) -> tuple:
@@ -197,9 +228,13 @@ class Assigner:
         if r.method == "sklearn_split":
             units = list(strata)  # first appearance
             y = [strata[u] for u in units] if r.stratify else None
-            test = sklearn_test_positions(len(units), fractions[1], r.seed, y)
             pos = {u: k for k, u in enumerate(units)}
-            return [names[1] if pos[k] in test else names[0] for k in keys]
+            if len(fractions) == 2:
+                test = sklearn_test_positions(len(units), fractions[1], r.seed, y)
+                return [names[1] if pos[k] in test else names[0] for k in keys]
+            parts = sklearn_three_way(len(units), r.sklearn_test_sizes(), r.seed, y)
+            where = {p: names[j] for j, part in enumerate(parts) for p in part}
+            return [where[pos[k]] for k in keys]
         for units in by_stratum.values():
             if r.method == "hash":
                 ordered = sorted(units, key=lambda u: (draw(r.seed, u), u))

@@ -199,7 +199,7 @@ def test_tables_in_every_format(tmp_path: Path) -> None:
     rows = [{"id": "a", "y": "x", "meta": {"site": 1}}, {"id": "b", "y": "z", "meta": {"site": None}}]
     parquet = tmp_path / "t.parquet"
     pd.DataFrame({"id": ["a", "b"], "y": ["x", "z"], "n": [1.5, None]}).to_parquet(parquet)
-    pick = pickle.dumps(pd.DataFrame({"id": ["a", "b"], "y": ["x", "z"]}))
+    pick = pickle.dumps({"id": ["a", "b"], "y": ["x", "z"]})
     cases = {
         "{path: t.jsonl}": ("t.jsonl", "\n".join(json.dumps(r) for r in rows) + "\n"),
         "{path: t.json, records: data.cases}": ("t.json", json.dumps({"data": {"cases": rows}})),
@@ -209,6 +209,7 @@ def test_tables_in_every_format(tmp_path: Path) -> None:
         "{path: t.csv, header: false, columns: [id, y]}": ("t.csv", "a,x\nb,z\n"),
         "{path: dass01.csv, skip_rows: 1}": ("dass01.csv", "dass,01\nid,y\na,x\nb,z\n"),  # NDA: a form line
         f"{{path: t.pkl, format: pickle, sha256: {hashlib.sha256(pick).hexdigest()}}}": ("t.pkl", pick),
+        "{path: u.pkl, format: pickle}": ("u.pkl", pick),
     }
     for table, (fname, data) in cases.items():
         recipe, settings = _lang(tmp_path / ("d-" + fname), _idx(table, "    kind: none"), {fname: data})
@@ -219,13 +220,13 @@ def test_tables_in_every_format(tmp_path: Path) -> None:
     assert [i.extra["meta.site"] for i in build_index(recipe, settings).items] == ["1", ""]
 
 
-def test_a_pickle_is_read_only_when_pinned_and_matching(tmp_path: Path) -> None:
+def test_a_pickle_is_read_only_when_said_and_never_runs_code(tmp_path: Path) -> None:
     import pickle
 
-    with pytest.raises(RecipeError, match=r"lang.yaml:\d+ index.table: .*a pickle is code"):
+    import pandas as pd
+
+    with pytest.raises(RecipeError, match=r"lang.yaml:\d+ index.table: .*format: pickle"):
         _lang(tmp_path / "1", _idx("{path: t.pkl}", "    kind: none"), {})
-    with pytest.raises(RecipeError, match="a pickle is code"):
-        _lang(tmp_path / "2", _idx("{path: t.bin, format: pickle}", "    kind: none"), {})
 
     class Boom:
         def __reduce__(self):  # noqa: ANN204 - what an attacker's pickle does
@@ -236,6 +237,14 @@ def test_a_pickle_is_read_only_when_pinned_and_matching(tmp_path: Path) -> None:
     recipe, settings = _lang(tmp_path / "3", _idx(pinned, "    kind: none"), {"t.pkl": evil})
     with pytest.raises(RecipeError, match="has sha256 .* the recipe pins 0000"):
         build_index(recipe, settings)
+    for i, data in enumerate([evil, pickle.dumps(pd.DataFrame({"id": ["a"]}))]):
+        recipe, settings = _lang(
+            tmp_path / f"4{i}", _idx("{path: t.pkl, format: pickle}", "    kind: none"), {"t.pkl": data}
+        )
+        with pytest.raises(
+            RecipeError, match=r"t.pkl: refusing .*only numpy arrays, dicts and lists.*will not open"
+        ):
+            build_index(recipe, settings)
     assert not Path("PWNED").exists()
 
 
@@ -356,7 +365,7 @@ def test_rules_with_numeric_ranges_over_several_scales(tmp_path: Path) -> None:
     ]
 
 
-def test_values_inside_data_files_mat_and_a_pinned_npy_dict(tmp_path: Path) -> None:
+def test_values_inside_data_files_mat_and_an_npy_dict(tmp_path: Path) -> None:
     """PPMI.mat (X, label) and ABIDE.npy (a pickled dict: corr, label, site): labels per subject row."""
     import io
 
@@ -381,5 +390,5 @@ def test_values_inside_data_files_mat_and_a_pinned_npy_dict(tmp_path: Path) -> N
     recipe, settings = _lang(tmp_path / "a", index, {"ABIDE.npy": buf.getvalue()})
     items = build_index(recipe, settings).items
     assert [(i.labels, i.extra["site"]) for i in items] == [(("control",), "NYU"), (("asd",), "UM")]
-    with pytest.raises(RecipeError, match="a pickle is code"):
+    with pytest.raises(RecipeError, match="format: pickle"):
         _lang(tmp_path / "b", _idx("{path: ABIDE.npy}", lab), {})

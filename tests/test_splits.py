@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from climb_cli.errors import RecipeError
-from climb_cli.recipe import FewShot, SplitSpec, TableRef
+from climb_cli.recipe import FewShot, RandomSplit, SplitSpec, TableRef
 from climb_cli.splits import Assigner, cut_points, draw, few_shot
 
 
@@ -246,3 +246,48 @@ def test_a_recipe_cannot_make_a_variant_its_default(tmp_path) -> None:  # noqa: 
     recipe, _ = _lang(tmp_path / "ok", index, {})
     assert recipe.variant is None and recipe.with_variant("small").variant == "small"
     assert recipe.with_variant("small").content_hash() != recipe.content_hash()
+
+
+def test_three_way_sklearn_split_reproduces_lidc_train_test_split_twice() -> None:
+    """LIDC: train_test_split(patients, test_size=0.3, rs=7), then the 0.3 part split 0.5 (rs=7),
+    in the order the first call returned it."""
+    patients = [f"LIDC-IDRI-{i:04d}" for i in (5, 1, 9, 3, 12, 7, 2, 8, 11, 4, 6, 10, 13, 14, 15, 16, 17)]
+    rows = [{"PatientID": p} for p in patients for _ in range(2)]
+    ids = [f"{r['PatientID']}_{i}" for i, r in enumerate(rows)]
+    spec = {"random": {"fractions": {"train": 0.7, "valid": 0.15, "test": 0.15}, "method": "sklearn_split",
+                       "seed": 7, "group": "PatientID"}}  # fmt: skip
+    got = dict(zip((r["PatientID"] for r in rows), _assign(spec, ids, rows), strict=True))
+    sklearn = pytest.importorskip("sklearn.model_selection")
+    train, rest = sklearn.train_test_split(np.array(patients), test_size=0.15 + 0.15, random_state=7)
+    valid, test = sklearn.train_test_split(rest, test_size=0.15 / (0.15 + 0.15), random_state=7)
+    assert {p for p, s in got.items() if s == "train"} == set(train)
+    assert {p for p, s in got.items() if s == "valid"} == set(valid)
+    assert {p for p, s in got.items() if s == "test"} == set(test)
+
+
+@pytest.mark.parametrize("n", [60, 101, 149])
+def test_three_way_stratified_sklearn_split_reproduces_abide_stratified_shuffle_split(n: int) -> None:
+    """models/graphs/brain_datasets.py (ABIDE): StratifiedShuffleSplit(test_size=1 - 0.7, rs=42) by
+    site, then on that part StratifiedShuffleSplit(test_size=1 - 0.1 / (1 - 0.7), rs=42)."""
+    sites = [["NYU", "UM_1", "USM", "PITT", "KKI"][(i * 7 + i // 3) % 5] for i in range(n)]
+    rows = [{"site": s} for s in sites]
+    ids = [str(i) for i in range(n)]
+    sizes = [1 - 0.7, 1 - 0.1 / (1 - 0.7)]
+    spec = {"random": {"fractions": {"train": 0.7, "valid": 0.1, "test": 0.2}, "method": "sklearn_split",
+                       "seed": 42, "stratify": "site", "test_sizes": sizes}}  # fmt: skip
+    got = _assign(spec, ids, rows)
+    ms = pytest.importorskip("sklearn.model_selection")
+    idx = np.arange(n)
+    train, temp = next(ms.StratifiedShuffleSplit(1, test_size=1 - 0.7, random_state=42).split(idx, sites))
+    split2 = ms.StratifiedShuffleSplit(1, test_size=1 - 0.1 / (1 - 0.7), random_state=42)
+    val, test = next(split2.split(idx[temp], np.array(sites)[temp]))
+    want = {**{int(i): "train" for i in train}, **{int(temp[i]): "valid" for i in val}}
+    want.update({int(temp[i]): "test" for i in test})
+    assert got == [want[i] for i in range(n)]
+
+
+def test_three_way_split_is_only_for_sklearn_split() -> None:
+    with pytest.raises(ValueError, match="exactly two splits"):
+        RandomSplit(fractions={"a": 0.5, "b": 0.25, "c": 0.25}, method="numpy_shuffle")
+    with pytest.raises(ValueError, match="test_sizes is for"):
+        RandomSplit(fractions={"a": 0.5, "b": 0.5}, method="sklearn_split", test_sizes=(0.5, 0.5))

@@ -1,8 +1,8 @@
 """FACED's preprocessed trials (`Processed_data/sub<NNN>.pkl`): `eeg.read_faced_pkl`.
 
 Each file is a pickled numpy array (28 videos, 32 channels, 7500 samples = 30 s at 250 Hz). A pickle runs
-code when it is loaded, so these are read with a restricted unpickler that only rebuilds numpy arrays
-(numpy's array reconstructor, ndarray, dtype and scalar classes): any other class in the stream is refused
+code when it is loaded, so these are read with climb_cli.safe_pickle, which only rebuilds numpy arrays
+and plain containers: any other class in the stream is refused
 as an item error, so a file that is not what FACED publishes cannot run anything.
 
 The step drops the neutral videos (CLIMB: 12-15), cuts each remaining trial into `window`-sample windows
@@ -12,13 +12,12 @@ The step drops the neutral videos (CLIMB: 12-15), cuts each remaining trial into
 
 from __future__ import annotations
 
-import io
-import pickle
 from pathlib import Path
 
 import numpy as np
 from pydantic import Field
 
+from climb_cli import safe_pickle
 from climb_cli.errors import ItemError
 from climb_cli.steps.base import Sample, StepParams, step
 
@@ -28,28 +27,12 @@ FACED_VIDEO_EMOTIONS = (
     + ["Amusement"] * 3 + ["Inspiration"] * 3 + ["Joy"] * 3 + ["Tenderness"] * 3
 )  # fmt: skip
 
-_ALLOWED = {
-    ("numpy", "ndarray"),
-    ("numpy", "dtype"),
-    ("numpy.core.multiarray", "_reconstruct"),
-    ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.multiarray", "scalar"),
-    ("numpy._core.multiarray", "scalar"),
-}
-
-
-class _ArrayUnpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str) -> object:
-        if (module, name) not in _ALLOWED:
-            raise pickle.UnpicklingError(f"refusing {module}.{name}: only numpy arrays are read")
-        return super().find_class(module, name)
-
 
 def load_array_pickle(path: Path) -> np.ndarray:
-    """A pickled numpy array, rebuilt without running any other code (see the module docstring)."""
+    """A pickled numpy array, rebuilt without running any other code (climb_cli.safe_pickle)."""
     try:
-        obj = _ArrayUnpickler(io.BytesIO(path.read_bytes())).load()
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as exc:
+        obj = safe_pickle.loads(path.read_bytes())
+    except safe_pickle.UnsafePickle as exc:
         raise ItemError(f"{path.name}: not a pickled numpy array ({exc})") from None
     if not isinstance(obj, np.ndarray):
         raise ItemError(f"{path.name}: holds a {type(obj).__name__}, not a numpy array")

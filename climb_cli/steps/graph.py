@@ -5,8 +5,8 @@ subjects in one file; one item is one subject:
 - ABCD: `abcd_rest-pearson-HCP2016.npy`, an (N, 360, 360) Pearson stack, subject IDs one per line in
   `ids_HCP2016.txt` (`ids_input`), labels (sex) in `id2sex.txt`. The stack is memory-mapped, so reading
   one subject reads one matrix, not the whole file.
-- ABIDE: `ABIDE.npy`, a pickled dict with `corr`, `label`, `site` (`key: corr`, `allow_pickle: true`:
-  only for files you trust, a pickle can run code).
+- ABIDE: `ABIDE.npy`, a pickled dict with `corr`, `label`, `site` (`key: corr`, `allow_pickle: true`);
+  read by climb_cli.safe_pickle, which rebuilds numpy arrays and containers and runs no other code.
 - PPMI: `PPMI.mat` with `X` (N x 1 cells of (84, 84, views)) and `label` (-1 / 1, CLIMB maps -1 -> 0);
   CLIMB uses view 0 (`key: X`, `view: 0`).
 CLIMB's graph (models/graphs/brain_datasets.py): edges = every non-zero matrix entry, diagonal included,
@@ -30,6 +30,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, field_validator, model_validator
 
+from climb_cli import safe_pickle
 from climb_cli.errors import ItemError
 from climb_cli.lazy import lazy
 from climb_cli.steps.base import Sample, StepParams, id_part, item_errors, step
@@ -79,10 +80,10 @@ def _load_npy(path: Path, allow_pickle: bool) -> Any:
             f"{path.name}: holds pickled Python objects (e.g. BrainGB's ABIDE.npy dict); "
             "set allow_pickle: true if you trust the file"
         )
-    obj = np.load(path, allow_pickle=True)
-    if isinstance(obj, np.ndarray) and obj.dtype == object and obj.ndim == 0:
-        return obj.item()
-    return obj
+    try:
+        return safe_pickle.loads(path.read_bytes())  # numpy arrays and plain containers: runs no code
+    except safe_pickle.UnsafePickle as exc:
+        raise ItemError(f"{path.name}: {exc}") from None
 
 
 def _load_mat(path: Path) -> dict[str, Any]:
@@ -169,7 +170,7 @@ class ReadMatrixParams(StepParams):
     view: int | None = Field(None, ge=0, description="for (N, N, views) matrices, the view to take (PPMI: 0)")
     allow_pickle: bool = Field(
         False,
-        description="allow pickled .npy/.npz content (ABIDE.npy); a pickle can run code: trusted files only",
+        description="allow pickled .npy content (ABIDE.npy; climb_cli.safe_pickle: no code runs) and .npz",
     )
     sep: str | None = Field(None, description="column separator of text matrices (default: by extension)")
     nan: Literal["error", "zero"] = Field(
