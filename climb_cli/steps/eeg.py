@@ -286,6 +286,36 @@ def read_edf_annotations(path: Path) -> tuple[dict[str, list[Any]], str]:
         raise ItemError(f"{path.name}: cannot read annotations ({_why(exc)})") from None
 
 
+def read_tuh_rec(path: Path) -> dict[str, list[Any]]:
+    """A TUH EEG Events (TUEV) `.rec` file as annotations: one event per line `channel,start,stop,class`
+    (channel: index into TUH's TCP montage; start/stop in seconds; class 1-6 = spsw, gped, pled, eyem,
+    artf, bckg), as {"onset", "duration", "text" (the class code), "channel"} lists."""
+    try:
+        lines = path.read_text(encoding="ascii").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ItemError(f"{path.name}: unreadable .rec file ({_why(exc)})") from None
+    out: dict[str, list[Any]] = {"onset": [], "duration": [], "text": [], "channel": []}
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        parts = [t.strip() for t in line.split(",")]
+        try:
+            if len(parts) != 4:
+                raise ValueError(f"{len(parts)} fields")
+            chan, start, stop, label = int(parts[0]), float(parts[1]), float(parts[2]), int(float(parts[3]))
+            if chan < 0 or not 0 <= start < stop or not (math.isfinite(start) and math.isfinite(stop)):
+                raise ValueError("channel < 0 or start/stop out of order")
+        except ValueError as exc:
+            raise ItemError(
+                f"{path.name}:{n}: not a .rec event line 'channel,start,stop,class' ({exc}): {line[:60]!r}"
+            ) from None
+        out["onset"].append(start)
+        out["duration"].append(stop - start)
+        out["text"].append(str(label))
+        out["channel"].append(chan)
+    return out
+
+
 class ReadEdfParams(StepParams):
     input: str = Field("edf", description="sample input holding the EDF / EDF+ / BDF file")
     channels: list[str] | None = Field(
@@ -816,7 +846,10 @@ def _annotation_source(sample: Sample, annotation_input: str | None) -> tuple[di
     path = sample.input(annotation_input)
     if not path.is_file():
         raise ItemError(f"{path.name}: annotation file not found")
-    ann, start = read_edf_annotations(path)
+    if path.suffix.lower() == ".rec":  # TUEV: events per channel, times relative to the recording
+        ann, start = read_tuh_rec(path), ""
+    else:
+        ann, start = read_edf_annotations(path)
     if path not in sample.sources:
         sample.sources.append(path)
     shift = 0.0
@@ -981,7 +1014,9 @@ class EpochEventsParams(StepParams):
         description="subtract each channel's mean over [a, b] s (BCI IV 2a: [0, 0.3996]; oddball: [-0.1, 0])",
     )
     annotation_input: str | None = Field(
-        None, description="sample input of a separate EDF+ annotation file (default: the recording's own)"
+        None,
+        description="sample input of a separate EDF+ annotation file, or a TUEV .rec event file "
+        "(default: the recording's own annotations)",
     )
     keep_signal: bool = Field(False, description="keep the continuous `signal` array next to `epochs`")
 
@@ -1008,8 +1043,10 @@ def epoch_events(sample: Sample, p: EpochEventsParams) -> Sample:
     starts: list[int] = []
     labels: list[str] = []
     onsets: list[float] = []
+    channels: list[int] = []
     dropped = 0
-    for onset, text in zip(ann["onset"], ann["text"], strict=True):
+    event_channels = ann.get("channel") or [-1] * len(ann["onset"])
+    for onset, text, chan in zip(ann["onset"], ann["text"], event_channels, strict=True):
         key = _stage_key(str(text))
         if key not in mapping:
             continue
@@ -1020,6 +1057,7 @@ def epoch_events(sample: Sample, p: EpochEventsParams) -> Sample:
         starts.append(s)
         labels.append(mapping[key])
         onsets.append(float(onset + shift))
+        channels.append(int(chan))
     if not starts:
         raise ItemError(f"no events to epoch: none of {sorted(p.mapping)} inside the recording")
     epochs = _cut(np.asarray(x, dtype=np.float64), np.asarray(starts, dtype=np.int64), win)
@@ -1041,6 +1079,8 @@ def epoch_events(sample: Sample, p: EpochEventsParams) -> Sample:
         n_epochs=len(starts),
         epochs_dropped=dropped,
     )
+    if "channel" in ann:  # TUEV: the montage channel each event was marked on
+        sample.meta["epoch_channels"] = channels
     return sample
 
 
