@@ -8,6 +8,9 @@ array that is not cut repeated. Cutting one axis in size-1 windows (sleep epochs
 `meta` lists of one entry per window are split with it, and `label_from` makes such a list the
 rows' labels (`labels: {from_rows: true}` in the recipe). A last window that would run past the end is dropped
 (`partial: drop`) or kept shorter (`partial: keep`). An item with no whole window is an item error.
+Windows of different lengths (Cholec80's 90 annotation intervals as clips) come from `bounds`: a meta list
+of [start, stop) positions along axis 0, one window each, set by an earlier step (`video.clips`); `meta`,
+`label_from` and `labels_field` then have one entry per window.
 """
 
 from __future__ import annotations
@@ -27,7 +30,14 @@ KEY = "_explode"  # the private hand-over from the step to the pipeline
 class ExplodeParams(StepParams):
     arrays: list[str] = Field(min_length=1, description="arrays to cut (all the same extent on the axes)")
     axes: list[int] = Field(default_factory=lambda: [0], description="axes to cut along")
-    size: list[int] = Field(description="window length per axis (1 with squeeze: one row per index)")
+    size: list[int] | None = Field(
+        None, description="window length per axis (1 with squeeze: one row per index); or give bounds"
+    )
+    bounds: str | None = Field(
+        None,
+        description="instead of size: a meta list of [start, stop) along axis 0, one window each, of any "
+        "lengths (video.clips)",
+    )
     stride: list[int] | None = Field(None, description="step between windows per axis (default: size)")
     squeeze: bool = Field(False, description="drop the cut axes when their size is 1 (FACED trials)")
     partial: str = Field("drop", pattern="^(drop|keep)$", description="a last window shorter than size")
@@ -48,6 +58,15 @@ class ExplodeParams(StepParams):
     @model_validator(mode="after")
     def _lengths(self) -> ExplodeParams:
         n = len(self.axes)
+        if (self.size is None) == (self.bounds is None):
+            raise ValueError("give size or bounds, not both")
+        if self.bounds is not None:
+            if self.axes != [0] or self.stride is not None or self.squeeze:
+                raise ValueError("bounds cut axis 0 only, without stride or squeeze")
+            if self.label_from and self.labels_field:
+                raise ValueError("give 'label_from' or 'labels_field', not both")
+            return self
+        assert self.size is not None
         if len(self.size) != n or (self.stride is not None and len(self.stride) != n):
             raise ValueError("axes, size and stride need one entry per axis")
         if any(s < 1 for s in self.size + (self.stride or [])):
@@ -72,6 +91,17 @@ def explode_step(sample: Sample, p: ExplodeParams) -> Sample:
     if len(extents) != 1:
         raise ItemError(f"rows.explode: arrays {p.arrays} differ in extent along axes {p.axes}: {extents}")
     (extent,) = extents
+    if p.bounds is not None:
+        bounds = sample.meta.get(p.bounds)
+        ok = isinstance(bounds, list) and all(
+            isinstance(b, list | tuple) and len(b) == 2 and 0 <= int(b[0]) < int(b[1]) <= extent[0]
+            for b in bounds
+        )
+        if not ok or not bounds:
+            raise ItemError(
+                f"rows.explode: meta {p.bounds!r} is not a list of [start, stop) inside {extent[0]}"
+            )
+        extent = (len(bounds),)
     if p.labels_field is not None:
         import json
 
@@ -115,6 +145,9 @@ def explode(sample: Sample) -> list[tuple[str, Sample, tuple[str, ...] | None]]:
     if spec is None:
         return [("", sample, None)]
     p = ExplodeParams.model_validate(spec)
+    if p.bounds is not None:
+        return _explode_bounds(sample, p)
+    assert p.size is not None
     stride = p.stride or p.size
     first = sample.arrays[p.arrays[0]]
     extent = [first.shape[a] for a in p.axes]
@@ -144,5 +177,31 @@ def explode(sample: Sample) -> list[tuple[str, Sample, tuple[str, ...] | None]]:
                 labels = tuple(str(x) for x in v)
             else:
                 labels = () if v is None or str(v) == "" else (str(v),)
+        out.append((f"#{n}", replace(sample, arrays=arrays, meta=row_meta), labels))
+    return out
+
+
+def _row_labels(v: object) -> tuple[str, ...]:
+    if isinstance(v, list | tuple):
+        return tuple(str(x) for x in v)
+    return () if v is None or str(v) == "" else (str(v),)
+
+
+def _explode_bounds(sample: Sample, p: ExplodeParams) -> list[tuple[str, Sample, tuple[str, ...] | None]]:
+    """One row per [start, stop) of the `bounds` meta list, cut along axis 0 of each named array."""
+    assert p.bounds is not None
+    bounds = [(int(a), int(b)) for a, b in sample.meta[p.bounds]]
+    per_window = set(p.meta) | ({p.label_from} if p.label_from else set()) | {FIELD_LABELS, p.bounds}
+    meta = {k: v for k, v in sample.meta.items() if k != KEY and k not in per_window}
+    out = []
+    for n, (a, b) in enumerate(bounds):
+        arrays = dict(sample.arrays)
+        for name in p.arrays:
+            arrays[name] = np.ascontiguousarray(sample.arrays[name][a:b])
+        row_meta = dict(meta)
+        for key in p.meta:
+            v = sample.meta[key][n]
+            row_meta[key] = v.item() if isinstance(v, np.generic) else v
+        labels = _row_labels(sample.meta[p.label_from][n]) if p.label_from else None
         out.append((f"#{n}", replace(sample, arrays=arrays, meta=row_meta), labels))
     return out

@@ -12,6 +12,9 @@ frame count is wrong is handled: the whole stream is decoded once, and if it hol
 container said the item fails (truncated file) unless `allow_short` is set, in which case the sampling is
 planned again on the real count.
 
+`video.clips` groups the decoded frames into clips by source frame ranges from a kept column, for
+`rows.explode` with `bounds` (one row per clip, clips of different lengths).
+
 CLIMB: no video module sampled or resized frames (EchoNet decodes every frame to RGB); CT volumes became
 MP4 at fps 10, one frame per slice, window 700/80 (centre 80), CLAHE clip 1.5 on 8x8 tiles
 (`video.from_volume`).
@@ -188,6 +191,49 @@ def _read(sample: Sample, p: ReadParams, path: Path) -> Sample:
     )
     if path not in sample.sources:
         sample.sources.append(path)
+    return sample
+
+
+# --------------------------------------------------------------------------------------------- clips
+
+
+class ClipsParams(StepParams):
+    ranges_field: str = Field(
+        description="kept index column: a JSON list of [first, last] source frame numbers (inclusive), one "
+        "per clip (Cholec80: written by its hook from the 90 phase intervals)"
+    )
+
+
+@step("video.clips", ClipsParams)
+def clips(sample: Sample, p: ClipsParams) -> Sample:
+    """Group the decoded frames into clips by source frame ranges: `clip_bounds` ([start, stop) into
+    `video`, for rows.explode's `bounds`) and `clip_frames` (each clip's source range)."""
+    import json
+
+    sample.array("video")
+    kept = sample.meta.get("frame_indices")
+    if not isinstance(kept, list):
+        raise ItemError("video.clips: no frame_indices; read the video with video.read first")
+    try:
+        ranges = [(int(a), int(b)) for a, b in json.loads(sample.fields[p.ranges_field])]
+    except KeyError:
+        raise ItemError(f"video.clips: no kept column {p.ranges_field!r} (add it to index.keep)") from None
+    except (ValueError, TypeError):
+        raise ItemError(f"video.clips: {p.ranges_field} is not a JSON list of [first, last] pairs") from None
+    if not ranges:
+        raise ItemError(f"video.clips: {p.ranges_field} lists no clip")
+    positions = np.asarray(kept, dtype=np.int64)
+    bounds = []
+    for n, (first, last) in enumerate(ranges):
+        a = int(np.searchsorted(positions, first, side="left"))
+        b = int(np.searchsorted(positions, last, side="right"))
+        if b <= a:
+            raise ItemError(
+                f"video.clips: clip {n} (source frames {first}-{last}) holds no kept frame at "
+                f"{sample.meta.get('fps', 0):g} fps; keep more frames (fps) or check the ranges"
+            )
+        bounds.append([a, b])
+    sample.meta.update(clip_bounds=bounds, clip_frames=[[a, b] for a, b in ranges])
     return sample
 
 
