@@ -22,6 +22,8 @@ _ALLOWED = {
     ("numpy._core.multiarray", "_reconstruct"),
     ("numpy.core.multiarray", "scalar"),
     ("numpy._core.multiarray", "scalar"),
+    ("numpy.core.numeric", "_frombuffer"),  # protocol 5 (Python 3.14's default) rebuilds arrays so
+    ("numpy._core.numeric", "_frombuffer"),
     ("builtins", "dict"),
     ("builtins", "list"),
 }

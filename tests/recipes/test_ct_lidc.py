@@ -3,44 +3,21 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
-import pydicom
 import pytest
-from pydicom.dataset import FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import generate_uid
 
 from climb_cli.acquire import download
 from climb_cli.verify import verify_raw
 from tests.conftest import fast_settings
 from tests.fakes.nbia import FakeNBIA, NbiaSeries
 from tests.recipes.conftest import packaged, rewritten
+from tests.recipes.test_ct_rsna import _slice
 from tests.test_miniatures import _build
 
 NS = "http://www.nih.gov"
-
-
-def _slice(patient: str, study: str, series: str, sop: str, z: float, hu: int, n: int) -> bytes:
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = CTImageStorage, sop
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = pydicom.Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID, ds.PatientID = CTImageStorage, sop, patient
-    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.Modality, ds.InstanceNumber = study, series, "CT", n
-    ds.ImagePositionPatient = [-8.0, -8.0, z]
-    ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-    ds.PixelSpacing, ds.SliceThickness = [1.0, 1.0], 2.5
-    ds.Rows = ds.Columns = 16
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
-    ds.RescaleSlope, ds.RescaleIntercept = 1, -1024
-    ds.PixelData = np.full((16, 16), hu + 1024, dtype=np.int16).tobytes()
-    buf = io.BytesIO()
-    pydicom.dcmwrite(buf, ds, enforce_file_format=True)
-    return buf.getvalue()
 
 
 def _roi(z: float, sop: str) -> str:
@@ -123,7 +100,7 @@ def test_lidc_windows_labels_and_patient_split_end_to_end(tmp_path: Path) -> Non
         instances = {}
         for i in range(n):
             sop = generate_uid()
-            instances[sop] = _slice(pid, study, uid, sop, _z(i), -800 + 10 * i, i + 1)
+            instances[sop] = _slice(study, uid, sop, _z(i), -800 + 10 * i)
         series_list.append(NbiaSeries(uid, pid, study, "LIDC-IDRI", "CT", instances, body_part="CHEST"))
         readers = max(len(large), len(small), 1)
         sessions = [[("large", [_z(i) for i in large[r]])] if r < len(large) else [] for r in range(readers)]
