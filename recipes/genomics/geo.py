@@ -30,11 +30,14 @@ def _entry(line):
     return key.strip(), value.strip()
 
 
-def parse_soft(data):
-    """(metadata, the '#' sample columns in order, {subset type: {sample: description}})."""
+def parse_soft(lines):
+    """(metadata, the '#' sample columns in order, {subset type: {sample: description}}) from the lines of
+    a SOFT file (or its text); reading stops where the value table begins."""
     meta, columns, subsets, current, section = {}, [], [], None, None
-    for raw in data.splitlines():
+    for raw in lines.splitlines() if isinstance(lines, str) else lines:
         line = raw.rstrip("\r\n")
+        if line.startswith("!dataset_table_begin"):
+            break
         if line.startswith("^"):
             kind, _ = _entry(line)
             current = {} if kind == "SUBSET" else None
@@ -49,8 +52,6 @@ def parse_soft(data):
                 meta.setdefault(key, value)
         elif line.startswith("#") and section == "DATASET":
             columns.append(_entry(line)[0])
-        elif line and not line.startswith(("^", "!", "#")):
-            section = "TABLE"  # the value table: nothing more to read for labels
     by_type = {}
     for sub in subsets:
         for sample in sub.get("sample_id", "").split(","):
@@ -114,8 +115,8 @@ def rows(table, ctx):
     for rec in table.to_dict("records"):
         blank = {**rec, "sample": "", "label": "", "label_type": "", "categories": "", "title": ""}
         try:
-            data = gzip.decompress((ctx.raw_dir / rec["path"]).read_bytes()).decode("utf-8", "replace")
-            meta, samples, by_type = parse_soft(data)
+            with gzip.open(ctx.raw_dir / rec["path"], "rt", encoding="utf-8", errors="replace") as f:
+                meta, samples, by_type = parse_soft(f)
         except (OSError, EOFError, gzip.BadGzipFile):
             out.append({**blank, "sample": "unreadable"})
             continue
