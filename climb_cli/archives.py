@@ -12,9 +12,9 @@ levels. Recipe fields (on source kinds that deliver archives; their Params inher
 Members are extracted beside the archive (the archive's own folder), one at a time and streaming, each
 to a temporary file under `.climb/partial/extract/` that is renamed into place once whole; its sha256 is
 computed while it is written and recorded in the raw manifest and in a per-archive state file
-`.climb/extracted-<archive path, %-quoted>.json` (archive sha256, and each member's size, mtime and
-sha256). A rerun whose archive sha256 is unchanged and whose members are intact (size and mtime as
-recorded) does nothing; after a crash (even `kill -9`) it extracts only the members that were not
+`.climb/extracted-<archive path, %-quoted; its sha256 when long>.json` (archive sha256, and each member's
+size, mtime and sha256). A rerun whose archive sha256 is unchanged and whose members are intact (size
+and mtime as recorded) does nothing; after a crash (even `kill -9`) it extracts only the members that were not
 finished: each finished member is also appended to `.climb/extracted-<archive>.journal` at once, and
 the state file is saved every few seconds.
 
@@ -117,14 +117,27 @@ def archive_kind(name: str) -> str | None:
 # State
 
 
+#: the longest %-quoted archive path used as is in a state file name (file names stop at 255 bytes)
+_NAME_MAX = 200
+
+
+def _state_name(key: str) -> str:
+    """`extracted-<archive path, %-quoted>`; a longer path (TCIA: patient/study/series/series.zip, three
+    64-character UIDs) by its sha256 instead: the state file holds the path itself."""
+    quoted = quote(key, safe="")
+    if len(quoted) > _NAME_MAX:
+        quoted = "sha256-" + hashlib.sha256(key.encode("utf-8")).hexdigest()
+    return f"extracted-{quoted}"
+
+
 def state_path(raw_root: Path, key: str) -> Path:
-    return raw_root / ".climb" / f"extracted-{quote(key, safe='')}.json"
+    return raw_root / ".climb" / f"{_state_name(key)}.json"
 
 
 def journal_path(raw_root: Path, key: str) -> Path:
     """One line per member extracted since the state file was last saved: what makes a rerun after
     `kill -9` redo only the members that were not finished (the state file is saved every few s)."""
-    return raw_root / ".climb" / f"extracted-{quote(key, safe='')}.journal"
+    return raw_root / ".climb" / f"{_state_name(key)}.journal"
 
 
 @dataclass

@@ -505,3 +505,18 @@ def test_kill_9_mid_extraction_redoes_only_unfinished_members(tmp_path: Path) ->
     assert all(rows[n][2] == sha(d) for n, d in members.items())  # every member has its manifest row
     again = run_extract(raw / "x.zip", raw)
     assert again.skipped and again.extracted == 0
+
+
+def test_a_long_archive_path_gets_a_state_file_name_the_filesystem_takes(tmp_path: Path) -> None:
+    """TCIA with series_folders: patient/study/series/series.zip, three 64-character UIDs."""
+    from climb_cli.archives import journal_path, state_path
+
+    uid = "1.3.6.1.4.1.14519.5.2.1.6279.6001." + "1" * 30
+    long_key, other = f"LIDC-IDRI-0001/{uid}0/{uid}1/{uid}1.zip", f"LIDC-IDRI-0001/{uid}0/{uid}2/{uid}2.zip"
+    for key in (long_key, other):
+        for path in (state_path(tmp_path, key), journal_path(tmp_path, key)):
+            assert len(path.name) <= 255
+            path.parent.mkdir(exist_ok=True)
+            path.write_text("{}")  # the filesystem takes the name
+    assert state_path(tmp_path, long_key) != state_path(tmp_path, other)
+    assert state_path(tmp_path, "a/b.zip").name == "extracted-a%2Fb.zip.json"  # short keys as before

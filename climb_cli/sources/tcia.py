@@ -7,7 +7,9 @@
 
 Listing: ``GET <api>/v4/getSeries?Collection=<c>[&Modality=..]`` (JSON array, one object per series; the
 same call tcia_utils.nbia.getSeries makes). Each series is one file, ``<PatientID>/<StudyInstanceUID>/
-<SeriesInstanceUID>.zip``, fetched with ``GET <api>/v4/getImage?NewFileNames=Yes&SeriesInstanceUID=<uid>``
+<SeriesInstanceUID>.zip`` (with ``series_folders: true``: ``.../<SeriesInstanceUID>/<SeriesInstanceUID>.zip``,
+so the members of two series of one study, both ``1-01.dcm`` ..., extract into separate folders),
+fetched with ``GET <api>/v4/getImage?NewFileNames=Yes&SeriesInstanceUID=<uid>``
 (tcia_utils.nbia._download_and_unzip_series). No authentication: open collections need none since NBIA v4
 (the Keycloak password grant of older clients is gone); restricted collections stay `manual`.
 
@@ -65,6 +67,12 @@ class TciaParams(SourceParams):
     patients: list[str] = Field(default_factory=list, description="only these PatientIDs")
     series: list[str] = Field(default_factory=list, description="only these SeriesInstanceUIDs")
     mirror: Literal["idc"] | None = Field(None, description="idc: the same series from IDC's public bucket")
+    series_folders: bool = Field(
+        False,
+        description="NBIA: put each series' ZIP in a folder of its own (<PatientID>/<StudyInstanceUID>/"
+        "<SeriesInstanceUID>/<SeriesInstanceUID>.zip), so a study with several series extracts without "
+        "clashing member names (1-01.dcm), as IDC's layout",
+    )
 
 
 class TciaSource(Source):
@@ -81,11 +89,14 @@ class TciaSource(Source):
         return f"tcia collection {self.params.collection}"
 
     def _identity(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "collection": self.params.collection,
             "modality": self.params.modality,
             "mirror": self.params.mirror,
         }
+        if self.params.series_folders:
+            out["series_folders"] = True
+        return out
 
     # -- IDC -----------------------------------------------------------------------------------------
     def _idc_rows(self) -> list[dict[str, Any]]:
@@ -181,7 +192,8 @@ class TciaSource(Source):
         for r in rows:
             uid = str(r.get("SeriesInstanceUID") or r.get("Series UID") or "")
             study, patient = str(r.get("StudyInstanceUID", "")), str(r.get("PatientID", ""))
-            path = safe_relpath(f"{patient}/{study}/{uid}.zip")
+            folder = f"{patient}/{study}/{uid}" if self.params.series_folders else f"{patient}/{study}"
+            path = safe_relpath(f"{folder}/{uid}.zip")
             if path is None or not uid:
                 raise TransferError(f"{self.recipe.name}: NBIA listed a series with unsafe ids {r!r:.120}")
             url = f"{self.api}/v4/getImage?{urlencode({'NewFileNames': 'Yes', 'SeriesInstanceUID': uid})}"
@@ -195,7 +207,7 @@ class TciaSource(Source):
     def _select(self, files: list[RemoteFile]) -> list[RemoteFile]:
         keep = []
         for f in files:
-            parts = f.path.split("/")  # NBIA: P/Study/Series.zip; IDC: P/Study/Series/instance.dcm
+            parts = f.path.split("/")  # NBIA: P/Study/[Series/]Series.zip; IDC: P/Study/Series/instance.dcm
             series = parts[2].removesuffix(".zip")
             if self._wanted(parts[0], series) and selected(f.path, self.spec):
                 keep.append(f)

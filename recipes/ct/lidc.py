@@ -75,7 +75,7 @@ def rows(table, ctx):
     marks = readers_by_slice(ctx.raw_dir / "xml")
     labels, counts = [], []
     for patient, study, series in zip(table["patient"], table["study"], table["series"], strict=True):
-        folder = ctx.raw_dir / patient / study
+        folder = ctx.raw_dir / patient / study / series
         try:
             zs = [_z(pydicom.dcmread(folder / f"{stem}.dcm", stop_before_pixels=True).ImagePositionPatient[2])
                   for stem in slice_order(folder)]  # fmt: skip

@@ -74,7 +74,7 @@ PATIENTS = {
     2: (30, [range(20, 26)] * 2, [range(26, 30)] * 4),  # large: 2 readers only; small in window 1 (4 slices)
     3: (24, [], []),
     4: (26, [range(22, 25)] * 4, [range(0, 3)] * 3),  # large: 3 slices only; small: 3 slices only
-    5: (48, [range(24, 28)] * 3, [range(30, 34)] * 3),  # window 1 both
+    5: (30, [range(24, 28)] * 3, [range(26, 30)] * 3),  # window 1 both
     6: (25, [], []),
     7: (25, [range(0, 4)] * 3, []),
 }
@@ -107,6 +107,14 @@ def test_lidc_windows_labels_and_patient_split_end_to_end(tmp_path: Path) -> Non
         for r in range(len(small)):
             sessions[r] = [*sessions[r], ("small", [_z(i) for i in small[r]])]
         (xml / f"{68 + p:03d}.xml").write_text(lidc_xml(study, uid, sessions))
+    # patient 3's study holds a second CT series: its slices must not clash with the first one's
+    study3 = next(s for s in series_list if s.patient == "LIDC-IDRI-0003").study
+    second = generate_uid()
+    uids[second] = 3
+    extra = {(sop := generate_uid()): _slice(study3, second, sop, _z(i), -500) for i in range(24)}
+    series_list.append(
+        NbiaSeries(second, "LIDC-IDRI-0003", study3, "LIDC-IDRI", "CT", extra, body_part="CHEST")
+    )
     cr = NbiaSeries(
         generate_uid(), "LIDC-IDRI-0001", generate_uid(), "LIDC-IDRI", "CR", {}, body_part="CHEST"
     )
@@ -123,8 +131,16 @@ def test_lidc_windows_labels_and_patient_split_end_to_end(tmp_path: Path) -> Non
     assert raw.ok, raw.as_dict()
     rows, _ = _build(recipe, settings)  # the NPZ shards, read back
     got: dict[int, list] = {}
+    assert len({r["id"].split("#")[0] for r in rows}) == 8  # 7 patients, patient 3 with two series
     for r in rows:
         series, n = r["id"].split("#")
+        if series == second:
+            assert (
+                r["labels"] == []
+                and r["split"]
+                == next(x for x in rows if x["patient"] == r["patient"] and x["id"] != r["id"])["split"]
+            )
+            continue
         got.setdefault(uids[series], []).append((int(n), sorted(r["labels"]), r["window_starts"], r["split"]))
     for p, windows in got.items():
         windows.sort()
