@@ -16,6 +16,7 @@ does not list), so CLIMB asks about those samples only; the others are rows with
 import gzip
 import json
 import re
+import zlib
 
 import pandas as pd
 
@@ -117,7 +118,7 @@ def rows(table, ctx):
         try:
             with gzip.open(ctx.raw_dir / rec["path"], "rt", encoding="utf-8", errors="replace") as f:
                 meta, samples, by_type = parse_soft(f)
-        except (OSError, EOFError, gzip.BadGzipFile):
+        except (OSError, EOFError, zlib.error):  # a truncated or corrupt .gz
             out.append({**blank, "sample": "unreadable"})
             continue
         found = labels(by_type, complete(samples, by_type))

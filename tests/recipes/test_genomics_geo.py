@@ -77,7 +77,11 @@ WANT = {
 
 
 def _tree() -> dict[str, bytes]:
-    return {f"GDS1nnn/{g}/soft/{g}.soft.gz": soft(g, *spec) for g, spec in GDS.items()}
+    tree = {f"GDS1nnn/{g}/soft/{g}.soft.gz": soft(g, *spec) for g, spec in GDS.items()}
+    tree["GDS1nnn/GDS1006/soft/GDS1006.soft.gz"] = soft("GDS1006", *GDS["GDS1002"])[
+        :120
+    ]  # cut short upstream
+    return tree
 
 
 def test_geo_crawled_soft_files_give_one_row_per_sample_with_climbs_label(tmp_path: Path) -> None:
@@ -88,7 +92,8 @@ def test_geo_crawled_soft_files_give_one_row_per_sample_with_climbs_label(tmp_pa
         rows, manifest = build(recipe, fast_settings(tmp_path))
     got = {r["id"]: (r["labels"][0], r["label_type"]) for r in rows}
     assert got == WANT
-    assert sum(manifest["dropped"].values()) == 3  # GDS1001's GSM3, GSM4 (GEOparse's dropna), GDS1005
+    # GDS1001's GSM3, GSM4 (GEOparse's dropna), GDS1005 (no label column), GDS1006 (unreadable)
+    assert sum(manifest["dropped"].values()) == 4
     by_id = {r["id"]: r for r in rows}
     assert json.loads(by_id["GDS1001_GSM1"]["categories"]) == ["CD4+", "CD8+"]
     assert json.loads(by_id["GDS1004_GSM9"]["categories"]) == [

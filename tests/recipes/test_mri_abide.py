@@ -14,6 +14,8 @@ import pytest
 from climb_cli.acquire import download
 from climb_cli.errors import RecipeError
 from climb_cli.verify import verify_raw
+from tests.conftest import fast_settings
+from tests.recipes.conftest import packaged, rewritten
 from tests.recipes.test_volumes_video_mri import _packaged
 from tests.test_miniatures import _build
 
@@ -35,7 +37,11 @@ def _abide(n: int, rng: np.random.Generator) -> tuple[bytes, dict]:
 
 def test_abide_rows_labels_sites_split_and_graphs(tmp_path: Path) -> None:
     blob, data = _abide(60, np.random.default_rng(5))
-    recipe, settings = _packaged(tmp_path, "mri", "abide", {"ABIDE.npy": blob})
+    spec = packaged("abide")
+    spec.pop("expect")  # CLIMB's counts are for BrainGB's 1,009 subjects (checked below)
+    recipe, settings = rewritten(tmp_path, spec), fast_settings(tmp_path)
+    settings.raw_dir("abide").mkdir(parents=True, exist_ok=True)
+    (settings.raw_dir("abide") / "ABIDE.npy").write_bytes(blob)
     assert download(recipe, settings).ok
     raw, _ = verify_raw(recipe, settings)
     assert raw.ok, raw.as_dict()
@@ -84,3 +90,19 @@ def test_a_malicious_abide_npy_is_refused_in_one_line(
     msg = str(info.value)
     assert "\n" not in msg and "ABIDE.npy" in msg and re.search(r"refusing (posix|nt)\.system", msg)
     assert not (tmp_path / "PWNED").exists()
+
+
+def test_climbs_split_of_1009_subjects_is_what_the_recipe_expects(tmp_path: Path) -> None:
+    from collections import Counter
+
+    from climb_cli.index import build_index
+
+    rng = np.random.default_rng(9)
+    sites = [f"SITE{k:02d}" for k in range(17)]
+    data = {"corr": np.zeros((1009, 2, 2)), "label": rng.integers(0, 2, 1009),
+            "site": np.array([sites[int(i)] for i in rng.integers(0, 17, 1009)])}  # fmt: skip
+    buf = io.BytesIO()
+    np.save(buf, data)
+    recipe, settings = _packaged(tmp_path, "mri", "abide", {"ABIDE.npy": buf.getvalue()})
+    counts = Counter(i.split for i in build_index(recipe, settings).items)
+    assert counts == recipe.expect.splits == {"train": 706, "val": 100, "test": 203}
