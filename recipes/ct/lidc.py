@@ -7,7 +7,8 @@ with `characteristics` is a nodule >= 3 mm (CLIMB: large), one without is a nodu
 marked a large (small) nodule roi at its z (ImagePositionPatient[2]). Windows are CLIMB's: 24 slices,
 non-overlapping, ceil(N / 24) per series in the reader's slice order (ascending z), positive when at
 least 4 of their slices are flagged; labels [large, small] per window as a JSON list (`window_labels`).
-A series whose slices cannot be read gets no labels, so it fails with the reason at rows.explode.
+A series whose slices cannot be read gets no labels, so it fails with the reason at rows.explode; an
+XML file that does not parse stops the build with its name (a reader's marks would be missing).
 """
 
 import json
@@ -51,8 +52,11 @@ def readers_by_slice(xml_dir):
     for path in sorted(Path(xml_dir).rglob("*.xml")):
         try:
             series, marks = parse_xml(path)
-        except ET.ParseError:
-            continue  # not an annotation file: its series simply has no marks from it
+        except ET.ParseError as exc:  # a reader's marks missing would silently change the labels
+            rel = path.relative_to(xml_dir).as_posix()
+            raise ValueError(
+                f"xml/{rel} is not readable XML ({exc}); download LIDC-XML-only.zip again"
+            ) from None
         for session, kind, z in marks:
             out.setdefault(series, {}).setdefault((kind, z), set()).add((path.name, session))
     return out

@@ -162,3 +162,23 @@ def test_lidc_windows_labels_and_patient_split_end_to_end(tmp_path: Path) -> Non
     assert win.shape == (24, 256, 256)
     hu = -800 + 10 * 24  # slice 24 of patient 6: the only real slice of its padded last window
     assert np.allclose(win[0], (hu - (-600 - 750)) / 1500, atol=1e-6) and not win[1:].any()
+
+
+def test_the_xml_parser_reads_the_lidc_schema_and_names_a_broken_file(tmp_path: Path) -> None:
+    from climb_cli.catalog import Catalog
+
+    hook = Catalog().paths()["lidc"].with_suffix(".py")
+    ns: dict = {}
+    exec(compile(hook.read_text(), str(hook), "exec"), ns)  # noqa: S102 - the packaged hook's own source
+    (tmp_path / "x" / "157").mkdir(parents=True)
+    sessions = [[("large", [-10.0, -12.5]), ("small", [-20.0])], [("small", [-20.0])], []]
+    (tmp_path / "x" / "157" / "001.xml").write_text(lidc_xml("1.2.3", "1.2.3.4", sessions))
+    (tmp_path / "x" / "157" / "002.xml").write_text(
+        '<?xml version="1.0"?><IdriReadMessage xmlns="http://www.nih.gov"/>'
+    )
+    marks = ns["readers_by_slice"](tmp_path / "x")
+    assert marks == {"1.2.3.4": {("large", -10.0): {("001.xml", 0)}, ("large", -12.5): {("001.xml", 0)},
+                                 ("small", -20.0): {("001.xml", 0), ("001.xml", 1)}}}  # fmt: skip
+    (tmp_path / "x" / "157" / "003.xml").write_text("<LidcReadMessage><readingSession>")
+    with pytest.raises(ValueError, match=r"xml/157/003.xml is not readable XML"):
+        ns["readers_by_slice"](tmp_path / "x")
