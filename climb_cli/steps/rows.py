@@ -59,7 +59,7 @@ class ExplodeParams(StepParams):
     def _lengths(self) -> ExplodeParams:
         n = len(self.axes)
         if (self.size is None) == (self.bounds is None):
-            raise ValueError("give size or bounds, not both")
+            raise ValueError("give exactly one of size or bounds")
         if self.bounds is not None:
             if self.axes != [0] or self.stride is not None or self.squeeze:
                 raise ValueError("bounds cut axis 0 only, without stride or squeeze")
@@ -94,7 +94,10 @@ def explode_step(sample: Sample, p: ExplodeParams) -> Sample:
     if p.bounds is not None:
         bounds = sample.meta.get(p.bounds)
         ok = isinstance(bounds, list) and all(
-            isinstance(b, list | tuple) and len(b) == 2 and 0 <= int(b[0]) < int(b[1]) <= extent[0]
+            isinstance(b, list | tuple)
+            and len(b) == 2
+            and all(isinstance(v, int | np.integer) for v in b)
+            and 0 <= b[0] < b[1] <= extent[0]
             for b in bounds
         )
         if not ok or not bounds:
@@ -170,13 +173,7 @@ def explode(sample: Sample) -> list[tuple[str, Sample, tuple[str, ...] | None]]:
         for key in p.meta:
             v = sample.meta[key][pos[0]]
             row_meta[key] = v.item() if isinstance(v, np.generic) else v
-        labels = None
-        if p.label_from:
-            v = sample.meta[p.label_from][pos[0]]
-            if isinstance(v, list | tuple):
-                labels = tuple(str(x) for x in v)
-            else:
-                labels = () if v is None or str(v) == "" else (str(v),)
+        labels = _row_labels(sample.meta[p.label_from][pos[0]]) if p.label_from else None
         out.append((f"#{n}", replace(sample, arrays=arrays, meta=row_meta), labels))
     return out
 

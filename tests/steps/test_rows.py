@@ -98,3 +98,24 @@ def test_window_labels_from_a_kept_json_column() -> None:
     with pytest.raises(ItemError, match="not a list of 3 entries"):
         explode_step(slice_windows(bad, SliceWindowsParams(output="array")),
                      ExplodeParams(arrays=["windows"], size=[1], labels_field="window_labels"))  # fmt: skip
+
+
+def test_bounds_cut_windows_of_any_length_with_their_labels_and_meta() -> None:
+    sample = Sample(id="video01", arrays={"video": np.arange(10 * 2).reshape(10, 2)})
+    sample.meta.update(clip_bounds=[[0, 3], [3, 4], [4, 10]], clip_frames=[[0, 74], [75, 99], [100, 260]],
+                       labels=[["Preparation"], [], ["Preparation", "ClippingCutting"]])  # fmt: skip
+    p = ExplodeParams(arrays=["video"], bounds="clip_bounds", meta=["clip_frames"], label_from="labels")
+    rows = explode(explode_step(sample, p))
+    assert [
+        (s, sub.arrays["video"][:, 0].tolist(), sub.meta["clip_frames"], lab) for s, sub, lab in rows
+    ] == [
+        ("#0", [0, 2, 4], [0, 74], ("Preparation",)),
+        ("#1", [6], [75, 99], ()),
+        ("#2", [8, 10, 12, 14, 16, 18], [100, 260], ("Preparation", "ClippingCutting")),
+    ]
+    assert "clip_bounds" not in rows[0][1].meta
+    sample.meta["clip_bounds"] = [[0, 3], [3, 11], [11, 12]]  # past the end
+    with pytest.raises(ItemError, match="not a list of \\[start, stop\\) inside 10"):
+        explode_step(sample, p)
+    with pytest.raises(ValueError, match="exactly one of size or bounds"):
+        ExplodeParams(arrays=["video"], bounds="clip_bounds", size=[1])
