@@ -1,14 +1,22 @@
-"""Preprocessing: plan work units (one unit = one output shard), run them on an engine, commit.
+"""Preprocessing: plan shards, cut them into work units, run the units on an engine, commit.
 
 The coordinator builds the index, processes one probe item to learn the row schema and size,
-cuts each split into shards near the recipe's target size, and gives every unit a digest of
+cuts each split into shards near the recipe's target size, and gives every shard a digest of
 what it depends on (recipe hash, item ids, labels, input file hashes from the raw manifest).
-A unit processes its items, writes its shard to a temporary name, renames it into place, then
-writes a commit marker; a rerun skips every unit whose marker has the same digest, whose shard
-still has the recorded sha256, and whose failed items' inputs are as they were when they failed
-(a repaired or re-downloaded input gets its item another try), so a crash or `kill -9` costs only
-the shards that were in flight. Items that fail go to errors.parquet. A run holds the dataset's
-processed lock (locks.py); the parts of a cluster array job (`part`) take none.
+A rerun skips every shard whose commit marker has the same digest, whose file still has the
+recorded sha256, and whose failed items' inputs are as they were when they failed (a repaired or
+re-downloaded input gets its item another try), so a crash or `kill -9` costs only the work that
+was in flight. Items that fail go to errors.parquet. A run holds the dataset's processed lock
+(locks.py); the parts of a cluster array job (`part`) take none.
+
+Unit size does not follow shard size: the shards left to build are cut into units of about
+total items / (UNITS_PER_WORKER x workers), never fewer than MIN_UNIT_ITEMS items, so every worker
+gets several units however large the shards are. A shard that is one unit is written by it
+(temporary name, rename, marker). A shard cut into several units gets one *part* per unit
+(`.parts/<shard>/<k>.parquet`, committed with its own marker), and once all its parts are in, an
+assembly task on the same pool streams them, row group by row group, into the shard in fixed row
+groups (the same bytes whatever the cut, engine or worker count), commits it like any shard and
+removes the parts. A rerun reuses committed parts of a shard that was never assembled.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from climb_cli import __version__
 from climb_cli.engines import WORKER_BASE_BYTES, close_engine, make_engine, memory_capped_workers
@@ -53,6 +62,9 @@ from climb_cli.storage import Remote, is_url, scratch_dir
 
 PROBE_LIMIT = 50  # items tried before concluding that the recipe fails on everything
 PROBE_SAMPLES = 3  # successful items whose metadata types make the row schema
+UNITS_PER_WORKER = 4  # units per worker the cut aims at: a long unit at the end leaves less idle
+MIN_UNIT_ITEMS = 8  # the smallest unit a shard is cut into (each costs a dispatch and a part file)
+PART_COMPRESSION = "lz4"  # parts are read back once: cheap to write and to read
 
 
 @dataclass
@@ -71,6 +83,8 @@ class UnitSpec:
     item_bytes: int = 0  # peak memory of one item measured on the probes
     bytes_per_input_byte: float = 0.0  # the probes' peak memory per byte of input
     item_budget: int = 0  # memory one item may use in a worker (0: no check)
+    part: int = 0  # this unit's part of the shard (`items` are that part's)
+    parts: int = 1  # the units the shard is cut into (1: this unit writes the shard itself)
 
 
 @dataclass
@@ -85,6 +99,9 @@ class UnitResult:
     skipped: bool = False
     digest: str = ""
     dropped: dict[str, int] = field(default_factory=dict)  # reason -> items a step dropped on purpose
+    part: int = 0  # the part of the shard this result is (parts > 1), else the whole shard
+    parts: int = 1
+    worker: int = 0  # the process that produced it (not part of any output)
 
 
 @dataclass
@@ -212,11 +229,14 @@ def _failed_inputs_state(raw_root: Path, items: list[Item], failed: set[str]) ->
     return h.hexdigest()
 
 
-def _committed(spec: UnitSpec, marker: Path, final: Path) -> UnitResult | None:
-    """The committed result of this unit on local disk if it is still good (see `_reusable`)."""
+def _committed(spec: UnitSpec, marker: Path, final: Path, digest: str | None = None) -> UnitResult | None:
+    """The committed result of this unit (or of one of its parts: `digest`) on local disk if it is
+    still good (see `_reusable`)."""
     if not (marker.is_file() and final.is_file()):
         return None
-    return _reusable(spec, marker.read_text(), lambda: final.stat().st_size, lambda: sha256_file(final))
+    return _reusable(
+        spec, marker.read_text(), lambda: final.stat().st_size, lambda: sha256_file(final), digest
+    )
 
 
 def _remote_committed(spec: UnitSpec, out: Remote) -> UnitResult | None:
@@ -227,14 +247,18 @@ def _remote_committed(spec: UnitSpec, out: Remote) -> UnitResult | None:
 
 
 def _reusable(
-    spec: UnitSpec, marker: str | bytes, size: Callable[[], int | None], sha256: Callable[[], str | None]
+    spec: UnitSpec,
+    marker: str | bytes,
+    size: Callable[[], int | None],
+    sha256: Callable[[], str | None],
+    digest: str | None = None,
 ) -> UnitResult | None:
     """A unit's commit marker, if the unit is still good: same digest, the shard's size and then its
     sha256 match the marker (a shard replaced by same-size garbage is redone), and the inputs of its
     failed items are as they were when they failed. The shard is read only when the cheap checks pass."""
     try:
         done = json.loads(marker)
-        if done.get("digest") != spec.digest or size() != done["bytes"]:
+        if done.get("digest") != (digest or spec.digest) or size() != done["bytes"]:
             return None
         errors = [tuple(e) for e in done["errors"]]
         if errors and done.get("failed_inputs") != _failed_inputs_state(
@@ -281,10 +305,14 @@ def _fits(spec: UnitSpec, item: Item, raw_root: Path) -> None:
 
 
 def run_unit(spec: UnitSpec) -> UnitResult:
-    """Process one shard's items and commit the shard. Safe to run in any process on shared storage.
+    """Process one unit's items and commit what it writes. Safe to run in any process on shared storage.
 
-    On object storage (`out_dir` is a URL) the shard is written to local scratch, uploaded to its final
-    key, and its commit marker is uploaded after it (storage.py: the commit protocol without rename)."""
+    A whole shard (`parts == 1`) is written and committed as the shard. On object storage (`out_dir`
+    is a URL) the shard is written to local scratch, uploaded to its final key, and its commit marker
+    is uploaded after it (storage.py: the commit protocol without rename). A part of a shard is
+    committed as a part (`_run_part`); `assemble_shard` makes the shard of the parts."""
+    if spec.parts > 1:
+        return _run_part(spec)
     remote = Remote(spec.out_dir) if is_url(spec.out_dir) else None
     if remote is not None:
         committed = _remote_committed(spec, remote)
@@ -297,19 +325,36 @@ def run_unit(spec: UnitSpec) -> UnitResult:
         committed = _committed(spec, marker, final)
     if committed is not None:
         return committed
-    raw_root = Path(spec.raw_root)
-    steps = _steps(spec.recipe)
-    provenance = _Provenance(raw_root)
-    classes = spec.classes or spec.recipe.classes
-    recipe_hash = spec.recipe.content_hash()
-    result = UnitResult(spec.name, spec.split, digest=spec.digest)
-    counts: Counter[str] = Counter()
     out = spec.recipe.output
     writer: ShardWriter | NpzShardWriter = (
         NpzShardWriter(spec.schema, final)
         if out.format == "npz"
         else ShardWriter(spec.schema, final, spec.row_group_rows, out.compression, out.array_encoding)
     )
+    result = _write_items(spec, writer, final)
+    done = _marker(spec, result, spec.digest)
+    if remote is not None:
+        try:  # the object first, its marker last
+            remote.upload(final, f"data/{spec.name}")
+        finally:
+            final.unlink(missing_ok=True)
+        remote.write_bytes(f".commits/{spec.name}.json", json_bytes(done))
+        return result
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(marker, done)
+    return result
+
+
+def _write_items(spec: UnitSpec, writer: ShardWriter | NpzShardWriter, final: Path) -> UnitResult:
+    """Process the unit's items into `writer` and commit it; failed and dropped items are counted."""
+    raw_root = Path(spec.raw_root)
+    steps = _steps(spec.recipe)
+    provenance = _Provenance(raw_root)
+    classes = spec.classes or spec.recipe.classes
+    recipe_hash = spec.recipe.content_hash()
+    result = UnitResult(spec.name, spec.split, digest=spec.digest, part=spec.part, parts=spec.parts)
+    result.worker = os.getpid()
+    counts: Counter[str] = Counter()
     try:
         for item in spec.items:
             try:
@@ -341,26 +386,113 @@ def run_unit(spec: UnitSpec) -> UnitResult:
             raise no_space(final.parent, len(spec.items) * spec.row_bytes or None, spec.name) from None
         raise
     result.classes = dict(sorted(counts.items()))
-    done = {
-        "digest": spec.digest,
+    return result
+
+
+def _marker(spec: UnitSpec, result: UnitResult, digest: str) -> dict:
+    """A commit marker: what the rerun check (`_reusable`) and the run manifest read."""
+    return {
+        "digest": digest,
         "rows": result.rows,
         "bytes": result.bytes,
         "sha256": result.sha256,
         "errors": result.errors,
-        "failed_inputs": _failed_inputs_state(raw_root, spec.items, {e[0] for e in result.errors}),
+        "failed_inputs": _failed_inputs_state(Path(spec.raw_root), spec.items, {e[0] for e in result.errors}),
         "classes": result.classes,
         "dropped": result.dropped,
     }
-    if remote is not None:
-        try:  # the object first, its marker last
-            remote.upload(final, f"data/{spec.name}")
-        finally:
-            final.unlink(missing_ok=True)
-        remote.write_bytes(f".commits/{spec.name}.json", json_bytes(done))
-        return result
-    marker.parent.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(marker, done)
+
+
+def _part_files(spec: UnitSpec, part: int) -> tuple[Path, Path]:
+    """A part's file and its commit marker (local output folders only)."""
+    folder = Path(spec.out_dir) / ".parts" / spec.name
+    return folder / f"{part:05d}.parquet", folder / f"{part:05d}.json"
+
+
+def _part_digest(spec: UnitSpec) -> str:
+    """What a part depends on: its shard's digest and where the cut put it."""
+    return hashlib.sha256(f"{spec.digest}|part {spec.part} of {spec.parts}".encode()).hexdigest()
+
+
+def _run_part(spec: UnitSpec) -> UnitResult:
+    """One part of a shard: its rows in a part file (lz4, the shard's row groups), then its marker.
+    A committed part of the same cut is reused (a rerun after a crash before assembly)."""
+    final, marker = _part_files(spec, spec.part)
+    digest = _part_digest(spec)
+    done = _committed(spec, marker, final, digest)
+    if done is not None:
+        done.part, done.parts, done.worker = spec.part, spec.parts, os.getpid()
+        return done
+    writer = ShardWriter(spec.schema, final, spec.row_group_rows, PART_COMPRESSION, "plain")
+    result = _write_items(spec, writer, final)
+    write_json_atomic(marker, _marker(spec, result, digest))
     return result
+
+
+@dataclass
+class Assembly:
+    """A shard to assemble: its spec (all its items) and its parts' results, in part order."""
+
+    shard: UnitSpec
+    parts: list[UnitResult]
+
+
+def assemble_shard(job: Assembly) -> UnitResult:
+    """Stream a shard's parts into the shard (fixed row groups: the bytes do not depend on the cut),
+    commit it with its marker (rows, failed and dropped items summed over the parts), then remove the
+    parts. Holds at most a part's row group and one shard row group in memory."""
+    spec = job.shard
+    out_dir = Path(spec.out_dir)
+    final = out_dir / "data" / spec.name
+    out = spec.recipe.output
+    writer = ShardWriter(spec.schema, final, spec.row_group_rows, out.compression, out.array_encoding)
+    result = UnitResult(spec.name, spec.split, digest=spec.digest, worker=os.getpid())
+    counts: Counter[str] = Counter()
+    rows = 0
+    try:
+        for part in job.parts:
+            f = pq.ParquetFile(_part_files(spec, part.part)[0])
+            with contextlib.closing(f):
+                for g in range(f.num_row_groups):
+                    table = f.read_row_group(g)
+                    rows += table.num_rows
+                    writer.add_table(table)
+            result.errors += part.errors
+            counts.update(part.classes)
+            for reason, n in part.dropped.items():
+                result.dropped[reason] = result.dropped.get(reason, 0) + n
+        if rows != sum(p.rows for p in job.parts):
+            raise ClimbError(
+                f"{spec.recipe.name}: the parts of {spec.name} in {out_dir / '.parts'} do not hold the rows "
+                "their markers record; delete that folder and run preprocess again"
+            )
+        result.rows, result.bytes, result.sha256 = writer.commit()
+    except BaseException as e:
+        writer.abort()
+        if is_disk_full(e):
+            raise no_space(final.parent, len(spec.items) * spec.row_bytes or None, spec.name) from None
+        raise
+    result.classes = dict(sorted(counts.items()))
+    write_json_atomic(out_dir / ".commits" / f"{spec.name}.json", _marker(spec, result, spec.digest))
+    shutil.rmtree(out_dir / ".parts" / spec.name, ignore_errors=True)
+    return result
+
+
+def cut_units(shards: list[UnitSpec], workers: int, unit_items: int | None = None) -> list[UnitSpec]:
+    """The units that build `shards`: each shard cut into parts of about `unit_items` items (default:
+    the items left / (UNITS_PER_WORKER x workers), at least MIN_UNIT_ITEMS), contiguous and as even
+    as can be. A shard on object storage or in NPZ is one unit (their writers take whole shards)."""
+    total = sum(len(u.items) for u in shards)
+    size = unit_items or max(MIN_UNIT_ITEMS, -(-total // (UNITS_PER_WORKER * max(1, workers))))
+    units: list[UnitSpec] = []
+    for u in shards:
+        n = max(1, round(len(u.items) / size))
+        if n == 1 or is_url(u.out_dir) or u.recipe.output.format == "npz":
+            units.append(u)
+            continue
+        bounds = [len(u.items) * k // n for k in range(n + 1)]
+        units += [replace(u, items=u.items[bounds[k] : bounds[k + 1]], part=k, parts=n) for k in range(n)]
+    return units
 
 
 def _input_digests(items: list[Item], raw_root: Path) -> dict[str, str]:
@@ -449,6 +581,7 @@ class EngineOptions:
     scheduler: str | None = None
     address: str | None = None
     memory_per_worker: int | None = None
+    unit_items: int | None = None  # items per unit (default: see `cut_units`)
 
 
 @dataclass
@@ -538,10 +671,19 @@ def preprocess_many(
                     )
             except ClimbError as e:
                 out[recipe.name] = e
-        units = [u for p in plans for u in p.units]
+        shards = [u for p in plans for u in p.units]
         if on_plan:
-            on_plan(len(units), sum(p.items for p in plans))
-        by_digest = {u.digest: p for p in plans for u in p.units}
+            on_plan(len(shards), sum(p.items for p in plans))
+        by_digest = {u.digest: (p, u) for p in plans for u in p.units}
+        todo = []
+        for shard, done in zip(shards, _reused(shards), strict=True):
+            if done is None:
+                todo.append(shard)
+                continue
+            by_digest[shard.digest][0].report.units.append(done)
+            if on_unit:
+                on_unit(done)
+        units = cut_units(todo, workers, opts.unit_items)
         if units:
             unit_bytes = max(p.unit_bytes for p in plans if p.units)
             n, note = memory_capped_workers(workers, unit_bytes, len(units), opts.memory_per_worker)
@@ -558,10 +700,20 @@ def preprocess_many(
                 unit_bytes=unit_bytes,
             )
             try:
+                parts: dict[str, list[UnitResult]] = {}
                 for u in pool.map(run_unit, units):
-                    by_digest[u.digest].report.units.append(u)
+                    if u.parts > 1:
+                        parts.setdefault(u.digest, []).append(u)
+                    else:
+                        by_digest[u.digest][0].report.units.append(u)
                     if on_unit:
                         on_unit(u)
+                # every shard cut into parts: assembled on the same pool, once all its parts are in
+                jobs = [
+                    Assembly(by_digest[d][1], sorted(got, key=lambda r: r.part)) for d, got in parts.items()
+                ]
+                for u in pool.map(assemble_shard, sorted(jobs, key=lambda j: j.shard.name)):
+                    by_digest[u.digest][0].report.units.append(u)
             except ClimbError as e:  # a unit that could not write (a full disk): no dataset completes
                 for p in plans:
                     out[p.recipe.name] = e
@@ -575,6 +727,24 @@ def preprocess_many(
             except ClimbError as e:
                 out[p.recipe.name] = e
     return out
+
+
+def _reused(shards: list[UnitSpec]) -> list[UnitResult | None]:
+    """Each shard's committed result if it is still good, else None: checked by the coordinator (a
+    committed shard is neither cut nor sent to a worker), several at a time (hashing a shard file
+    releases the GIL). On object storage, one at a time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def check(spec: UnitSpec) -> UnitResult | None:
+        if is_url(spec.out_dir):
+            return _remote_committed(spec, Remote(spec.out_dir))
+        out_dir = Path(spec.out_dir)
+        return _committed(spec, out_dir / ".commits" / f"{spec.name}.json", out_dir / "data" / spec.name)
+
+    local = [s for s in shards if not is_url(s.out_dir)]
+    with ThreadPoolExecutor(max_workers=max(1, min(8, len(local)))) as threads:
+        found = dict(zip([id(s) for s in local], threads.map(check, local), strict=True))
+    return [found[id(s)] if id(s) in found else check(s) for s in shards]
 
 
 @contextlib.contextmanager
@@ -712,6 +882,7 @@ def _finish(p: _Planned) -> PreprocessReport:
     elif not report.partial:
         _commit_run(p.recipe, report.out_dir, report, p.schema, p.classes)
         shutil.rmtree(report.out_dir / "data" / ".tmp", ignore_errors=True)  # leftovers of killed runs
+        shutil.rmtree(report.out_dir / ".parts", ignore_errors=True)  # parts of shards no longer planned
     report.seconds = time.perf_counter() - p.t0
     return report
 

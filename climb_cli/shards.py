@@ -185,6 +185,8 @@ class ShardWriter:
             write_statistics=[n for n in small if not pa.types.is_list(schema.field(n).type)],
         )
         self._rows: list[dict[str, Any]] = []
+        self._tables: list[pa.Table] = []  # rows added as tables (`add_table`), not yet written
+        self._table_rows = 0
         self.rows = 0
 
     def add(self, row: dict[str, Any]) -> None:
@@ -192,11 +194,30 @@ class ShardWriter:
         if len(self._rows) >= self.row_group_rows:
             self._flush()
 
+    def add_table(self, table: pa.Table) -> None:
+        """Rows that are already columns (a part's row group, read back): written in the same fixed
+        row groups as `add`'s, so the shard's bytes do not depend on how its rows were cut into parts."""
+        self._tables.append(table.replace_schema_metadata(self.schema.metadata))
+        self._table_rows += table.num_rows
+        while self._table_rows >= self.row_group_rows:
+            self._flush_tables(self.row_group_rows)
+
+    def _flush_tables(self, n: int) -> None:
+        buffered = pa.concat_tables(self._tables)
+        self._write(buffered.slice(0, n).combine_chunks())
+        rest = buffered.slice(n)
+        self._tables, self._table_rows = ([rest] if rest.num_rows else []), rest.num_rows
+
+    def _write(self, table: pa.Table) -> None:
+        self._writer.write_table(table, row_group_size=table.num_rows)
+        self.rows += table.num_rows
+
     def _flush(self) -> None:
         if self._rows:
-            self._writer.write_table(_columns(self.schema, self._rows), row_group_size=len(self._rows))
-            self.rows += len(self._rows)
+            self._write(_columns(self.schema, self._rows))
             self._rows = []
+        if self._table_rows:
+            self._flush_tables(self._table_rows)
 
     def commit(self) -> tuple[int, int, str]:
         """Finish, fsync, rename into place; returns (rows, bytes, sha256)."""

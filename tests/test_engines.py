@@ -190,13 +190,14 @@ def test_the_same_bytes_on_ray_in_a_loopback_only_namespace(tmp_path: Path, raw:
 
 
 def test_all_datasets_share_one_pool(tmp_path: Path, raw: Settings) -> None:
-    """Two datasets of one shard per split: alone, a dataset keeps one worker per shard busy;
-    together, twice as many; each gets the shards it gets alone."""
+    """Two datasets of one shard per split: alone, a dataset keeps one worker per unit busy, more
+    than its shards (its largest shard is cut into parts); together, twice as many; each gets the
+    shards it gets alone."""
     recipes = tmp_path / "recipes"
     one, two = _recipe(recipes, "toyecg", shard="256MB"), _recipe(recipes, "toyecg2", shard="256MB")
     shutil.copytree(raw.raw_dir("toyecg"), raw.raw_dir("toyecg2"))
     alone = preprocess(one, _copy(raw, tmp_path, "alone"), workers=16)
-    assert alone.workers == len(alone.units) and "work units" in alone.note
+    assert alone.workers > len(alone.units) == 3 and "work units" in alone.note  # was: 3 workers
     both = preprocess_many([one, two], raw, workers=16)
     assert [r.workers for r in both.values()] == [2 * alone.workers] * 2  # type: ignore[union-attr]
     assert _outputs(both["toyecg"].out_dir) == _outputs(alone.out_dir)  # type: ignore[union-attr]
@@ -260,3 +261,62 @@ def test_engine_options_are_checked_before_any_work(tmp_path: Path, raw: Setting
     r = run_climb(*args, "--engine", "dask", "--address", "127.0.0.1:1")
     assert r.returncode == 2 and "use it with --engine ray" in r.stderr
     assert not raw.processed_dir("toyecg").exists()
+
+
+def _markers(out_dir: Path) -> dict[str, str]:
+    return {p.name: p.read_text() for p in sorted((out_dir / ".commits").glob("*.json"))}
+
+
+def test_units_smaller_than_shards_give_the_same_bytes_on_every_engine(
+    tmp_path: Path, raw: Settings, dask_cluster: str
+) -> None:
+    """One unit per shard (serial) vs shards cut into parts of 3 items (loky, 2 workers) and of 5
+    (Dask): the same shards, markers, errors.parquet and manifest, byte for byte; no part is left;
+    the failed items and rows are counted the same whatever the cut."""
+    recipe = _recipe(tmp_path / "recipes", shard="256MB")
+    gone = sorted(raw.raw_dir("toyecg").rglob("0000[2-4]_hr.dat"))
+    for p in gone:  # three failed items, in the middle of the largest shard
+        p.unlink()
+    whole: list[int] = []
+    one_each = EngineOptions(unit_items=1000)  # more than a shard holds: one unit per shard
+    serial = preprocess(recipe, raw, workers=1, engine=one_each, on_unit=lambda u: whole.append(u.parts))
+    assert set(whole) == {1} and serial.rows == 27 and serial.errors == 3
+    expected, markers = _outputs(serial.out_dir), _markers(serial.out_dir)
+    for name, opts in [
+        ("loky", EngineOptions(unit_items=3)),
+        ("dask", EngineOptions("dask", scheduler=dask_cluster, unit_items=5)),
+    ]:
+        parts: list[int] = []
+        report = preprocess(
+            recipe,
+            _copy(raw, tmp_path, name),
+            workers=2,
+            engine=opts,
+            on_unit=lambda u, parts=parts: parts.append(u.parts),
+        )
+        assert max(parts) > 2, name  # the largest shard was cut into several units
+        assert report.rows == 27 and report.errors == 3
+        assert _outputs(report.out_dir) == expected, name
+        assert _markers(report.out_dir) == markers, name
+        assert not (report.out_dir / ".parts").exists()
+    manifest = json.loads((serial.out_dir / "manifest.json").read_text())
+    assert manifest["errors"] == 3 and sum(manifest["splits"].values()) == 27
+
+
+def test_workers_are_started_once_for_every_dataset_and_assembly(tmp_path: Path, raw: Settings) -> None:
+    """`preprocess --all` with 2 workers: every part and every assembled shard of both datasets ran
+    in the same 2 loky worker processes."""
+    recipes = tmp_path / "recipes"
+    one, two = _recipe(recipes, "toyecg", shard="256MB"), _recipe(recipes, "toyecg2", shard="256MB")
+    shutil.copytree(raw.raw_dir("toyecg"), raw.raw_dir("toyecg2"))
+    pids: list[int] = []
+    out = preprocess_many(
+        [one, two],
+        raw,
+        workers=2,
+        engine=EngineOptions(unit_items=3),
+        on_unit=lambda u: pids.append(u.worker),
+    )
+    assembled = [u.worker for r in out.values() for u in r.units]  # type: ignore[union-attr]
+    assert len(pids) > 10 and len(set(pids)) == 2 and set(assembled) <= set(pids)
+    assert all(r.rows == 30 for r in out.values())  # type: ignore[union-attr]

@@ -355,3 +355,34 @@ def test_an_input_symlinked_out_of_the_raw_folder_is_an_item_error(tmp_path: Pat
     report = preprocess(recipe, raw, workers=1)
     reasons = [r for u in report.units for (i, _, r) in u.errors]
     assert report.rows == 29 and len(reasons) == 1 and "resolves outside the raw folder" in reasons[0]
+
+
+def test_a_crash_between_parts_and_assembly_reuses_the_parts(tmp_path: Path, raw: Settings) -> None:
+    """The state a crash leaves after the units of a cut shard committed their parts but before the
+    shard was assembled (parts and their markers, a half-written shard under .tmp, no shard, no
+    marker): a rerun reuses the committed parts, redoes a part that was in flight, assembles the
+    same bytes as a clean run and leaves no part behind."""
+    from climb_cli.pipeline import EngineOptions, UnitResult, _Part, _plan, cut_units, run_unit
+
+    recipe = _recipe(tmp_path / "recipes")
+    clean = raw.with_(data_dir=tmp_path / "clean")
+    shutil.copytree(raw.raw_dir("toyecg"), clean.raw_dir("toyecg"))
+    expected = _hashes(preprocess(recipe, clean, workers=1).out_dir)
+
+    plan = _plan(recipe, raw, None, None, _Part())
+    units = cut_units(plan.units, 2, 3)
+    cut = [u for u in units if u.parts > 1]
+    assert len(cut) > 3
+    for u in cut[:-1]:  # the last part was in flight
+        run_unit(u)
+    out_dir = plan.report.out_dir
+    (out_dir / "data" / ".tmp").mkdir(parents=True)
+    (out_dir / "data" / ".tmp" / f"{cut[0].name}.999").write_bytes(b"PAR1 half a shard")
+    assert not list((out_dir / "data").glob("*.parquet")) and not (out_dir / ".commits").exists()
+
+    seen: list[UnitResult] = []
+    report = preprocess(recipe, raw, workers=2, engine=EngineOptions(unit_items=3), on_unit=seen.append)
+    parts = [u for u in seen if u.parts > 1]
+    assert sum(u.skipped for u in parts) == len(cut) - 1 and len(parts) == len(cut)
+    assert _hashes(out_dir) == expected and report.rows == 30
+    assert not (out_dir / ".parts").exists() and not (out_dir / "data" / ".tmp").exists()
