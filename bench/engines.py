@@ -1,34 +1,43 @@
 """Engines: `climb preprocess --all` with 1 worker, 2 loky workers and a 2-worker Dask LocalCluster on
-CPU-heavy recipes; then peak RSS at 1x and 10x items.
+CPU-heavy recipes, with the CPU time of the coordinator and of the workers; then peak RSS at N and 10N items.
 
-Run: python bench/engines.py [--quick] [--runs N]
+Run: python bench/engines.py [--quick] [--runs N] [--dicoms N] [--volumes N]
 
 Data (generated in a temporary folder, page cache warm): two datasets preprocessed by ONE command
-(`preprocess --all`, so their units share one pool):
-  - benchdicom: copies of pydicom-data's 693_UNCI.dcm (CT 512x512 int16): dicom.read ->
-    dicom.modality_lut -> dicom.window (pe) -> image.resize (long side 256) -> image.to_dtype uint8;
-    shard_size 2MB (32 rows of 64 KiB per shard: several units per worker).
+(`preprocess --all`, so their units share one pool), each with the default 256 MB shards, so each
+dataset is ONE shard: what used to be one work unit per dataset is now cut into units of
+items / (4 x workers) (pipeline.cut_units) and the parts assembled into the same shard.
+  - benchdicom: hard links to pydicom-data's 693_J2KR.dcm (CT 512x512, JPEG 2000 lossless, the
+    compressed transfer syntax archives ship): dicom.read -> dicom.modality_lut -> dicom.window (pe)
+    -> image.resize (long side 256) -> image.to_dtype uint8.
   - benchvol: CT-like NIfTI volumes 96x160x160 (0.8 x 0.8 x 1.25 mm, hard links of 4 files):
-    volume.read -> volume.resample (1 mm) -> volume.window (pe, float32); ~5 MB rows, shard_size
-    16MB, row groups of 8MB.
+    volume.read -> volume.resample (1 mm) -> volume.window (pe, float32); ~5 MB rows.
 Methods, interleaved with the order rotating run by run, each on an empty processed/ folder:
   - `--workers 1` (the serial engine: the named baseline),
   - `--workers 2` (loky, the default engine),
   - `--workers 2 --engine dask` (a LocalCluster of 2 worker processes on 127.0.0.1, started by climb).
 Every run's shards must have the same sha256 as the first run's (byte-identical across engines).
-Memory: `preprocess benchvol --workers 2` at N and 10N volumes in a fresh process tree; peak RSS is
-the largest ru_maxrss of any process in the tree (the CLI or one of its workers), median over runs.
+Each run goes through a small wrapper (WRAP) that runs the CLI in its own process and reports: wall
+time, the coordinator's CPU (getrusage SELF: CLI start-up, recipes, index, probes, dispatch; it
+includes the wrapper's sampling thread, ~1%), the workers' CPU (every descendant process, sampled
+with psutil every 0.1 s until the CLI exits: loky workers and Dask's scheduler-side processes), the
+coordinator's peak RSS (ru_maxrss) and the largest worker's (VmHWM). The 1-min load average is read
+before each run; its median per method is printed (the machine is shared: quote figures with it).
 The wall times include the CLI's start-up and, for Dask, the cluster's start.
+Memory: `preprocess benchvol --workers 2` at N and 10N volumes; the coordinator's and the largest
+worker's peak RSS must not grow with the items (the parts' assembly streams row groups).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -47,9 +56,6 @@ index:
   split: {{fixed: train}}
 steps:
 {steps}
-output:
-  shard_size: {shard}
-  row_group_size: {group}
 """
 DICOM_STEPS = """  - dicom.read: {}
   - dicom.modality_lut: {}
@@ -61,12 +67,40 @@ VOLUME_STEPS = """  - volume.read: {}
   - volume.window: {preset: pe}"""
 VOL_SHAPE = (96, 160, 160)
 
-# the peak RSS of a process tree: the child's own RUSAGE_CHILDREN after it reaped the CLI (and the
-# CLI reaped its workers): the largest peak of any one process in it
-PEAK = (
-    "import resource, subprocess, sys; r = subprocess.run(sys.argv[1:], capture_output=True); "
-    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(r.returncode)"
-)
+# runs the CLI in this process (argv[2:]) and writes its figures as JSON to argv[1]
+WRAP = r"""
+import json, resource, runpy, sys, threading, time
+import psutil
+out, sys.argv = sys.argv[1], ["climb", *sys.argv[2:]]
+me, cpu, hwm = psutil.Process(), {}, {}
+def sample():
+    for c in me.children(recursive=True):
+        try:
+            t = c.cpu_times()
+            cpu[c.pid] = t.user + t.system
+            for ln in open(f"/proc/{c.pid}/status"):
+                if ln.startswith("VmHWM:"):
+                    hwm[c.pid] = max(hwm.get(c.pid, 0), int(ln.split()[1]) * 1024)
+        except (psutil.Error, OSError):
+            pass
+def watch():
+    while True:
+        sample()
+        time.sleep(0.1)
+threading.Thread(target=watch, daemon=True).start()
+t0, code = time.perf_counter(), 0
+try:
+    runpy.run_module("climb_cli", run_name="__main__")
+except SystemExit as e:
+    code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+finally:
+    sample()
+    s = resource.getrusage(resource.RUSAGE_SELF)
+    json.dump({"wall": time.perf_counter() - t0, "parent_cpu": s.ru_utime + s.ru_stime,
+               "workers_cpu": sum(cpu.values()), "parent_peak": s.ru_maxrss * 1024,
+               "worker_peak": max(hwm.values(), default=0)}, open(out, "w"))
+sys.exit(code)
+"""
 
 
 def write_data(root: Path, dicoms: int, volumes: int) -> tuple[Path, Path]:
@@ -76,11 +110,12 @@ def write_data(root: Path, dicoms: int, volumes: int) -> tuple[Path, Path]:
 
     recipes, data = root / "recipes", root / "data"
     recipes.mkdir()
-    src = Path(get_testdata_file("693_UNCI.dcm"))
+    src = root / "693_J2KR.dcm"
+    shutil.copyfile(get_testdata_file("693_J2KR.dcm"), src)
     raw = data / "raw" / "benchdicom"
     raw.mkdir(parents=True)
-    for i in range(dicoms):
-        shutil.copyfile(src, raw / f"ct{i:05d}.dcm")
+    for i in range(dicoms):  # hard links: n items, one file's worth of disk and page cache
+        os.link(src, raw / f"ct{i:05d}.dcm")
     vols = root / "volumes"
     vols.mkdir()
     for i in range(4):
@@ -88,23 +123,9 @@ def write_data(root: Path, dicoms: int, volumes: int) -> tuple[Path, Path]:
         img.SetSpacing((0.8, 0.8, 1.25))
         sitk.WriteImage(img, str(vols / f"v{i}.nii"))
     set_volumes(data, vols, volumes)
-    fmt = {
-        "ext": "dcm",
-        "input": "image",
-        "steps": DICOM_STEPS,
-        "shard": "2MB",
-        "group": "2MB",
-        "modality": "ct",
-    }
+    fmt = {"ext": "dcm", "input": "image", "steps": DICOM_STEPS, "modality": "ct"}
     (recipes / "benchdicom.yaml").write_text(RECIPE.format(name="benchdicom", **fmt))
-    fmt = {
-        "ext": "nii",
-        "input": "volume",
-        "steps": VOLUME_STEPS,
-        "shard": "16MB",
-        "group": "8MB",
-        "modality": "ct",
-    }
+    fmt = {"ext": "nii", "input": "volume", "steps": VOLUME_STEPS, "modality": "ct"}
     (recipes / "benchvol.yaml").write_text(RECIPE.format(name="benchvol", **fmt))
     return recipes, data
 
@@ -124,71 +145,95 @@ def shard_sums(data: Path) -> dict[str, str]:
     }
 
 
+def run_wrapped(args: list[str], what: str) -> dict[str, float]:
+    """One CLI run under WRAP: its figures (and the 1-min load average just before it)."""
+    load = os.getloadavg()[0]
+    with tempfile.NamedTemporaryFile(suffix=".json") as out:
+        r = subprocess.run([sys.executable, "-c", WRAP, out.name, *args], capture_output=True, text=True)
+        if r.returncode != 0:
+            raise SystemExit(f"{what} failed (exit {r.returncode}):\n{r.stdout[-1500:]}\n{r.stderr[-1500:]}")
+        return {**json.loads(Path(out.name).read_text()), "load": load}
+
+
+def median(runs: list[dict[str, float]], key: str) -> float:
+    return statistics.median(r[key] for r in runs)
+
+
 def main() -> None:
     p = common.arg_parser(__doc__.splitlines()[0])
-    p.add_argument("--dicoms", type=int, default=None, help="DICOM items (default 480; --quick 240)")
-    p.add_argument("--volumes", type=int, default=None, help="volume items (default 8; --quick 4)")
+    p.add_argument("--dicoms", type=int, default=None, help="DICOM items (default 1200; --quick 160)")
+    p.add_argument("--volumes", type=int, default=None, help="volume items (default 16; --quick 4)")
     args = p.parse_args()
     runs = common.runs_from(args)
-    dicoms = args.dicoms or (240 if args.quick else 480)
-    volumes = args.volumes or (4 if args.quick else 8)
+    dicoms = args.dicoms or (160 if args.quick else 1200)
+    volumes = args.volumes or (4 if args.quick else 16)
     common.say(common.machine_line())
     with common.bench_tmpdir("engines") as root:
         recipes, data = write_data(root, dicoms, volumes)
-        base = [*common.climb_cmd(), "--data-dir", str(data), "--recipes", str(recipes), "preprocess"]
+        base = ["--data-dir", str(data), "--recipes", str(recipes), "preprocess"]
         methods = {
             "1 worker (serial, baseline)": [*base, "--all", "--workers", "1"],
             "2 workers (loky)": [*base, "--all", "--workers", "2"],
             "2 workers (Dask LocalCluster)": [*base, "--all", "--workers", "2", "--engine", "dask"],
         }
-        series = {label: common.Series(label) for label in methods}
-        sums: dict[str, dict[str, str]] = {}
-        common.run_timed(methods["2 workers (loky)"], what="warm-up")  # page cache, imports, .pyc
+        results: dict[str, list[dict[str, float]]] = {label: [] for label in methods}
+        first: dict[str, dict[str, str]] = {}
+        run_wrapped(methods["2 workers (loky)"], "warm-up")  # page cache, imports, .pyc
         for run in range(runs):
             for label in common.rotate(list(methods), run):
                 shutil.rmtree(data / "processed", ignore_errors=True)
-                series[label].add(common.run_timed(methods[label], what=label))
+                results[label].append(run_wrapped(methods[label], label))
                 got = shard_sums(data)
-                first = sums.setdefault("first", got)
-                if got != first:
+                if got != first.setdefault("sums", got):
                     raise SystemExit(f"{label}: shards differ from the first run's")
-                sums[label] = got
-        base_median = series["1 worker (serial, baseline)"].median
-        rows = [
-            [
-                s.label,
-                common.fmt_s(s.median),
-                s.spread,
-                common.fmt_s(s.cpu_median),
-                common.fmt_ratio(base_median / s.median),
-            ]
-            for s in series.values()
-        ]
+        serial = median(results["1 worker (serial, baseline)"], "wall")
+        rows = []
+        for label, rs in results.items():
+            walls = [r["wall"] for r in rs]
+            rows.append(
+                [
+                    label,
+                    common.fmt_s(median(rs, "wall")),
+                    f"{common.fmt_s(min(walls))}–{common.fmt_s(max(walls))}",
+                    common.fmt_s(median(rs, "parent_cpu")),
+                    common.fmt_s(median(rs, "workers_cpu")),
+                    f"{median(rs, 'load'):.1f}",
+                    common.fmt_ratio(serial / median(rs, "wall")),
+                ]
+            )
         common.print_table(
-            f"preprocess --all: {dicoms} DICOM CT slices + {volumes} CT volumes, median of {runs} "
-            f"({len(sums['first'])} shards, sha256 identical on every engine)",
-            ["method", "median s", "min–max", "CPU s", "speed-up vs 1 worker"],
+            f"preprocess --all: {dicoms} DICOM CT slices (JPEG 2000) + {volumes} CT volumes, median of "
+            f"{runs} ({len(first['sums'])} shards, sha256 identical on every engine)",
+            ["method", "median s", "min–max", "coordinator CPU s", "workers CPU s", "load", "speed-up"],
             rows,
         )
 
-        # ---- memory: peak RSS at N and 10N volumes
+        # ---- memory: peak RSS of the coordinator and of the largest worker at N and 10N volumes
         vols = root / "volumes"
-        counts = [4, 40]  # both past one shard: what must not grow is the per-process peak
-        peaks: dict[int, list[int]] = {n: [] for n in counts}
-        for run in range(max(1, runs - 2) if not args.quick else 1):
+        counts = [4, 40]
+        peaks: dict[int, list[dict[str, float]]] = {n: [] for n in counts}
+        for run in range(1 if args.quick else max(1, runs - 2)):
             for n in common.rotate(counts, run):
                 set_volumes(data, vols, n)
                 shutil.rmtree(data / "processed", ignore_errors=True)
-                cmd = [sys.executable, "-c", PEAK, *base, "benchvol", "--workers", "2"]
-                r = subprocess.run(cmd, capture_output=True, text=True)
-                if r.returncode != 0:
-                    raise SystemExit(f"benchvol at {n} volumes failed")
-                peaks[n].append(int(r.stdout.strip()) * 1024)
-        mib = {n: statistics.median(v) / 2**20 for n, v in peaks.items()}
+                peaks[n].append(run_wrapped([*base, "benchvol", "--workers", "2"], f"benchvol at {n}"))
+        mib = {
+            n: (median(v, "parent_peak") / 2**20, median(v, "worker_peak") / 2**20) for n, v in peaks.items()
+        }
+        lo = mib[counts[0]]
         common.print_table(
-            "peak RSS of the largest process (CLI or worker), preprocess benchvol --workers 2",
-            ["volumes", "peak MiB (median)", "runs", "ratio vs smallest"],
-            [[n, f"{mib[n]:.0f}", len(peaks[n]), common.fmt_ratio(mib[n] / mib[counts[0]])] for n in counts],
+            "peak RSS, preprocess benchvol --workers 2 (coordinator: ru_maxrss; worker: largest VmHWM)",
+            ["volumes", "coordinator MiB", "largest worker MiB", "runs", "vs smallest (coord / worker)"],
+            [
+                [
+                    n,
+                    f"{mib[n][0]:.0f}",
+                    f"{mib[n][1]:.0f}",
+                    len(peaks[n]),
+                    f"{common.fmt_ratio(mib[n][0] / lo[0])} / {common.fmt_ratio(mib[n][1] / lo[1])}",
+                ]
+                for n in counts
+            ],
         )
 
 

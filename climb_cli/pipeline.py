@@ -10,7 +10,7 @@ was in flight. Items that fail go to errors.parquet. A run holds the dataset's p
 (locks.py); the parts of a cluster array job (`part`) take none.
 
 Unit size does not follow shard size: the shards left to build are cut into units of about
-total items / (UNITS_PER_WORKER x workers), never fewer than MIN_UNIT_ITEMS items, so every worker
+total items / (UNITS_PER_WORKER x workers), never less than MIN_UNIT_BYTES of rows, so every worker
 gets several units however large the shards are. A shard that is one unit is written by it
 (temporary name, rename, marker). A shard cut into several units gets one *part* per unit
 (`.parts/<shard>/<k>.parquet`, committed with its own marker), and once all its parts are in, an
@@ -63,7 +63,7 @@ from climb_cli.storage import Remote, is_url, scratch_dir
 PROBE_LIMIT = 50  # items tried before concluding that the recipe fails on everything
 PROBE_SAMPLES = 3  # successful items whose metadata types make the row schema
 UNITS_PER_WORKER = 4  # units per worker the cut aims at: a long unit at the end leaves less idle
-MIN_UNIT_ITEMS = 8  # the smallest unit a shard is cut into (each costs a dispatch and a part file)
+MIN_UNIT_BYTES = 2 * 1024 * 1024  # the least output a unit is cut to (each costs a dispatch and a part file)
 PART_COMPRESSION = "lz4"  # parts are read back once: cheap to write and to read
 
 
@@ -480,12 +480,14 @@ def assemble_shard(job: Assembly) -> UnitResult:
 
 def cut_units(shards: list[UnitSpec], workers: int, unit_items: int | None = None) -> list[UnitSpec]:
     """The units that build `shards`: each shard cut into parts of about `unit_items` items (default:
-    the items left / (UNITS_PER_WORKER x workers), at least MIN_UNIT_ITEMS), contiguous and as even
-    as can be. A shard on object storage or in NPZ is one unit (their writers take whole shards)."""
+    the items left / (UNITS_PER_WORKER x workers), at least MIN_UNIT_BYTES of the shard's estimated
+    rows), contiguous and as even as can be. The cut depends on the plan and the worker count only,
+    never on timings. A shard on object storage or in NPZ is one unit (their writers take whole shards)."""
     total = sum(len(u.items) for u in shards)
-    size = unit_items or max(MIN_UNIT_ITEMS, -(-total // (UNITS_PER_WORKER * max(1, workers))))
+    target = -(-total // (UNITS_PER_WORKER * max(1, workers)))
     units: list[UnitSpec] = []
     for u in shards:
+        size = unit_items or max(target, MIN_UNIT_BYTES // max(1, u.row_bytes), 1)
         n = max(1, round(len(u.items) / size))
         if n == 1 or is_url(u.out_dir) or u.recipe.output.format == "npz":
             units.append(u)
