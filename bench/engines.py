@@ -18,9 +18,9 @@ Methods, interleaved with the order rotating run by run, each on an empty proces
   - `--workers 2 --engine dask` (a LocalCluster of 2 worker processes on 127.0.0.1, started by climb).
 Every run's shards must have the same sha256 as the first run's (byte-identical across engines).
 Each run goes through a small wrapper (WRAP) that runs the CLI in its own process and reports: wall
-time, the coordinator's CPU (getrusage SELF: CLI start-up, recipes, index, probes, dispatch; it
-includes the wrapper's sampling thread, ~1%), the workers' CPU (every descendant process, sampled
-with psutil every 0.1 s until the CLI exits: loky workers and Dask's scheduler-side processes), the
+time, the coordinator's CPU (getrusage SELF less the wrapper's sampling thread: CLI start-up,
+recipes, index, probes, dispatch), the workers' CPU (every descendant process, sampled with psutil
+every 0.1 s until the CLI exits: loky workers, Dask's nannies and workers), the
 coordinator's peak RSS (ru_maxrss) and the largest worker's (VmHWM). The 1-min load average is read
 before each run; its median per method is printed (the machine is shared: quote figures with it).
 The wall times include the CLI's start-up and, for Dask, the cluster's start.
@@ -72,7 +72,7 @@ WRAP = r"""
 import json, resource, runpy, sys, threading, time
 import psutil
 out, sys.argv = sys.argv[1], ["climb", *sys.argv[2:]]
-me, cpu, hwm = psutil.Process(), {}, {}
+me, cpu, hwm, own = psutil.Process(), {}, {}, [0.0]
 def sample():
     for c in me.children(recursive=True):
         try:
@@ -86,6 +86,7 @@ def sample():
 def watch():
     while True:
         sample()
+        own[0] = time.thread_time()  # this thread's CPU: not the coordinator's
         time.sleep(0.1)
 threading.Thread(target=watch, daemon=True).start()
 t0, code = time.perf_counter(), 0
@@ -96,7 +97,7 @@ except SystemExit as e:
 finally:
     sample()
     s = resource.getrusage(resource.RUSAGE_SELF)
-    json.dump({"wall": time.perf_counter() - t0, "parent_cpu": s.ru_utime + s.ru_stime,
+    json.dump({"wall": time.perf_counter() - t0, "parent_cpu": s.ru_utime + s.ru_stime - own[0],
                "workers_cpu": sum(cpu.values()), "parent_peak": s.ru_maxrss * 1024,
                "worker_peak": max(hwm.values(), default=0)}, open(out, "w"))
 sys.exit(code)

@@ -9,6 +9,7 @@ only small stats.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import threading
@@ -101,9 +102,30 @@ class LokyEngine:
 
     def __init__(self, workers: int) -> None:
         self.workers = workers
+        self._warming: threading.Thread | None = None
+
+    def warm_up(self) -> None:
+        """Start the workers now, in the background, each importing the pipeline and the steps, so
+        that their start-up overlaps the coordinator's planning; `map` waits for it (loky reuses the
+        started workers). `stop_pool` ends them if the run ends before any unit."""
+
+        def run() -> None:
+            with contextlib.suppress(Exception):
+                for _ in self.map(_import_pipeline, range(self.workers)):
+                    pass
+
+        self._warming = threading.Thread(target=run, daemon=True, name="climb-warm-up")
+        self._warming.start()
+
+    def wait(self) -> None:
+        if self._warming is not None:
+            self._warming.join()
+            self._warming = None
 
     def map(self, fn: Callable[[Any], Any], units: Iterable[Any]) -> Iterator[Any]:
         from joblib import Parallel, delayed, parallel_config
+
+        self.wait()
 
         # one thread per worker in every library that has its own pool (BLAS/OpenMP via joblib;
         # ITK reads its own variable when a worker imports SimpleITK)
@@ -116,6 +138,12 @@ class LokyEngine:
         except BaseException:  # Ctrl-C, SIGTERM (the CLI turns it into KeyboardInterrupt), a failure
             stop_pool()
             raise
+
+
+def _import_pipeline(_: object) -> None:
+    from climb_cli.steps.base import registry
+
+    registry()
 
 
 class _Watched:

@@ -38,7 +38,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from climb_cli import __version__
-from climb_cli.engines import WORKER_BASE_BYTES, close_engine, make_engine, memory_capped_workers
+from climb_cli.engines import (
+    WORKER_BASE_BYTES,
+    LokyEngine,
+    close_engine,
+    make_engine,
+    memory_capped_workers,
+    stop_pool,
+)
 from climb_cli.errors import ClimbError, ItemDropped, ItemError, is_disk_full, no_space
 from climb_cli.hashing import sha256_file
 from climb_cli.index import Item, build_index
@@ -656,6 +663,32 @@ def preprocess_many(
     that cannot be planned or committed gets its error; the others go on. `limit`, `where` and
     `subset` (see `preprocess`) apply to each dataset."""
     opts = engine or EngineOptions()
+    warm = None
+    if opts.kind == "loky" and workers > 1:  # the workers start while the datasets are planned
+        warm = LokyEngine(memory_capped_workers(workers, 0, workers, opts.memory_per_worker)[0])
+        warm.warm_up()
+    try:
+        return _preprocess_many(
+            recipes, settings, workers, on_unit, on_plan, part, opts, _Part(limit, where, subset), warm
+        )
+    except BaseException:
+        if warm is not None:  # an interrupted or failed plan: no worker outlives the run
+            stop_pool()
+            warm.wait()
+        raise
+
+
+def _preprocess_many(
+    recipes: list[Recipe],
+    settings: Settings,
+    workers: int,
+    on_unit: Callable[[UnitResult], None] | None,
+    on_plan: Callable[[int, int], None] | None,
+    part: tuple[int, int] | None,
+    opts: EngineOptions,
+    part_of: _Part,
+    warm: LokyEngine | None,
+) -> dict[str, PreprocessReport | ClimbError]:
     out: dict[str, PreprocessReport | ClimbError] = {}
     with contextlib.ExitStack() as stack:
         plans: list[_Planned] = []
@@ -668,9 +701,7 @@ def preprocess_many(
                                 settings.processed_dir(recipe.name), recipe.name, "climb preprocess"
                             )
                         )
-                    plans.append(
-                        _plan(recipe, settings, part, opts.memory_per_worker, _Part(limit, where, subset))
-                    )
+                    plans.append(_plan(recipe, settings, part, opts.memory_per_worker, part_of))
             except ClimbError as e:
                 out[recipe.name] = e
         shards = [u for p in plans for u in p.units]
@@ -686,6 +717,8 @@ def preprocess_many(
             if on_unit:
                 on_unit(done)
         units = cut_units(todo, workers, opts.unit_items)
+        if warm is not None:
+            warm.wait()  # one Parallel call at a time on loky's executor
         if units:
             unit_bytes = max(p.unit_bytes for p in plans if p.units)
             n, note = memory_capped_workers(workers, unit_bytes, len(units), opts.memory_per_worker)
