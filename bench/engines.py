@@ -112,7 +112,7 @@ def write_data(root: Path, dicoms: int, volumes: int) -> tuple[Path, Path]:
     recipes, data = root / "recipes", root / "data"
     recipes.mkdir()
     src = root / "693_J2KR.dcm"
-    shutil.copyfile(get_testdata_file("693_J2KR.dcm"), src)
+    shutil.copyfile(str(get_testdata_file("693_J2KR.dcm")), src)
     raw = data / "raw" / "benchdicom"
     raw.mkdir(parents=True)
     for i in range(dicoms):  # hard links: n items, one file's worth of disk and page cache
