@@ -264,9 +264,11 @@ def _verify_raw(
 
         plan = plan_tasks(_sizes(expected, previous, raw_root, metadata), _worker_count(engine, workers))
 
+        root = str(raw_root)
+
         def job(i: int) -> tuple[str, tuple[str, ...], Known]:
             _, rf, key = expected[i]
-            return str(raw_root / key), algos(rf), trusted(rf, key)
+            return os.path.join(root, key), algos(rf), trusted(rf, key)  # not pathlib: ~40 us a file
 
         tasks = [(n, [job(i) for i in task]) for n, task in enumerate(plan)]
         bad_at: list[tuple[int, str]] = []  # (index in expected, state): reported in that order
