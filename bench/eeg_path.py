@@ -1,5 +1,6 @@
 """EEG path: climb's eeg.read_edf -> resample 125 -> epoch 30 s (annotation labels) -> scale isruc -> cast,
-against a bare pyedflib + scipy loop doing the same work. Medians of 5 runs after a warm-up, one process."""
+against a bare pyedflib + scipy loop doing the same work. Medians of 7 interleaved runs after a warm-up
+(--quick: a 1 h recording, 3 runs), one process. Run: python bench/eeg_path.py [--quick] [--runs N]."""
 
 from __future__ import annotations
 

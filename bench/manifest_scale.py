@@ -1,6 +1,6 @@
 """How the raw manifest behaves at a million entries: bulk insert, full load (the skip check a
 rerun does once), and single-row lookups; against a baseline of the same rows in a JSON file
-(what a naive manifest would do). Run: python bench/manifest_scale.py [--rows N]."""
+(what a naive manifest would do). Run: python bench/manifest_scale.py [--quick] [--rows N]."""
 
 from __future__ import annotations
 
