@@ -26,6 +26,7 @@ from typing import Any
 from climb_cli import archives
 from climb_cli.engines import usable_cpus
 from climb_cli.hash_plan import plan_tasks
+from climb_cli.hashing import hash_file as _hash_file
 from climb_cli.locks import raw_lock
 from climb_cli.manifest import Entry, RawManifest, walk_files
 from climb_cli.pins import Pins
@@ -33,7 +34,6 @@ from climb_cli.recipe import Recipe
 from climb_cli.settings import Settings
 from climb_cli.sources import make_sources
 from climb_cli.sources.base import RemoteFile, Source
-from climb_cli.transfer import _hash_file
 
 
 @dataclass
