@@ -18,13 +18,12 @@ import os
 import resource
 import sys
 import tarfile
-import tempfile
 import threading
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common  # noqa: E402,F401  (puts the repo on sys.path)
+import common  # noqa: E402
 
 from climb_cli.archives import extract  # noqa: E402
 from climb_cli.manifest import RawManifest  # noqa: E402
@@ -66,8 +65,8 @@ def main() -> int:
     total_mb = args.mb or (256 if args.quick else 2048)
     members = 8
     each = total_mb * (1 << 20) // members
-    with tempfile.TemporaryDirectory(prefix="climb-bench-archive-") as tmp:
-        raw = Path(tmp) / "raw"
+    with common.bench_tmpdir("archive") as tmp:
+        raw = tmp / "raw"
         raw.mkdir()
         archive = raw / "big.tar.gz"
         t0 = time.perf_counter()

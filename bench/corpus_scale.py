@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -31,11 +30,13 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 NAME = "bigset"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import common  # noqa: E402
 
 
 def _workdir() -> Path:
-    base = Path(os.environ.get("CLIMB_BENCH_TMPDIR") or "/var/tmp")
-    return Path(tempfile.mkdtemp(prefix="climb-corpus-", dir=base))
+    return Path(tempfile.mkdtemp(prefix="climb-bench-corpus-", dir=common.tmp_base()))
 
 
 def _make(root: Path, n: int) -> None:

@@ -1,18 +1,22 @@
 """EEG path: climb's eeg.read_edf -> resample 125 -> epoch 30 s (annotation labels) -> scale isruc -> cast,
-against a bare pyedflib + scipy loop doing the same work. Medians of 5 runs after a warm-up, one process."""
+against a bare pyedflib + scipy loop doing the same work. Medians of 7 interleaved runs after a warm-up
+(--quick: a 1 h recording, 3 runs), one process. Run: python bench/eeg_path.py [--quick] [--runs N]."""
 
 from __future__ import annotations
 
 import statistics
-import tempfile
+import sys
 import time
 from pathlib import Path
 
-import numpy as np
-import pyedflib
-from scipy import signal as ss
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from climb_cli.steps.base import Sample, registry
+import common  # noqa: E402
+import numpy as np  # noqa: E402
+import pyedflib  # noqa: E402
+from scipy import signal as ss  # noqa: E402
+
+from climb_cli.steps.base import Sample, registry  # noqa: E402
 
 HOURS, FS = 2, 200
 CH = ["EEG F3-A2", "EEG F4-A1", "EEG C3-A2", "EEG C4-A1", "EEG O1-A2", "EEG O2-A1", "EOG E1-M2", "EMG chin"]
@@ -83,13 +87,17 @@ def timed(path: Path, runs: int = 7) -> tuple[float, float]:
     return statistics.median(tc), statistics.median(tb)
 
 
-def main() -> None:
-    with tempfile.TemporaryDirectory() as d:
-        path = Path(d) / "psg.edf"
+def main(argv: list[str] | None = None) -> None:
+    global HOURS
+    args = common.arg_parser(__doc__.splitlines()[0]).parse_args(argv)
+    runs = args.runs if args.runs is not None else (3 if args.quick else 7)
+    HOURS = 1 if args.quick else HOURS
+    with common.bench_tmpdir("eeg") as d:
+        path = d / "psg.edf"
         make(path)
         a, b = climb(path), bare(path)
         assert a.shape == b.shape and np.allclose(a, b, atol=1e-5), (a.shape, b.shape)
-        tc, tb = timed(path)
+        tc, tb = timed(path, runs)
         mb = path.stat().st_size / 1e6
         print(
             f"recording: {HOURS} h, {len(CH)} ch @ {FS} Hz, {mb:.0f} MB EDF+, {a.shape[0]} epochs of 2x3750"

@@ -1,6 +1,6 @@
 """How the raw manifest behaves at a million entries: bulk insert, full load (the skip check a
 rerun does once), and single-row lookups; against a baseline of the same rows in a JSON file
-(what a naive manifest would do). Run: python bench/manifest_scale.py [--rows N]."""
+(what a naive manifest would do). Run: python bench/manifest_scale.py [--quick] [--rows N]."""
 
 from __future__ import annotations
 
@@ -8,11 +8,15 @@ import argparse
 import json
 import random
 import statistics
-import tempfile
+import sys
 import time
 from pathlib import Path
 
-from climb_cli.manifest import Entry, RawManifest
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import common  # noqa: E402
+
+from climb_cli.manifest import Entry, RawManifest  # noqa: E402
 
 
 def _rows(n: int) -> list[Entry]:
@@ -48,8 +52,8 @@ def main() -> None:
     args = ap.parse_args()
     n = 100_000 if args.quick else args.rows
     rows = _rows(n)
-    with tempfile.TemporaryDirectory() as d:
-        path = Path(d) / "manifest.sqlite"
+    with common.bench_tmpdir("manifest") as d:
+        path = d / "manifest.sqlite"
         t0 = time.perf_counter()
         with RawManifest(path) as m:
             m.put_many(rows)
@@ -59,7 +63,7 @@ def main() -> None:
         keys = [r.path for r in random.Random(0).sample(rows, 10_000)]
         lookup = _median(lambda: [m.get(k) for k in keys]) / len(keys)
         m.close()
-        jpath = Path(d) / "manifest.json"
+        jpath = d / "manifest.json"
         jpath.write_text(json.dumps({r.path: r.__dict__ for r in rows}))
         jload = _median(lambda: json.loads(jpath.read_text()))
         jsave = _median(lambda: jpath.write_text(json.dumps({r.path: r.__dict__ for r in rows})), runs=1)

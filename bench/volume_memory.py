@@ -20,13 +20,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -36,6 +34,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import common  # noqa: E402
 
 SHAPE = (160, 256, 256)  # z, y, x
 SPACING = (0.8, 0.8, 1.25)  # x, y, z mm
@@ -189,9 +190,7 @@ def main() -> None:
 
     counts = args.counts or ([5, 10, 20] if args.quick else [10, 40, 80])
     runs = args.runs or (1 if args.quick else 3)
-    base = os.environ.get("CLIMB_BENCH_TMPDIR") or ("/var/tmp" if os.access("/var/tmp", os.W_OK) else None)
-    tmp = Path(tempfile.mkdtemp(prefix="climb-bench-volmem-", dir=base))
-    try:
+    with common.bench_tmpdir("volmem") as tmp:
         raw = tmp / "raw"
         raw.mkdir()
         t0 = time.perf_counter()
@@ -245,8 +244,6 @@ def main() -> None:
             f"output row: {row:.1f} MiB float32; peak RSS ratio N={hi} / N={lo} (baseline): "
             f"{med[hi] / med[lo]:.3f} (medians of {runs})"
         )
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

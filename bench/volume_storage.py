@@ -27,11 +27,9 @@ numpy array of the right shape; "one" = one random item from a shard or its NPZ 
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -41,6 +39,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
 from volume_memory import REPO, SPACING, ct_like  # noqa: E402
 
 if str(REPO) not in sys.path:
@@ -269,10 +268,8 @@ def main() -> None:
     print(
         f"made {count} items per kind in {time.perf_counter() - t0:.1f} s; medians of {runs} runs, one thread"
     )
-    base = os.environ.get("CLIMB_BENCH_TMPDIR") or ("/var/tmp" if os.access("/var/tmp", os.W_OK) else None)
-    tmp = Path(tempfile.mkdtemp(prefix="climb-bench-volstore-", dir=base))
     findings: dict[tuple[str, str], dict[str, float]] = {}
-    try:
+    with common.bench_tmpdir("volstore") as tmp:
         for kind, arrays in kinds.items():
             raw = sum(a.nbytes for a in arrays)
             name = "video" if kind.endswith("video") else "volume"
@@ -318,15 +315,13 @@ def main() -> None:
         enc = _encoding_check()
         print()
         print(enc)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _encoding_check() -> str:
     """Which encoding the leaf of an array column gets when written through climb's ShardWriter."""
-    with tempfile.TemporaryDirectory() as d:
-        write_shard_writer(Path(d), "volume", [np.zeros((2, 3, 4), np.float32)])
-        col = pq.ParquetFile(str(Path(d) / "shard.parquet")).metadata.row_group(0)
+    with common.bench_tmpdir("volstore-encoding") as d:
+        write_shard_writer(d, "volume", [np.zeros((2, 3, 4), np.float32)])
+        col = pq.ParquetFile(str(d / "shard.parquet")).metadata.row_group(0)
         for i in range(col.num_columns):
             c = col.column(i)
             if c.path_in_schema == "volume.list.element":

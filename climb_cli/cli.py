@@ -583,8 +583,7 @@ def verify(
     Example: climb verify ptbxl --repair
     """
     from climb_cli.engines import cpu_capped_workers
-    from climb_cli.locks import LockedError, raw_lock
-    from climb_cli.verify import verify_outputs
+    from climb_cli.verify_run import verify_dataset
 
     workers = cpu_capped_workers(workers)[0]  # threads beyond the usable CPUs only contend
     st = _state(ctx)
@@ -601,118 +600,29 @@ def verify(
     results: list[dict[str, Any]] = []
     failed: list[tuple[str, str]] = []
     for r in recipes:
-        if outputs:
-            rep = verify_outputs(r.with_variant(variant), settings, workers=workers, engine=pool)
-            if repair and not rep.ok and r.index is not None:
-                from climb_cli.verify import repair_outputs
-
-                bad = len(rep.problems)
-                try:
-                    rep = repair_outputs(r.with_variant(variant), settings, workers=workers)
-                except ClimbError as e:
-                    failed.append((r.name, f"could not rebuild the outputs: {e}"))
-                    continue
-                if not as_json:
-                    ui.say(f"{r.name}: rebuilt the outputs ({bad} problem(s) found before)")
-            results.append(rep.as_dict())
-            if not as_json:
-                ui.say(
-                    f"{r.name}: {rep.shards} shards, {rep.rows:,} rows, splits {rep.splits} -> "
-                    + ("OK" if rep.ok else f"{len(rep.problems)} problem(s)")
-                    + (f" (a subset: {rep.subset}; checked against its own counts)" if rep.subset else "")
-                )
-                for p in rep.problems[:20]:
-                    ui.say(f"  {p}")
-            if not rep.ok:
-                failed.append((r.name, f"{len(rep.problems)} output problem(s); first: {rep.problems[0]}"))
-            continue
-        try:
-            with raw_lock(settings.raw_dir(r.name), r.name, "climb verify" + (" --repair" if repair else "")):
-                raw = _verify_one(r, settings, workers, repair, metadata, pool)
-        except LockedError as e:
-            failed.append((r.name, str(e).removeprefix(f"{r.name}: ")))
-            continue
-        results.append(raw.as_dict())
-        if not as_json:
-            status = "OK" if raw.ok else "PROBLEMS"
-            ui.say(
-                f"{r.name}: {raw.checked:,} files, {ui.human(raw.bytes)} checked in {raw.seconds:.1f}s: "
-                f"{len(raw.missing)} missing, {len(raw.corrupt)} corrupt, {len(raw.unexpected)} unexpected"
-                + (f", {len(raw.repaired)} repaired" if raw.repaired else "")
-                + f" -> {status}"
-            )
-            for label, paths in (
-                ("missing", raw.missing),
-                ("corrupt", raw.corrupt),
-                ("unexpected", raw.unexpected),
-            ):
-                for p in paths[:10]:
-                    why = raw.unrepaired.get(p)
-                    ui.say(f"  {label}: {p}" + (f" (could not repair: {why})" if why else ""))
-                if len(paths) > 10:
-                    ui.say(f"  ... and {len(paths) - 10} more {label}")
-            for s in raw.never_listed:
-                ui.say(f"  source {s!r} was never listed: run `climb download {r.name}` first")
-            for s in raw.lists_missing:
-                ui.say(
-                    f"  source {s!r}: its stored file list is gone; files were checked against the "
-                    f"raw manifest's sums (run with --repair to fetch the list again)"
-                )
-            if raw.read_only:
-                ui.warn(f"{r.name}: {settings.raw_dir(r.name)} is read-only: results were not recorded")
-        if not raw.ok:
-            if not (raw.missing or raw.corrupt or raw.lists_missing):
-                hint = ""
-            elif not repair:
-                hint = " (run with --repair)"
-            else:
-                hint = " (--repair could not fix them; why is listed above)"
-            failed.append(
-                (
-                    r.name,
-                    f"{len(raw.missing)} missing, {len(raw.corrupt)} corrupt, "
-                    f"{len(raw.unexpected)} unexpected"
-                    + (f", {len(raw.never_listed)} source(s) never listed" if raw.never_listed else "")
-                    + (f", {len(raw.lists_missing)} file list(s) gone" if raw.lists_missing else "")
-                    + hint,
-                )
-            )
+        res = verify_dataset(
+            r,
+            settings,
+            outputs=outputs,
+            repair=repair,
+            workers=workers,
+            metadata=metadata,
+            variant=variant,
+            engine=pool,
+            repair_progress=lambda label: ui.TransferBar(label, report_failures=False),  # listed below
+        )
+        for line in [] if as_json else res.lines:
+            ui.say(line)
+        for line in res.warnings:
+            ui.warn(line)
+        if res.report is not None:
+            results.append(res.report.as_dict())
+        if res.failure is not None:
+            failed.append((r.name, res.failure))
     if as_json:
         _finish_json(results, failed)
         return
     _finish(failed, len(recipes))
-
-
-def _verify_one(
-    r: Recipe, settings: Settings, workers: int | None, repair: bool, metadata: bool = False, pool: Any = None
-) -> Any:
-    """verify_raw, and with --repair: fetch lost file lists, re-download bad files, verify again."""
-    from climb_cli.verify import verify_raw
-
-    raw, bad = verify_raw(r, settings, workers=workers, metadata=metadata, engine=pool)
-    if repair and raw.lists_missing and not raw.never_listed:
-        from climb_cli.acquire import relist
-
-        for problem in relist(r, settings, raw.lists_missing):
-            ui.warn(f"  could not fetch the file list again: {problem}")
-        lists_were_missing = raw.lists_missing
-        raw, bad = verify_raw(r, settings, workers=workers, engine=pool)  # now against the fresh lists
-        if not raw.lists_missing:
-            ui.say(f"{r.name}: fetched the file list of {', '.join(lists_were_missing)} again")
-    if repair and bad and not raw.never_listed:
-        from climb_cli.acquire import repair as run_repair
-
-        bar = ui.TransferBar(f"{r.name} repair", report_failures=False)  # listed once, below
-        try:
-            outs = run_repair(r, settings, bad, bar)
-        finally:
-            bar.stop()
-        repaired = [o.file.path for o in outs if o.status == "downloaded"]
-        unrepaired = {o.file.path: o.error for o in outs if o.status == "failed"}
-        raw, _ = verify_raw(r, settings, workers=workers, engine=pool)  # re-check everything after the repair
-        raw.repaired = sorted(repaired)
-        raw.unrepaired = unrepaired
-    return raw
 
 
 # ---------------------------------------------------------------------------------------------

@@ -17,13 +17,16 @@ import functools
 import json
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from climb_cli import archives
+from climb_cli.engines import usable_cpus
+from climb_cli.hash_plan import plan_tasks
+from climb_cli.hashing import hash_file as _hash_file
 from climb_cli.locks import raw_lock
 from climb_cli.manifest import Entry, RawManifest, walk_files
 from climb_cli.pins import Pins
@@ -31,7 +34,6 @@ from climb_cli.recipe import Recipe
 from climb_cli.settings import Settings
 from climb_cli.sources import make_sources
 from climb_cli.sources.base import RemoteFile, Source
-from climb_cli.transfer import _hash_file
 
 
 @dataclass
@@ -103,7 +105,8 @@ def verify_raw(
 ) -> tuple[RawReport, list]:
     """Hash every expected file. Returns the report and the (source, file) pairs that are bad.
     Holds the dataset's raw lock (it updates the raw manifest). With an `engine` (engines.py:
-    Dask, Ray) the files are hashed by its workers, 64 to a task; else by local threads.
+    Dask, Ray) the files are hashed by its workers, else by local threads; either way in tasks of
+    about equal bytes (hash_plan.py), so large files spread over every worker.
 
     metadata=True (verify --metadata) hashes only files whose size or mtime differ from their manifest
     row or whose recorded sum is not the upstream one; the rest count as checked by their metadata."""
@@ -131,6 +134,39 @@ def _hash_chunk(task: tuple[int, list[tuple[str, tuple[str, ...], Known]]]) -> t
             continue
         out.append((st.st_size, st.st_mtime_ns, _hash_file(Path(path), *algos)))
     return number, out
+
+
+def _worker_count(engine: Any, workers: int | None) -> int:
+    """Who hashes at once: the cluster's workers, else `workers` threads, else every usable CPU."""
+    if engine is not None and getattr(engine, "workers", None):
+        return int(engine.workers)
+    return workers or usable_cpus()[0]
+
+
+def _sizes(
+    expected: list[tuple[Source, RemoteFile, str]],
+    previous: dict[str, tuple[int, int, str]],
+    raw_root: Path,
+    metadata: bool,
+) -> list[int]:
+    """Each expected file's bytes to hash, for planning the tasks: the upstream size, else the
+    recorded one, else the file's own (0 when it is missing); with --metadata a recorded file counts
+    0 (it is most likely trusted by its size and mtime, not hashed)."""
+    out = []
+    for _, rf, key in expected:
+        row = previous.get(key)
+        if metadata and row is not None:
+            out.append(0)
+        elif rf.size is not None:
+            out.append(rf.size)
+        elif row is not None:
+            out.append(row[0])
+        else:
+            try:
+                out.append(os.stat(raw_root / key).st_size)
+            except OSError:
+                out.append(0)
+    return out
 
 
 def _map_in_order(engine: Any, pool: ThreadPoolExecutor, fn: Callable, tasks: list) -> Iterator:
@@ -199,7 +235,7 @@ def _verify_raw(
     def algos(rf: RemoteFile) -> tuple[str, ...]:
         return ("sha256", "md5") if (rf.md5 and not rf.sha256) else ("sha256",)
 
-    def recorded(rf: RemoteFile, key: str) -> Known:
+    def trusted(rf: RemoteFile, key: str) -> Known:
         row = previous.get(key)
         return row if metadata and row and rf.sha256 in (None, row[2]) else None
 
@@ -220,31 +256,41 @@ def _verify_raw(
 
     with (
         manifest,
-        ThreadPoolExecutor(workers or os.cpu_count() or 2, thread_name_prefix="climb-verify") as pool,
+        ThreadPoolExecutor(_worker_count(None, workers), thread_name_prefix="climb-verify") as pool,
     ):
         previous.update(manifest.load_index())
         changed: list[Entry] = []
         unchanged: list[str] = []
 
-        # one task per 64 files, not one per file
-        tasks = [
-            (n, [(str(raw_root / key), algos(rf), recorded(rf, key)) for _, rf, key in expected[i : i + 64]])
-            for n, i in enumerate(range(0, len(expected), 64))
-        ]
-        hashed = (h for hs in _map_in_order(engine, pool, _hash_chunk, tasks) for h in hs)
-        results = (check(item, h) for item, h in zip(expected, hashed, strict=True))
-        for item, (state, size, entry) in zip(expected, results, strict=True):
-            report.checked += 1
-            report.bytes += size
-            if state in ("missing", "corrupt"):
-                (report.missing if state == "missing" else report.corrupt).append(item[2])
-                bad.append((item[0], archive_of.get(id(item[1]), item[1])))
-            elif entry is not None:
-                old = previous.get(entry.path)
-                if old == (entry.size, entry.mtime_ns, entry.sha256):
-                    unchanged.append(entry.path)
-                else:
-                    changed.append(entry)  # new to the manifest (placed by hand), or re-hashed
+        plan = plan_tasks(_sizes(expected, previous, raw_root, metadata), _worker_count(engine, workers))
+
+        root = str(raw_root)
+
+        def job(i: int) -> tuple[str, tuple[str, ...], Known]:
+            _, rf, key = expected[i]
+            return os.path.join(root, key), algos(rf), trusted(rf, key)  # not pathlib: ~40 us a file
+
+        tasks = [(n, [job(i) for i in task]) for n, task in enumerate(plan)]
+        bad_at: list[tuple[int, str]] = []  # (index in expected, state): reported in that order
+        runner: Callable[..., Iterable[tuple[int, list]]] = pool.map if engine is None else engine.map
+        for number, hashed in runner(_hash_chunk, tasks):
+            for i, h in zip(plan[number], hashed, strict=True):
+                item = expected[i]
+                state, size, entry = check(item, h)
+                report.checked += 1
+                report.bytes += size
+                if state in ("missing", "corrupt"):
+                    bad_at.append((i, state))
+                elif entry is not None:
+                    old = previous.get(entry.path)
+                    if old == (entry.size, entry.mtime_ns, entry.sha256):
+                        unchanged.append(entry.path)
+                    else:
+                        changed.append(entry)  # new to the manifest (placed by hand), or re-hashed
+        for i, state in sorted(bad_at):
+            source, rf, key = expected[i]
+            (report.missing if state == "missing" else report.corrupt).append(key)
+            bad.append((source, archive_of.get(id(rf), rf)))
         for i, e in enumerate(changed):
             if e.path in previous and (full := manifest.get(e.path)) is not None:  # keep where it came from
                 changed[i] = Entry(

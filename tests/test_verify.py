@@ -213,3 +213,48 @@ def test_metadata_verify_hashes_only_what_changed(
     r = run_climb(*args, "verify", "toyecg", "--json", env=env)
     (rep,) = json.loads(r.stdout)
     assert sorted(rep["corrupt"]) == sorted(p.relative_to(raw).as_posix() for p in (touched, sneaky))
+
+
+def test_files_larger_than_a_task_are_hashed_across_tasks_and_a_corrupt_one_is_named(tmp_path: Path) -> None:
+    """A PhysioNet-shaped raw folder placed by hand (files + SHA256SUMS.txt): three files each larger
+    than a hashing task and 300 small ones, verified with 2 workers; a flipped byte in the middle of
+    one large file and in one small file are both reported by path."""
+    from climb_cli.fakes.physionet import write_sha256sums
+    from climb_cli.hash_plan import MIN_TASK, plan_tasks
+
+    raw = tmp_path / "data" / "raw" / "bigfiles"
+    (raw / "large").mkdir(parents=True)
+    big = MIN_TASK + 4096
+    for i in range(3):
+        (raw / "large" / f"part-{i}.bin").write_bytes(bytes([i + 1]) * big)
+    for i in range(300):
+        (raw / "small" / f"{i // 100}").mkdir(parents=True, exist_ok=True)
+        (raw / "small" / f"{i // 100}" / f"{i:03d}.dat").write_bytes(i.to_bytes(2, "big") * (50 + i))
+    write_sha256sums(raw)
+    sizes = [big] * 3 + [2 * (50 + i) for i in range(300)]
+    assert len(plan_tasks(sizes, 2)) >= 4  # each large file is a task of its own
+    recipes = tmp_path / "recipes"
+    recipes.mkdir()
+    (recipes / "bigfiles.yaml").write_text(
+        "name: bigfiles\ntitle: large files\nmodality: ecg\nlicense: CC0-1.0\naccess: open\n"
+        "sources:\n  - id: data\n    kind: physionet\n    project: big\n    version: 1.0.0\n"
+    )
+    args = ["--data-dir", str(tmp_path / "data"), "--recipes", str(recipes)]
+    env = {"CLIMB_PHYSIONET_URL": "http://127.0.0.1:9"}  # nothing is fetched
+    r = run_climb(*args, "verify", "bigfiles", "--workers", "2", "--json", env=env)
+    assert r.returncode == 0, r.stderr
+    (rep,) = json.loads(r.stdout)
+    assert rep["ok"] and rep["checked"] == 303 and rep["bytes"] == sum(sizes)  # SHA256SUMS.txt is the list
+
+    victim = raw / "large" / "part-1.bin"
+    with open(victim, "r+b") as f:
+        f.seek(big // 2)
+        f.write(b"\xff")
+    small = raw / "small" / "2" / "250.dat"
+    data = bytearray(small.read_bytes())
+    data[7] ^= 0xFF
+    small.write_bytes(bytes(data))
+    r = run_climb(*args, "verify", "bigfiles", "--workers", "2", env=env)
+    assert r.returncode == 1
+    assert "0 missing, 2 corrupt, 0 unexpected" in r.stdout
+    assert "corrupt: large/part-1.bin" in r.stdout and "corrupt: small/2/250.dat" in r.stdout

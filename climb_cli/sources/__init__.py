@@ -5,6 +5,10 @@ A new module in this package is found automatically: no registry file to edit.
 
 from __future__ import annotations
 
+import contextlib
+import importlib
+from typing import cast
+
 from climb_cli.plugins import load_package_modules
 from climb_cli.sources.base import Source
 
@@ -14,7 +18,7 @@ def _load_all() -> None:
 
 
 def _all_subclasses(cls: type) -> list[type]:
-    out = []
+    out: list[type] = []
     for sub in cls.__subclasses__():
         out.append(sub)
         out.extend(_all_subclasses(sub))
@@ -26,12 +30,25 @@ def source_kinds() -> list[str]:
     return sorted({c.kind for c in _all_subclasses(Source) if getattr(c, "kind", None)})
 
 
-def source_class(kind: str) -> type[Source] | None:
-    _load_all()
+def _registered(kind: str) -> type[Source] | None:
     for c in _all_subclasses(Source):
         if getattr(c, "kind", None) == kind:
-            return c
+            return cast("type[Source]", c)
     return None
+
+
+def source_class(kind: str) -> type[Source] | None:
+    """The class of a source kind. The module named after the kind is tried first (`grand-challenge`
+    -> grand_challenge.py), so a command on one recipe imports what its sources use, not every
+    source module; a kind defined elsewhere is found by loading them all."""
+    module = kind.replace("-", "_")
+    if module.isidentifier() and module != "base" and not module.startswith("_"):
+        with contextlib.suppress(ModuleNotFoundError):
+            importlib.import_module(f"{__name__}.{module}")
+            if (cls := _registered(kind)) is not None:
+                return cls
+    _load_all()
+    return _registered(kind)
 
 
 def make_sources(recipe, settings) -> list[Source]:  # type: ignore[no-untyped-def]

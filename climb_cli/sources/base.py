@@ -15,15 +15,16 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import requests
 from pydantic import BaseModel, ConfigDict
 
 from climb_cli import __version__
-from climb_cli.net.session import ClimbSession
 from climb_cli.recipe import Recipe, SourceSpec
 from climb_cli.settings import Settings
+
+if TYPE_CHECKING:  # verify and plan read stored lists and never need requests
+    import requests
 
 USER_AGENT = f"climb/{__version__} (+https://github.com/climb-corpus/climb)"
 
@@ -126,6 +127,8 @@ class Source(ABC):
         their origin on every hop, environment proxies and CA bundle (net.session)."""
         s = getattr(self._local, "session", None)
         if s is None:
+            from climb_cli.net.session import ClimbSession  # requests: imported when a source goes online
+
             s = ClimbSession(USER_AGENT)
             self._local.session = s
         return s

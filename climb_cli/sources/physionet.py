@@ -17,14 +17,17 @@ import html
 import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from urllib.parse import quote, unquote
+from typing import TYPE_CHECKING
+from urllib.parse import quote, unquote, urlsplit
 
-import requests
 from pydantic import Field, field_validator
 
 from climb_cli import credentials, redaction
 from climb_cli.errors import AccessError, TransferError, UsageError
 from climb_cli.sources.base import AccessReport, RemoteFile, Source, SourceParams, safe_relpath, selected
+
+if TYPE_CHECKING:
+    import requests
 
 DEFAULT_URL = "https://physionet.org"
 # PhysioNet's open-data bucket on AWS: s3://physionet-open/<slug>/<version>/<path>, anonymous reads; its
@@ -99,7 +102,7 @@ class PhysioNetSource(Source):
 
     # -- credentials ----------------------------------------------------------------------------
     def _host(self) -> str:
-        return requests.utils.urlparse(self.base).hostname or ""
+        return urlsplit(self.base).hostname or ""
 
     def credentials(self) -> credentials.UserPassword | None:
         return credentials.physionet(self._host())
@@ -352,6 +355,8 @@ class PhysioNetSource(Source):
         return [RemoteFile(f.path, f.url, found.get(f.path, f.size), f.sha256, f.md5) for f in files]
 
     def check_access(self) -> AccessReport:
+        import requests
+
         try:
             r = self.open(self._checksum_file(), {"Range": "bytes=0-0"})
             r.close()
