@@ -243,7 +243,7 @@ def _download(
         if short:  # the check --dry-run makes, before a byte is written
             report.add(FAILED, jobs[0][0], short)
         elif jobs:
-            report.outcomes.extend(Downloader.from_settings(settings, progress).run(jobs, manifest))
+            report.outcomes.extend(Downloader.from_settings(settings, progress).run(jobs, manifest, known))
         _after_transfer(report, owner, pins)
         placements = {}
         for source in manual:

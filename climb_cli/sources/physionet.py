@@ -16,6 +16,7 @@ from __future__ import annotations
 import html
 import re
 import threading
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import quote, unquote
 
@@ -50,13 +51,14 @@ class PhysioNetParams(SourceParams):
         return v
 
 
-def parse_sha256sums(text: str, where: str) -> dict[str, str]:
+def parse_sha256sums(text: str | Iterable[str], where: str) -> dict[str, str]:
     """Parse SHA256SUMS.txt order-independently: '<hex> <path>' (one or more spaces, optional '*').
+    `text` is the whole file or its lines (an open file: read as it is parsed, never whole in memory).
 
     Absolute paths, '..' and malformed lines are rejected with the line number.
     """
     out: dict[str, str] = {}
-    for n, raw in enumerate(text.splitlines(), 1):
+    for n, raw in enumerate(text.splitlines() if isinstance(text, str) else text, 1):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
@@ -290,7 +292,8 @@ class PhysioNetSource(Source):
         key = (st.st_size, st.st_mtime_ns)
         cached = getattr(self, "_sums_cache", None)
         if cached is None or cached[0] != key:
-            sums = parse_sha256sums(local.read_text(encoding="utf-8", errors="replace"), str(local))
+            with open(local, encoding="utf-8", errors="replace") as f:
+                sums = parse_sha256sums(f, str(local))
             self._sums_cache = cached = (key, sums)
         return cached[1]
 
