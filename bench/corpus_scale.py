@@ -70,6 +70,9 @@ from climb_cli.settings import Settings
 root, step = Path(sys.argv[1]), sys.argv[2]
 settings = Settings(data_dir=root / "data", mirrors={"physionet": "http://127.0.0.1:9"}, retries=0)
 recipe = Catalog([root / "recipes"]).load("bigset")
+import resource
+ru0 = resource.getrusage(resource.RUSAGE_SELF)
+cpu0 = ru0.ru_utime + ru0.ru_stime
 t0 = time.perf_counter()
 if step == "record":
     from climb_cli.manifest import Entry, RawManifest
@@ -102,7 +105,9 @@ else:
     assert rep.ok, rep.as_dict()
     out = {"checked": rep.checked}
 import resource
+ru = resource.getrusage(resource.RUSAGE_SELF)
 out["seconds"] = round(time.perf_counter() - t0, 2)
+out["cpu_seconds"] = round(ru.ru_utime + ru.ru_stime - cpu0, 2)
 out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 print(json.dumps(out))
 """
@@ -142,10 +147,22 @@ def main(argv: list[str] | None = None) -> int:
             r = _run(root, step)
             rows.append(r)
             print(r, flush=True)
-        print("\n| step | files | seconds (in-process) | wall incl. start-up | peak RSS |")
-        print("|---|---:|---:|---:|---:|")
+        if args.reuse is not None:
+            n = (
+                rows[0].get("files")
+                or rows[0].get("checked")
+                or rows[0].get("skipped")
+                or rows[0].get("rows")
+                or n
+            )
+        # CPU seconds (user + system) vary less than wall time on a shared machine: both are shown
+        print(f"\nload average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+        print("| step | files | seconds (in-process) | CPU seconds | wall incl. start-up | peak RSS |")
+        print("|---|---:|---:|---:|---:|---:|")
         for r in rows:
-            print(f"| {r['step']} | {n:,} | {r['seconds']} | {r['wall']} | {r['peak_rss_mb']} MB |")
+            print(
+                f"| {r['step']} | {n:,} | {r['seconds']} | {r['cpu_seconds']} | {r['wall']} | {r['peak_rss_mb']} MB |"
+            )
     finally:
         if not args.keep and args.reuse is None:
             shutil.rmtree(root, ignore_errors=True)

@@ -211,7 +211,7 @@ def _verify_raw(
         if metadata:
             row = previous.get(key)
             if row and row[:2] == (size, mtime_ns) and rf.sha256 in (None, row[2]):
-                return "ok", size, Entry(key, size, mtime_ns, row[2])
+                return "ok", size, None  # the manifest row stands as it is: nothing to write
         good = (rf.sha256 is None or hashes["sha256"] == rf.sha256) and (
             rf.md5 is None or rf.sha256 is not None or hashes["md5"] == rf.md5
         )
@@ -226,9 +226,10 @@ def _verify_raw(
         changed: list[Entry] = []
         unchanged: list[str] = []
 
-        # one task per 64 files, not one per file
+        # one task per 64 files, not one per file (paths joined as strings: no Path object per file)
+        root = os.fspath(raw_root) + "/"
         tasks = [
-            (n, [(str(raw_root / key), algos(rf), recorded(rf, key)) for _, rf, key in expected[i : i + 64]])
+            (n, [(root + key, algos(rf), recorded(rf, key)) for _, rf, key in expected[i : i + 64]])
             for n, i in enumerate(range(0, len(expected), 64))
         ]
         hashed = (h for hs in _map_in_order(engine, pool, _hash_chunk, tasks) for h in hs)
