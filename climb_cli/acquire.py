@@ -234,10 +234,8 @@ def _download(
     with RawManifest.for_dataset(raw_root) as manifest:
         known = manifest.load_index()
         jobs: list[tuple[Source, RemoteFile]] = []
-        owner: dict[int, Source] = {}
         for source, files in listed:
             for rf in files:
-                owner[id(rf)] = source
                 state = archives.removed_archive_state(source, rf, known)
                 if state is not None:  # extracted, archive removed on purpose, members intact
                     report.outcomes.append(Outcome(rf, "skipped", state.archive_size, state.archive_sha256))
@@ -248,7 +246,7 @@ def _download(
             report.add(FAILED, jobs[0][0], short)
         elif jobs:
             report.outcomes.extend(Downloader.from_settings(settings, progress).run(jobs, manifest, known))
-        _after_transfer(report, owner, pins)
+        _after_transfer(report, listed, pins)
         placements = {}
         for source in manual:
             placements[source.spec.id] = source.placement(manifest, pins, known=known)  # type: ignore[attr-defined]
@@ -277,16 +275,30 @@ def _still_needed(jobs: list[tuple[Source, RemoteFile]]) -> int:
     return need
 
 
-def _after_transfer(report: DownloadReport, owner: dict[int, Source], pins: Pins) -> None:
-    """Pin first downloads, explain pin mismatches, and turn failed files into problems."""
+def _after_transfer(
+    report: DownloadReport, listed: list[tuple[Source, list[RemoteFile]]], pins: Pins
+) -> None:
+    """Pin first downloads, explain pin mismatches, and turn failed files into problems. Which source
+    a file came from is mapped only when an outcome needs it (a rerun over a million files with
+    upstream sums, all present, needs no per-file map)."""
+    owner: dict[int, Source] = {}
+
+    def owner_of(rf: RemoteFile) -> Source | None:
+        if not owner:
+            owner.update((id(f), source) for source, files in listed for f in files)
+        return owner.get(id(rf))
+
     failed: dict[str, list[Outcome]] = {}
     sources: dict[str, Source] = {}
     learned: dict[str, dict[str, RemoteFile]] = {}  # per source: its files with sums learned on the way
     for o in report.outcomes:
-        source = owner.get(id(o.file))
+        needs_pin = o.status in ("downloaded", "skipped") and not o.file.sha256
+        if not needs_pin and o.status != "failed":
+            continue
+        source = owner_of(o.file)
         if source is None:
             continue
-        if o.status in ("downloaded", "skipped") and not o.file.sha256:
+        if needs_pin:
             md5 = bool(o.file.md5)
             if not md5 and pins.unsummed:  # a sum the storage answer carried (Kaggle x-goog-hash md5)
                 if source.spec.id not in learned:

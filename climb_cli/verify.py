@@ -17,7 +17,8 @@ import functools
 import json
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -120,6 +121,7 @@ def _hash_chunk(task: tuple[int, list[tuple[str, tuple[str, ...], Known]]]) -> t
     whose size and mtime equal its `recorded` ones (verify --metadata) is not hashed: its hashes are {}."""
     number, files = task
     out: list[tuple[int, int, dict[str, str]] | None] = []
+    unhashed: dict[str, str] = {}  # one empty dict for the chunk's files not hashed, not one each
     for path, algos, recorded in files:
         try:
             st = os.stat(path)
@@ -127,16 +129,24 @@ def _hash_chunk(task: tuple[int, list[tuple[str, tuple[str, ...], Known]]]) -> t
             out.append(None)
             continue
         if recorded is not None and recorded[:2] == (st.st_size, st.st_mtime_ns):
-            out.append((st.st_size, st.st_mtime_ns, {}))
+            out.append((st.st_size, st.st_mtime_ns, unhashed))
             continue
         out.append((st.st_size, st.st_mtime_ns, _hash_file(Path(path), *algos)))
     return number, out
 
 
-def _map_in_order(engine: Any, pool: ThreadPoolExecutor, fn: Callable, tasks: list) -> Iterator:
-    """fn over numbered tasks, results in task order, on the engine's workers or the local threads."""
+def _map_in_order(engine: Any, pool: ThreadPoolExecutor, fn: Callable, tasks: Iterable) -> Iterator:
+    """fn over numbered tasks, results in task order, on the engine's workers or the local threads.
+    Locally at most 4 tasks per thread are in flight, so neither the tasks nor their results pile up
+    in memory (a million files: the tasks are made as they are needed)."""
     if engine is None:
-        yield from (r for _, r in pool.map(fn, tasks))
+        window: deque = deque()
+        for task in tasks:
+            window.append(pool.submit(fn, task))
+            if len(window) >= 4 * pool._max_workers:
+                yield window.popleft().result()[1]
+        while window:
+            yield window.popleft().result()[1]
         return
     done: dict[int, Any] = {}
     nxt = 0
@@ -228,10 +238,10 @@ def _verify_raw(
 
         # one task per 64 files, not one per file (paths joined as strings: no Path object per file)
         root = os.fspath(raw_root) + "/"
-        tasks = [
+        tasks = (
             (n, [(root + key, algos(rf), recorded(rf, key)) for _, rf, key in expected[i : i + 64]])
             for n, i in enumerate(range(0, len(expected), 64))
-        ]
+        )
         hashed = (h for hs in _map_in_order(engine, pool, _hash_chunk, tasks) for h in hs)
         results = (check(item, h) for item, h in zip(expected, hashed, strict=True))
         for item, (state, size, entry) in zip(expected, results, strict=True):

@@ -231,6 +231,9 @@ def moto_endpoint() -> Iterator[str]:
     pytest.importorskip("moto.server", reason="moto[server] is in the test extra")
     from moto.server import ThreadedMotoServer
 
+    from tests.fakes.moto_s3 import complete_multipart_as_s3
+
+    complete_multipart_as_s3()  # answer a multipart upload's completion as S3 does (Arrow checks it)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()

@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import re
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
 from climb_cli.acquire import download
+from climb_cli.catalog import Catalog
 from climb_cli.fakes.physionet import FakePhysioNet
 from climb_cli.pipeline import preprocess
 from climb_cli.settings import Settings
@@ -107,6 +110,66 @@ def test_an_object_without_its_marker_is_not_committed(tmp_path: Path, raw: Sett
     again = preprocess(recipe, remote, workers=1)
     assert again.skipped_units == len(names) - 2
     assert _objects(s3, prefix) == good
+    assert verify_outputs(recipe, remote).ok
+
+
+class _Requests(logging.Handler):
+    """The moto server's request lines (werkzeug logs each one) in the order they arrived."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.extend(re.findall(r'"([A-Z]+ \S+) HTTP/', record.getMessage()))
+
+
+def test_a_shard_above_the_part_size_goes_up_in_parts_then_its_marker(
+    tmp_path: Path, raw: Settings, s3
+) -> None:  # type: ignore[no-untyped-def]
+    """Arrow's S3 client sends an object larger than its part size (10 MB, fixed in Arrow: not settable from
+    Python) as a multipart upload. One shard of the whole toy set is larger than that: its parts, then the
+    completion, then its commit marker, and the marker vouches for the assembled object."""
+    s3.create_bucket(Bucket=BUCKET)
+    recipe = _recipe(tmp_path / "recipes", shard="256MB")
+    path = tmp_path / "recipes" / "toyecg.yaml"  # rows of 12 x 10,000 float64, uncompressed: ~1 MB each
+    text = path.read_text().replace("{hz: 500}", "{hz: 1000}").replace("{length: 5000}", "{length: 10000}")
+    text = text.replace("{dtype: float32}", "{dtype: float64}").replace(
+        "format: parquet", "format: parquet\n  compression: none"
+    )
+    path.write_text(text)
+    recipe = Catalog([tmp_path / "recipes"]).load("toyecg")
+    remote = _remote_settings(raw, tmp_path)
+    seen = _Requests()
+    log = logging.getLogger("werkzeug")
+    log.addHandler(seen)
+    old_level = log.level
+    log.setLevel(logging.INFO)
+    try:
+        report = preprocess(recipe, remote, workers=1)
+    finally:
+        log.removeHandler(seen)
+        log.setLevel(old_level)
+    prefix = f"corpus/processed/toyecg/{recipe.content_hash()}/"
+    big = [u for u in report.units if u.bytes > 10 * 1024 * 1024]
+    assert big, f"no shard above 10 MB: {[u.bytes for u in report.units]}"
+    name = big[0].name
+    key = f"/{BUCKET}/{prefix}data/{name}"
+    head = s3.head_object(Bucket=BUCKET, Key=f"{prefix}data/{name}")
+    assert re.fullmatch(r'"[0-9a-f]{32}-[0-9]+"', head["ETag"]), head["ETag"]  # assembled from parts
+    order = [i for i, line in enumerate(seen.lines) if line.split(" ", 1)[1].split("?")[0] == key]
+    marker = [
+        i
+        for i, line in enumerate(seen.lines)
+        if line.startswith(f"PUT /{BUCKET}/{prefix}.commits/{name}.json")
+    ]
+    steps = [seen.lines[i].split(" ", 1)[0] + ("uploadId=" in seen.lines[i]) * " part" for i in order]
+    assert "POST" in steps[0] and steps[-1] == "POST part", steps  # created, parts, completed
+    assert "PUT part" in steps
+    assert marker and marker[0] > order[-1]  # the marker after the completion
+    done = json.loads(s3.get_object(Bucket=BUCKET, Key=f"{prefix}.commits/{name}.json")["Body"].read())
+    body = s3.get_object(Bucket=BUCKET, Key=f"{prefix}data/{name}")["Body"].read()
+    assert done["bytes"] == len(body) and done["sha256"] == hashlib.sha256(body).hexdigest()
     assert verify_outputs(recipe, remote).ok
 
 
