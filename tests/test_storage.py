@@ -211,3 +211,33 @@ def test_raw_push_then_pull_on_another_machine_then_preprocess_via_the_cli(
     data = f"{BUCKET}/corpus/processed/toyecg/{recipe.content_hash()}/data"
     table = pq.read_table(data, filesystem=Remote(url).fs)  # the shards read straight off the bucket
     assert table.num_rows == 30
+
+
+def test_verify_outputs_on_s3_with_dask_via_the_cli(tmp_path: Path, raw: Settings, s3) -> None:  # type: ignore[no-untyped-def]
+    """`climb --data-dir s3://... verify --outputs --engine dask`: the Dask workers read the shards off the
+    bucket (each opens its own client from the AWS settings) and find a shard replaced under its marker."""
+    pytest.importorskip("distributed", reason="dask.distributed is in the dask extra")
+    from distributed import LocalCluster
+
+    s3.create_bucket(Bucket=BUCKET)
+    recipes = tmp_path / "recipes"
+    recipe = _recipe(recipes, shard="1MB")
+    remote = _remote_settings(raw, tmp_path)
+    report = preprocess(recipe, remote, workers=1)
+    url = f"s3://{BUCKET}/corpus"
+    env = {"CLIMB_CACHE": str(tmp_path / "other-machine")}  # nothing local: every byte from the bucket
+    # started after the s3 fixture set the AWS settings: the worker processes inherit them
+    with LocalCluster(
+        n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address="127.0.0.1:0", silence_logs=40
+    ) as cluster:
+        args = ["--data-dir", url, "--recipes", str(recipes), "verify", "--outputs", "toyecg"]
+        dask = ["--engine", "dask", "--scheduler", cluster.scheduler_address]
+        r = run_climb(*args, *dask, env=env)
+        assert r.returncode == 0 and "-> OK" in r.stdout, r.stdout + r.stderr
+        name = sorted(u.name for u in report.units)[1]
+        key = f"corpus/processed/toyecg/{recipe.content_hash()}/data/{name}"
+        size = len(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
+        s3.put_object(Bucket=BUCKET, Key=key, Body=bytes(size))  # same size, other bytes
+        r = run_climb(*args, *dask, env=env)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert f"data/{name}: sha256 differs from the manifest (corrupt or replaced)" in r.stdout + r.stderr
