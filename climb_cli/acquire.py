@@ -85,9 +85,11 @@ class DownloadReport:
     manual: list = field(default_factory=list)  # sources.manual.Placement per manual source
     extracted: list[archives.Result] = field(default_factory=list)
     pinned: int = 0  # sums pinned by this run
+    skipped_files: int = 0  # present and unchanged, with their upstream sum: counted, not in `outcomes`
 
     def count(self, status: str) -> int:
-        return sum(1 for o in self.outcomes if o.status == status)
+        n = sum(1 for o in self.outcomes if o.status == status)
+        return n + self.skipped_files if status == "skipped" else n
 
     @property
     def ok(self) -> bool:
@@ -245,7 +247,9 @@ def _download(
         if short:  # the check --dry-run makes, before a byte is written
             report.add(FAILED, jobs[0][0], short)
         elif jobs:
-            report.outcomes.extend(Downloader.from_settings(settings, progress).run(jobs, manifest, known))
+            d = Downloader.from_settings(settings, progress)
+            report.outcomes.extend(d.run(jobs, manifest, known, count_skips=True))
+            report.skipped_files += d.skipped_files
         _after_transfer(report, listed, pins)
         placements = {}
         for source in manual:

@@ -403,7 +403,7 @@ def download(
                 ],
             }
         )
-        if report.outcomes or not report.problems:
+        if report.outcomes or report.skipped_files or not report.problems:
             extracted = sum(x.extracted for x in report.extracted)
             say(
                 f"{r.name}: {report.count('downloaded')} downloaded ({ui.human(report.bytes)}), "

@@ -23,9 +23,8 @@ class Progress:
     def advance(self, nbytes: int) -> None: ...
     def file_done(self, outcome: Outcome) -> None: ...
 
-    def skipped(self, outcomes: list[Outcome]) -> None:
-        """Files found present and unchanged before any transfer (a rerun: possibly millions at once)."""
-        for o in outcomes:
-            self.file_done(o)
+    def skipped(self, files: int, nbytes: int) -> None:
+        """Files found present and unchanged before any transfer, in one call (a rerun: possibly
+        millions at once); they do not pass through `file_done`."""
 
     def message(self, text: str) -> None: ...

@@ -130,10 +130,10 @@ class TransferBar(Progress):
                 if self.failed <= 5:
                     warn(f"  failed {outcome.file.path}: {outcome.error}")
 
-    def skipped(self, outcomes: list[Outcome]) -> None:
-        if self._bar and outcomes:  # one update for them all, not one per file
-            self._bar.update(self._files, advance=len(outcomes))
-            self._bar.update(self._bytes, advance=sum(o.size for o in outcomes))
+    def skipped(self, files: int, nbytes: int) -> None:
+        if self._bar and files:  # one update for them all, not one per file
+            self._bar.update(self._files, advance=files)
+            self._bar.update(self._bytes, advance=nbytes)
 
     def message(self, text: str) -> None:
         note(text)
