@@ -266,6 +266,8 @@ def _verify_raw(
             manifest.touch_verified(unchanged, now)
         if report.corrupt:
             manifest.delete(report.corrupt)
+    previous.clear()  # a million rows: freed before the folder walk below adds its own list
+    expected.clear()
     if report.never_listed or report.lists_missing:
         known = set()  # cannot judge unexpected files without every list
     else:
