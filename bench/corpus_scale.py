@@ -160,9 +160,8 @@ def main(argv: list[str] | None = None) -> int:
         print("| step | files | seconds (in-process) | CPU seconds | wall incl. start-up | peak RSS |")
         print("|---|---:|---:|---:|---:|---:|")
         for r in rows:
-            print(
-                f"| {r['step']} | {n:,} | {r['seconds']} | {r['cpu_seconds']} | {r['wall']} | {r['peak_rss_mb']} MB |"
-            )
+            cells = [r["step"], f"{n:,}", r["seconds"], r["cpu_seconds"], r["wall"], f"{r['peak_rss_mb']} MB"]
+            print("| " + " | ".join(map(str, cells)) + " |")
     finally:
         if not args.keep and args.reuse is None:
             shutil.rmtree(root, ignore_errors=True)
