@@ -11,6 +11,8 @@ there and if not, why — which `climb download --all` turns into its closing su
 from __future__ import annotations
 
 import dataclasses
+import os
+import stat
 from dataclasses import dataclass, field
 
 import requests
@@ -83,9 +85,11 @@ class DownloadReport:
     manual: list = field(default_factory=list)  # sources.manual.Placement per manual source
     extracted: list[archives.Result] = field(default_factory=list)
     pinned: int = 0  # sums pinned by this run
+    skipped_files: int = 0  # present and unchanged, with their upstream sum: counted, not in `outcomes`
 
     def count(self, status: str) -> int:
-        return sum(1 for o in self.outcomes if o.status == status)
+        n = sum(1 for o in self.outcomes if o.status == status)
+        return n + self.skipped_files if status == "skipped" else n
 
     @property
     def ok(self) -> bool:
@@ -131,14 +135,19 @@ def plan(recipe: Recipe, settings: Settings, *, with_sizes: bool = False) -> Pla
         except requests.RequestException as e:
             why = f"listing {source.describe()} failed: {type(e).__name__}"
             raise ClimbError(f"{recipe.name}: {why}") from None
-        present: dict[str, int] = {}
-        for rf in files:
+        present: dict[str, int] = {}  # verified present (the manifest row matches): path -> size
+        on_disk: dict[str, int] = {}  # any regular file at the path: path -> size
+        root = os.fspath(raw_root) + "/"
+        for rf in files:  # one stat per file, on string paths (a million files: no Path object each)
             key = archives.source_key(source, rf.path)
-            row = known.get(key)
             try:
-                st = (raw_root / key).stat()
+                st = os.stat(root + key)
             except OSError:
                 continue
+            if not stat.S_ISREG(st.st_mode):
+                continue
+            on_disk[rf.path] = st.st_size
+            row = known.get(key)
             if row is not None and row[:2] == (st.st_size, st.st_mtime_ns) and rf.sha256 in (None, row[2]):
                 present[rf.path] = st.st_size
         if with_sizes:
@@ -157,11 +166,8 @@ def plan(recipe: Recipe, settings: Settings, *, with_sizes: bool = False) -> Pla
                 for rf in files
             ]
         jobs.extend((source, rf) for rf in files)
-        for rf in files:
-            p = source.raw_dir / rf.path
-            if p.is_file():
-                out.present_bytes += p.stat().st_size
-                out.present_files += rf.path in present
+        out.present_bytes += sum(on_disk.values())
+        out.present_files += len(present)
     return out
 
 
@@ -230,10 +236,8 @@ def _download(
     with RawManifest.for_dataset(raw_root) as manifest:
         known = manifest.load_index()
         jobs: list[tuple[Source, RemoteFile]] = []
-        owner: dict[int, Source] = {}
         for source, files in listed:
             for rf in files:
-                owner[id(rf)] = source
                 state = archives.removed_archive_state(source, rf, known)
                 if state is not None:  # extracted, archive removed on purpose, members intact
                     report.outcomes.append(Outcome(rf, "skipped", state.archive_size, state.archive_sha256))
@@ -243,8 +247,10 @@ def _download(
         if short:  # the check --dry-run makes, before a byte is written
             report.add(FAILED, jobs[0][0], short)
         elif jobs:
-            report.outcomes.extend(Downloader.from_settings(settings, progress).run(jobs, manifest))
-        _after_transfer(report, owner, pins)
+            d = Downloader.from_settings(settings, progress)
+            report.outcomes.extend(d.run(jobs, manifest, known, count_skips=True))
+            report.skipped_files += d.skipped_files
+        _after_transfer(report, listed, pins)
         placements = {}
         for source in manual:
             placements[source.spec.id] = source.placement(manifest, pins, known=known)  # type: ignore[attr-defined]
@@ -273,16 +279,30 @@ def _still_needed(jobs: list[tuple[Source, RemoteFile]]) -> int:
     return need
 
 
-def _after_transfer(report: DownloadReport, owner: dict[int, Source], pins: Pins) -> None:
-    """Pin first downloads, explain pin mismatches, and turn failed files into problems."""
+def _after_transfer(
+    report: DownloadReport, listed: list[tuple[Source, list[RemoteFile]]], pins: Pins
+) -> None:
+    """Pin first downloads, explain pin mismatches, and turn failed files into problems. Which source
+    a file came from is mapped only when an outcome needs it (a rerun over a million files with
+    upstream sums, all present, needs no per-file map)."""
+    owner: dict[int, Source] = {}
+
+    def owner_of(rf: RemoteFile) -> Source | None:
+        if not owner:
+            owner.update((id(f), source) for source, files in listed for f in files)
+        return owner.get(id(rf))
+
     failed: dict[str, list[Outcome]] = {}
     sources: dict[str, Source] = {}
     learned: dict[str, dict[str, RemoteFile]] = {}  # per source: its files with sums learned on the way
     for o in report.outcomes:
-        source = owner.get(id(o.file))
+        needs_pin = o.status in ("downloaded", "skipped") and not o.file.sha256
+        if not needs_pin and o.status != "failed":
+            continue
+        source = owner_of(o.file)
         if source is None:
             continue
-        if o.status in ("downloaded", "skipped") and not o.file.sha256:
+        if needs_pin:
             md5 = bool(o.file.md5)
             if not md5 and pins.unsummed:  # a sum the storage answer carried (Kaggle x-goog-hash md5)
                 if source.spec.id not in learned:

@@ -296,9 +296,10 @@ def download(
         str | None,
         typer.Option(
             metavar="NAME",
-            help="Where PhysioNet file bytes come from: origin (physionet.org) or aws-open (the public "
-            "physionet-open S3 bucket); files are checked against the same upstream SHA256SUMS.txt "
-            "(env CLIMB_MIRROR). Default: origin.",
+            help="Where PhysioNet file bytes come from: origin (physionet.org), aws-open (the public "
+            "physionet-open S3 bucket) or aws (the bucket PhysioNet shares with your AWS account, named by "
+            "CLIMB_PHYSIONET_AWS_BUCKET, read with your AWS credentials); files are checked against the "
+            "same upstream SHA256SUMS.txt (env CLIMB_MIRROR). Default: origin.",
         ),
     ] = None,
     write_lock: Annotated[
@@ -403,7 +404,7 @@ def download(
                 ],
             }
         )
-        if report.outcomes or not report.problems:
+        if report.outcomes or report.skipped_files or not report.problems:
             extracted = sum(x.extracted for x in report.extracted)
             say(
                 f"{r.name}: {report.count('downloaded')} downloaded ({ui.human(report.bytes)}), "

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 
-@dataclass
+@dataclass(slots=True)
 class Outcome:
     file: Any  # a sources.base.RemoteFile
     status: str  # "downloaded" | "skipped" | "failed"
@@ -22,4 +22,9 @@ class Progress:
     def start(self, total_files: int, total_bytes: int | None) -> None: ...
     def advance(self, nbytes: int) -> None: ...
     def file_done(self, outcome: Outcome) -> None: ...
+
+    def skipped(self, files: int, nbytes: int) -> None:
+        """Files found present and unchanged before any transfer, in one call (a rerun: possibly
+        millions at once); they do not pass through `file_done`."""
+
     def message(self, text: str) -> None: ...

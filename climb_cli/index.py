@@ -27,7 +27,7 @@ from pathlib import Path
 import pandas as pd
 
 from climb_cli.errors import RecipeError
-from climb_cli.recipe import FilesSpec, LabelSpec, Recipe, TableRef
+from climb_cli.recipe import FilesSpec, IndexSpec, LabelSpec, Recipe, TableRef
 from climb_cli.settings import Settings
 
 
@@ -512,13 +512,49 @@ def load_table(recipe: Recipe, settings: Settings, where: dict[str, list[str]] |
 
 
 def build_index(recipe: Recipe, settings: Settings, where: dict[str, list[str]] | None = None) -> IndexResult:
-    """The items of a recipe; `where` keeps only rows whose column has one of the values (a subset)."""
-    from climb_cli.splits import Assigner, few_shot
-
+    """The items of a recipe; `where` keeps only rows whose column has one of the values (a subset).
+    The flow: load the table, check its columns, label each row, aggregate rows into items, check the
+    ids, assign splits (and the few-shot subset), then build each item's inputs and kept columns."""
     ix = recipe.index
-    df = load_table(recipe, settings, where)
     assert ix is not None
+    df = load_table(recipe, settings, where)
     dropped: Counter[str] = Counter(df.attrs.get("excluded", {}))
+    _check_columns(recipe, df, _needed_columns(ix))
+    rows: list[dict[str, str]] = df.to_dict("records")
+    classes = list(ix.labels.classes or ix.labels.columns or [])
+    labeler = _Labeler(recipe, settings, ix.labels, classes)
+    if ix.labels.discover:
+        classes[:] = _discover(recipe, settings, labeler, rows)
+    rejected: list[tuple[str, str]] = []
+    kept_rows, kept_labels = _label_rows(ix, labeler, rows, dropped, rejected)
+    members: list[list[dict[str, str]]] = [[r] for r in kept_rows]
+    if ix.aggregate:
+        kept_rows, kept_labels, members = _aggregate(
+            kept_rows, kept_labels, ix.aggregate.by, ix.aggregate.labels, classes
+        )
+    ids = [_ident(ix, r) for r in kept_rows]
+    _check_unique(recipe, ids)
+    splits = _assign_splits(recipe, settings, ids, kept_rows, kept_labels, dropped)
+    _, prefix = _source_root(recipe, settings, ix.inputs_source)
+    items: list[Item] = []
+    for item_id, row, labels, split, group in zip(ids, kept_rows, kept_labels, splits, members, strict=True):
+        if split == "":  # left out of the few-shot subset (already counted)
+            continue
+        try:
+            items.append(_build_item(ix, labeler, prefix, item_id, row, labels, split, group))
+        except Drop as e:
+            dropped[str(e)] += 1
+        except _Rejected as e:
+            rejected.append((item_id, str(e)))
+    return IndexResult(items, rejected, dict(sorted(dropped.items())), classes)
+
+
+class _Rejected(Exception):
+    """The index cannot build this item (reported with its id, unlike a Drop)."""
+
+
+def _needed_columns(ix: IndexSpec) -> set[str]:
+    """Every table column the index spec reads: id, inputs, kept columns, split, aggregation, labels."""
     needed = set(ix.keep)
     needed |= _fields(ix.id) if "{" in ix.id else {ix.id}
     for t in ix.inputs.values():
@@ -539,23 +575,30 @@ def build_index(recipe: Recipe, settings: Settings, where: dict[str, list[str]] 
         needed.add(ix.labels.column)
     needed |= set(ix.labels.columns or [])
     needed |= {c for r in ix.labels.rules or [] for c in r.when}
+    return needed
+
+
+def _check_columns(recipe: Recipe, df: pd.DataFrame, needed: set[str]) -> None:
     absent = sorted(c for c in needed if c not in df.columns)
     if absent:
         raise RecipeError(
             f"{recipe.name}: the index table has no column(s) {absent} "
             f"(columns: {', '.join(map(str, df.columns[:12]))}...)"
         )
-    rows: list[dict[str, str]] = df.to_dict("records")
-    classes = list(ix.labels.classes or ix.labels.columns or [])
-    labeler = _Labeler(recipe, settings, ix.labels, classes)
-    if ix.labels.discover:
-        classes[:] = _discover(recipe, settings, labeler, rows)
-    rejected: list[tuple[str, str]] = []
 
-    def ident(row: dict[str, str]) -> str:
-        return ix.id.format(**row) if "{" in ix.id else row[ix.id]
 
-    # labels per row (before aggregation), then one candidate per item
+def _ident(ix: IndexSpec, row: dict[str, str]) -> str:
+    return ix.id.format(**row) if "{" in ix.id else row[ix.id]
+
+
+def _label_rows(
+    ix: IndexSpec,
+    labeler: _Labeler,
+    rows: list[dict[str, str]],
+    dropped: Counter[str],
+    rejected: list[tuple[str, str]],
+) -> tuple[list[dict[str, str]], list[tuple[str, ...]]]:
+    """Labels per row (before aggregation); rows the labeler drops or rejects are counted or reported."""
     kept_rows, kept_labels = [], []
     for row in rows:
         try:
@@ -564,70 +607,89 @@ def build_index(recipe: Recipe, settings: Settings, where: dict[str, list[str]] 
             dropped[str(e)] += 1
             continue
         except ValueError as e:
-            rejected.append((ident(row), str(e)))
+            rejected.append((_ident(ix, row), str(e)))
             continue
         kept_rows.append(row)
         kept_labels.append(labels)
-    members: list[list[dict[str, str]]] = [[r] for r in kept_rows]
-    if ix.aggregate:
-        kept_rows, kept_labels, members = _aggregate(
-            kept_rows, kept_labels, ix.aggregate.by, ix.aggregate.labels, classes
-        )
-    ids = [ident(r) for r in kept_rows]
+    return kept_rows, kept_labels
+
+
+def _check_unique(recipe: Recipe, ids: list[str]) -> None:
     seen: set[str] = set()
     for item_id in ids:
         if item_id in seen:
             raise RecipeError(f"{recipe.name}: id {item_id!r} occurs twice in the index (ids must be unique)")
         seen.add(item_id)
-    splits = Assigner(sp, lambda ref: read_table(recipe, settings, ref))(ids, kept_rows, kept_labels)
+
+
+def _assign_splits(
+    recipe: Recipe,
+    settings: Settings,
+    ids: list[str],
+    rows: list[dict[str, str]],
+    labels: list[tuple[str, ...]],
+    dropped: Counter[str],
+) -> list[str | None]:
+    """Each item's split: a name, None when its split value is not mapped, "" when the few-shot
+    subset leaves it out (counted in `dropped` here)."""
+    from climb_cli.splits import Assigner, few_shot
+
+    assert recipe.index is not None
+    sp = recipe.index.split
+    splits = Assigner(sp, lambda ref: read_table(recipe, settings, ref))(ids, rows, labels)
     if sp.few_shot and recipe.variant:
-        keep = few_shot(sp.few_shot, recipe.variant, [s or "" for s in splits], kept_labels)
+        keep = few_shot(sp.few_shot, recipe.variant, [s or "" for s in splits], labels)
         for k, ok in enumerate(keep):
             if not ok:
                 dropped[f"not in the {recipe.variant} few-shot subset"] += 1
                 splits[k] = None if splits[k] is None else ""
-    _, prefix = _source_root(recipe, settings, ix.inputs_source)
-    items: list[Item] = []
-    for item_id, row, labels, split, group in zip(ids, kept_rows, kept_labels, splits, members, strict=True):
-        if split == "":
-            continue
-        if split is None:
-            value = (
-                row.get(sp.column or "", "")
-                if sp.column
-                else row.get(sp.membership.by, "")
-                if sp.membership
-                else ""
-            )
-            if sp.unmapped == "error":
-                rejected.append((item_id, f"split value {value!r} is not mapped"))
-            else:
-                dropped["split value not mapped"] += 1
-            continue
-        if not labels and ix.labels.kind in ("multilabel", "multiclass") and ix.labels.empty == "drop":
-            dropped["no label"] += 1
-            continue
-        target = None
-        if ix.labels.kind == "regression":
-            try:
-                target = float(row[ix.labels.column or ""])
-            except ValueError:
-                rejected.append((item_id, f"target {row[ix.labels.column or '']!r} is not a number"))
-                continue
+    return splits
+
+
+def _build_item(
+    ix: IndexSpec,
+    labeler: _Labeler,
+    prefix: str,
+    item_id: str,
+    row: dict[str, str],
+    labels: tuple[str, ...],
+    split: str | None,
+    group: list[dict[str, str]],
+) -> Item:
+    """One item from its (aggregated) row and member rows. Raises Drop for an item the recipe leaves
+    out on purpose, _Rejected for one it cannot build."""
+    sp = ix.split
+    if split is None:
+        value = (
+            row.get(sp.column or "", "")
+            if sp.column
+            else row.get(sp.membership.by, "")
+            if sp.membership
+            else ""
+        )
+        if sp.unmapped == "error":
+            raise _Rejected(f"split value {value!r} is not mapped")
+        raise Drop("split value not mapped")
+    if not labels and ix.labels.kind in ("multilabel", "multiclass") and ix.labels.empty == "drop":
+        raise Drop("no label")
+    target = None
+    if ix.labels.kind == "regression":
         try:
-            inputs: dict[str, str | tuple[str, ...]] = {}
-            for name, t in ix.inputs.items():
-                paths = tuple(dict.fromkeys(prefix + t.format(**r) for r in group))
-                inputs[name] = paths[0] if len(paths) == 1 else paths
-        except (ValueError, KeyError, IndexError) as e:
-            rejected.append((item_id, f"cannot build input path: {e}"))
-            continue
-        extra = {}
-        for k in ix.keep:
-            vals = list(dict.fromkeys(str(r[k]) for r in group))
-            extra[k] = vals[0] if len(vals) == 1 else json.dumps(vals)
-        if ix.labels.raw_column:
-            raw = [labeler.raw(r) for r in group]
-            extra[ix.labels.raw_column] = json.dumps(raw[0] if len(raw) == 1 else raw, sort_keys=True)
-        items.append(Item(item_id, split, labels, inputs, extra, target))
-    return IndexResult(items, rejected, dict(sorted(dropped.items())), classes)
+            target = float(row[ix.labels.column or ""])
+        except ValueError:
+            raise _Rejected(f"target {row[ix.labels.column or '']!r} is not a number") from None
+    try:
+        inputs: dict[str, str | tuple[str, ...]] = {}
+        for name, t in ix.inputs.items():
+            paths = tuple(dict.fromkeys(prefix + t.format(**r) for r in group))
+            inputs[name] = paths[0] if len(paths) == 1 else paths
+    except (ValueError, KeyError, IndexError) as e:
+        raise _Rejected(f"cannot build input path: {e}") from None
+    extra = {}
+    for k in ix.keep:
+        vals = list(dict.fromkeys(str(r[k]) for r in group))
+        extra[k] = vals[0] if len(vals) == 1 else json.dumps(vals)
+    if ix.labels.raw_column:
+        raw = [labeler.raw(r) for r in group]
+        extra[ix.labels.raw_column] = json.dumps(raw[0] if len(raw) == 1 else raw, sort_keys=True)
+    return Item(item_id, split, labels, inputs, extra, target)

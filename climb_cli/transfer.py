@@ -162,6 +162,8 @@ class Downloader:
     free_check_every: int = space.CHECK_EVERY
     stall_speed: float | None = None  # bytes/s; a body slower than this over stall_time is a stall
     stall_time: float | None = None
+    skipped_files: int = 0  # the last run's files only counted as skipped (run(count_skips=True))
+    skipped_bytes: int = 0
     _dirs: set[Path] = field(default_factory=set, repr=False)
     _guards: dict[Path, space.SpaceGuard] = field(default_factory=dict, repr=False)
 
@@ -430,38 +432,69 @@ class Downloader:
 
     @staticmethod
     def _skip_unchanged(
-        jobs: list[tuple[Source, RemoteFile]], known: dict[str, tuple[int, int, str]]
-    ) -> tuple[list[Outcome], list[tuple[Source, RemoteFile]]]:
+        jobs: list[tuple[Source, RemoteFile]], known: dict[str, tuple[int, int, str]], count: bool = False
+    ) -> tuple[list[Outcome], tuple[int, int], list[tuple[Source, RemoteFile]], int | None]:
         """The files already present as the manifest recorded them (size, mtime, and the expected sum):
-        `download_one`'s first check, done here in one pass so that they cost no thread-pool task."""
+        `download_one`'s first check, done here in one pass so that they cost no thread-pool task, with
+        one stat per file at most (none for a file of known size without a manifest row). Returns the
+        skipped ones, the (files, bytes) of those only counted, the rest, and the bytes total for the
+        progress bar (None if a size is unknown). With `count`, a skipped file that has its upstream sum
+        is counted rather than given an Outcome (nothing is pinned for it: a million of them cost nothing)."""
         skipped: list[Outcome] = []
+        counted = counted_bytes = 0
         rest: list[tuple[Source, RemoteFile]] = []
+        total: int | None = 0
+        where: dict[int, tuple[str, str]] = {}  # id(source) -> (its folder + "/", its manifest key prefix)
         for source, rf in jobs:
-            raw_root = source.settings.raw_dir(source.recipe.name)
-            key = os.path.relpath(source.raw_dir / rf.path, raw_root)
-            row = known.get(key)
-            if row is not None:
+            folder, prefix = where.get(id(source)) or where.setdefault(
+                id(source),
+                (os.fspath(source.raw_dir) + "/", source.spec.into + "/" if source.spec.into else ""),
+            )
+            row = known.get(prefix + rf.path)
+            st = None
+            if row is not None or rf.size is None:
                 try:
-                    st = os.stat(source.raw_dir / rf.path)
+                    st = os.stat(folder + rf.path)
                 except OSError:
                     st = None
-                if st is not None and row[:2] == (st.st_size, st.st_mtime_ns) and rf.sha256 in (None, row[2]):
+            size = rf.size if rf.size is not None else (st.st_size if st is not None else None)
+            total = None if total is None or size is None else total + size
+            if (
+                row is not None
+                and st is not None
+                and row[:2] == (st.st_size, st.st_mtime_ns)
+                and rf.sha256 in (None, row[2])
+            ):
+                if count and rf.sha256:
+                    counted, counted_bytes = counted + 1, counted_bytes + st.st_size
+                else:
                     skipped.append(Outcome(rf, "skipped", st.st_size, row[2]))
-                    continue
+                continue
             rest.append((source, rf))
-        return skipped, rest
+        return skipped, (counted, counted_bytes), rest, total
 
-    def run(self, jobs: list[tuple[Source, RemoteFile]], manifest: RawManifest) -> list[Outcome]:
-        """Download every job concurrently: at most `per_host` at once to each host.
+    def run(
+        self,
+        jobs: list[tuple[Source, RemoteFile]],
+        manifest: RawManifest,
+        known: dict[str, tuple[int, int, str]] | None = None,
+        *,
+        count_skips: bool = False,
+    ) -> list[Outcome]:
+        """Download every job concurrently: at most `per_host` at once to each host. `known` is the
+        manifest's index when the caller has just loaded it (else it is loaded here). With
+        `count_skips`, files present and unchanged that have their upstream sum are only counted, in
+        `skipped_files` and `skipped_bytes`, not returned as outcomes.
 
         After the first access refusal for a source, its remaining files are not attempted
         (they would all be refused the same way)."""
-        known = manifest.load_index()
-        sizes = [
-            rf.size if rf.size is not None else _present_size(source.raw_dir / rf.path) for source, rf in jobs
-        ]
-        self.progress.start(len(jobs), sum(sizes) if all(s is not None for s in sizes) else None)  # type: ignore[arg-type]
-        skipped, jobs = self._skip_unchanged(jobs, known)  # a rerun over a corpus: no task per file
+        if known is None:
+            known = manifest.load_index()
+        n = len(jobs)
+        skipped, (self.skipped_files, self.skipped_bytes), jobs, total = self._skip_unchanged(
+            jobs, known, count_skips
+        )  # a rerun over a corpus: no task per file
+        self.progress.start(n, total)
         hosts: dict[str, threading.Semaphore] = {}
         for _, rf in jobs:
             hosts.setdefault(urlsplit(rf.url).netloc, threading.Semaphore(self.per_host))
@@ -480,8 +513,9 @@ class Downloader:
             return out
 
         outcomes: list[Outcome] = skipped
-        for out in skipped:
-            self.progress.file_done(out)
+        self.progress.skipped(
+            self.skipped_files + len(skipped), self.skipped_bytes + sum(o.size for o in skipped)
+        )
         if not jobs:
             return outcomes
         workers = max(1, min(len(jobs), self.per_host * len(hosts), 64))
@@ -499,14 +533,6 @@ class Downloader:
             finally:
                 manifest.flush()
         return outcomes
-
-
-def _present_size(path: Path) -> int | None:
-    """The size of a file already on disk (what a skip will count), else None (not known yet)."""
-    try:
-        return path.stat().st_size
-    except OSError:
-        return None
 
 
 def fetch_one(source: Source, rf: RemoteFile, dest: Path) -> None:

@@ -130,6 +130,11 @@ class TransferBar(Progress):
                 if self.failed <= 5:
                     warn(f"  failed {outcome.file.path}: {outcome.error}")
 
+    def skipped(self, files: int, nbytes: int) -> None:
+        if self._bar and files:  # one update for them all, not one per file
+            self._bar.update(self._files, advance=files)
+            self._bar.update(self._bytes, advance=nbytes)
+
     def message(self, text: str) -> None:
         note(text)
 

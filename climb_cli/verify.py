@@ -17,6 +17,7 @@ import functools
 import json
 import os
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -123,6 +124,7 @@ def _hash_chunk(task: tuple[int, list[tuple[str, tuple[str, ...], Known]]]) -> t
     whose size and mtime equal its `recorded` ones (verify --metadata) is not hashed: its hashes are {}."""
     number, files = task
     out: list[tuple[int, int, dict[str, str]] | None] = []
+    unhashed: dict[str, str] = {}  # one empty dict for the chunk's files not hashed, not one each
     for path, algos, recorded in files:
         try:
             st = os.stat(path)
@@ -130,7 +132,7 @@ def _hash_chunk(task: tuple[int, list[tuple[str, tuple[str, ...], Known]]]) -> t
             out.append(None)
             continue
         if recorded is not None and recorded[:2] == (st.st_size, st.st_mtime_ns):
-            out.append((st.st_size, st.st_mtime_ns, {}))
+            out.append((st.st_size, st.st_mtime_ns, unhashed))
             continue
         out.append((st.st_size, st.st_mtime_ns, _hash_file(Path(path), *algos)))
     return number, out
@@ -169,10 +171,25 @@ def _sizes(
     return out
 
 
-def _map_in_order(engine: Any, pool: ThreadPoolExecutor, fn: Callable, tasks: list) -> Iterator:
-    """fn over numbered tasks, results in task order, on the engine's workers or the local threads."""
+def _in_flight(pool: ThreadPoolExecutor, fn: Callable, tasks: Iterable) -> Iterator:
+    """fn over tasks on the local threads, results as they were submitted, with at most 4 tasks per
+    thread in flight: neither the tasks nor their results pile up in memory (a million files: the tasks
+    are made as they are needed)."""
+    window: deque = deque()
+    for task in tasks:
+        window.append(pool.submit(fn, task))
+        if len(window) >= 4 * pool._max_workers:
+            yield window.popleft().result()
+    while window:
+        yield window.popleft().result()
+
+
+def _map_in_order(engine: Any, pool: ThreadPoolExecutor, fn: Callable, tasks: Iterable) -> Iterator:
+    """fn over numbered tasks, results in task order, on the engine's workers or the local threads.
+    Locally at most 4 tasks per thread are in flight, so neither the tasks nor their results pile up
+    in memory (a million files: the tasks are made as they are needed)."""
     if engine is None:
-        yield from (r for _, r in pool.map(fn, tasks))
+        yield from (r for _, r in _in_flight(pool, fn, tasks))
         return
     done: dict[int, Any] = {}
     nxt = 0
@@ -247,7 +264,7 @@ def _verify_raw(
         if metadata:
             row = previous.get(key)
             if row and row[:2] == (size, mtime_ns) and rf.sha256 in (None, row[2]):
-                return "ok", size, Entry(key, size, mtime_ns, row[2])
+                return "ok", size, None  # the manifest row stands as it is: nothing to write
         good = (rf.sha256 is None or hashes["sha256"] == rf.sha256) and (
             rf.md5 is None or rf.sha256 is not None or hashes["md5"] == rf.md5
         )
@@ -270,10 +287,10 @@ def _verify_raw(
             _, rf, key = expected[i]
             return os.path.join(root, key), algos(rf), trusted(rf, key)  # not pathlib: ~40 us a file
 
-        tasks = [(n, [job(i) for i in task]) for n, task in enumerate(plan)]
+        tasks = ((n, [job(i) for i in task]) for n, task in enumerate(plan))  # made as needed
         bad_at: list[tuple[int, str]] = []  # (index in expected, state): reported in that order
-        runner: Callable[..., Iterable[tuple[int, list]]] = pool.map if engine is None else engine.map
-        for number, hashed in runner(_hash_chunk, tasks):
+        runs = _in_flight(pool, _hash_chunk, tasks) if engine is None else engine.map(_hash_chunk, tasks)
+        for number, hashed in runs:
             for i, h in zip(plan[number], hashed, strict=True):
                 item = expected[i]
                 state, size, entry = check(item, h)
@@ -301,6 +318,8 @@ def _verify_raw(
             manifest.touch_verified(unchanged, now)
         if report.corrupt:
             manifest.delete(report.corrupt)
+    previous.clear()  # a million rows: freed before the folder walk below adds its own list
+    expected.clear()
     if report.never_listed or report.lists_missing:
         known = set()  # cannot judge unexpected files without every list
     else:

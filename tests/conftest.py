@@ -51,6 +51,8 @@ SECRETS = (
     "fig-tok-Plover-8b5a-secret",
     # S3 (moto)
     "s3-secret-Ozmoo-3d7f-secret",
+    # AWS credentials for PhysioNet's AWS copies (--mirror aws)
+    "aws-secret-Frobozz-91c4-secret",
 )
 S3_KEY_ID = "AKIACLIMBTEST0000001"
 SHARED_WFDB = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "wfdb"
@@ -231,6 +233,9 @@ def moto_endpoint() -> Iterator[str]:
     pytest.importorskip("moto.server", reason="moto[server] is in the test extra")
     from moto.server import ThreadedMotoServer
 
+    from tests.fakes.moto_s3 import complete_multipart_as_s3
+
+    complete_multipart_as_s3()  # answer a multipart upload's completion as S3 does (Arrow checks it)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()

@@ -127,6 +127,35 @@ def test_verify_on_dask_finds_a_damaged_shard(tmp_path: Path, raw: Settings, das
         close_engine(pool)
 
 
+def test_verify_metadata_on_dask_matches_local_threads(
+    tmp_path: Path, raw: Settings, dask_cluster: str
+) -> None:
+    """verify --metadata on Dask workers: files whose size and mtime match the manifest are trusted, a
+    touched file is hashed and reported; the same report as the local threads give."""
+    import os
+
+    recipe = _recipe(tmp_path / "recipes")
+    pool = make_engine(2, "dask", scheduler=dask_cluster)
+    try:
+        rep, bad = verify_raw(recipe, raw, engine=pool, metadata=True)
+        assert rep.ok and rep.checked > 60 and not bad
+        dat = next(raw.raw_dir("toyecg").rglob("*.dat"))
+        rel = dat.relative_to(raw.raw_dir("toyecg")).as_posix()
+        data = bytearray(dat.read_bytes())
+        data[0] ^= 0xFF  # same size, newer mtime: --metadata must hash it
+        dat.write_bytes(bytes(data))
+        st = dat.stat()
+        os.utime(dat, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+        on_dask, bad = verify_raw(recipe, raw, engine=pool, metadata=True)
+        assert on_dask.corrupt == [rel] and on_dask.checked == rep.checked
+        assert [rf.path for _, rf in bad] == [rel]
+    finally:
+        close_engine(pool)
+    dat.write_bytes(bytes(data))  # the local threads see the same (the corrupt row was dropped)
+    local, _ = verify_raw(recipe, raw, metadata=True)
+    assert local.as_dict() | {"seconds": 0} == on_dask.as_dict() | {"seconds": 0}
+
+
 def test_the_cli_runs_on_a_dask_scheduler(tmp_path: Path, raw: Settings, dask_cluster: str) -> None:
     recipes = tmp_path / "recipes"
     args = ["--data-dir", str(raw.data_dir), "--recipes", str(recipes)]
@@ -187,6 +216,30 @@ def test_the_same_bytes_on_ray_in_a_loopback_only_namespace(tmp_path: Path, raw:
     assert r.returncode == 0, r.stderr[-2000:]
     assert "toyecg: 30 rows in" in r.stdout
     assert _outputs(raw.processed_dir("toyecg") / recipe.content_hash()) == expected
+
+
+def test_verify_metadata_on_ray_in_a_loopback_only_namespace(tmp_path: Path, raw: Settings) -> None:
+    """`verify --metadata --engine ray` (Ray only inside a namespace that has nothing but lo)."""
+    why = _ray_namespace_ok()
+    if why:
+        pytest.skip(why)
+    recipes = tmp_path / "recipes"
+    _recipe(recipes)
+    dat = next(raw.raw_dir("toyecg").rglob("*.dat"))
+    rel = dat.relative_to(raw.raw_dir("toyecg")).as_posix()
+    dat.write_bytes(dat.read_bytes()[:-10])  # another size: --metadata hashes it and finds it corrupt
+    climb = [sys.executable, "-m", "climb_cli", "--data-dir", str(raw.data_dir), "--recipes", str(recipes)]
+    script = (
+        'ip link set lo up && test "$(ip -o link | wc -l)" = 1 && '
+        + " ".join(climb)
+        + " verify toyecg --metadata --json --engine ray --workers 2"
+    )
+    r = subprocess.run(
+        ["unshare", "-rn", "sh", "-c", script], capture_output=True, text=True, cwd=REPO, timeout=300
+    )
+    assert r.returncode == 1, r.stderr[-2000:]
+    (rep,) = json.loads(r.stdout)
+    assert rep["corrupt"] == [rel] and rep["checked"] > 60 and not rep["missing"]
 
 
 def test_all_datasets_share_one_pool(tmp_path: Path, raw: Settings) -> None:

@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import re
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
 from climb_cli.acquire import download
+from climb_cli.catalog import Catalog
 from climb_cli.fakes.physionet import FakePhysioNet
 from climb_cli.pipeline import preprocess
 from climb_cli.settings import Settings
@@ -110,6 +113,66 @@ def test_an_object_without_its_marker_is_not_committed(tmp_path: Path, raw: Sett
     assert verify_outputs(recipe, remote).ok
 
 
+class _Requests(logging.Handler):
+    """The moto server's request lines (werkzeug logs each one) in the order they arrived."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.extend(re.findall(r'"([A-Z]+ \S+) HTTP/', record.getMessage()))
+
+
+def test_a_shard_above_the_part_size_goes_up_in_parts_then_its_marker(
+    tmp_path: Path, raw: Settings, s3
+) -> None:  # type: ignore[no-untyped-def]
+    """Arrow's S3 client sends an object larger than its part size (10 MB, fixed in Arrow: not settable from
+    Python) as a multipart upload. One shard of the whole toy set is larger than that: its parts, then the
+    completion, then its commit marker, and the marker vouches for the assembled object."""
+    s3.create_bucket(Bucket=BUCKET)
+    recipe = _recipe(tmp_path / "recipes", shard="256MB")
+    path = tmp_path / "recipes" / "toyecg.yaml"  # rows of 12 x 10,000 float64, uncompressed: ~1 MB each
+    text = path.read_text().replace("{hz: 500}", "{hz: 1000}").replace("{length: 5000}", "{length: 10000}")
+    text = text.replace("{dtype: float32}", "{dtype: float64}").replace(
+        "format: parquet", "format: parquet\n  compression: none"
+    )
+    path.write_text(text)
+    recipe = Catalog([tmp_path / "recipes"]).load("toyecg")
+    remote = _remote_settings(raw, tmp_path)
+    seen = _Requests()
+    log = logging.getLogger("werkzeug")
+    log.addHandler(seen)
+    old_level = log.level
+    log.setLevel(logging.INFO)
+    try:
+        report = preprocess(recipe, remote, workers=1)
+    finally:
+        log.removeHandler(seen)
+        log.setLevel(old_level)
+    prefix = f"corpus/processed/toyecg/{recipe.content_hash()}/"
+    big = [u for u in report.units if u.bytes > 10 * 1024 * 1024]
+    assert big, f"no shard above 10 MB: {[u.bytes for u in report.units]}"
+    name = big[0].name
+    key = f"/{BUCKET}/{prefix}data/{name}"
+    head = s3.head_object(Bucket=BUCKET, Key=f"{prefix}data/{name}")
+    assert re.fullmatch(r'"[0-9a-f]{32}-[0-9]+"', head["ETag"]), head["ETag"]  # assembled from parts
+    order = [i for i, line in enumerate(seen.lines) if line.split(" ", 1)[1].split("?")[0] == key]
+    marker = [
+        i
+        for i, line in enumerate(seen.lines)
+        if line.startswith(f"PUT /{BUCKET}/{prefix}.commits/{name}.json")
+    ]
+    steps = [seen.lines[i].split(" ", 1)[0] + ("uploadId=" in seen.lines[i]) * " part" for i in order]
+    assert "POST" in steps[0] and steps[-1] == "POST part", steps  # created, parts, completed
+    assert "PUT part" in steps
+    assert marker and marker[0] > order[-1]  # the marker after the completion
+    done = json.loads(s3.get_object(Bucket=BUCKET, Key=f"{prefix}.commits/{name}.json")["Body"].read())
+    body = s3.get_object(Bucket=BUCKET, Key=f"{prefix}data/{name}")["Body"].read()
+    assert done["bytes"] == len(body) and done["sha256"] == hashlib.sha256(body).hexdigest()
+    assert verify_outputs(recipe, remote).ok
+
+
 def test_stale_shards_go_marker_first(tmp_path: Path, raw: Settings, s3) -> None:  # type: ignore[no-untyped-def]
     s3.create_bucket(Bucket=BUCKET)
     recipe = _recipe(tmp_path / "recipes", shard="1MB")
@@ -148,3 +211,33 @@ def test_raw_push_then_pull_on_another_machine_then_preprocess_via_the_cli(
     data = f"{BUCKET}/corpus/processed/toyecg/{recipe.content_hash()}/data"
     table = pq.read_table(data, filesystem=Remote(url).fs)  # the shards read straight off the bucket
     assert table.num_rows == 30
+
+
+def test_verify_outputs_on_s3_with_dask_via_the_cli(tmp_path: Path, raw: Settings, s3) -> None:  # type: ignore[no-untyped-def]
+    """`climb --data-dir s3://... verify --outputs --engine dask`: the Dask workers read the shards off the
+    bucket (each opens its own client from the AWS settings) and find a shard replaced under its marker."""
+    pytest.importorskip("distributed", reason="dask.distributed is in the dask extra")
+    from distributed import LocalCluster
+
+    s3.create_bucket(Bucket=BUCKET)
+    recipes = tmp_path / "recipes"
+    recipe = _recipe(recipes, shard="1MB")
+    remote = _remote_settings(raw, tmp_path)
+    report = preprocess(recipe, remote, workers=1)
+    url = f"s3://{BUCKET}/corpus"
+    env = {"CLIMB_CACHE": str(tmp_path / "other-machine")}  # nothing local: every byte from the bucket
+    # started after the s3 fixture set the AWS settings: the worker processes inherit them
+    with LocalCluster(
+        n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address="127.0.0.1:0", silence_logs=40
+    ) as cluster:
+        args = ["--data-dir", url, "--recipes", str(recipes), "verify", "--outputs", "toyecg"]
+        dask = ["--engine", "dask", "--scheduler", cluster.scheduler_address]
+        r = run_climb(*args, *dask, env=env)
+        assert r.returncode == 0 and "-> OK" in r.stdout, r.stdout + r.stderr
+        name = sorted(u.name for u in report.units)[1]
+        key = f"corpus/processed/toyecg/{recipe.content_hash()}/data/{name}"
+        size = len(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
+        s3.put_object(Bucket=BUCKET, Key=key, Body=bytes(size))  # same size, other bytes
+        r = run_climb(*args, *dask, env=env)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert f"data/{name}: sha256 differs from the manifest (corrupt or replaced)" in r.stdout + r.stderr

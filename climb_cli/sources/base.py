@@ -35,7 +35,7 @@ class SourceParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RemoteFile:
     """One upstream file: where it goes (path relative to the source's raw folder) and how to check it."""
 

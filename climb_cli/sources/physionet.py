@@ -8,16 +8,21 @@ accepts from any client. A mirror that answers 401 with a Basic challenge (an ng
 mirror, say) gets Basic credentials instead. Refusals become one line that says what to do.
 With `--mirror aws-open` the bytes of an open project come from the public physionet-open bucket
 (anonymous GETs, no credential ever sent there) while SHA256SUMS.txt still comes from PhysioNet, so
-every file is checked against the same upstream sums whichever host served it.
+every file is checked against the same upstream sums whichever host served it. With `--mirror aws` the
+bytes of any project, credentialed ones included, come from the AWS bucket PhysioNet shares with the
+user's linked AWS account (CLIMB_PHYSIONET_AWS_BUCKET; files under <version>/), read with requests signed
+by the user's AWS credentials (net/awsauth.py); SHA256SUMS.txt still comes from PhysioNet.
 """
 
 from __future__ import annotations
 
 import html
+import os
 import re
 import threading
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote, urlsplit
 
 from pydantic import Field, field_validator
@@ -33,7 +38,12 @@ DEFAULT_URL = "https://physionet.org"
 # PhysioNet's open-data bucket on AWS: s3://physionet-open/<slug>/<version>/<path>, anonymous reads; its
 # HTTPS form is what `aws s3 sync --no-sign-request` fetches (CLIMB_PHYSIONET_OPEN_URL points elsewhere).
 OPEN_BUCKET_URL = "https://physionet-open.s3.amazonaws.com"
-MIRRORS = ("origin", "aws-open")
+MIRRORS = ("origin", "aws-open", "aws")
+# A credentialed project's AWS copy: one bucket per project, files under <version>/ (sources.md 1.10). The
+# bucket's name is shown on the project page once PhysioNet grants the user's AWS account; the naming rule
+# is not documented, so it is a setting. CLIMB_PHYSIONET_AWS_URL points at an S3-compatible endpoint
+# (path-style) instead of https://<bucket>.s3.amazonaws.com.
+AWS_BUCKET_ENV = "CLIMB_PHYSIONET_AWS_BUCKET"
 CHECKSUMS = "SHA256SUMS.txt"
 _HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
 _CSRF_INPUT = re.compile(r'name=["\']csrfmiddlewaretoken["\']\s+value=["\']([^"\']+)["\']')
@@ -53,13 +63,14 @@ class PhysioNetParams(SourceParams):
         return v
 
 
-def parse_sha256sums(text: str, where: str) -> dict[str, str]:
+def parse_sha256sums(text: str | Iterable[str], where: str) -> dict[str, str]:
     """Parse SHA256SUMS.txt order-independently: '<hex> <path>' (one or more spaces, optional '*').
+    `text` is the whole file or its lines (an open file: read as it is parsed, never whole in memory).
 
     Absolute paths, '..' and malformed lines are rejected with the line number.
     """
     out: dict[str, str] = {}
-    for n, raw in enumerate(text.splitlines(), 1):
+    for n, raw in enumerate(text.splitlines() if isinstance(text, str) else text, 1):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
@@ -91,6 +102,16 @@ class PhysioNetSource(Source):
         if self.mirror == "aws-open":
             bucket = self.settings.base_url("physionet-open", OPEN_BUCKET_URL)
             self.bytes_url = f"{bucket}/{self.params.project}/{self.params.version}/"
+        self.aws_bucket = os.environ.get(AWS_BUCKET_ENV, "").strip() if self.mirror == "aws" else ""
+        if self.aws_bucket:
+            endpoint = self.settings.mirrors.get("physionet-aws")
+            host = (
+                f"{endpoint.rstrip('/')}/{self.aws_bucket}"
+                if endpoint
+                else f"https://{self.aws_bucket}.s3.amazonaws.com"
+            )
+            self.bytes_url = f"{host}/{self.params.version}/"
+        self._aws: Any = None  # net.awsauth.SigV4, resolved at the first file
         self._auth_lock = threading.Lock()
         self._cookies: dict[str, str] = {}
         self._generation = 0  # bumped at each successful login
@@ -212,9 +233,38 @@ class PhysioNetSource(Source):
         )
 
     # -- HTTP ------------------------------------------------------------------------------------
+    def _aws_auth(self) -> Any:
+        """The user's AWS credentials as a request signer (once per source), or one line saying what to do."""
+        from climb_cli.net.awsauth import SigV4
+
+        with self._auth_lock:
+            if self._aws is None:
+                self._aws = SigV4.resolve()
+            if self._aws is None:
+                raise AccessError(
+                    f"{self.recipe.name}: --mirror aws reads s3://{self.aws_bucket} with your AWS "
+                    f"credentials and none were found: set AWS_PROFILE (or AWS_ACCESS_KEY_ID and "
+                    f"AWS_SECRET_ACCESS_KEY) for the AWS account linked on {self.page_url}, or run "
+                    f"`aws configure`",
+                    reason="no credentials",
+                )
+            return self._aws
+
     def _open_mirror(self, file: RemoteFile, headers: dict[str, str]) -> requests.Response:
-        """An anonymous GET from the cloud copy: no cookie, no password ever goes to that host."""
-        r = self.session().get(file.url, headers=headers, stream=True, timeout=self.timeout)
+        """A GET from the cloud copy: anonymous for physionet-open; for --mirror aws signed with the user's
+        AWS credentials (requester pays). No PhysioNet cookie or password ever goes to that host."""
+        auth = self._aws_auth() if self.mirror == "aws" else None
+        if auth is not None:
+            headers = {**headers, "x-amz-request-payer": "requester"}
+        r = self.session().get(file.url, headers=headers, auth=auth, stream=True, timeout=self.timeout)
+        if auth is not None and r.status_code in (401, 403):
+            r.close()
+            raise AccessError(
+                f"{self.recipe.name}: s3://{self.aws_bucket} refused {file.path} to your AWS credentials "
+                f"(HTTP {r.status_code}): link this AWS account to {self.params.project} on {self.page_url} "
+                f"(cloud access), check {AWS_BUCKET_ENV}, or download with --mirror origin",
+                reason="access not granted",
+            )
         if r.status_code in (401, 403, 404):
             r.close()
             raise AccessError(
@@ -293,7 +343,8 @@ class PhysioNetSource(Source):
         key = (st.st_size, st.st_mtime_ns)
         cached = getattr(self, "_sums_cache", None)
         if cached is None or cached[0] != key:
-            sums = parse_sha256sums(local.read_text(encoding="utf-8", errors="replace"), str(local))
+            with open(local, encoding="utf-8", errors="replace") as f:
+                sums = parse_sha256sums(f, str(local))
             self._sums_cache = cached = (key, sums)
         return cached[1]
 
@@ -304,6 +355,11 @@ class PhysioNetSource(Source):
         """Fetch SHA256SUMS.txt once (a published version never changes), then select from it."""
         if self.mirror not in MIRRORS:
             raise UsageError(f"--mirror {self.mirror!r}: PhysioNet mirrors are {', '.join(MIRRORS)}")
+        if self.mirror == "aws" and not self.aws_bucket:
+            raise UsageError(
+                f"{self.recipe.name}: --mirror aws reads the AWS bucket PhysioNet shares with your linked "
+                f"AWS account: set {AWS_BUCKET_ENV} to the bucket named on {self.page_url} (cloud access)"
+            )
         if self.mirror == "aws-open" and self.recipe.access != "open":
             slug, version = self.params.project, self.params.version
             raise AccessError(

@@ -201,3 +201,36 @@ def test_unknown_host_is_said_at_once() -> None:
     ):
         s.get("http://climb-nowhere.invalid/x", timeout=5)
     assert time.monotonic() - t0 < 10
+
+
+def test_the_aws_signature_goes_to_the_bucket_only_and_physionet_credentials_never(
+    tmp_path: Path, server: FakePhysioNet, good_credentials: None, capture: CaptureServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """--mirror aws on a credentialed project: PhysioNet (signed in with the password, then its session
+    cookie) serves SHA256SUMS.txt, the bucket (the capture server, another port or host) the bytes. The
+    SigV4 signature with the AWS key goes to the bucket's origin only; no cookie or password goes there."""
+    key_id, secret = "AKIACLIMBAWSTEST0001", "aws-secret-Frobozz-91c4-secret"
+    for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", key_id)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("CLIMB_PHYSIONET_AWS_BUCKET", "secret-ecg-grant")
+    src = "  - kind: physionet\n    project: secret-ecg\n    version: 1.0.3\n"
+    src += "    include: [ptbxl_database.csv]\n"
+    recipe = Catalog([write_recipe(tmp_path / "r", "toyecg", src, access="credentialed").parent]).load(
+        "toyecg"
+    )
+    mirrors = {"physionet": server.base_url, "physionet-aws": capture.base_url}
+    report = download(recipe, fast_settings(tmp_path, mirrors).with_(mirror="aws"))
+    assert not report.ok  # the capture server has no such object: what matters is what reached whom
+    assert capture.seen and all(c.path == "/secret-ecg-grant/1.0.3/ptbxl_database.csv" for c in capture.seen)
+    for c in capture.seen:
+        assert set(c.credentials()) == {"authorization"}  # the signature, no cookie
+        assert c.headers["authorization"].startswith(f"AWS4-HMAC-SHA256 Credential={key_id}/")
+        assert c.headers["x-amz-request-payer"] == "requester"
+    assert not [x for x in capture.leaked(SECRETS) if not x.endswith(": authorization")]
+    assert server.requests_for("/login/", method="POST")  # PhysioNet's own credentials went to PhysioNet
+    assert not any(r.had_authorization for r in server.log)  # and no AWS signature did

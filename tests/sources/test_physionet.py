@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import filecmp
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 
 from climb_cli.acquire import download, plan
 from climb_cli.catalog import Catalog
@@ -17,6 +20,7 @@ from climb_cli.settings import Settings
 from climb_cli.sources.physionet import parse_sha256sums
 from tests.conftest import SECRETS, TEST_USER, redirect_to, write_recipe
 from tests.fakes.capture import CaptureServer
+from tests.fakes.moto_s3 import SignedS3, signed_s3
 
 
 def _recipe(
@@ -277,3 +281,111 @@ def test_a_login_post_that_keeps_failing_is_said_as_what_it_is(
     )
     assert said in report.error and "this is not a password problem" in report.error
     assert "rejected" not in report.error
+
+
+# ------------------------------------------------------------ --mirror aws: the bucket PhysioNet shares
+GRANT_BUCKET = "secret-ecg-grant"
+
+
+@pytest.fixture
+def aws_grant(tmp_path: Path, mirror_copy: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SignedS3]:
+    """The credentialed project's AWS copy (files under <version>/) in a bucket that checks signatures, and
+    no AWS credentials anywhere in the environment (each test adds the ones it means)."""
+    pytest.importorskip("moto.server", reason="moto[server] is in the test extra")
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    for var in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "aws" / "credentials"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "aws" / "config"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("CLIMB_PHYSIONET_AWS_BUCKET", GRANT_BUCKET)
+    with signed_s3() as s3:
+        s3.client.create_bucket(Bucket=GRANT_BUCKET)
+        for p in mirror_copy.rglob("*"):
+            if p.is_file() and p.name != "SHA256SUMS.txt":
+                s3.client.put_object(
+                    Bucket=GRANT_BUCKET,
+                    Key=f"1.0.3/{p.relative_to(mirror_copy).as_posix()}",
+                    Body=p.read_bytes(),
+                )
+        yield s3
+
+
+def _aws_settings(settings: Settings, s3: SignedS3) -> Settings:
+    return settings.with_(mirror="aws", mirrors={**settings.mirrors, "physionet-aws": s3.endpoint})
+
+
+def test_credentialed_project_from_its_aws_copy_with_the_users_aws_profile(
+    tmp_path: Path, settings: Settings, server: FakePhysioNet, good_credentials: None, aws_grant: SignedS3,
+    mirror_copy: Path,
+) -> None:  # fmt: skip
+    """--mirror aws: the file bytes come from the bucket, signed with the AWS profile's keys (the standard
+    chain: a credentials file, not argv); SHA256SUMS.txt comes from PhysioNet and every file is checked
+    against it, so a damaged object in the bucket is caught."""
+    creds = tmp_path / "aws" / "credentials"
+    creds.parent.mkdir(parents=True, exist_ok=True)
+    creds.write_text(
+        f"[physionet]\naws_access_key_id = {aws_grant.key_id}\naws_secret_access_key = {aws_grant.secret}\n"
+    )
+    os.environ["AWS_PROFILE"] = "physionet"  # restored by monkeypatch's delenv undo in aws_grant
+    try:
+        key = "1.0.3/records500/00000/00001_hr.dat"
+        good = aws_grant.client.get_object(Bucket=GRANT_BUCKET, Key=key)["Body"].read()
+        aws_grant.client.put_object(Bucket=GRANT_BUCKET, Key=key, Body=good[:-1] + bytes([good[-1] ^ 1]))
+        recipe = _recipe(tmp_path, project="secret-ecg", access="credentialed")
+        aws = _aws_settings(settings, aws_grant)
+        report = download(recipe, aws)
+        assert not report.ok and report.count("failed") == 1
+        assert "checksum mismatch for records500/00000/00001_hr.dat" in report.error
+        aws_grant.client.put_object(Bucket=GRANT_BUCKET, Key=key, Body=good)
+        report = download(recipe, aws)
+        assert report.ok, report.error
+        raw = settings.raw_dir("toyecg")
+        for p in raw.rglob("*"):
+            rel = p.relative_to(raw).as_posix()
+            if p.is_file() and ".climb" not in p.parts:
+                assert filecmp.cmp(p, mirror_copy / rel, shallow=False), rel
+        with RawManifest.for_dataset(raw) as m:
+            rows = m.load()
+        assert rows and all(
+            r.url.startswith(f"{aws_grant.endpoint}/{GRANT_BUCKET}/1.0.3/") for r in rows.values()
+        )
+        # PhysioNet served the sums only, and saw no AWS signature
+        assert [r.path for r in server.requests_for("/files/secret-ecg/*")] == [
+            "/files/secret-ecg/1.0.3/SHA256SUMS.txt"
+        ]
+        assert not any(r.had_authorization for r in server.log)
+        assert not any(aws_grant.key_id in r.path for r in server.log)
+    finally:
+        os.environ.pop("AWS_PROFILE", None)
+
+
+def test_aws_copy_without_aws_credentials_is_one_line(
+    tmp_path: Path, settings: Settings, server: FakePhysioNet, good_credentials: None, aws_grant: SignedS3
+) -> None:
+    """The bucket refuses a request without a signature (its policy); climb does not send one: it says
+    in one line where the credentials go. Without the bucket setting, one line names it."""
+    anonymous = requests.get(f"{aws_grant.endpoint}/{GRANT_BUCKET}/1.0.3/ptbxl_database.csv", timeout=10)
+    assert anonymous.status_code == 403
+    recipe = _recipe(tmp_path, project="secret-ecg", access="credentialed")
+    report = download(recipe, _aws_settings(settings, aws_grant))
+    assert not report.ok
+    assert (
+        f"--mirror aws reads s3://{GRANT_BUCKET} with your AWS credentials and none were found" in report.why
+    )
+    assert "AWS_PROFILE" in report.why and "\n" not in report.why
+    os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"] = aws_grant.key_id, "wrong-secret"
+    try:
+        report = download(recipe, _aws_settings(settings, aws_grant))
+    finally:
+        del os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"]
+    assert not report.ok and report.category != "ok"
+    assert f"s3://{GRANT_BUCKET} refused" in report.why and "HTTP 403" in report.why, report.why
+    assert "wrong-secret" not in report.why
+    os.environ.pop("CLIMB_PHYSIONET_AWS_BUCKET")
+    try:
+        report = download(recipe, _aws_settings(settings, aws_grant))
+    finally:
+        os.environ["CLIMB_PHYSIONET_AWS_BUCKET"] = GRANT_BUCKET
+    assert not report.ok and "set CLIMB_PHYSIONET_AWS_BUCKET to the bucket named on" in report.why
