@@ -491,12 +491,15 @@ class ClimbTensorSpec(_Model):
     The shards keep the decoded data; this block records CLIMB's load-time transform and constants so a
     loader reproduces CLIMB's tensors exactly (`climb_cli.tensors.to_climb(row, manifest)`)."""
 
-    transform: Literal["std2d", "std2d_square", "resize_short", "resize_square", "none"] = Field(
+    transform: Literal["std2d", "std2d_square", "resize_short", "resize_square", "none", "ct_window"] = Field(
         "std2d",
         description="std2d: Resize(223, max_size=224) (the 'Std 2D transform'); std2d_square: Resize(size) "
         "for a square image, else std2d (APTOS); resize_short: Resize(size) on the short side; "
-        "resize_square: Resize((size, size)); none: no resize",
+        "resize_square: Resize((size, size)); none: no resize; ct_window: CLIMB's base_ct.windowing of a "
+        "stored (z, y, x) HU window (center/width) to [0, 1], as CLIMB's 3-D loaders' (1, y, x, z) tensor",
     )
+    center: float | None = Field(None, description="ct_window: window centre, HU (RadFusion 400, LNDb -600)")
+    width: int | None = Field(None, gt=0, description="ct_window: width, HU (RadFusion 1000, LNDb 1500)")
     size: int = Field(224, gt=1, description="the target size of the resize and the pad")
     channels: Literal["L", "RGB"] | None = Field(None, description="PIL mode the image is converted to first")
     mean: list[float] | None = Field(None, description="Normalize mean per channel (None: no Normalize)")
@@ -511,6 +514,8 @@ class ClimbTensorSpec(_Model):
 
     @model_validator(mode="after")
     def _consistent(self) -> ClimbTensorSpec:
+        if (self.transform == "ct_window") != (self.center is not None and self.width is not None):
+            raise ValueError("center and width go with transform: ct_window (and it needs both)")
         if (self.mean is None) != (self.std is None):
             raise ValueError("mean and std go together")
         if self.mean is not None and self.std is not None and len(self.mean) != len(self.std):
