@@ -535,6 +535,24 @@ class ExpectSpec(_Model):
     tolerance: float = Field(0.0, ge=0, le=1, description="allowed relative deviation")
 
 
+class ImagesSpec(_Model):
+    """Images fetched from the URLs a preprocess wrote (LAION): `climb download NAME --stage images`
+    (climb_cli/images.py). Not part of the recipe hash: the stage writes under raw/<name>/<into>/."""
+
+    url_column: str = Field("url", description="the output column holding each row's image URL(s)")
+    rank_by: str = Field(
+        "similarity", description="the output column (number or list) to rank by, highest first"
+    )
+    top: int | None = Field(None, ge=1, description="fetch only the top N URLs by rank_by (CLIMB: 1,000,000)")
+    into: str = Field(
+        "images", pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$", description="folder under raw/<name>/"
+    )
+    max_bytes: ByteSize = Field(ByteSize(20 * 1024 * 1024), description="larger answers are dead (too large)")
+    connections: int = Field(16, ge=1, le=256, description="images fetched at once")
+    per_host: float = Field(2.0, gt=0, description="requests per second to any one host")
+    timeout: float = Field(20.0, gt=0, description="seconds to connect, between bytes, and for a whole image")
+
+
 class Recipe(_Model):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
     aliases: list[str] = Field(
@@ -559,6 +577,10 @@ class Recipe(_Model):
     expect: ExpectSpec = Field(default_factory=ExpectSpec)
     climb_tensor: ClimbTensorSpec | None = Field(
         None, description="CLIMB's load-time transform and constants, carried into manifest.json"
+    )
+    images: ImagesSpec | None = Field(
+        None,
+        description="a stage that fetches images from URLs in the outputs (LAION): download --stage images",
     )
     notes: str = ""
     variant: str | None = Field(None, description="a named variant (few-shot size); set by --variant")
