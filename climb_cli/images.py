@@ -223,6 +223,26 @@ def _read_image(resp: requests.Response, spec: ImagesSpec, start: float) -> tupl
     return "ok", ext, data
 
 
+def check_images(recipe: Recipe, settings: Settings) -> tuple[list[str], list[str], int]:
+    """`climb verify` for the images stage: (missing, corrupt, checked) of the images it recorded as fetched,
+    each file's sha256 against the one recorded when it was written."""
+    raw = settings.raw_dir(recipe.name)
+    missing, corrupt, checked = [], [], 0
+    for rec in _load_state(raw / ".climb" / "images.jsonl").values():
+        if rec.get("status") != "ok":
+            continue
+        rel = str(rec.get("file", ""))
+        checked += 1
+        try:
+            digest = hashlib.sha256((raw / rel).read_bytes()).hexdigest()
+        except FileNotFoundError:
+            missing.append(rel)
+            continue
+        if digest != rec.get("sha256"):
+            corrupt.append(rel)
+    return sorted(missing), sorted(corrupt), checked
+
+
 def fetch_images(
     recipe: Recipe, settings: Settings, *, retry_dead: bool = False, limit: int | None = None
 ) -> ImagesReport:

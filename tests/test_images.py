@@ -20,6 +20,7 @@ from climb_cli.catalog import Catalog
 from climb_cli.images import fetch_images, image_kind, without_userinfo
 from climb_cli.pipeline import preprocess
 from climb_cli.settings import Settings
+from climb_cli.verify import verify_raw
 from tests.conftest import fast_settings
 from tests.fakes.image_host import FakeImageHost
 from tests.test_auth import climb_in_process
@@ -109,10 +110,19 @@ def test_dead_links_are_counted_listed_and_not_fatal_and_a_rerun_fetches_nothing
     manifest = json.loads((raw / "images" / "manifest.json").read_text())
     assert manifest["present"] == 3 and sum(manifest["dead"].values()) == 5 and manifest["top"] == 8
     assert not list((raw / "images").rglob("*.tmp*")) and not list((raw / "images").rglob(".*"))
+    report, _ = verify_raw(recipe, settings)
+    assert report.ok, report.as_dict()  # images: checked against their recorded sums, not "unexpected"
+    victim = next((raw / "images").rglob("*.png"))
+    victim.write_bytes(b"\x89PNG\r\n\x1a\n changed")
+    report, _ = verify_raw(recipe, settings)
+    assert report.corrupt == [victim.relative_to(raw).as_posix()] and not report.unexpected
+    victim.unlink()
     before = len(host.log)
     again = fetch_images(recipe, settings)
+    assert (again.fetched, again.already, sum(again.dead.values())) == (1, 2, 5)  # the deleted one again
+    again = fetch_images(recipe, settings)
     assert (again.fetched, again.already, sum(again.dead.values())) == (0, 3, 5)
-    assert len(host.log) == before  # nothing new asked
+    assert len(host.log) == before + 1  # nothing new asked after that
 
 
 def test_the_cli_stage_prints_one_summary_line_and_exits_0_with_dead_links(

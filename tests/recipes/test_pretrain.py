@@ -106,6 +106,7 @@ def test_laion_medical_gated_parquet_pinned_model_caption_filter_and_images(
         assert dict(rep.dead) == {"HTTP 404": 1, "not an image": 1, "timeout": 1}
         assert "3 dead (HTTP 404: 1, not an image: 1, timeout: 1)" in rep.summary()
         assert not any(r.had_authorization for r in host.log)  # the HF token never reaches an image host
+        assert verify_raw(recipe, settings)[0].ok  # the fetched images do not disturb the raw files' check
         before = len(host.log)
         again = fetch_images(recipe, settings)
         assert (again.fetched, again.already, sum(again.dead.values())) == (0, 3, 3) and len(
