@@ -301,9 +301,11 @@ def fetch_images(
             else:
                 report.failed[what] += 1
 
+    step = spec.connections * 64  # futures in flight stay bounded, whatever `top` is
     with space.said_when_full(raw), ThreadPoolExecutor(max_workers=spec.connections) as pool:
-        for future in [pool.submit(work, item) for item in todo]:
-            future.result()
+        for start in range(0, len(todo), step):
+            for future in [pool.submit(work, item) for item in todo[start : start + step]]:
+                future.result()
     final = _load_state(state_path)
     dead = sorted(
         (str(final[url_key(u)].get("reason")), redaction.redact_url(u))
