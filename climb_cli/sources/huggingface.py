@@ -8,7 +8,8 @@
 
 Where no commit is known yet, ``pin_branch: main`` (and no ``revision``) makes the pin a required first step:
 the first download asks ``/api/{type}s/<repo>/revision/<branch>`` for the branch's head commit, records it in
-``raw/<dataset>/.climb/hf-revision-<source id>.json`` before any file is fetched, and every later download,
+``raw/<dataset>/.climb/hf-revision-<source id>.json`` before the first file is fetched (a dry run or an access
+check asks but records nothing), and every later download,
 verify and resume uses that commit, never the branch again (copy it into the recipe's ``revision:`` to share
 it). Deleting the file re-pins to the branch's new head.
 
@@ -114,6 +115,7 @@ class HuggingFaceSource(Source):
         self.page = f"{self.base}/{prefix}{p.repo}"
         self._prefix = prefix
         self._pinned: str | None = p.revision or self._locked_revision()
+        self._recorded = self._pinned is not None  # a pin on disk (or the recipe's commit) needs no record
         self.budget = RateBudget()
         self._lock = threading.Lock()
         self._signed = signed.SignedUrls(tries=RESOLVE_TRIES)
@@ -152,13 +154,13 @@ class HuggingFaceSource(Source):
     @property
     def revision(self) -> str:
         """The commit every request names: the recipe's, the one pinned before, or (first download) the
-        branch's head now, recorded before any file is fetched."""
+        branch's head now, asked once and recorded before the first file is fetched (`_record_pin`)."""
         with self._lock:
             if self._pinned is None:
-                self._pinned = self._pin_branch()
+                self._pinned = self._branch_head()
             return self._pinned
 
-    def _pin_branch(self) -> str:
+    def _branch_head(self) -> str:
         p = self.params
         url = f"{self.base}/api/{p.repo_type}s/{p.repo}/revision/{quote(str(p.pin_branch), safe='')}"
         resp = api_get(self, url, auth=self._auth(), budget=self.budget)
@@ -170,12 +172,24 @@ class HuggingFaceSource(Source):
             raise TransferError(
                 f"{self.recipe.name}: the Hub gave no commit for branch {p.pin_branch} of {p.repo}"
             )
-        path = self.revision_lock_path()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic.write_json(
-            path, {"repo": p.repo, "repo_type": p.repo_type, "branch": p.pin_branch, "revision": sha}
-        )
         return sha
+
+    def _record_pin(self) -> None:
+        """Before the first file's bytes: write the commit this run lists and fetches at (pin_branch only; a
+        dry run or `climb auth check` lists and probes but never records a pin)."""
+        p = self.params
+        if p.revision is not None or self._recorded:
+            return
+        sha = self.revision
+        with self._lock:
+            if self._recorded:
+                return
+            path = self.revision_lock_path()
+            if not path.exists():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                body = {"repo": p.repo, "repo_type": p.repo_type, "branch": p.pin_branch, "revision": sha}
+                atomic.write_json(path, body)
+            self._recorded = True
 
     @property
     def resolve_base(self) -> str:
@@ -370,6 +384,7 @@ class HuggingFaceSource(Source):
         return out
 
     def open(self, file: RemoteFile, headers: dict[str, str]) -> requests.Response:
+        self._record_pin()
         if self._git_file(file.path):
             headers = {
                 k: v for k, v in headers.items() if k not in ("Range", "If-Range")

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from climb_cli.acquire import download
+from climb_cli.acquire import download, plan
 from climb_cli.catalog import Catalog
 from climb_cli.errors import RecipeError, TransferError
 from climb_cli.manifest import RawManifest
@@ -211,9 +211,11 @@ def test_pin_branch_pins_the_head_commit_on_the_first_download_and_keeps_it(
     (source,) = make_sources(recipe, settings)
     assert source.describe() == "huggingface dataset climb/toy@main (not pinned yet)"
     assert verify_raw(recipe, settings)[0].ok is False  # nothing pinned, nothing listed: no network here
+    lock = _raw(settings) / ".climb" / "hf-revision-hf.json"
+    assert plan(recipe, settings, with_sizes=True).files == 4 and not lock.exists()  # a dry run pins nothing
+    assert source.check_access().ok and not lock.exists()  # nor does `climb auth check`
     report = download(recipe, settings)
     assert report.ok, report.error
-    lock = _raw(settings) / ".climb" / "hf-revision-hf.json"
     assert json.loads(lock.read_text())["revision"] == COMMIT
     assert verify_raw(recipe, settings)[0].ok
     (source,) = make_sources(recipe, settings)
