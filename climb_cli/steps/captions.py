@@ -7,7 +7,7 @@ tokenizer with padding, truncation, max_length 512; `last_hidden_state[:, 0, :]`
 L2-normalised, then `torch.nn.functional.cosine_similarity`; keep `similarity > 0.3`; captions embedded 64 at
 a time inside dataset batches of 1024. The model is read from a local folder (a pinned Hugging Face source
 of the recipe, `local_files_only`): no download at run time. `transformers` and `torch` are the optional extra
-`climb[laion]`; without them the step fails with one line saying so.
+`climb-cli[laion]`; without them the step fails with one line saying so.
 
 Output (one row per shard, so a shard with no medical caption is a row, not an error): the float32 array
 `similarity` (one score per kept caption, in the shard's row order), meta lists `caption`, `url` (and any
@@ -73,7 +73,7 @@ def _load(folder: Path, max_length: int, keywords: list[str]) -> tuple[Any, Any,
         from transformers import AutoModel, AutoTokenizer  # type: ignore[import-not-found,unused-ignore]
     except ImportError:
         raise ItemError(
-            "text.caption_filter needs transformers and torch: pip install 'climb[laion]'"
+            "text.caption_filter needs transformers and torch: pip install 'climb-cli[laion]'"
         ) from None
     key = f"{folder.resolve()}\0{max_length}\0{', '.join(keywords)}"
     with _LOCK:

@@ -25,8 +25,8 @@ from tests.fakes.image_host import FakeImageHost
 from tests.recipes.conftest import packaged, rewritten
 from tests.test_miniatures import _build
 
-torch = pytest.importorskip("torch", reason="torch is the optional extra climb[laion]")
-pytest.importorskip("transformers", reason="transformers is the optional extra climb[laion]")
+torch = pytest.importorskip("torch", reason="torch is the optional extra climb-cli[laion]")
+pytest.importorskip("transformers", reason="transformers is the optional extra climb-cli[laion]")
 
 from tests.steps.test_captions import climb_scores, tiny_bert  # noqa: E402
 

@@ -16,8 +16,8 @@ import pytest
 from climb_cli.errors import ItemError
 from climb_cli.steps.base import Sample, registry
 
-torch = pytest.importorskip("torch", reason="torch is the optional extra climb[laion]")
-pytest.importorskip("transformers", reason="transformers is the optional extra climb[laion]")
+torch = pytest.importorskip("torch", reason="torch is the optional extra climb-cli[laion]")
+pytest.importorskip("transformers", reason="transformers is the optional extra climb-cli[laion]")
 
 WORDS = (
     "x ray chest pneumonia fracture mri ct scan ultrasound fundus melanoma nevus a cat dog on the beach "
