@@ -239,6 +239,32 @@ def _apply_network(
     return settings
 
 
+def _download_images(recipes: list[Any], settings: Any, retry_dead: bool, as_json: bool) -> None:
+    """`climb download NAME --stage images`: one summary line per dataset; exit 1 when a dataset fails
+    (dead links are counted, never a failure)."""
+    from climb_cli.images import fetch_images
+
+    results, failed = [], []
+    for r in recipes:
+        try:
+            rep = fetch_images(r, settings, retry_dead=retry_dead)
+        except ClimbError as e:
+            failed.append(r.name)
+            results.append({"dataset": r.name, "ok": False, "error": str(e)})
+            if not as_json:
+                ui.error(str(e))
+            continue
+        results.append({"dataset": r.name, "ok": True, "wanted": rep.wanted, "fetched": rep.fetched,
+                        "already": rep.already, "bytes": rep.bytes, "dead": dict(rep.dead),
+                        "failed": dict(rep.failed)})  # fmt: skip
+        if not as_json:
+            ui.say(rep.summary())
+    if as_json:
+        print(json.dumps(results, indent=1))
+    if failed:
+        raise typer.Exit(1)
+
+
 @app.command()
 def download(
     ctx: typer.Context,
@@ -302,6 +328,18 @@ def download(
             "same upstream SHA256SUMS.txt (env CLIMB_MIRROR). Default: origin.",
         ),
     ] = None,
+    stage: Annotated[
+        str,
+        typer.Option(
+            "--stage",
+            metavar="STAGE",
+            help="files: the recipe's sources; images: fetch the image URLs a preprocess wrote (LAION), "
+            "resumable and rate-limited, dead links counted and listed, not fatal. Default: files.",
+        ),
+    ] = "files",
+    retry_dead: Annotated[
+        bool, typer.Option("--retry-dead", help="With --stage images: try links found dead before again.")
+    ] = False,
     write_lock: Annotated[
         Path | None,
         typer.Option(
@@ -330,6 +368,11 @@ def download(
             raise UsageError(f"--mirror {mirror!r}: choose one of {', '.join(MIRRORS)}")
         settings = settings.with_(mirror=mirror)
     recipes = st.catalog.resolve(list(names or []), all_)
+    if stage not in ("files", "images"):
+        raise UsageError(f"--stage {stage!r}: choose files or images")
+    if stage == "images":
+        _download_images(recipes, settings, retry_dead, as_json)
+        return
     if write_lock is not None and len(recipes) > 1 and not write_lock.is_dir():
         raise UsageError("--write-lock with several datasets needs a folder (each gets <name>.lock)")
     failed: list[tuple[str, str]] = []

@@ -491,12 +491,15 @@ class ClimbTensorSpec(_Model):
     The shards keep the decoded data; this block records CLIMB's load-time transform and constants so a
     loader reproduces CLIMB's tensors exactly (`climb_cli.tensors.to_climb(row, manifest)`)."""
 
-    transform: Literal["std2d", "std2d_square", "resize_short", "resize_square", "none"] = Field(
+    transform: Literal["std2d", "std2d_square", "resize_short", "resize_square", "none", "ct_window"] = Field(
         "std2d",
         description="std2d: Resize(223, max_size=224) (the 'Std 2D transform'); std2d_square: Resize(size) "
         "for a square image, else std2d (APTOS); resize_short: Resize(size) on the short side; "
-        "resize_square: Resize((size, size)); none: no resize",
+        "resize_square: Resize((size, size)); none: no resize; ct_window: CLIMB's base_ct.windowing of a "
+        "stored (z, y, x) HU window (center/width) to [0, 1], as CLIMB's 3-D loaders' (1, y, x, z) tensor",
     )
+    center: float | None = Field(None, description="ct_window: window centre, HU (RadFusion 400, LNDb -600)")
+    width: int | None = Field(None, gt=0, description="ct_window: width, HU (RadFusion 1000, LNDb 1500)")
     size: int = Field(224, gt=1, description="the target size of the resize and the pad")
     channels: Literal["L", "RGB"] | None = Field(None, description="PIL mode the image is converted to first")
     mean: list[float] | None = Field(None, description="Normalize mean per channel (None: no Normalize)")
@@ -511,6 +514,8 @@ class ClimbTensorSpec(_Model):
 
     @model_validator(mode="after")
     def _consistent(self) -> ClimbTensorSpec:
+        if (self.transform == "ct_window") != (self.center is not None and self.width is not None):
+            raise ValueError("center and width go with transform: ct_window (and it needs both)")
         if (self.mean is None) != (self.std is None):
             raise ValueError("mean and std go together")
         if self.mean is not None and self.std is not None and len(self.mean) != len(self.std):
@@ -528,6 +533,24 @@ class ExpectSpec(_Model):
     splits: dict[str, int] = Field(default_factory=dict, description="rows per split")
     class_counts: dict[str, int] = Field(default_factory=dict, description="positive items per class")
     tolerance: float = Field(0.0, ge=0, le=1, description="allowed relative deviation")
+
+
+class ImagesSpec(_Model):
+    """Images fetched from the URLs a preprocess wrote (LAION): `climb download NAME --stage images`
+    (climb_cli/images.py). Not part of the recipe hash: the stage writes under raw/<name>/<into>/."""
+
+    url_column: str = Field("url", description="the output column holding each row's image URL(s)")
+    rank_by: str = Field(
+        "similarity", description="the output column (number or list) to rank by, highest first"
+    )
+    top: int | None = Field(None, ge=1, description="fetch only the top N URLs by rank_by (CLIMB: 1,000,000)")
+    into: str = Field(
+        "images", pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$", description="folder under raw/<name>/"
+    )
+    max_bytes: ByteSize = Field(ByteSize(20 * 1024 * 1024), description="larger answers are dead (too large)")
+    connections: int = Field(16, ge=1, le=256, description="images fetched at once")
+    per_host: float = Field(2.0, gt=0, description="requests per second to any one host")
+    timeout: float = Field(20.0, gt=0, description="seconds to connect, between bytes, and for a whole image")
 
 
 class Recipe(_Model):
@@ -554,6 +577,10 @@ class Recipe(_Model):
     expect: ExpectSpec = Field(default_factory=ExpectSpec)
     climb_tensor: ClimbTensorSpec | None = Field(
         None, description="CLIMB's load-time transform and constants, carried into manifest.json"
+    )
+    images: ImagesSpec | None = Field(
+        None,
+        description="a stage that fetches images from URLs in the outputs (LAION): download --stage images",
     )
     notes: str = ""
     variant: str | None = Field(None, description="a named variant (few-shot size); set by --variant")

@@ -12,7 +12,9 @@ PIL path exactly:
 - `ToTensor()` (/255), then `Normalize(mean, std)` when the recipe gives them;
 - the zero pad CLIMB applies *after* Normalize (so the fill is the mean, not black) up to size x size:
   `center` (both axes), `width` (left/right only), `height` (top/bottom only), `fixed`, or `none`. An odd
-  pad puts the extra pixel first (left / top), as CLIMB's 223 -> 224 pad does.
+  pad puts the extra pixel first (left / top), as CLIMB's 223 -> 224 pad does;
+- `ct_window` (3-D CT windows: RadFusion, LNDb) — the stored HU window (z, y, x) clipped to
+  center -/+ width // 2 and scaled to [0, 1] as CLIMB's `windowing`, returned as (1, y, x, z).
 
     import pyarrow.parquet as pq, json
     from climb_cli.tensors import to_climb
@@ -122,6 +124,18 @@ def apply(img: np.ndarray, spec: Mapping[str, Any]) -> np.ndarray:
     return np.ascontiguousarray(x, dtype=np.float32)
 
 
+def ct_window(volume: np.ndarray, center: float, width: int) -> np.ndarray:
+    """CLIMB's `windowing` of a 3-D loader (RSNA, RadFusion, LNDb): lower/upper = center -/+ width // 2,
+    clip, (x - lower) / (upper - lower); the stored (z, y, x) window becomes CLIMB's (1, y, x, z) float32
+    tensor (`permute(1, 2, 3, 0)` of the (z, 1, y, x) stack)."""
+    x = np.asarray(volume, dtype=np.float64)
+    if x.ndim != 3:
+        raise ValueError(f"ct_window needs a (z, y, x) window; this array is {x.ndim}-D {x.shape}")
+    lower, upper = center - width // 2, center + width // 2
+    x = (np.clip(x, lower, upper) - lower) / (upper - lower)
+    return np.ascontiguousarray(np.transpose(x, (1, 2, 0))[None], dtype=np.float32)
+
+
 def to_climb(row: Mapping[str, Any], manifest: Mapping[str, Any]) -> np.ndarray:
     """The tensor CLIMB's loader gives for this stored row, by the manifest's `climb_tensor` block."""
     spec = manifest.get("climb_tensor")
@@ -129,4 +143,6 @@ def to_climb(row: Mapping[str, Any], manifest: Mapping[str, Any]) -> np.ndarray:
         raise ValueError(f"{manifest.get('dataset', 'this dataset')}: its manifest records no climb_tensor")
     name = spec.get("array", "image")
     dtype = (manifest.get("arrays") or {}).get(name, {}).get("dtype")
+    if spec.get("transform") == "ct_window":
+        return ct_window(row_array(row, name, dtype), float(spec["center"]), int(spec["width"]))
     return apply(row_array(row, name, dtype), spec)

@@ -324,6 +324,15 @@ def _verify_raw(
         known = set()  # cannot judge unexpected files without every list
     else:
         report.unexpected = sorted(p for p in walk_files(raw_root) if p not in known)
+    if recipe.images is not None:  # the images stage's files: checked against its own records
+        from climb_cli.images import check_images
+
+        stage = recipe.images.into + "/"
+        report.unexpected = [p for p in report.unexpected if not p.startswith(stage)]
+        missing, corrupt, checked = check_images(recipe, settings)
+        report.missing += missing
+        report.corrupt += corrupt
+        report.checked += checked
     report.seconds = time.perf_counter() - t0
     return report, bad
 

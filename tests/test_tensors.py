@@ -106,3 +106,19 @@ def test_matches_torchvision_where_installed() -> None:
     )
     x = apply(img, {"transform": "std2d", "mean": [0.4721], "std": [0.3025], "pad": "center"})
     np.testing.assert_allclose(x, t.numpy(), atol=1e-6)
+
+
+def test_ct_window_is_climbs_windowing_as_a_channel_first_depth_last_tensor() -> None:
+    # LNDb's -600/1500: lower -600 - 750 = -1350, upper 150; values by hand
+    window = np.array([[[-2000, -1350], [-600, 150]], [[0, 1000], [-975, 149]]], dtype=np.int16)  # (z, y, x)
+    row = {"windows": window.reshape(-1).tolist(), "windows_shape": [2, 2, 2]}
+    manifest = {"climb_tensor": {"transform": "ct_window", "center": -600, "width": 1500, "array": "windows"},
+                "arrays": {"windows": {"dtype": "int16"}}}  # fmt: skip
+    x = to_climb(row, manifest)
+    assert x.shape == (1, 2, 2, 2) and x.dtype == np.float32
+    assert x[0, :, :, 0].tolist() == [[0.0, 0.0], [0.5, 1.0]]  # slice 0: clipped, clipped, centre, upper
+    assert np.allclose(x[0, :, :, 1], [[0.9, 1.0], [0.25, 1499 / 1500]])  # 0 HU: 1350 / 1500
+    with pytest.raises(ValueError, match="center and width go with transform: ct_window"):
+        ClimbTensorSpec(transform="ct_window")
+    with pytest.raises(ValueError, match="center and width go with transform: ct_window"):
+        ClimbTensorSpec(transform="none", center=1, width=2)

@@ -6,6 +6,13 @@
       revision: <40-hex commit sha>       # a branch moves; a commit does not
       include: ["*.parquet"]
 
+Where no commit is known yet, ``pin_branch: main`` (and no ``revision``) makes the pin a required first step:
+the first download asks ``/api/{type}s/<repo>/revision/<branch>`` for the branch's head commit, records it in
+``raw/<dataset>/.climb/hf-revision-<source id>.json`` before the first file is fetched (a dry run or an access
+check asks but records nothing), and every later download,
+verify and resume uses that commit, never the branch again (copy it into the recipe's ``revision:`` to share
+it). Deleting the file re-pins to the branch's new head.
+
 Files come from ``/api/{type}s/<repo>/tree/<revision>?recursive=true`` (followed page by page through
 the ``Link: rel="next"`` header); the listing is kept under ``raw/<dataset>/.climb/`` for offline
 ``climb verify``.
@@ -28,17 +35,19 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import re
 import threading
+from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote, urljoin
 
 import requests
-from pydantic import Field
+from pydantic import Field, model_validator
 from requests.structures import CaseInsensitiveDict
 
-from climb_cli import credentials, redaction
+from climb_cli import atomic, credentials, redaction
 from climb_cli.archives import ArchiveOptions
 from climb_cli.errors import AccessError, ClimbError, RecipeError, TransferError
 from climb_cli.net import signed
@@ -78,7 +87,19 @@ def _norm_etag(value: str) -> str:
 class HuggingFaceParams(ArchiveOptions):
     repo: str = Field(pattern=r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)?$", description="repo id, e.g. org/name")
     repo_type: Literal["dataset", "model"] = "dataset"
-    revision: str = Field(pattern=r"^[0-9a-f]{40}$", description="the pinned commit sha")
+    revision: str | None = Field(None, pattern=r"^[0-9a-f]{40}$", description="the pinned commit sha")
+    pin_branch: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9_./-]+$",
+        description="no commit known: the first download pins this branch's head commit in the dataset's "
+        "raw/.climb/ and every later run uses that commit",
+    )
+
+    @model_validator(mode="after")
+    def _one_pin(self) -> HuggingFaceParams:
+        if (self.revision is None) == (self.pin_branch is None):
+            raise ValueError("give revision (a 40-hex commit) or pin_branch (pinned on the first download)")
+        return self
 
 
 class HuggingFaceSource(Source):
@@ -92,14 +113,87 @@ class HuggingFaceSource(Source):
         p = self.params
         prefix = "datasets/" if p.repo_type == "dataset" else ""
         self.page = f"{self.base}/{prefix}{p.repo}"
-        self.resolve_base = f"{self.base}/{prefix}{p.repo}/resolve/{p.revision}/"
+        self._prefix = prefix
+        self._pinned: str | None = p.revision or self._locked_revision()
+        self._recorded = self._pinned is not None  # a pin on disk (or the recipe's commit) needs no record
         self.budget = RateBudget()
         self._lock = threading.Lock()
         self._signed = signed.SignedUrls(tries=RESOLVE_TRIES)
         self._git_oid: dict[str, str] = {}  # path -> git blob sha1, for regular (non-LFS) files
 
     def describe(self) -> str:
-        return f"huggingface {self.params.repo_type} {self.params.repo}@{self.params.revision[:10]}"
+        rev = self._pinned[:10] if self._pinned else f"{self.params.pin_branch} (not pinned yet)"
+        return f"huggingface {self.params.repo_type} {self.params.repo}@{rev}"
+
+    # -- the pinned commit ----------------------------------------------------------------------
+    def revision_lock_path(self) -> Path:
+        return self.settings.raw_dir(self.recipe.name) / ".climb" / f"hf-revision-{self.spec.id}.json"
+
+    def _locked_revision(self) -> str | None:
+        """The commit a first download pinned (pin_branch), or None."""
+        path = self.revision_lock_path()
+        try:
+            body = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as e:
+            raise RecipeError(
+                f"{self.recipe.name}: unreadable revision pin {path} ({e}); delete it to re-pin"
+            ) from None
+        sha = body.get("revision") if isinstance(body, dict) else None
+        if (
+            not isinstance(sha, str)
+            or not re.fullmatch(r"[0-9a-f]{40}", sha)
+            or body.get("repo") != self.params.repo
+        ):
+            raise RecipeError(
+                f"{self.recipe.name}: {path} does not pin a commit of {self.params.repo}; delete it"
+            )
+        return sha
+
+    @property
+    def revision(self) -> str:
+        """The commit every request names: the recipe's, the one pinned before, or (first download) the
+        branch's head now, asked once and recorded before the first file is fetched (`_record_pin`)."""
+        with self._lock:
+            if self._pinned is None:
+                self._pinned = self._branch_head()
+            return self._pinned
+
+    def _branch_head(self) -> str:
+        p = self.params
+        url = f"{self.base}/api/{p.repo_type}s/{p.repo}/revision/{quote(str(p.pin_branch), safe='')}"
+        resp = api_get(self, url, auth=self._auth(), budget=self.budget)
+        if resp.status_code != 200:
+            raise self._refusal(resp, f"branch {p.pin_branch} of {p.repo}")
+        body = json_or_none(resp)
+        sha = body.get("sha") if isinstance(body, dict) else None
+        if not isinstance(sha, str) or not re.fullmatch(r"[0-9a-f]{40}", sha):
+            raise TransferError(
+                f"{self.recipe.name}: the Hub gave no commit for branch {p.pin_branch} of {p.repo}"
+            )
+        return sha
+
+    def _record_pin(self) -> None:
+        """Before the first file's bytes: write the commit this run lists and fetches at (pin_branch only; a
+        dry run or `climb auth check` lists and probes but never records a pin)."""
+        p = self.params
+        if p.revision is not None or self._recorded:
+            return
+        sha = self.revision
+        with self._lock:
+            if self._recorded:
+                return
+            path = self.revision_lock_path()
+            if not path.exists():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                body = {"repo": p.repo, "repo_type": p.repo_type, "branch": p.pin_branch, "revision": sha}
+                atomic.write_json(path, body)
+            self._recorded = True
+
+    @property
+    def resolve_base(self) -> str:
+        return f"{self.base}/{self._prefix}{self.params.repo}/resolve/{self.revision}/"
 
     # -- credentials & refusals -----------------------------------------------------------------
     def credentials(self) -> credentials.Token | None:
@@ -123,8 +217,8 @@ class HuggingFaceSource(Source):
                 )
             return AccessError(
                 f"{name}: the Hugging Face account of the token from {tok.origin} has not been granted "
-                "access "
-                f"to gated {kind} {p.repo} yet: request it at {self.page}"
+                f"access to gated {kind} {p.repo} yet: accept its terms at {self.page} while signed in to "
+                "that account (HTTP 403)"
             )
         if code == "RepoNotFound":
             who = (
@@ -133,22 +227,28 @@ class HuggingFaceSource(Source):
                 else "if it is private, set HF_TOKEN"
             )
             return AccessError(f"{name}: Hugging Face {kind} {p.repo} not found ({who})")
+        rev = self._pinned or str(p.pin_branch)
         if code == "RevisionNotFound":
-            return AccessError(f"{name}: revision {p.revision} not found in Hugging Face {kind} {p.repo}")
+            where = f" (pinned in {self.revision_lock_path()})" if p.revision is None and self._pinned else ""
+            return AccessError(f"{name}: revision {rev} not found in Hugging Face {kind} {p.repo}{where}")
         if code == "EntryNotFound":
-            return AccessError(f"{name}: {what} not found at revision {p.revision[:12]} of {p.repo}")
+            return AccessError(f"{name}: {what} not found at revision {rev[:12]} of {p.repo}")
         if resp.status_code == 401 and tok is not None:
             return AccessError(f"{name}: Hugging Face rejected the token from {tok.origin} (HTTP 401)")
         return AccessError(f"{name}: Hugging Face refused {what} (HTTP {resp.status_code}); see {self.page}")
 
     # -- listing --------------------------------------------------------------------------------
     def _identity(self) -> dict[str, Any]:
-        p = self.params
-        return {"repo": p.repo, "repo_type": p.repo_type, "revision": p.revision}
+        p = self.params  # no network here: before a pin exists there is no stored listing to match
+        return {
+            "repo": p.repo,
+            "repo_type": p.repo_type,
+            "revision": self._pinned or f"unpinned:{p.pin_branch}",
+        }
 
     def _tree(self) -> list[RemoteFile]:
         p = self.params
-        rev = quote(p.revision, safe="")
+        rev = quote(self.revision, safe="")
         url: str | None = f"{self.base}/api/{p.repo_type}s/{p.repo}/tree/{rev}?recursive=true&expand=false"
         out: list[RemoteFile] = []
         seen: set[str] = set()
@@ -229,10 +329,10 @@ class HuggingFaceSource(Source):
             if resp.status_code in REDIRECTS and location:
                 commit = resp.headers.get("X-Repo-Commit")
                 resp.close()
-                if commit and commit != self.params.revision:
+                if commit and commit != self.revision:
                     raise TransferError(
                         f"{self.recipe.name}: the Hub answered commit {commit[:12]} for revision "
-                        f"{self.params.revision[:12]} of {self.params.repo}"
+                        f"{self.revision[:12]} of {self.params.repo}"
                     )
                 nxt = urljoin(url, location)
                 if origin(nxt) != start:
@@ -284,6 +384,7 @@ class HuggingFaceSource(Source):
         return out
 
     def open(self, file: RemoteFile, headers: dict[str, str]) -> requests.Response:
+        self._record_pin()
         if self._git_file(file.path):
             headers = {
                 k: v for k, v in headers.items() if k not in ("Range", "If-Range")
@@ -331,7 +432,7 @@ class HuggingFaceSource(Source):
             files = self.list_files()
             if files:
                 meta = self.probe(files[0])
-                if meta["commit"] and meta["commit"] != self.params.revision:
+                if meta["commit"] and meta["commit"] != self.revision:
                     raise TransferError(f"{self.recipe.name}: the Hub answered commit {meta['commit'][:12]}")
         except AccessError as e:
             return AccessReport(self.recipe.name, self.spec.id, False, str(e), self.page)

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from climb_cli.acquire import download
+from climb_cli.acquire import download, plan
 from climb_cli.catalog import Catalog
-from climb_cli.errors import TransferError
+from climb_cli.errors import RecipeError, TransferError
 from climb_cli.manifest import RawManifest
 from climb_cli.recipe import Recipe
 from climb_cli.settings import Settings
@@ -164,7 +164,8 @@ def test_a_regular_file_is_checked_by_its_git_sha1(tmp_path: Path, settings: Set
             "climb/gated",
             "granted-elsewhere-77",
             "toyhf: the Hugging Face account of the token from env HF_TOKEN has not been granted access to "
-            "gated dataset climb/gated yet: request it at http://127.0.0.1:{port}/datasets/climb/gated",
+            "gated dataset climb/gated yet: accept its terms at http://127.0.0.1:{port}/datasets/climb/gated "
+            "while signed in to that account (HTTP 403)",
         ),
         (
             "climb/private",
@@ -200,6 +201,42 @@ def test_refusals_are_one_line(
 def test_unknown_revision(tmp_path: Path, settings: Settings, hub: FakeHub) -> None:
     report = download(_recipe(tmp_path, revision="f" * 40), settings)
     assert report.error == f"toyhf: revision {'f' * 40} not found in Hugging Face dataset climb/toy"
+
+
+def test_pin_branch_pins_the_head_commit_on_the_first_download_and_keeps_it(
+    tmp_path: Path, settings: Settings, hub: FakeHub
+) -> None:
+    src = "  - id: hf\n    kind: huggingface\n    repo: climb/toy\n    pin_branch: main\n"
+    recipe = Catalog([write_recipe(tmp_path / "recipes", "toyhf", src).parent]).load("toyhf")
+    (source,) = make_sources(recipe, settings)
+    assert source.describe() == "huggingface dataset climb/toy@main (not pinned yet)"
+    assert verify_raw(recipe, settings)[0].ok is False  # nothing pinned, nothing listed: no network here
+    lock = _raw(settings) / ".climb" / "hf-revision-hf.json"
+    assert plan(recipe, settings, with_sizes=True).files == 4 and not lock.exists()  # a dry run pins nothing
+    assert source.check_access().ok and not lock.exists()  # nor does `climb auth check`
+    report = download(recipe, settings)
+    assert report.ok, report.error
+    assert json.loads(lock.read_text())["revision"] == COMMIT
+    assert verify_raw(recipe, settings)[0].ok
+    (source,) = make_sources(recipe, settings)
+    assert source.describe() == f"huggingface dataset climb/toy@{COMMIT[:10]}"
+    # the branch moves on (this fake then forgets the old commit): climb keeps asking for the pinned one
+    hub.repos[("dataset", "climb/toy")].commit = "a" * 40
+    (_raw(settings) / "README.md").unlink()
+    again = download(recipe, settings)
+    assert again.error == (
+        f"toyhf: revision {COMMIT} not found in Hugging Face dataset climb/toy (pinned in {lock})"
+    )
+    lock.unlink()  # re-pin on purpose: the new head
+    assert download(recipe, settings).ok
+    assert json.loads(lock.read_text())["revision"] == "a" * 40
+
+
+def test_a_recipe_gives_revision_or_pin_branch(tmp_path: Path) -> None:
+    for extra in ("", f"    revision: {COMMIT}\n    pin_branch: main\n"):
+        src = f"  - id: hf\n    kind: huggingface\n    repo: climb/toy\n{extra}"
+        with pytest.raises(RecipeError, match="give revision"):
+            Catalog([write_recipe(tmp_path / "recipes", "toyhf", src).parent]).load("toyhf")
 
 
 def test_expired_cdn_link_is_resolved_again_and_resumed(
