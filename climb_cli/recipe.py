@@ -729,10 +729,10 @@ class _Located:
 
 
 def _parse_steps(raw: Any, where: _Located) -> list[dict[str, Any]]:
-    from climb_cli.steps.base import registry
-
     if raw is None:
         return []
+    from climb_cli.steps.base import registry  # every step module: not for a recipe without steps
+
     if not isinstance(raw, list):
         raise where.error(("steps",), "must be a list of steps")
     known = registry()

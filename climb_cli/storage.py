@@ -34,12 +34,17 @@ import re
 import sqlite3
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
-
-import pyarrow.fs as pafs
 
 from climb_cli import atomic
 from climb_cli.errors import UsageError
+from climb_cli.lazy import lazy
+
+if TYPE_CHECKING:
+    import pyarrow.fs as pafs
+else:  # every command reads is_url/cache_dir from here; only object storage needs pyarrow (~0.25 s)
+    pafs = lazy("pyarrow.fs")
 
 CHUNK = 8 * 1024 * 1024
 

@@ -5,6 +5,8 @@ A new module in this package is found automatically: no registry file to edit.
 
 from __future__ import annotations
 
+import importlib
+
 from climb_cli.plugins import load_package_modules
 from climb_cli.sources.base import Source
 
@@ -26,12 +28,28 @@ def source_kinds() -> list[str]:
     return sorted({c.kind for c in _all_subclasses(Source) if getattr(c, "kind", None)})
 
 
-def source_class(kind: str) -> type[Source] | None:
-    _load_all()
+def _loaded_class(kind: str) -> type[Source] | None:
     for c in _all_subclasses(Source):
         if getattr(c, "kind", None) == kind:
             return c
     return None
+
+
+def source_class(kind: str) -> type[Source] | None:
+    """The class of a source kind. The module named after it (grand-challenge: grand_challenge.py) is tried
+    first, so a command whose recipe uses one kind imports one source module, not all of them."""
+    found = _loaded_class(kind)
+    if found is None and kind.replace("-", "_").isidentifier():
+        try:
+            importlib.import_module(f"{__name__}.{kind.replace('-', '_')}")
+        except ModuleNotFoundError as e:
+            if e.name != f"{__name__}.{kind.replace('-', '_')}":
+                raise
+        found = _loaded_class(kind)
+    if found is None:
+        _load_all()
+        found = _loaded_class(kind)
+    return found
 
 
 def make_sources(recipe, settings) -> list[Source]:  # type: ignore[no-untyped-def]
