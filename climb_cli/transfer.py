@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import requests
@@ -148,6 +149,32 @@ class _Part:
 
 
 @dataclass
+class _Transfer:
+    """One file on its way: what the steps of :meth:`Downloader.fetch` share across attempts."""
+
+    source: Source
+    rf: RemoteFile  # may learn a sum from the response (response_checksum)
+    dest: Path
+    part: _Part
+    policy: RetryPolicy
+    attempt: Retrier
+    guard: space.SpaceGuard
+    mismatches: list[str] = field(default_factory=list)  # sums of whole fresh bodies that did not match
+
+
+@dataclass
+class _Received:
+    """Verified bytes still under the .part name, ready to commit."""
+
+    part: _Part
+    rf: RemoteFile
+    dest: Path
+    hashes: dict[str, str]
+    size: int
+    validator: str
+
+
+@dataclass
 class Downloader:
     """Downloads RemoteFiles of sources into their raw folders, recording each in the manifest."""
 
@@ -203,140 +230,208 @@ class Downloader:
         return self._guards[raw_root]
 
     def fetch(self, source: Source, rf: RemoteFile, dest: Path, raw_root: Path) -> tuple[int, str, str]:
-        """Download rf to dest through a .part file; returns (size, sha256, etag). Raises on failure."""
+        """Download rf to dest through a .part file; returns (size, sha256, etag). Raises on failure.
+
+        The flow: resolve the partial file (:meth:`_begin`), then attempts until one yields verified bytes
+        (:meth:`_attempt`: request or resume, stream and hash, verify), then the commit (fsync, rename)."""
+        return self._commit(self.receive(source, rf, dest, raw_root))
+
+    def receive(self, source: Source, rf: RemoteFile, dest: Path, raw_root: Path) -> _Received:
+        """Every step of :meth:`fetch` but the commit: the verified bytes, still under the .part name."""
+        t = self._begin(source, rf, dest, raw_root)
+        while True:
+            got = self._attempt(t)
+            if got is not None:
+                return got
+
+    def _begin(self, source: Source, rf: RemoteFile, dest: Path, raw_root: Path) -> _Transfer:
+        """Resolve: the partial file of dest, kept only when its bytes came from this URL with a validator."""
         part = _Part.for_file(raw_root, os.path.relpath(dest, raw_root))
         self._ensure_dir(part.path.parent)
         if (part.url and part.url != redaction.redact_url(rf.url)) or (not part.validator and part.size()):
             part.discard()  # bytes of some other URL, or of an unknown version: never mix them
         policy = self.policy
         attempt = policy.start(f"{source.recipe.name}: {rf.path} from {urlsplit(rf.url).netloc}")
-        mismatches: list[str] = []  # sums of whole fresh bodies that did not match
-        guard = self._guard(raw_root)
-        while True:
-            offset = part.size()
-            headers = {"Accept-Encoding": "identity"}
-            if offset:
-                headers["Range"] = f"bytes={offset}-"
-                if part.validator:
-                    headers["If-Range"] = part.validator
+        return _Transfer(source, rf, dest, part, policy, attempt, self._guard(raw_root))
+
+    def _attempt(self, t: _Transfer) -> _Received | None:
+        """One request: the verified bytes, or None to try again (after the retry policy's wait)."""
+        offset = t.part.size()
+        resp = self._request(t, offset)
+        if resp is None:
+            return None
+        try:
+            if not self._usable(t, resp, offset):
+                return None
+            if resp.status_code == 416:  # the part holds the whole file already
+                hashes = _hash_file(t.part.path, *_algos(t.rf))
+                return _Received(t.part, t.rf, t.dest, hashes, offset, t.part.validator)
+            body = self._body_start(t, resp, offset)
+            if body is None:
+                return None
+            hashers, mode, offset, expected_total = body  # offset 0 unless a 206 appends
+            written = self._stream(t, resp, hashers, mode, offset, expected_total)
+            if written is None:
+                return None
+            return self._verify(t, hashers, offset, written, expected_total)
+        finally:
+            resp.close()
+
+    def _request(self, t: _Transfer, offset: int) -> requests.Response | None:
+        """Request (or resume from offset, If-Range the part's validator); None after a network error."""
+        headers = {"Accept-Encoding": "identity"}
+        if offset:
+            headers["Range"] = f"bytes={offset}-"
+            if t.part.validator:
+                headers["If-Range"] = t.part.validator
+        try:
+            return t.source.open(t.rf, headers)
+        except AccessError:
+            raise
+        except _NETWORK_ERRORS as e:
+            self._retry_or_raise(t.attempt, t.rf, f"{type(e).__name__}", None)
+            return None
+
+    def _usable(self, t: _Transfer, resp: requests.Response, offset: int) -> bool:
+        """The status: 200/206 go on, as does a 416 that says the part is whole; a retryable status or a stale
+        part waits for the next attempt (False); anything else fails the file."""
+        status = resp.status_code
+        if status in RETRY_STATUS:
+            ra = retry_after_seconds(resp.headers.get("Retry-After"))
+            self._retry_or_raise(t.attempt, t.rf, f"HTTP {status}", ra)
+            return False
+        if status == 416:
+            m = _UNSATISFIED_RANGE.match(resp.headers.get("Content-Range", ""))
+            if m and offset and int(m.group(1)) == offset:
+                return True
+            t.part.discard()  # stale part larger than the file: start again
+            self._retry_or_raise(t.attempt, t.rf, "HTTP 416 for a stale partial file", 0.0)
+            return False
+        if status not in (200, 206):
+            raise TransferError(f"{t.source.recipe.name}: HTTP {status} for {redaction.redact_url(t.rf.url)}")
+        return True
+
+    def _body_start(
+        self, t: _Transfer, resp: requests.Response, offset: int
+    ) -> tuple[dict[str, Any], str, int, int | None] | None:
+        """Before the body: the hashers (fed the part's bytes on a 206), the file mode, where the body starts
+        in the file, and the total size the response declares; None when a 206 does not start where the part
+        ends (the part is dropped)."""
+        if not (t.rf.sha256 or t.rf.md5):
+            t.rf = t.source.response_checksum(t.rf, resp)  # e.g. GCS x-goog-hash md5
+        encoding = resp.headers.get("Content-Encoding", "identity")
+        if encoding not in ("identity", ""):
+            raise TransferError(
+                f"{t.source.recipe.name}: server sent {encoding}-encoded bytes "
+                f"for {redaction.redact_url(t.rf.url)} despite Accept-Encoding: identity"
+            )
+        hashers = {a: hashlib.new(a) for a in _algos(t.rf)}
+        if resp.status_code == 206:
+            m = _CONTENT_RANGE.match(resp.headers.get("Content-Range", ""))
+            if not m or int(m.group(1)) != offset:
+                t.part.discard()
+                self._retry_or_raise(t.attempt, t.rf, "bad Content-Range", 0.0)
+                return None
+            with open(t.part.path, "rb") as f:  # re-hash the bytes we already have
+                while chunk := f.read(self.chunk_size):
+                    for h in hashers.values():
+                        h.update(chunk)
+            return hashers, "ab", offset, int(m.group(3)) if m.group(3) != "*" else None
+        cl = resp.headers.get("Content-Length")
+        return hashers, "wb", 0, int(cl) if cl and cl.isdigit() else None
+
+    def _stream(
+        self,
+        t: _Transfer,
+        resp: requests.Response,
+        hashers: dict[str, Any],
+        mode: str,
+        offset: int,
+        expected_total: int | None,
+    ) -> int | None:
+        """Stream the body into the part, hashing as it arrives; the bytes in the part, or None after a drop
+        or a stall (the part is kept, with its validator, for the next attempt to resume)."""
+        validator = resp.headers.get("ETag") or resp.headers.get("Last-Modified") or ""
+        t.part.validator, t.part.url = validator, redaction.redact_url(t.rf.url)
+        if expected_total is None or expected_total - offset > SIDECAR_MIN:
+            t.part.save_meta()  # a large transfer: make it resumable even after kill -9
+        # the bound: Content-Length (or the Content-Range total) when the server gives one, else
+        # the size the listing / recipe declares (a changed file is caught by its sum, not here)
+        declared = expected_total if expected_total is not None else t.rf.size
+        t.guard.check(declared - offset if declared is not None else None)
+        written = offset
+        stall = _StallClock(t.policy.stall_bytes_per_s, t.policy.stall_window_s)
+        updates = [h.update for h in hashers.values()]
+        with open(t.part.path, mode) as out:
             try:
-                resp = source.open(rf, headers)
-            except AccessError:
-                raise
-            except _NETWORK_ERRORS as e:
-                attempt = self._retry_or_raise(attempt, rf, f"{type(e).__name__}", None)
-                continue
-            try:
-                status = resp.status_code
-                if status in RETRY_STATUS:
-                    ra = retry_after_seconds(resp.headers.get("Retry-After"))
-                    attempt = self._retry_or_raise(attempt, rf, f"HTTP {status}", ra)
-                    continue
-                if status == 416:
-                    m = _UNSATISFIED_RANGE.match(resp.headers.get("Content-Range", ""))
-                    if m and offset and int(m.group(1)) == offset:
-                        hashes = _hash_file(part.path, *_algos(rf))  # the part is already whole
-                        return self._commit(part, rf, dest, hashes, offset, part.validator)
-                    part.discard()  # stale part larger than the file: start again
-                    attempt = self._retry_or_raise(attempt, rf, "HTTP 416 for a stale partial file", 0.0)
-                    continue
-                if status not in (200, 206):
-                    raise TransferError(
-                        f"{source.recipe.name}: HTTP {status} for {redaction.redact_url(rf.url)}"
-                    )
-                if status in (200, 206) and not (rf.sha256 or rf.md5):
-                    rf = source.response_checksum(rf, resp)  # e.g. GCS x-goog-hash md5
-                validator = resp.headers.get("ETag") or resp.headers.get("Last-Modified") or ""
-                if resp.headers.get("Content-Encoding", "identity") not in ("identity", ""):
-                    raise TransferError(
-                        f"{source.recipe.name}: server sent {resp.headers['Content-Encoding']}-encoded bytes "
-                        f"for {redaction.redact_url(rf.url)} despite Accept-Encoding: identity"
-                    )
-                hashers = {a: hashlib.new(a) for a in _algos(rf)}
-                if status == 206:
-                    m = _CONTENT_RANGE.match(resp.headers.get("Content-Range", ""))
-                    if not m or int(m.group(1)) != offset:
-                        part.discard()
-                        attempt = self._retry_or_raise(attempt, rf, "bad Content-Range", 0.0)
-                        continue
-                    with open(part.path, "rb") as f:  # re-hash the bytes we already have
-                        while chunk := f.read(self.chunk_size):
-                            for h in hashers.values():
-                                h.update(chunk)
-                    mode, expected_total = "ab", int(m.group(3)) if m.group(3) != "*" else None
-                else:
-                    offset, mode = 0, "wb"
-                    cl = resp.headers.get("Content-Length")
-                    expected_total = int(cl) if cl and cl.isdigit() else None
-                part.validator, part.url = validator, redaction.redact_url(rf.url)
-                if expected_total is None or expected_total - offset > SIDECAR_MIN:
-                    part.save_meta()  # a large transfer: make it resumable even after kill -9
-                # the bound: Content-Length (or the Content-Range total) when the server gives one, else
-                # the size the listing / recipe declares (a changed file is caught by its sum, not here)
-                declared = expected_total if expected_total is not None else rf.size
-                guard.check(declared - offset if declared is not None else None)
-                written = offset
-                stall = _StallClock(policy.stall_bytes_per_s, policy.stall_window_s)
-                with open(part.path, mode) as out:
-                    try:
-                        for chunk in _body_chunks(resp, self.chunk_size):
-                            if declared is not None and written + len(chunk) > declared:
-                                out.close()
-                                part.discard()
-                                url = redaction.redact_url(rf.url)
-                                raise TransferError(
-                                    f"{source.recipe.name}: {url} sent more than the {declared:,} bytes "
-                                    f"declared for {rf.path}; stopped"
-                                )
-                            out.write(chunk)
-                            for h in hashers.values():
-                                h.update(chunk)
-                            written += len(chunk)
-                            self.progress.advance(len(chunk))
-                            guard.wrote(len(chunk), declared - written if declared is not None else None)
-                            stall.tick(len(chunk), written)
-                    except (*_NETWORK_ERRORS, _Stalled) as e:
-                        out.flush()
-                        part.save_meta()
-                        why = (
-                            str(e) if isinstance(e, _Stalled) else f"{type(e).__name__} after {written} bytes"
+                for chunk in _body_chunks(resp, self.chunk_size):
+                    n = len(chunk)
+                    if declared is not None and written + n > declared:
+                        out.close()
+                        t.part.discard()
+                        raise TransferError(
+                            f"{t.source.recipe.name}: {redaction.redact_url(t.rf.url)} sent more than the "
+                            f"{declared:,} bytes declared for {t.rf.path}; stopped"
                         )
-                        attempt = self._retry_or_raise(attempt, rf, why, None)
-                        continue
-                if expected_total is not None and written != expected_total:
-                    attempt = self._retry_or_raise(
-                        attempt, rf, f"short body ({written}/{expected_total} bytes)", None
-                    )
-                    continue
-                hashes = {a: h.hexdigest() for a, h in hashers.items()}
-                ok = (rf.sha256 is None or hashes["sha256"] == rf.sha256) and (
-                    rf.md5 is None or rf.sha256 is not None or hashes.get("md5") == rf.md5
-                )
-                if not ok:
-                    part.discard()
-                    if offset == 0:
-                        # a whole fresh body that does not match: bytes damaged in transit (retry it
-                        # whole, a few times) or an upstream that differs (the same sum every time)
-                        got = hashes["sha256"] if rf.sha256 else hashes.get("md5", "")
-                        mismatches.append(got)
-                        if len(mismatches) > MISMATCH_RETRIES:
-                            same = len(set(mismatches)) == 1
-                            how = "the same bytes each time: upstream differs" if same else "each different"
-                            raise TransferError(
-                                f"{source.recipe.name}: checksum mismatch for {rf.path} from "
-                                f"{redaction.redact_url(rf.url)} (expected {rf.sha256 or rf.md5}, got "
-                                f"{got}; {len(mismatches)} fresh downloads, {how})"
-                            )
-                        self.progress.message(
-                            f"retrying {rf.path} from the start: checksum mismatch "
-                            f"(fresh download {len(mismatches) + 1} of {MISMATCH_RETRIES + 1})"
-                        )
-                        continue
-                    attempt = self._retry_or_raise(attempt, rf, "checksum mismatch of resumed bytes", 0.0)
-                    continue  # resumed bytes may have been stale: fetch it whole
-                return self._commit(part, rf, dest, hashes, written, validator)
-            finally:
-                resp.close()
+                    out.write(chunk)
+                    for update in updates:
+                        update(chunk)
+                    written += n
+                    self.progress.advance(n)
+                    t.guard.wrote(n, declared - written if declared is not None else None)
+                    stall.tick(n, written)
+            except (*_NETWORK_ERRORS, _Stalled) as e:
+                out.flush()
+                t.part.save_meta()
+                why = str(e) if isinstance(e, _Stalled) else f"{type(e).__name__} after {written} bytes"
+                self._retry_or_raise(t.attempt, t.rf, why, None)
+                return None
+        return written
+
+    def _verify(
+        self,
+        t: _Transfer,
+        hashers: dict[str, Any],
+        offset: int,
+        written: int,
+        expected_total: int | None,
+    ) -> _Received | None:
+        """The whole body, with the expected sum: the received file, else None to fetch it again (a fresh body
+        that mismatched, a few times: then it fails saying whether upstream differs)."""
+        if expected_total is not None and written != expected_total:
+            self._retry_or_raise(t.attempt, t.rf, f"short body ({written}/{expected_total} bytes)", None)
+            return None
+        hashes = {a: h.hexdigest() for a, h in hashers.items()}
+        rf = t.rf
+        ok = (rf.sha256 is None or hashes["sha256"] == rf.sha256) and (
+            rf.md5 is None or rf.sha256 is not None or hashes.get("md5") == rf.md5
+        )
+        if ok:
+            return _Received(t.part, rf, t.dest, hashes, written, t.part.validator)
+        t.part.discard()
+        if offset:  # resumed bytes may have been stale: fetch it whole
+            self._retry_or_raise(t.attempt, rf, "checksum mismatch of resumed bytes", 0.0)
+            return None
+        # a whole fresh body that does not match: bytes damaged in transit (retry it whole, a few
+        # times) or an upstream that differs (the same sum every time)
+        got = hashes["sha256"] if rf.sha256 else hashes.get("md5", "")
+        t.mismatches.append(got)
+        if len(t.mismatches) > MISMATCH_RETRIES:
+            how = (
+                "the same bytes each time: upstream differs"
+                if len(set(t.mismatches)) == 1
+                else "each different"
+            )
+            raise TransferError(
+                f"{t.source.recipe.name}: checksum mismatch for {rf.path} from "
+                f"{redaction.redact_url(rf.url)} (expected {rf.sha256 or rf.md5}, got "
+                f"{got}; {len(t.mismatches)} fresh downloads, {how})"
+            )
+        self.progress.message(
+            f"retrying {rf.path} from the start: checksum mismatch "
+            f"(fresh download {len(t.mismatches) + 1} of {MISMATCH_RETRIES + 1})"
+        )
+        return None
 
     def _retry_or_raise(
         self, attempt: Retrier, rf: RemoteFile, why: str, retry_after: float | None
@@ -354,18 +449,18 @@ class Downloader:
             ) from None
         return attempt
 
-    def _commit(
-        self, part: _Part, rf: RemoteFile, dest: Path, hashes: dict[str, str], size: int, validator: str
-    ) -> tuple[int, str, str]:
-        if rf.size is not None and size != rf.size:
+    def _commit(self, got: _Received) -> tuple[int, str, str]:
+        """The received bytes under their final name: size checked, fsync, then the atomic rename."""
+        part, rf = got.part, got.rf
+        if rf.size is not None and got.size != rf.size:
             part.discard()
-            raise TransferError(f"size mismatch for {rf.path}: expected {rf.size}, got {size}")
-        self._ensure_dir(dest.parent)
+            raise TransferError(f"size mismatch for {rf.path}: expected {rf.size}, got {got.size}")
+        self._ensure_dir(got.dest.parent)
         with open(part.path, "rb+") as f:
             os.fsync(f.fileno())
-        os.replace(part.path, dest)
+        os.replace(part.path, got.dest)
         part.meta_path.unlink(missing_ok=True)
-        return size, hashes["sha256"], validator
+        return got.size, got.hashes["sha256"], got.validator
 
     # -- many files -------------------------------------------------------------------------------
     def download_one(
