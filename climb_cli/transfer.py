@@ -26,9 +26,10 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from queue import SimpleQueue
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -52,6 +53,7 @@ from climb_cli.sources.base import RemoteFile, Source
 
 SIDECAR_MIN = 1024 * 1024  # below this, a transfer killed mid-way restarts instead of resuming
 MISMATCH_RETRIES = 2  # a whole body with the wrong sum is fetched afresh this many more times
+COMMITTERS = 4  # threads that fsync and rename received files while the connections fetch the next ones
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 _UNSATISFIED_RANGE = re.compile(r"bytes \*/(\d+)")
 _NETWORK_ERRORS = NETWORK_ERRORS
@@ -466,62 +468,79 @@ class Downloader:
     def download_one(
         self, source: Source, rf: RemoteFile, manifest: RawManifest, known: dict[str, tuple[int, int, str]]
     ) -> Outcome:
+        """One file: reused when present and verified, else received and committed, and recorded."""
+        got = self._reuse_or_receive(source, rf, manifest, known)
+        return got if isinstance(got, Outcome) else self._commit_and_record(source, got, manifest)
+
+    def _reuse_or_receive(
+        self, source: Source, rf: RemoteFile, manifest: RawManifest, known: dict[str, tuple[int, int, str]]
+    ) -> Outcome | _Received:
+        """The outcome of a file already present (skipped) or that failed, else its verified bytes, received
+        but not yet committed (the network part of a download: what holds a connection)."""
         raw_root = source.settings.raw_dir(source.recipe.name)
         dest = source.raw_dir / rf.path
-        key = os.path.relpath(dest, raw_root)
+        reused = self._reuse(source, rf, dest, os.path.relpath(dest, raw_root), manifest, known)
+        if reused is not None:
+            return reused
+        try:
+            return self.receive(source, rf, dest, raw_root)
+        except Exception as e:  # noqa: BLE001 - every failure becomes the file's outcome (or stops the run)
+            return self._failed(rf, dest, e)
+
+    def _reuse(
+        self,
+        source: Source,
+        rf: RemoteFile,
+        dest: Path,
+        key: str,
+        manifest: RawManifest,
+        known: dict[str, tuple[int, int, str]],
+    ) -> Outcome | None:
+        """Skipped: the file is present as its manifest row says, or it hashes to the expected sums (then
+        recorded). None: it must be downloaded."""
         try:
             st = dest.stat()
         except FileNotFoundError:
-            st = None
-        if st is not None:
-            row = known.get(key)
-            if row and row[:2] == (st.st_size, st.st_mtime_ns) and rf.sha256 in (None, row[2]):
-                return Outcome(rf, "skipped", st.st_size, row[2])
-            if rf.sha256 or rf.md5:
-                hashes = _hash_file(dest, "sha256", "md5")
-                if (rf.sha256 or hashes["sha256"]) == hashes["sha256"] and (
-                    rf.md5 or hashes["md5"]
-                ) == hashes["md5"]:
-                    manifest.put(
-                        Entry(
-                            key,
-                            st.st_size,
-                            st.st_mtime_ns,
-                            hashes["sha256"],
-                            source.spec.id,
-                            rf.url,
-                            "",
-                            time.time(),
-                            time.time(),
-                        )
-                    )
-                    return Outcome(rf, "skipped", st.st_size, hashes["sha256"])
-        try:
-            size, digest, etag = self.fetch(source, rf, dest, raw_root)
-        except AccessError as e:
-            return Outcome(rf, "failed", error=str(e), access_denied=True)
-        except OSError as e:
-            if is_disk_full(e):
-                raise space.full_line(dest.parent, rf.size) from None
-            return Outcome(rf, "failed", error=redaction.redact(str(e)))
-        except TransferError as e:
-            return Outcome(rf, "failed", error=redaction.redact(str(e)))
-        st = dest.stat()
+            return None
+        row = known.get(key)
+        if row and row[:2] == (st.st_size, st.st_mtime_ns) and rf.sha256 in (None, row[2]):
+            return Outcome(rf, "skipped", st.st_size, row[2])
+        if not (rf.sha256 or rf.md5):
+            return None
+        hashes = _hash_file(dest, "sha256", "md5")
+        if (rf.sha256 or hashes["sha256"]) != hashes["sha256"] or (rf.md5 or hashes["md5"]) != hashes["md5"]:
+            return None
         now = time.time()
+        url = redaction.redact_url(rf.url)
         manifest.put(
-            Entry(
-                key,
-                size,
-                st.st_mtime_ns,
-                digest,
-                source.spec.id,
-                redaction.redact_url(rf.url),
-                etag,
-                now,
-                now,
-            )
+            Entry(key, st.st_size, st.st_mtime_ns, hashes["sha256"], source.spec.id, url, "", now, now)
         )
-        return Outcome(rf, "downloaded", size, digest)
+        return Outcome(rf, "skipped", st.st_size, hashes["sha256"])
+
+    @staticmethod
+    def _failed(rf: RemoteFile, dest: Path, e: Exception) -> Outcome:
+        """A download's exception as the file's outcome; a full disk stops the whole run instead."""
+        if isinstance(e, AccessError):
+            return Outcome(rf, "failed", error=str(e), access_denied=True)
+        if isinstance(e, OSError) and is_disk_full(e):
+            raise space.full_line(dest.parent, rf.size) from None
+        if isinstance(e, OSError | TransferError):
+            return Outcome(rf, "failed", error=redaction.redact(str(e)))
+        raise e
+
+    def _commit_and_record(self, source: Source, got: _Received, manifest: RawManifest) -> Outcome:
+        """Commit received bytes under their final name, then record them in the manifest."""
+        try:
+            size, digest, etag = self._commit(got)
+        except Exception as e:  # noqa: BLE001 - as in _reuse_or_receive
+            return self._failed(got.rf, got.dest, e)
+        st = got.dest.stat()
+        now = time.time()
+        raw_root = source.settings.raw_dir(source.recipe.name)
+        key = os.path.relpath(got.dest, raw_root)
+        url = redaction.redact_url(got.rf.url)
+        manifest.put(Entry(key, size, st.st_mtime_ns, digest, source.spec.id, url, etag, now, now))
+        return Outcome(got.rf, "downloaded", size, digest)
 
     @staticmethod
     def _skip_unchanged(
@@ -562,15 +581,15 @@ class Downloader:
             hosts.setdefault(urlsplit(rf.url).netloc, threading.Semaphore(self.per_host))
         denied: dict[int, str] = {}
 
-        def work(job: tuple[Source, RemoteFile]) -> Outcome:
+        def work(job: tuple[Source, RemoteFile]) -> Outcome | _Received:
             source, rf = job
             if id(source) in denied:
                 return Outcome(rf, "failed", error=denied[id(source)], access_denied=True)
             with hosts[urlsplit(rf.url).netloc]:
                 if id(source) in denied:
                     return Outcome(rf, "failed", error=denied[id(source)], access_denied=True)
-                out = self.download_one(source, rf, manifest, known)
-            if out.access_denied:
+                out = self._reuse_or_receive(source, rf, manifest, known)
+            if isinstance(out, Outcome) and out.access_denied:
                 denied[id(source)] = out.error
             return out
 
@@ -580,11 +599,31 @@ class Downloader:
         if not jobs:
             return outcomes
         workers = max(1, min(len(jobs), self.per_host * len(hosts), 64))
-        with ThreadPoolExecutor(workers, thread_name_prefix="climb-dl") as pool:
-            futures = [pool.submit(work, j) for j in jobs]
+        # The commit (fsync, rename, manifest row) runs beside the transfers, so a connection goes on to its
+        # next file while the disk syncs the last one (~5-10 ms per file on ext4: a sixth of a 50 ms request).
+        with (
+            ThreadPoolExecutor(workers, thread_name_prefix="climb-dl") as pool,
+            ThreadPoolExecutor(min(workers, COMMITTERS), thread_name_prefix="climb-commit") as committer,
+        ):
+            finished: SimpleQueue[tuple[Future[Any], Source]] = SimpleQueue()  # in completion order
+            futures: list[Future[Any]] = []
+
+            def submit(ex: ThreadPoolExecutor, source: Source, fn: Callable[..., Any], *args: Any) -> None:
+                fut = ex.submit(fn, *args)
+                futures.append(fut)
+                fut.add_done_callback(lambda f: finished.put((f, source)))
+
+            for job in jobs:
+                submit(pool, job[0], work, job)
             try:
-                for fut in as_completed(futures):
+                remaining = len(jobs)
+                while remaining:
+                    fut, source = finished.get()
                     out = fut.result()
+                    if isinstance(out, _Received):  # received: its commit follows
+                        submit(committer, source, self._commit_and_record, source, out, manifest)
+                        continue
+                    remaining -= 1
                     outcomes.append(out)
                     self.progress.file_done(out)
             except BaseException:
