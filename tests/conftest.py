@@ -51,6 +51,8 @@ SECRETS = (
     "fig-tok-Plover-8b5a-secret",
     # S3 (moto)
     "s3-secret-Ozmoo-3d7f-secret",
+    # a signed URL's signature (tests/test_transfer.py)
+    "sig-Wumpus-5e8d-secret",
 )
 S3_KEY_ID = "AKIACLIMBTEST0000001"
 SHARED_WFDB = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "wfdb"
