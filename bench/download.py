@@ -95,6 +95,14 @@ def _climb(climb: list[str], recipes: Path, name: str, extra: list[str]) -> Call
     return lambda d: [*climb, "--data-dir", str(d), "--recipes", str(recipes), "download", name, *extra]
 
 
+def _baseline_cmd(src: Path) -> list[str]:
+    """climb from another source tree: its package first on the path (the run's cwd must not be this repo)."""
+    if not (src / "climb_cli" / "__init__.py").is_file():
+        raise SystemExit(f"--baseline-src {src}: no climb_cli package there")
+    code = f"import sys; sys.path.insert(0, {str(src.resolve())!r}); from climb_cli.cli import main; main()"
+    return [sys.executable, "-c", code]
+
+
 def _time_one(srv, m: Method, target: Path, env: dict[str, str]) -> common.Timing:  # type: ignore[no-untyped-def]
     """Run one method into target, recording the server's view of it (requests, connections, timing)."""
     start, conns0 = _settled_log_length(srv), srv.connections
@@ -192,6 +200,20 @@ def small_files(args, tools: dict[str, str], climb: list[str], tmp: Path, env0: 
                 lists_first=True,
             ),
         ]
+        if args.baseline_src:  # the same commands, climb's code from another tree (run in the target dir)
+            for n in (4, 8):
+                methods.append(
+                    Method(
+                        f"base{n}",
+                        f"baseline climb --connections {n}",
+                        n,
+                        _climb(_baseline_cmd(args.baseline_src), recipes, NAME, ["--connections", str(n)]),
+                        lambda d: d / "raw" / NAME,
+                        baseline=f"xargs{n}",
+                        lists_first=True,
+                        cwd=True,
+                    )
+                )
         if args.diagnose:  # what climb would take without its fsync calls (monkeypatched, not edited)
             no_fsync = (
                 "import os, sys; os.fsync = lambda fd: None; sys.argv[0] = 'climb'; "
@@ -221,10 +243,12 @@ def small_files(args, tools: dict[str, str], climb: list[str], tmp: Path, env0: 
             )
         for m in methods:
             m.series = common.Series(m.label)
-        warm = tmp / "targets" / "warm-up"
-        warm.mkdir(parents=True)
-        common.run_timed(methods[-1].command(warm), env=env, what="warm-up")  # compiles climb's bytecode
-        shutil.rmtree(warm)
+        for m in methods:  # one untimed run of each climb tree compiles its bytecode
+            if m.key in ("climb8", "base8"):
+                warm = tmp / "targets" / "warm-up"
+                warm.mkdir(parents=True)
+                common.run_timed(m.command(warm), env=env, cwd=warm, what="warm-up")
+                shutil.rmtree(warm)
         for run in range(runs):
             startup.add(common.run_timed([*climb, "--version"], env=env, what="climb --version"))
             for m in common.rotate(methods, run):
@@ -326,6 +350,17 @@ def large_file(args, tools: dict[str, str], climb: list[str], tmp: Path, env0: d
                 lambda d: d / "raw" / BIG_NAME,
             ),
         ]
+        if args.baseline_src:
+            methods.append(
+                Method(
+                    "base",
+                    "baseline climb download",
+                    1,
+                    _climb(_baseline_cmd(args.baseline_src), recipes, BIG_NAME, []),
+                    lambda d: d / "raw" / BIG_NAME,
+                    cwd=True,
+                )
+            )
         for m in methods:
             m.series = common.Series(m.label)
         for run in range(runs):
@@ -372,6 +407,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--latency", type=float, default=0.05, help="seconds added per request (default 0.05)")
     p.add_argument(
         "--large-mb", type=int, default=None, help="MiB of the large file (default 1024; --quick 256)"
+    )
+    p.add_argument(
+        "--baseline-src",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="also time climb from another source tree (e.g. `git archive <commit>` unpacked): before/after",
     )
     p.add_argument("--no-large", action="store_true", help="skip the large-file comparison")
     p.add_argument("--no-small", action="store_true", help="skip the many-small-files comparison")
