@@ -162,6 +162,10 @@ class _Transfer:
     attempt: Retrier
     guard: space.SpaceGuard
     mismatches: list[str] = field(default_factory=list)  # sums of whole fresh bodies that did not match
+    asked: RemoteFile = field(init=False)  # rf as the caller gave it (outcomes name this object)
+
+    def __post_init__(self) -> None:
+        self.asked = self.rf
 
 
 @dataclass
@@ -174,6 +178,7 @@ class _Received:
     hashes: dict[str, str]
     size: int
     validator: str
+    asked: RemoteFile  # the file as the caller gave it (rf may have learned a sum on the way)
 
 
 @dataclass
@@ -267,7 +272,7 @@ class Downloader:
                 return None
             if resp.status_code == 416:  # the part holds the whole file already
                 hashes = _hash_file(t.part.path, *_algos(t.rf))
-                return _Received(t.part, t.rf, t.dest, hashes, offset, t.part.validator)
+                return _Received(t.part, t.rf, t.dest, hashes, offset, t.part.validator, t.asked)
             body = self._body_start(t, resp, offset)
             if body is None:
                 return None
@@ -409,7 +414,7 @@ class Downloader:
             rf.md5 is None or rf.sha256 is not None or hashes.get("md5") == rf.md5
         )
         if ok:
-            return _Received(t.part, rf, t.dest, hashes, written, t.part.validator)
+            return _Received(t.part, rf, t.dest, hashes, written, t.part.validator, t.asked)
         t.part.discard()
         if offset:  # resumed bytes may have been stale: fetch it whole
             self._retry_or_raise(t.attempt, rf, "checksum mismatch of resumed bytes", 0.0)
@@ -533,14 +538,14 @@ class Downloader:
         try:
             size, digest, etag = self._commit(got)
         except Exception as e:  # noqa: BLE001 - as in _reuse_or_receive
-            return self._failed(got.rf, got.dest, e)
+            return self._failed(got.asked, got.dest, e)
         st = got.dest.stat()
         now = time.time()
         raw_root = source.settings.raw_dir(source.recipe.name)
         key = os.path.relpath(got.dest, raw_root)
-        url = redaction.redact_url(got.rf.url)
+        url = redaction.redact_url(got.asked.url)
         manifest.put(Entry(key, size, st.st_mtime_ns, digest, source.spec.id, url, etag, now, now))
-        return Outcome(got.rf, "downloaded", size, digest)
+        return Outcome(got.asked, "downloaded", size, digest)
 
     @staticmethod
     def _skip_unchanged(
