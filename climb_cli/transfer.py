@@ -9,6 +9,9 @@
 - SHA-256 (and MD5 where that is the upstream sum) computed while streaming and checked before
   the atomic rename to the final name, so a partial or corrupt file never sits under a final name;
 - files already present and recorded in the raw manifest are skipped without re-hashing;
+- one file's flow (:meth:`Downloader.fetch`): resolve the partial file -> request or resume -> stream and
+  hash -> verify -> commit (fsync, rename); in a run the commits go to a small pool of their own, so a
+  connection fetches its next file while the disk syncs the last (the manifest row follows the rename);
 - limits: a body longer than the size declared (Content-Length, else the listing's) fails that file at once;
   every run keeps ``min_free`` bytes free on the data disk (space.SpaceGuard: one statvfs per 16 MiB
   written by all transfers), and a full disk stops the run with one line (DiskFullError);
