@@ -181,37 +181,22 @@ def small_files(args, tools: dict[str, str], climb: list[str], tmp: Path, env0: 
             ),
             Method("xargs8", "xargs -P8 curl (same file list)", 8, xargs_curl(8), lambda d: d, cwd=True),
             Method("xargs4", "xargs -P4 curl (same file list)", 4, xargs_curl(4), lambda d: d, cwd=True),
-            Method(
-                "climb4",
-                "climb download --connections 4 (default)",
-                4,
-                _climb(climb, recipes, NAME, ["--connections", "4"]),
-                lambda d: d / "raw" / NAME,
-                baseline="xargs4",
-                lists_first=True,
-            ),
-            Method(
-                "climb8",
-                "climb download --connections 8",
-                8,
-                _climb(climb, recipes, NAME, ["--connections", "8"]),
-                lambda d: d / "raw" / NAME,
-                baseline="xargs8",
-                lists_first=True,
-            ),
         ]
+        trees = [("climb", "climb download", climb, False)]
         if args.baseline_src:  # the same commands, climb's code from another tree (run in the target dir)
+            trees.append(("base", "baseline climb", _baseline_cmd(args.baseline_src), True))
+        for key, label, cmd, cwd in trees:
             for n in (4, 8):
                 methods.append(
                     Method(
-                        f"base{n}",
-                        f"baseline climb --connections {n}",
+                        f"{key}{n}",
+                        f"{label} --connections {n}" + (" (default)" if n == 4 and key == "climb" else ""),
                         n,
-                        _climb(_baseline_cmd(args.baseline_src), recipes, NAME, ["--connections", str(n)]),
+                        _climb(cmd, recipes, NAME, ["--connections", str(n)]),
                         lambda d: d / "raw" / NAME,
                         baseline=f"xargs{n}",
                         lists_first=True,
-                        cwd=True,
+                        cwd=cwd,
                     )
                 )
         if args.diagnose:  # what climb would take without its fsync calls (monkeypatched, not edited)
