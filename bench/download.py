@@ -269,7 +269,7 @@ def small_files(args, tools: dict[str, str], climb: list[str], tmp: Path, env0: 
                 int(statistics.median(m.conns)),
                 common.fmt_s(statistics.median(m.first_request)),
                 common.fmt_s(statistics.median(m.last_request)),
-                f"{statistics.median(m.gap_ms):.0f}",
+                f"{statistics.median(m.gap_ms):.0f}" if statistics.median(m.conns) < reqs else "-",
                 common.fmt_s(s.cpu_median),
                 common.fmt_s(floor),
                 "1.00x" if m is wget_m else common.fmt_ratio(wget_m.series.median / s.median),
@@ -303,7 +303,8 @@ def small_files(args, tools: dict[str, str], climb: list[str], tmp: Path, env0: 
         "\nrequests and conns (TCP connections accepted) are counted at the server; 1st req s = launch to "
         "the first request; last req→exit s = the last request's arrival to the client's exit; "
         f"ms/req/conn = median time between request starts on one connection ({args.latency * 1000:.0f} ms "
-        "of it is the added latency); xargs-curl/x = xargs -P<same connections> curl median ÷ this median."
+        "of it is the added latency; - where each request had its own connection); "
+        "xargs-curl/x = xargs -P<same connections> curl median ÷ this median."
     )
 
 
