@@ -1251,9 +1251,15 @@ def _terminate(signum: int, frame: object) -> None:
 
 
 def main() -> None:
+    import atexit
+    import gc
     import signal
 
     signal.signal(signal.SIGTERM, _terminate)
+    # At exit, after the atexit work registered later (worker pools, clusters) and before the interpreter's
+    # teardown: keep the objects alive to the end instead of sweeping and freeing them one by one (0.3-0.5 s
+    # of a `climb download` of a few hundred files went there). Every file climb writes is closed explicitly.
+    atexit.register(gc.freeze)
     try:
         try:
             app(args=hoist_global_options(sys.argv[1:]), prog_name="climb")

@@ -9,6 +9,9 @@
 - SHA-256 (and MD5 where that is the upstream sum) computed while streaming and checked before
   the atomic rename to the final name, so a partial or corrupt file never sits under a final name;
 - files already present and recorded in the raw manifest are skipped without re-hashing;
+- one file's flow (:meth:`Downloader.fetch`): resolve the partial file -> request or resume -> stream and
+  hash -> verify -> commit (fsync, rename); in a run the commits go to a small pool of their own, so a
+  connection fetches its next file while the disk syncs the last (the manifest row follows the rename);
 - limits: a body longer than the size declared (Content-Length, else the listing's) fails that file at once;
   every run keeps ``min_free`` bytes free on the data disk (space.SpaceGuard: one statvfs per 16 MiB
   written by all transfers), and a full disk stops the run with one line (DiskFullError);
@@ -26,9 +29,11 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from queue import SimpleQueue
+from typing import Any
 from urllib.parse import urlsplit
 
 import requests
@@ -51,6 +56,7 @@ from climb_cli.sources.base import RemoteFile, Source
 
 SIDECAR_MIN = 1024 * 1024  # below this, a transfer killed mid-way restarts instead of resuming
 MISMATCH_RETRIES = 2  # a whole body with the wrong sum is fetched afresh this many more times
+COMMITTERS = 4  # threads that fsync and rename received files while the connections fetch the next ones
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 _UNSATISFIED_RANGE = re.compile(r"bytes \*/(\d+)")
 _NETWORK_ERRORS = NETWORK_ERRORS
@@ -148,6 +154,37 @@ class _Part:
 
 
 @dataclass
+class _Transfer:
+    """One file on its way: what the steps of :meth:`Downloader.fetch` share across attempts."""
+
+    source: Source
+    rf: RemoteFile  # may learn a sum from the response (response_checksum)
+    dest: Path
+    part: _Part
+    policy: RetryPolicy
+    attempt: Retrier
+    guard: space.SpaceGuard
+    mismatches: list[str] = field(default_factory=list)  # sums of whole fresh bodies that did not match
+    asked: RemoteFile = field(init=False)  # rf as the caller gave it (outcomes name this object)
+
+    def __post_init__(self) -> None:
+        self.asked = self.rf
+
+
+@dataclass
+class _Received:
+    """Verified bytes still under the .part name, ready to commit."""
+
+    part: _Part
+    rf: RemoteFile
+    dest: Path
+    hashes: dict[str, str]
+    size: int
+    validator: str
+    asked: RemoteFile  # the file as the caller gave it (rf may have learned a sum on the way)
+
+
+@dataclass
 class Downloader:
     """Downloads RemoteFiles of sources into their raw folders, recording each in the manifest."""
 
@@ -205,140 +242,208 @@ class Downloader:
         return self._guards[raw_root]
 
     def fetch(self, source: Source, rf: RemoteFile, dest: Path, raw_root: Path) -> tuple[int, str, str]:
-        """Download rf to dest through a .part file; returns (size, sha256, etag). Raises on failure."""
+        """Download rf to dest through a .part file; returns (size, sha256, etag). Raises on failure.
+
+        The flow: resolve the partial file (:meth:`_begin`), then attempts until one yields verified bytes
+        (:meth:`_attempt`: request or resume, stream and hash, verify), then the commit (fsync, rename)."""
+        return self._commit(self.receive(source, rf, dest, raw_root))
+
+    def receive(self, source: Source, rf: RemoteFile, dest: Path, raw_root: Path) -> _Received:
+        """Every step of :meth:`fetch` but the commit: the verified bytes, still under the .part name."""
+        t = self._begin(source, rf, dest, raw_root)
+        while True:
+            got = self._attempt(t)
+            if got is not None:
+                return got
+
+    def _begin(self, source: Source, rf: RemoteFile, dest: Path, raw_root: Path) -> _Transfer:
+        """Resolve: the partial file of dest, kept only when its bytes came from this URL with a validator."""
         part = _Part.for_file(raw_root, os.path.relpath(dest, raw_root))
         self._ensure_dir(part.path.parent)
         if (part.url and part.url != redaction.redact_url(rf.url)) or (not part.validator and part.size()):
             part.discard()  # bytes of some other URL, or of an unknown version: never mix them
         policy = self.policy
         attempt = policy.start(f"{source.recipe.name}: {rf.path} from {urlsplit(rf.url).netloc}")
-        mismatches: list[str] = []  # sums of whole fresh bodies that did not match
-        guard = self._guard(raw_root)
-        while True:
-            offset = part.size()
-            headers = {"Accept-Encoding": "identity"}
-            if offset:
-                headers["Range"] = f"bytes={offset}-"
-                if part.validator:
-                    headers["If-Range"] = part.validator
+        return _Transfer(source, rf, dest, part, policy, attempt, self._guard(raw_root))
+
+    def _attempt(self, t: _Transfer) -> _Received | None:
+        """One request: the verified bytes, or None to try again (after the retry policy's wait)."""
+        offset = t.part.size()
+        resp = self._request(t, offset)
+        if resp is None:
+            return None
+        try:
+            if not self._usable(t, resp, offset):
+                return None
+            if resp.status_code == 416:  # the part holds the whole file already
+                hashes = _hash_file(t.part.path, *_algos(t.rf))
+                return _Received(t.part, t.rf, t.dest, hashes, offset, t.part.validator, t.asked)
+            body = self._body_start(t, resp, offset)
+            if body is None:
+                return None
+            hashers, mode, offset, expected_total = body  # offset 0 unless a 206 appends
+            written = self._stream(t, resp, hashers, mode, offset, expected_total)
+            if written is None:
+                return None
+            return self._verify(t, hashers, offset, written, expected_total)
+        finally:
+            resp.close()
+
+    def _request(self, t: _Transfer, offset: int) -> requests.Response | None:
+        """Request (or resume from offset, If-Range the part's validator); None after a network error."""
+        headers = {"Accept-Encoding": "identity"}
+        if offset:
+            headers["Range"] = f"bytes={offset}-"
+            if t.part.validator:
+                headers["If-Range"] = t.part.validator
+        try:
+            return t.source.open(t.rf, headers)
+        except AccessError:
+            raise
+        except _NETWORK_ERRORS as e:
+            self._retry_or_raise(t.attempt, t.rf, f"{type(e).__name__}", None)
+            return None
+
+    def _usable(self, t: _Transfer, resp: requests.Response, offset: int) -> bool:
+        """The status: 200/206 go on, as does a 416 that says the part is whole; a retryable status or a stale
+        part waits for the next attempt (False); anything else fails the file."""
+        status = resp.status_code
+        if status in RETRY_STATUS:
+            ra = retry_after_seconds(resp.headers.get("Retry-After"))
+            self._retry_or_raise(t.attempt, t.rf, f"HTTP {status}", ra)
+            return False
+        if status == 416:
+            m = _UNSATISFIED_RANGE.match(resp.headers.get("Content-Range", ""))
+            if m and offset and int(m.group(1)) == offset:
+                return True
+            t.part.discard()  # stale part larger than the file: start again
+            self._retry_or_raise(t.attempt, t.rf, "HTTP 416 for a stale partial file", 0.0)
+            return False
+        if status not in (200, 206):
+            raise TransferError(f"{t.source.recipe.name}: HTTP {status} for {redaction.redact_url(t.rf.url)}")
+        return True
+
+    def _body_start(
+        self, t: _Transfer, resp: requests.Response, offset: int
+    ) -> tuple[dict[str, Any], str, int, int | None] | None:
+        """Before the body: the hashers (fed the part's bytes on a 206), the file mode, where the body starts
+        in the file, and the total size the response declares; None when a 206 does not start where the part
+        ends (the part is dropped)."""
+        if not (t.rf.sha256 or t.rf.md5):
+            t.rf = t.source.response_checksum(t.rf, resp)  # e.g. GCS x-goog-hash md5
+        encoding = resp.headers.get("Content-Encoding", "identity")
+        if encoding not in ("identity", ""):
+            raise TransferError(
+                f"{t.source.recipe.name}: server sent {encoding}-encoded bytes "
+                f"for {redaction.redact_url(t.rf.url)} despite Accept-Encoding: identity"
+            )
+        hashers = {a: hashlib.new(a) for a in _algos(t.rf)}
+        if resp.status_code == 206:
+            m = _CONTENT_RANGE.match(resp.headers.get("Content-Range", ""))
+            if not m or int(m.group(1)) != offset:
+                t.part.discard()
+                self._retry_or_raise(t.attempt, t.rf, "bad Content-Range", 0.0)
+                return None
+            with open(t.part.path, "rb") as f:  # re-hash the bytes we already have
+                while chunk := f.read(self.chunk_size):
+                    for h in hashers.values():
+                        h.update(chunk)
+            return hashers, "ab", offset, int(m.group(3)) if m.group(3) != "*" else None
+        cl = resp.headers.get("Content-Length")
+        return hashers, "wb", 0, int(cl) if cl and cl.isdigit() else None
+
+    def _stream(
+        self,
+        t: _Transfer,
+        resp: requests.Response,
+        hashers: dict[str, Any],
+        mode: str,
+        offset: int,
+        expected_total: int | None,
+    ) -> int | None:
+        """Stream the body into the part, hashing as it arrives; the bytes in the part, or None after a drop
+        or a stall (the part is kept, with its validator, for the next attempt to resume)."""
+        validator = resp.headers.get("ETag") or resp.headers.get("Last-Modified") or ""
+        t.part.validator, t.part.url = validator, redaction.redact_url(t.rf.url)
+        if expected_total is None or expected_total - offset > SIDECAR_MIN:
+            t.part.save_meta()  # a large transfer: make it resumable even after kill -9
+        # the bound: Content-Length (or the Content-Range total) when the server gives one, else
+        # the size the listing / recipe declares (a changed file is caught by its sum, not here)
+        declared = expected_total if expected_total is not None else t.rf.size
+        t.guard.check(declared - offset if declared is not None else None)
+        written = offset
+        stall = _StallClock(t.policy.stall_bytes_per_s, t.policy.stall_window_s)
+        updates = [h.update for h in hashers.values()]
+        with open(t.part.path, mode) as out:
             try:
-                resp = source.open(rf, headers)
-            except AccessError:
-                raise
-            except _NETWORK_ERRORS as e:
-                attempt = self._retry_or_raise(attempt, rf, f"{type(e).__name__}", None)
-                continue
-            try:
-                status = resp.status_code
-                if status in RETRY_STATUS:
-                    ra = retry_after_seconds(resp.headers.get("Retry-After"))
-                    attempt = self._retry_or_raise(attempt, rf, f"HTTP {status}", ra)
-                    continue
-                if status == 416:
-                    m = _UNSATISFIED_RANGE.match(resp.headers.get("Content-Range", ""))
-                    if m and offset and int(m.group(1)) == offset:
-                        hashes = _hash_file(part.path, *_algos(rf))  # the part is already whole
-                        return self._commit(part, rf, dest, hashes, offset, part.validator)
-                    part.discard()  # stale part larger than the file: start again
-                    attempt = self._retry_or_raise(attempt, rf, "HTTP 416 for a stale partial file", 0.0)
-                    continue
-                if status not in (200, 206):
-                    raise TransferError(
-                        f"{source.recipe.name}: HTTP {status} for {redaction.redact_url(rf.url)}"
-                    )
-                if status in (200, 206) and not (rf.sha256 or rf.md5):
-                    rf = source.response_checksum(rf, resp)  # e.g. GCS x-goog-hash md5
-                validator = resp.headers.get("ETag") or resp.headers.get("Last-Modified") or ""
-                if resp.headers.get("Content-Encoding", "identity") not in ("identity", ""):
-                    raise TransferError(
-                        f"{source.recipe.name}: server sent {resp.headers['Content-Encoding']}-encoded bytes "
-                        f"for {redaction.redact_url(rf.url)} despite Accept-Encoding: identity"
-                    )
-                hashers = {a: hashlib.new(a) for a in _algos(rf)}
-                if status == 206:
-                    m = _CONTENT_RANGE.match(resp.headers.get("Content-Range", ""))
-                    if not m or int(m.group(1)) != offset:
-                        part.discard()
-                        attempt = self._retry_or_raise(attempt, rf, "bad Content-Range", 0.0)
-                        continue
-                    with open(part.path, "rb") as f:  # re-hash the bytes we already have
-                        while chunk := f.read(self.chunk_size):
-                            for h in hashers.values():
-                                h.update(chunk)
-                    mode, expected_total = "ab", int(m.group(3)) if m.group(3) != "*" else None
-                else:
-                    offset, mode = 0, "wb"
-                    cl = resp.headers.get("Content-Length")
-                    expected_total = int(cl) if cl and cl.isdigit() else None
-                part.validator, part.url = validator, redaction.redact_url(rf.url)
-                if expected_total is None or expected_total - offset > SIDECAR_MIN:
-                    part.save_meta()  # a large transfer: make it resumable even after kill -9
-                # the bound: Content-Length (or the Content-Range total) when the server gives one, else
-                # the size the listing / recipe declares (a changed file is caught by its sum, not here)
-                declared = expected_total if expected_total is not None else rf.size
-                guard.check(declared - offset if declared is not None else None)
-                written = offset
-                stall = _StallClock(policy.stall_bytes_per_s, policy.stall_window_s)
-                with open(part.path, mode) as out:
-                    try:
-                        for chunk in _body_chunks(resp, self.chunk_size):
-                            if declared is not None and written + len(chunk) > declared:
-                                out.close()
-                                part.discard()
-                                url = redaction.redact_url(rf.url)
-                                raise TransferError(
-                                    f"{source.recipe.name}: {url} sent more than the {declared:,} bytes "
-                                    f"declared for {rf.path}; stopped"
-                                )
-                            out.write(chunk)
-                            for h in hashers.values():
-                                h.update(chunk)
-                            written += len(chunk)
-                            self.progress.advance(len(chunk))
-                            guard.wrote(len(chunk), declared - written if declared is not None else None)
-                            stall.tick(len(chunk), written)
-                    except (*_NETWORK_ERRORS, _Stalled) as e:
-                        out.flush()
-                        part.save_meta()
-                        why = (
-                            str(e) if isinstance(e, _Stalled) else f"{type(e).__name__} after {written} bytes"
+                for chunk in _body_chunks(resp, self.chunk_size):
+                    n = len(chunk)
+                    if declared is not None and written + n > declared:
+                        out.close()
+                        t.part.discard()
+                        raise TransferError(
+                            f"{t.source.recipe.name}: {redaction.redact_url(t.rf.url)} sent more than the "
+                            f"{declared:,} bytes declared for {t.rf.path}; stopped"
                         )
-                        attempt = self._retry_or_raise(attempt, rf, why, None)
-                        continue
-                if expected_total is not None and written != expected_total:
-                    attempt = self._retry_or_raise(
-                        attempt, rf, f"short body ({written}/{expected_total} bytes)", None
-                    )
-                    continue
-                hashes = {a: h.hexdigest() for a, h in hashers.items()}
-                ok = (rf.sha256 is None or hashes["sha256"] == rf.sha256) and (
-                    rf.md5 is None or rf.sha256 is not None or hashes.get("md5") == rf.md5
-                )
-                if not ok:
-                    part.discard()
-                    if offset == 0:
-                        # a whole fresh body that does not match: bytes damaged in transit (retry it
-                        # whole, a few times) or an upstream that differs (the same sum every time)
-                        got = hashes["sha256"] if rf.sha256 else hashes.get("md5", "")
-                        mismatches.append(got)
-                        if len(mismatches) > MISMATCH_RETRIES:
-                            same = len(set(mismatches)) == 1
-                            how = "the same bytes each time: upstream differs" if same else "each different"
-                            raise TransferError(
-                                f"{source.recipe.name}: checksum mismatch for {rf.path} from "
-                                f"{redaction.redact_url(rf.url)} (expected {rf.sha256 or rf.md5}, got "
-                                f"{got}; {len(mismatches)} fresh downloads, {how})"
-                            )
-                        self.progress.message(
-                            f"retrying {rf.path} from the start: checksum mismatch "
-                            f"(fresh download {len(mismatches) + 1} of {MISMATCH_RETRIES + 1})"
-                        )
-                        continue
-                    attempt = self._retry_or_raise(attempt, rf, "checksum mismatch of resumed bytes", 0.0)
-                    continue  # resumed bytes may have been stale: fetch it whole
-                return self._commit(part, rf, dest, hashes, written, validator)
-            finally:
-                resp.close()
+                    out.write(chunk)
+                    for update in updates:
+                        update(chunk)
+                    written += n
+                    self.progress.advance(n)
+                    t.guard.wrote(n, declared - written if declared is not None else None)
+                    stall.tick(n, written)
+            except (*_NETWORK_ERRORS, _Stalled) as e:
+                out.flush()
+                t.part.save_meta()
+                why = str(e) if isinstance(e, _Stalled) else f"{type(e).__name__} after {written} bytes"
+                self._retry_or_raise(t.attempt, t.rf, why, None)
+                return None
+        return written
+
+    def _verify(
+        self,
+        t: _Transfer,
+        hashers: dict[str, Any],
+        offset: int,
+        written: int,
+        expected_total: int | None,
+    ) -> _Received | None:
+        """The whole body, with the expected sum: the received file, else None to fetch it again (a fresh body
+        that mismatched, a few times: then it fails saying whether upstream differs)."""
+        if expected_total is not None and written != expected_total:
+            self._retry_or_raise(t.attempt, t.rf, f"short body ({written}/{expected_total} bytes)", None)
+            return None
+        hashes = {a: h.hexdigest() for a, h in hashers.items()}
+        rf = t.rf
+        ok = (rf.sha256 is None or hashes["sha256"] == rf.sha256) and (
+            rf.md5 is None or rf.sha256 is not None or hashes.get("md5") == rf.md5
+        )
+        if ok:
+            return _Received(t.part, rf, t.dest, hashes, written, t.part.validator, t.asked)
+        t.part.discard()
+        if offset:  # resumed bytes may have been stale: fetch it whole
+            self._retry_or_raise(t.attempt, rf, "checksum mismatch of resumed bytes", 0.0)
+            return None
+        # a whole fresh body that does not match: bytes damaged in transit (retry it whole, a few
+        # times) or an upstream that differs (the same sum every time)
+        got = hashes["sha256"] if rf.sha256 else hashes.get("md5", "")
+        t.mismatches.append(got)
+        if len(t.mismatches) > MISMATCH_RETRIES:
+            how = (
+                "the same bytes each time: upstream differs"
+                if len(set(t.mismatches)) == 1
+                else "each different"
+            )
+            raise TransferError(
+                f"{t.source.recipe.name}: checksum mismatch for {rf.path} from "
+                f"{redaction.redact_url(rf.url)} (expected {rf.sha256 or rf.md5}, got "
+                f"{got}; {len(t.mismatches)} fresh downloads, {how})"
+            )
+        self.progress.message(
+            f"retrying {rf.path} from the start: checksum mismatch "
+            f"(fresh download {len(t.mismatches) + 1} of {MISMATCH_RETRIES + 1})"
+        )
+        return None
 
     def _retry_or_raise(
         self, attempt: Retrier, rf: RemoteFile, why: str, retry_after: float | None
@@ -356,79 +461,96 @@ class Downloader:
             ) from None
         return attempt
 
-    def _commit(
-        self, part: _Part, rf: RemoteFile, dest: Path, hashes: dict[str, str], size: int, validator: str
-    ) -> tuple[int, str, str]:
-        if rf.size is not None and size != rf.size:
+    def _commit(self, got: _Received) -> tuple[int, str, str]:
+        """The received bytes under their final name: size checked, fsync, then the atomic rename."""
+        part, rf = got.part, got.rf
+        if rf.size is not None and got.size != rf.size:
             part.discard()
-            raise TransferError(f"size mismatch for {rf.path}: expected {rf.size}, got {size}")
-        self._ensure_dir(dest.parent)
+            raise TransferError(f"size mismatch for {rf.path}: expected {rf.size}, got {got.size}")
+        self._ensure_dir(got.dest.parent)
         with open(part.path, "rb+") as f:
             os.fsync(f.fileno())
-        os.replace(part.path, dest)
+        os.replace(part.path, got.dest)
         part.meta_path.unlink(missing_ok=True)
-        return size, hashes["sha256"], validator
+        return got.size, got.hashes["sha256"], got.validator
 
     # -- many files -------------------------------------------------------------------------------
     def download_one(
         self, source: Source, rf: RemoteFile, manifest: RawManifest, known: dict[str, tuple[int, int, str]]
     ) -> Outcome:
+        """One file: reused when present and verified, else received and committed, and recorded."""
+        got = self._reuse_or_receive(source, rf, manifest, known)
+        return got if isinstance(got, Outcome) else self._commit_and_record(source, got, manifest)
+
+    def _reuse_or_receive(
+        self, source: Source, rf: RemoteFile, manifest: RawManifest, known: dict[str, tuple[int, int, str]]
+    ) -> Outcome | _Received:
+        """The outcome of a file already present (skipped) or that failed, else its verified bytes, received
+        but not yet committed (the network part of a download: what holds a connection)."""
         raw_root = source.settings.raw_dir(source.recipe.name)
         dest = source.raw_dir / rf.path
-        key = os.path.relpath(dest, raw_root)
+        reused = self._reuse(source, rf, dest, os.path.relpath(dest, raw_root), manifest, known)
+        if reused is not None:
+            return reused
+        try:
+            return self.receive(source, rf, dest, raw_root)
+        except Exception as e:  # noqa: BLE001 - every failure becomes the file's outcome (or stops the run)
+            return self._failed(rf, dest, e)
+
+    def _reuse(
+        self,
+        source: Source,
+        rf: RemoteFile,
+        dest: Path,
+        key: str,
+        manifest: RawManifest,
+        known: dict[str, tuple[int, int, str]],
+    ) -> Outcome | None:
+        """Skipped: the file is present as its manifest row says, or it hashes to the expected sums (then
+        recorded). None: it must be downloaded."""
         try:
             st = dest.stat()
         except FileNotFoundError:
-            st = None
-        if st is not None:
-            row = known.get(key)
-            if row and row[:2] == (st.st_size, st.st_mtime_ns) and rf.sha256 in (None, row[2]):
-                return Outcome(rf, "skipped", st.st_size, row[2])
-            if rf.sha256 or rf.md5:
-                hashes = _hash_file(dest, "sha256", "md5")
-                if (rf.sha256 or hashes["sha256"]) == hashes["sha256"] and (
-                    rf.md5 or hashes["md5"]
-                ) == hashes["md5"]:
-                    manifest.put(
-                        Entry(
-                            key,
-                            st.st_size,
-                            st.st_mtime_ns,
-                            hashes["sha256"],
-                            source.spec.id,
-                            rf.url,
-                            "",
-                            time.time(),
-                            time.time(),
-                        )
-                    )
-                    return Outcome(rf, "skipped", st.st_size, hashes["sha256"])
-        try:
-            size, digest, etag = self.fetch(source, rf, dest, raw_root)
-        except AccessError as e:
-            return Outcome(rf, "failed", error=str(e), access_denied=True)
-        except OSError as e:
-            if is_disk_full(e):
-                raise space.full_line(dest.parent, rf.size) from None
-            return Outcome(rf, "failed", error=redaction.redact(str(e)))
-        except TransferError as e:
-            return Outcome(rf, "failed", error=redaction.redact(str(e)))
-        st = dest.stat()
+            return None
+        row = known.get(key)
+        if row and row[:2] == (st.st_size, st.st_mtime_ns) and rf.sha256 in (None, row[2]):
+            return Outcome(rf, "skipped", st.st_size, row[2])
+        if not (rf.sha256 or rf.md5):
+            return None
+        hashes = _hash_file(dest, "sha256", "md5")
+        if (rf.sha256 or hashes["sha256"]) != hashes["sha256"] or (rf.md5 or hashes["md5"]) != hashes["md5"]:
+            return None
         now = time.time()
+        url = redaction.redact_url(rf.url)
         manifest.put(
-            Entry(
-                key,
-                size,
-                st.st_mtime_ns,
-                digest,
-                source.spec.id,
-                redaction.redact_url(rf.url),
-                etag,
-                now,
-                now,
-            )
+            Entry(key, st.st_size, st.st_mtime_ns, hashes["sha256"], source.spec.id, url, "", now, now)
         )
-        return Outcome(rf, "downloaded", size, digest)
+        return Outcome(rf, "skipped", st.st_size, hashes["sha256"])
+
+    @staticmethod
+    def _failed(rf: RemoteFile, dest: Path, e: Exception) -> Outcome:
+        """A download's exception as the file's outcome; a full disk stops the whole run instead."""
+        if isinstance(e, AccessError):
+            return Outcome(rf, "failed", error=str(e), access_denied=True)
+        if isinstance(e, OSError) and is_disk_full(e):
+            raise space.full_line(dest.parent, rf.size) from None
+        if isinstance(e, OSError | TransferError):
+            return Outcome(rf, "failed", error=redaction.redact(str(e)))
+        raise e
+
+    def _commit_and_record(self, source: Source, got: _Received, manifest: RawManifest) -> Outcome:
+        """Commit received bytes under their final name, then record them in the manifest."""
+        try:
+            size, digest, etag = self._commit(got)
+        except Exception as e:  # noqa: BLE001 - as in _reuse_or_receive
+            return self._failed(got.asked, got.dest, e)
+        st = got.dest.stat()
+        now = time.time()
+        raw_root = source.settings.raw_dir(source.recipe.name)
+        key = os.path.relpath(got.dest, raw_root)
+        url = redaction.redact_url(got.asked.url)
+        manifest.put(Entry(key, size, st.st_mtime_ns, digest, source.spec.id, url, etag, now, now))
+        return Outcome(got.asked, "downloaded", size, digest)
 
     @staticmethod
     def _skip_unchanged(
@@ -500,15 +622,15 @@ class Downloader:
             hosts.setdefault(urlsplit(rf.url).netloc, threading.Semaphore(self.per_host))
         denied: dict[int, str] = {}
 
-        def work(job: tuple[Source, RemoteFile]) -> Outcome:
+        def work(job: tuple[Source, RemoteFile]) -> Outcome | _Received:
             source, rf = job
             if id(source) in denied:
                 return Outcome(rf, "failed", error=denied[id(source)], access_denied=True)
             with hosts[urlsplit(rf.url).netloc]:
                 if id(source) in denied:
                     return Outcome(rf, "failed", error=denied[id(source)], access_denied=True)
-                out = self.download_one(source, rf, manifest, known)
-            if out.access_denied:
+                out = self._reuse_or_receive(source, rf, manifest, known)
+            if isinstance(out, Outcome) and out.access_denied:
                 denied[id(source)] = out.error
             return out
 
@@ -519,11 +641,41 @@ class Downloader:
         if not jobs:
             return outcomes
         workers = max(1, min(len(jobs), self.per_host * len(hosts), 64))
-        with ThreadPoolExecutor(workers, thread_name_prefix="climb-dl") as pool:
-            futures = [pool.submit(work, j) for j in jobs]
+        outcomes += self._transfer_all(jobs, work, workers, manifest)
+        return outcomes
+
+    def _transfer_all(
+        self,
+        jobs: list[tuple[Source, RemoteFile]],
+        work: Callable[[tuple[Source, RemoteFile]], Outcome | _Received],
+        workers: int,
+        manifest: RawManifest,
+    ) -> list[Outcome]:
+        """`work` on every job in a pool of `workers`, and each received file's commit (fsync, rename,
+        manifest row) in a small pool beside it, so a connection goes on to its next file while the disk syncs
+        the last one (~5-10 ms per file on ext4: a sixth of a 50 ms request). Outcomes in completion order."""
+        outcomes: list[Outcome] = []
+        finished: SimpleQueue[tuple[Future[Any], Source]] = SimpleQueue()
+        futures: list[Future[Any]] = []
+
+        def submit(ex: ThreadPoolExecutor, source: Source, fn: Callable[..., Any], *args: Any) -> None:
+            fut = ex.submit(fn, *args)
+            futures.append(fut)
+            fut.add_done_callback(lambda f: finished.put((f, source)))
+
+        with (
+            ThreadPoolExecutor(workers, thread_name_prefix="climb-dl") as pool,
+            ThreadPoolExecutor(min(workers, COMMITTERS), thread_name_prefix="climb-commit") as committer,
+        ):
+            for job in jobs:
+                submit(pool, job[0], work, job)
             try:
-                for fut in as_completed(futures):
+                while len(outcomes) < len(jobs):
+                    fut, source = finished.get()
                     out = fut.result()
+                    if isinstance(out, _Received):  # received: its commit follows
+                        submit(committer, source, self._commit_and_record, source, out, manifest)
+                        continue
                     outcomes.append(out)
                     self.progress.file_done(out)
             except BaseException:

@@ -53,6 +53,8 @@ SECRETS = (
     "s3-secret-Ozmoo-3d7f-secret",
     # AWS credentials for PhysioNet's AWS copies (--mirror aws)
     "aws-secret-Frobozz-91c4-secret",
+    # a signed URL's signature (tests/test_transfer.py)
+    "sig-Wumpus-5e8d-secret",
 )
 S3_KEY_ID = "AKIACLIMBTEST0000001"
 SHARED_WFDB = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "wfdb"

@@ -362,3 +362,59 @@ def test_trickle_then_a_good_answer_completes(
     time.sleep(0.5)  # the fake logs the cut-off request when its next write fails
     first, second = sorted(_file_requests(server), key=lambda r: r.started)
     assert first.fault == "trickle" and second.status == 206
+
+
+def test_many_files_reuse_their_connections(tmp_path: Path, server: FakePhysioNet, mirror_copy: Path) -> None:
+    """40 files over 4 connections per host: one GET per file and one for SHA256SUMS.txt (no HEAD, no
+    listing), on at most 4 kept-alive connections for the files plus the one that fetched the list
+    (counted at the server); every file committed and recorded, no partial file left behind."""
+    many = mirror_copy / "many"
+    many.mkdir()
+    for i in range(40):
+        (many / f"f{i:02d}.dat").write_bytes(os.urandom(1000 + i))
+    write_sha256sums(mirror_copy)
+    settings = fast_settings(tmp_path, {"physionet": server.base_url}, connections_per_host=4)
+    before = server.connections
+    report = download(_recipe(tmp_path, include="many/*"), settings)
+    assert report.ok and report.count("downloaded") == 40, report.error
+    reqs = server.requests_for("/files/ptb-xl/1.0.3/*")
+    assert len(reqs) == 41 and {r.method for r in reqs} == {"GET"}
+    assert server.connections - before <= 4 + 1
+    assert len({r.client_port for r in reqs}) <= 4 + 1
+    raw = settings.raw_dir("toyecg")
+    assert not list((raw / ".climb" / "partial").rglob("*.part"))
+    from climb_cli.manifest import RawManifest
+
+    with RawManifest.for_reading(raw) as manifest:
+        rows = manifest.load_index()
+    assert {k for k in rows if k.startswith("many/")} == {f"many/f{i:02d}.dat" for i in range(40)}
+    for i in (0, 39):
+        assert (raw / f"many/f{i:02d}.dat").read_bytes() == (many / f"f{i:02d}.dat").read_bytes()
+
+
+def test_a_file_reused_by_its_hash_is_recorded_with_its_url_redacted(
+    tmp_path: Path, settings: Settings
+) -> None:
+    """A file already on disk but not in the manifest is hashed and reused; its manifest row keeps the URL
+    without the signature, as a downloaded file's row does (it had kept the signed URL whole)."""
+    import hashlib
+    import sqlite3
+
+    from climb_cli.manifest import RawManifest
+    from climb_cli.sources import make_sources
+    from climb_cli.sources.base import RemoteFile
+    from climb_cli.transfer import Downloader
+
+    source = make_sources(_recipe(tmp_path), settings)[0]
+    data = b"already here\n"
+    (source.raw_dir / "kept.dat").parent.mkdir(parents=True, exist_ok=True)
+    (source.raw_dir / "kept.dat").write_bytes(data)
+    signed = "https://bucket.example/kept.dat?X-Amz-Signature=sig-Wumpus-5e8d-secret&X-Amz-Expires=60"
+    rf = RemoteFile("kept.dat", signed, sha256=hashlib.sha256(data).hexdigest())
+    with RawManifest.for_dataset(settings.raw_dir("toyecg")) as manifest:
+        out = Downloader.from_settings(settings).download_one(source, rf, manifest, {})
+    assert out.status == "skipped"
+    db = sqlite3.connect(settings.raw_dir("toyecg") / ".climb" / "manifest.sqlite")
+    (url,) = db.execute("SELECT url FROM files WHERE path = 'kept.dat'").fetchone()
+    db.close()
+    assert "sig-Wumpus" not in url and url.startswith("https://bucket.example/kept.dat?")

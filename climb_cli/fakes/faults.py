@@ -11,8 +11,10 @@ What lives here, and why together:
   unsatisfiable -> 416, ``If-Range``, ``If-None-Match``/``If-Modified-Since`` -> 304, ``If-Match``/
   ``If-Unmodified-Since`` -> 412, HEAD.  Faults are applied here, so every fake gets them for free.
 * :class:`FakeHTTPServer` / :class:`BaseFakeHandler` -- a ``ThreadingHTTPServer`` on 127.0.0.1 speaking
-  HTTP/1.1 with keep-alive, daemon threads, an optional per-response latency and a request log
-  (:class:`RequestRecord`).  A concrete fake subclasses both and implements ``route()``.
+  HTTP/1.1 with keep-alive, daemon threads, an optional latency added to every request before it is
+  answered (listings, errors and redirects too, as a proxy or a long round trip adds it), a request log
+  (:class:`RequestRecord`) and a count of the TCP connections accepted.  A concrete fake subclasses both
+  and implements ``route()``.
 
 Nothing in this module knows about PhysioNet, Kaggle or Zenodo.
 """
@@ -338,6 +340,7 @@ class _ThreadingServer(ThreadingHTTPServer):
     def process_request(self, request: Any, client_address: Any) -> None:
         with self._conn_lock:
             self._connections.add(request)
+            self.fake.connections += 1
         super().process_request(request, client_address)
 
     def shutdown_request(self, request: Any) -> None:
@@ -537,6 +540,7 @@ class FakeHTTPServer:
         self.latency = latency
         self.faults = faults if faults is not None else FaultPlan()
         self.log: list[RequestRecord] = []
+        self.connections = 0  # TCP connections accepted so far (keep-alive reuse: fewer than requests)
         self.errors: list[BaseException] = []  # unexpected handler exceptions (a bug in the fake)
         self._log_lock = threading.Lock()
         self._httpd: _ThreadingServer | None = None

@@ -164,6 +164,22 @@ def test_http_proxy_and_no_proxy(home: CaptureServer, monkeypatch: pytest.Monkey
         assert [c.path for c in home.seen] == ["/via-proxy"] and [c.path for c in direct.seen] == ["/direct"]
 
 
+def test_proxy_settings_changed_between_requests_of_one_session_are_followed(
+    home: CaptureServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The proxy answer is remembered per origin (for speed), but never past a change of the variables."""
+    for var in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    with FakeProxy() as proxy, ClimbSession() as s:
+        s.get(f"{home.base_url}/direct-1", timeout=5)
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        s.get(f"{home.base_url}/via-proxy", timeout=5)
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+        s.get(f"{home.base_url}/direct-2", timeout=5)
+        assert proxy.seen == [("GET", f"{home.base_url}/via-proxy")]
+        assert [c.path for c in home.seen] == ["/direct-1", "/via-proxy", "/direct-2"]
+
+
 def test_every_source_goes_through_the_proxy(
     tmp_path: Path, server: FakePhysioNet, monkeypatch: pytest.MonkeyPatch
 ) -> None:
