@@ -19,13 +19,16 @@ Window arithmetic (centre c, width w, output in [0, 1]):
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
 from climb_cli.lazy import lazy
 
-cv2 = lazy("cv2")
+if TYPE_CHECKING:  # the real modules for the type checker; at run time each loads on first use
+    import cv2
+else:
+    cv2 = lazy("cv2")
 
 WindowFunction = Literal["linear", "linear_exact", "sigmoid"]
 Interpolation = Literal["auto", "area", "linear", "cubic", "nearest", "lanczos"]

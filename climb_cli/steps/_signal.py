@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from fractions import Fraction
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
@@ -22,7 +22,10 @@ from climb_cli.errors import ItemError
 from climb_cli.lazy import lazy
 from climb_cli.steps.base import Sample
 
-_ss = lazy("scipy.signal")
+if TYPE_CHECKING:  # the real modules for the type checker; at run time each loads on first use
+    import scipy.signal as _ss
+else:
+    _ss = lazy("scipy.signal")
 
 ResampleMethod = Literal["poly", "fft", "decimate"]
 CropAlign = Literal["start", "center", "end"]

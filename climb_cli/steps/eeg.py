@@ -42,7 +42,7 @@ import re
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from pydantic import Field, field_validator, model_validator
@@ -53,8 +53,12 @@ from climb_cli.steps import _edf, _signal
 from climb_cli.steps.base import Sample, StepParams, item_errors, step
 from climb_cli.steps.base import why as _why
 
-pyedflib = lazy("pyedflib")
-_ss = lazy("scipy.signal")
+if TYPE_CHECKING:  # the real modules for the type checker; at run time each loads on first use
+    import pyedflib
+    import scipy.signal as _ss
+else:
+    pyedflib = lazy("pyedflib")
+    _ss = lazy("scipy.signal")
 
 # --------------------------------------------------------------------------------------------- helpers
 

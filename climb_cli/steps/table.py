@@ -39,7 +39,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from pydantic import Field, field_validator
@@ -49,7 +49,10 @@ from climb_cli.lazy import lazy
 from climb_cli.steps.base import Sample, StepParams, id_part, step
 from climb_cli.steps.base import why as _why
 
-pd = lazy("pandas")
+if TYPE_CHECKING:  # the real modules for the type checker; at run time each loads on first use
+    import pandas as pd
+else:
+    pd = lazy("pandas")
 
 Format = Literal["auto", "csv", "tsv", "soft", "json", "jsonl"]
 
