@@ -338,7 +338,7 @@ def _check_physionet(settings: Settings, creds: credentials.UserPassword) -> str
         modality="",
         license="",
         access="credentialed",
-        sources=[SourceSpec(kind="physionet", project="login-check", version="1")],  # type: ignore[call-arg]
+        sources=[SourceSpec(kind="physionet", project="login-check", version="1")],
     )
     src = PhysioNetSource(recipe, recipe.sources[0], settings)
     src.credentials = lambda: creds  # type: ignore[method-assign]

@@ -374,6 +374,7 @@ class BaseFakeHandler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True  # headers and body are separate writes: avoid 40 ms delayed-ACK stalls
     server_header = "fake-server/1.0"
     server: _ThreadingServer
+    _queued_headers: list[tuple[str, str]]  # headers added by queue_header, sent at end_headers
 
     # -- plumbing ---------------------------------------------------------------------------------
     def version_string(self) -> str:
@@ -404,7 +405,7 @@ class BaseFakeHandler(BaseHTTPRequestHandler):
         self.bytes_sent = 0
         self.fault_kind: str | None = None
         self._body: bytes | None = None
-        self._queued_headers: list[tuple[str, str]] = []
+        self._queued_headers = []
         self._record_obj: RequestRecord | None = None
         self._started = time.time()
         try:

@@ -51,7 +51,7 @@ def source_class(kind: str) -> type[Source] | None:
     return _registered(kind)
 
 
-def make_sources(recipe, settings) -> list[Source]:  # type: ignore[no-untyped-def]
+def make_sources(recipe, settings) -> list[Source]:
     out = []
     for spec in recipe.sources:
         cls = source_class(spec.kind)

@@ -71,7 +71,7 @@ class GrandChallengeSource(Source):
     Params = GrandChallengeParams
     params: GrandChallengeParams
 
-    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.base = self.settings.base_url("grand-challenge", DEFAULT_URL)
         self.api = f"{self.base}/api/v1/"

@@ -107,7 +107,7 @@ class KaggleSource(Source):
     Params = KaggleParams
     params: KaggleParams
 
-    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.base = self.settings.base_url("kaggle", DEFAULT_URL)
         self._signed = signed.SignedUrls(tries=_RE_RESOLVE + 1)

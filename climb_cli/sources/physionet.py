@@ -79,7 +79,7 @@ class PhysioNetSource(Source):
     Params = PhysioNetParams
     params: PhysioNetParams
 
-    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.base = self.settings.base_url("physionet", DEFAULT_URL)
         self.files_url = f"{self.base}/files/{self.params.project}/{self.params.version}/"

@@ -128,8 +128,8 @@ def window(
     a = np.asarray(x, dtype=np.float32)
     if function == "sigmoid":
         with np.errstate(over="ignore"):
-            y = 1.0 / (1.0 + np.exp(-4.0 * (a.astype(np.float64) - center) / width))
-        return y.astype(np.float32)
+            s = 1.0 / (1.0 + np.exp(-4.0 * (a.astype(np.float64) - center) / width))
+        return s.astype(np.float32)
     if function == "linear":
         offset, span = center - 0.5 - (width - 1) / 2, width - 1
     else:

@@ -190,7 +190,7 @@ def crop_or_pad(
     missing = length - n
     before = {"start": 0, "end": missing, "center": missing // 2}[align]
     after = missing - before
-    mode = "edge" if pad == "edge" and n > 0 else "constant"
+    mode: Literal["edge", "constant"] = "edge" if pad == "edge" and n > 0 else "constant"
     return np.pad(a, ((0, 0), (before, after)), mode=mode), missing
 
 

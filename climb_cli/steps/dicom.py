@@ -277,7 +277,7 @@ def _transfer_syntax(ds: Dataset, path: Path, force: bool) -> UID:
         else (_uid.ExplicitVRLittleEndian if little else _uid.ExplicitVRBigEndian)
     )
     if meta is None:
-        ds.file_meta = pydicom.Dataset()
+        ds.file_meta = pydicom.dataset.FileMetaDataset()
     ds.file_meta.TransferSyntaxUID = ts
     return ts
 
