@@ -182,6 +182,7 @@ def read_table(recipe: Recipe, settings: Settings, ref: TableRef) -> pd.DataFram
         raise RecipeError(f"{recipe.name}: reading {path} needs {e.name} (pip install {e.name})") from None
     except (ValueError, OSError, UnicodeDecodeError, KeyError, TypeError) as e:
         raise RecipeError(f"{recipe.name}: cannot read table {path} as {fmt}: {e}") from None
+    df.columns = [str(c) for c in df.columns]  # a recipe names columns as text, also a header cell 2019
     if ref.index_column and (str(df.columns[0]).startswith("Unnamed: 0") or df.columns[0] == ""):
         df = df.rename(columns={df.columns[0]: ref.index_column})
     for col, value in ref.with_columns.items():
