@@ -456,6 +456,13 @@ class BaseFakeHandler(BaseHTTPRequestHandler):
         raise NotImplementedError
 
     # -- request helpers --------------------------------------------------------------------------
+    def file_fault(self, path: str | None = None, faults: FaultPlan | None = None) -> Fault | None:
+        """The armed fault for a file response at ``path`` (default: this request's path) from ``faults``
+        (default: the fake's plan); a HEAD takes only the kinds a HEAD can show (none of the body faults)."""
+        kinds = HEAD_FAULT_KINDS if self.command == "HEAD" else None
+        plan = self.fake.faults if faults is None else faults
+        return plan.take(self.url_path if path is None else path, kinds=kinds)
+
     @property
     def url_path(self) -> str:
         """The percent-decoded path, without the query string."""
