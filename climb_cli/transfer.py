@@ -172,7 +172,7 @@ class Downloader:
             self._dirs.add(path)
 
     @classmethod
-    def from_settings(cls, settings, progress: Progress | None = None) -> Downloader:  # type: ignore[no-untyped-def]
+    def from_settings(cls, settings, progress: Progress | None = None) -> Downloader:
         return cls(
             settings_retries=settings.retries,
             backoff=settings.backoff,
@@ -295,7 +295,7 @@ class Downloader:
                             self.progress.advance(len(chunk))
                             guard.wrote(len(chunk), declared - written if declared is not None else None)
                             stall.tick(len(chunk), written)
-                    except (*_NETWORK_ERRORS, _Stalled) as e:
+                    except _NETWORK_ERRORS + (_Stalled,) as e:
                         out.flush()
                         part.save_meta()
                         why = (
