@@ -23,6 +23,7 @@ import string
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import pandas as pd
 
@@ -138,7 +139,7 @@ def read_table(recipe: Recipe, settings: Settings, ref: TableRef) -> pd.DataFram
                 import gzip
 
                 opener = gzip.open if head == b"\x1f\x8b" else open
-                with opener(path, "rt", encoding="utf-8") as fh:  # type: ignore[operator]
+                with opener(path, "rt", encoding="utf-8") as fh:
                     values = [ln.rstrip("\r\n") for ln in fh]
                 values = [v for v in values if v.strip() != ""]
                 cols = ref.columns or ["value"]
@@ -189,12 +190,17 @@ def read_table(recipe: Recipe, settings: Settings, ref: TableRef) -> pd.DataFram
         df[col] = value
     for col, template in ref.derive.items():
         try:
-            df[col] = [template.format(**r) for r in df.to_dict("records")] if len(df) else []
+            df[col] = [template.format(**r) for r in _records_of(df)] if len(df) else []
         except (KeyError, ValueError, IndexError) as e:
             raise RecipeError(
                 f"{recipe.name}: {ref.path}: derive {col}: {template!r} fails ({e!r})"
             ) from None
     return df
+
+
+def _records_of(df: pd.DataFrame) -> list[dict[str, str]]:
+    """The rows of a table from read_table (text labels, text cells) as dicts."""
+    return cast("list[dict[str, str]]", df.to_dict("records"))
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -374,10 +380,11 @@ class _Labeler:
             out = []
             for c in codes:
                 if c in s.values:
-                    if s.values[c] is None:
+                    mapped = s.values[c]
+                    if mapped is None:
                         raise Drop(f"label {c!r} is dropped by the recipe")
-                    if s.values[c] != "":  # "": this label is removed, the item stays (QUILT's Unknown)
-                        out.append(s.values[c])  # type: ignore[arg-type]
+                    if mapped != "":  # "": this label is removed, the item stays (QUILT's Unknown)
+                        out.append(mapped)
                 else:
                     out.append(c)
             codes = out
@@ -546,7 +553,7 @@ def build_index(recipe: Recipe, settings: Settings, where: dict[str, list[str]] 
             f"{recipe.name}: the index table has no column(s) {absent} "
             f"(columns: {', '.join(map(str, df.columns[:12]))}...)"
         )
-    rows: list[dict[str, str]] = df.to_dict("records")
+    rows = _records_of(df)
     classes = list(ix.labels.classes or ix.labels.columns or [])
     labeler = _Labeler(recipe, settings, ix.labels, classes)
     if ix.labels.discover:
@@ -623,10 +630,10 @@ def build_index(recipe: Recipe, settings: Settings, where: dict[str, list[str]] 
         except (ValueError, KeyError, IndexError) as e:
             rejected.append((item_id, f"cannot build input path: {e}"))
             continue
-        extra = {}
-        for k in ix.keep:
-            vals = list(dict.fromkeys(str(r[k]) for r in group))
-            extra[k] = vals[0] if len(vals) == 1 else json.dumps(vals)
+        extra: dict[str, str] = {}
+        for col in ix.keep:
+            vals = list(dict.fromkeys(str(r[col]) for r in group))
+            extra[col] = vals[0] if len(vals) == 1 else json.dumps(vals)
         if ix.labels.raw_column:
             raw = [labeler.raw(r) for r in group]
             extra[ix.labels.raw_column] = json.dumps(raw[0] if len(raw) == 1 else raw, sort_keys=True)
