@@ -41,7 +41,6 @@ from pathlib import Path
 from urllib.parse import parse_qs, quote, urlsplit
 
 from climb_cli.fakes.faults import (
-    HEAD_FAULT_KINDS,
     BaseFakeHandler,
     FakeHTTPServer,
     Fault,
@@ -386,8 +385,7 @@ class _PhysioNetHandler(BaseFakeHandler):
         if not target.is_file():
             self._nginx_error(404)
             return
-        kinds = HEAD_FAULT_KINDS if self.command == "HEAD" else None
-        fault = self.fake.faults.take(self.url_path, kinds=kinds)
+        fault = self.file_fault()
         serve_bytes(
             self,
             target,
@@ -399,8 +397,7 @@ class _PhysioNetHandler(BaseFakeHandler):
 
     def _serve_zip(self, project: FakeProject, extra: list[tuple[str, str]]) -> None:
         data, mtime = self.fake._zip_bytes(project)
-        kinds = HEAD_FAULT_KINDS if self.command == "HEAD" else None
-        fault = self.fake.faults.take(self.url_path, kinds=kinds)
+        fault = self.file_fault()
         serve_bytes(
             self,
             data,
