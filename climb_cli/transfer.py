@@ -47,6 +47,7 @@ from climb_cli.net.retry import (
     RetryPolicy,
     retry_after_seconds,
 )
+from climb_cli.settings import Settings
 from climb_cli.sources.base import RemoteFile, Source
 
 SIDECAR_MIN = 1024 * 1024  # below this, a transfer killed mid-way restarts instead of resuming
@@ -172,7 +173,7 @@ class Downloader:
             self._dirs.add(path)
 
     @classmethod
-    def from_settings(cls, settings, progress: Progress | None = None) -> Downloader:
+    def from_settings(cls, settings: Settings, progress: Progress | None = None) -> Downloader:
         return cls(
             settings_retries=settings.retries,
             backoff=settings.backoff,

@@ -7,10 +7,14 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from climb_cli.plugins import load_package_modules
 from climb_cli.sources.base import Source
+
+if TYPE_CHECKING:
+    from climb_cli.recipe import Recipe
+    from climb_cli.settings import Settings
 
 
 def _load_all() -> None:
@@ -51,8 +55,8 @@ def source_class(kind: str) -> type[Source] | None:
     return _registered(kind)
 
 
-def make_sources(recipe, settings) -> list[Source]:
-    out = []
+def make_sources(recipe: Recipe, settings: Settings) -> list[Source]:
+    out: list[Source] = []
     for spec in recipe.sources:
         cls = source_class(spec.kind)
         assert cls is not None, spec.kind  # recipe validation guarantees it
