@@ -21,7 +21,7 @@ def _load_all() -> None:
     load_package_modules(__name__, __path__)
 
 
-def _all_subclasses(cls: type) -> list[type]:
+def _all_subclasses(cls: type[object]) -> list[type]:
     out: list[type] = []
     for sub in cls.__subclasses__():
         out.append(sub)
@@ -31,7 +31,7 @@ def _all_subclasses(cls: type) -> list[type]:
 
 def source_kinds() -> list[str]:
     _load_all()
-    return sorted({c.kind for c in _all_subclasses(Source) if getattr(c, "kind", None)})
+    return sorted({kind for c in _all_subclasses(Source) if (kind := getattr(c, "kind", None))})
 
 
 def _registered(kind: str) -> type[Source] | None:
