@@ -24,7 +24,7 @@ import stat
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 #: kind -> file-name suffixes (lower case)
 SUFFIXES = {"rar": (".rar",), "7z": (".7z",)}
@@ -46,6 +46,12 @@ def kind_of(name: str) -> str | None:
         if n.endswith(suffixes):
             return kind
     return None
+
+
+class Reader(Protocol):
+    """What a backend's open() yields: a member's bytes by read(n), n < 0 meaning to the end."""
+
+    def read(self, n: int = -1, /) -> bytes: ...
 
 
 def open_backend(path: Path, kind: str) -> RarBackend | SevenZipBackend:
@@ -96,7 +102,7 @@ class RarBackend:
         return out
 
     @contextlib.contextmanager
-    def open(self, ref: Any) -> Iterator[IO[bytes]]:
+    def open(self, ref: Any) -> Iterator[Reader]:
         try:
             fh = self._rar.open(ref)
         except self._mod.RarCannotExec:
@@ -170,11 +176,12 @@ class SevenZipBackend:
         return out
 
     @contextlib.contextmanager
-    def open(self, ref: Any) -> Iterator[IO[bytes]]:
-        pipe = _Pipe()
-        mod = self._mod
+    def open(self, ref: Any) -> Iterator[Reader]:
+        from py7zr.io import Py7zIO, WriterFactory
 
-        class _Writer(mod.io.Py7zIO):  # type: ignore[name-defined,misc]
+        pipe = _Pipe()
+
+        class _Writer(Py7zIO):
             def write(self, s: bytes | bytearray) -> int:
                 pipe.put(bytes(s))
                 return len(s)
@@ -191,7 +198,7 @@ class SevenZipBackend:
             def size(self) -> int:
                 return 0
 
-        class _Factory(mod.io.WriterFactory):  # type: ignore[name-defined,misc]
+        class _Factory(WriterFactory):
             def create(self, filename: str) -> Any:
                 return _Writer()
 
@@ -209,7 +216,7 @@ class SevenZipBackend:
         t = threading.Thread(target=work, name="climb-7z", daemon=True)
         t.start()
         try:
-            yield pipe  # type: ignore[misc]
+            yield pipe
         finally:
             pipe.cancel()
             t.join()

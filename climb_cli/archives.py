@@ -349,7 +349,7 @@ class _Reader:
             return
         if self._zip is not None:
             try:
-                fh: IO[bytes] = self._zip.open(ref)
+                fh = self._zip.open(ref)
             except NotImplementedError as e:
                 raise self._reject(ref.filename, f"unsupported compression ({e})") from None
         elif self._tar is not None:

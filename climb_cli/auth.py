@@ -33,7 +33,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, urlparse, urlsplit
 
 import requests
 
@@ -89,9 +89,7 @@ def access_reason(source: Source | None, error: BaseException | str | None = Non
 
 
 def physionet_host(settings: Settings) -> str:
-    return (
-        requests.utils.urlparse(settings.base_url("physionet", PHYSIONET_DEFAULT)).hostname or "physionet.org"
-    )
+    return urlparse(settings.base_url("physionet", PHYSIONET_DEFAULT)).hostname or "physionet.org"
 
 
 def status(settings: Settings) -> list[dict[str, Any]]:
@@ -338,7 +336,7 @@ def _check_physionet(settings: Settings, creds: credentials.UserPassword) -> str
         modality="",
         license="",
         access="credentialed",
-        sources=[SourceSpec(kind="physionet", project="login-check", version="1")],  # type: ignore[call-arg]
+        sources=[SourceSpec(kind="physionet", project="login-check", version="1")],
     )
     src = PhysioNetSource(recipe, recipe.sources[0], settings)
     src.credentials = lambda: creds  # type: ignore[method-assign]

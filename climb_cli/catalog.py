@@ -134,7 +134,7 @@ class Catalog:
             return self.load_all()
         if not names:
             raise UsageError("name at least one dataset, or use --all")
-        loaded = {}
+        loaded: dict[str, Recipe] = {}
         for n in names:
             r = self.load(n)
             loaded.setdefault(r.name, r)

@@ -63,7 +63,7 @@ class State:
 
 
 def _state(ctx: typer.Context) -> State:
-    return ctx.ensure_object(State)  # type: ignore[no-any-return]
+    return ctx.ensure_object(State)
 
 
 def _version(value: bool) -> None:
@@ -1010,8 +1010,8 @@ def plan(
             from climb_cli.acquire import plan as list_files
 
             try:
-                p = list_files(r, settings, with_sizes=True)
-                exact = (p.files, p.total_bytes)
+                listed = list_files(r, settings, with_sizes=True)
+                exact = (listed.files, listed.total_bytes)
             except ClimbError as e:
                 failed.append((r.name, str(e)))
         plans.append(
@@ -1164,7 +1164,7 @@ def steps(
     """
     from climb_cli.steps.base import registry
 
-    out = []
+    out: list[dict[str, Any]] = []
     for name, s in registry().items():
         params = []
         for pname, f in s.params.model_fields.items():
@@ -1183,12 +1183,12 @@ def steps(
         _print_json(out)
         return
     current = None
-    for s in out:
-        if s["modality"] != current:
-            current = s["modality"]
+    for entry in out:
+        if entry["modality"] != current:
+            current = entry["modality"]
             ui.say(f"\n[{current}]")
-        ui.say(f"  {s['name']}: {s['doc']}")
-        for p in s["params"]:
+        ui.say(f"  {entry['name']}: {entry['doc']}")
+        for p in entry["params"]:
             d = "required" if p["required"] else f"default {p['default']!r}"
             ui.say(f"      {p['name']}: {p['type']} ({d}){' - ' + p['help'] if p['help'] else ''}")
 

@@ -170,9 +170,9 @@ def build_ptbxl_like(root: Path, records: int = 120, seed: int = 0) -> DemoProje
         for cls in {SUPERCLASS[c] for c in codes if c in SUPERCLASS}:
             project.classes[cls] = project.classes.get(cls, 0) + 1
     with open(root / "ptbxl_database.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=DB_COLUMNS, lineterminator="\n")
-        w.writeheader()
-        w.writerows(rows)
+        db = csv.DictWriter(f, fieldnames=DB_COLUMNS, lineterminator="\n")
+        db.writeheader()
+        db.writerows(rows)
     with open(root / "scp_statements.csv", "w", newline="") as f:
         w = csv.writer(f, lineterminator="\n")
         w.writerow(

@@ -42,7 +42,7 @@ def usable_cpus(cgroup_root: Path = Path("/sys/fs/cgroup")) -> tuple[int, str]:
 
 
 def _cgroup_quota(root: Path) -> int | None:
-    candidates = [(root / "cpu.max", None)]  # v2: "<quota|max> <period>"
+    candidates: list[tuple[Path, Path | None]] = [(root / "cpu.max", None)]  # v2: "<quota|max> <period>"
     for d in ("cpu", "cpu,cpuacct", "cpuacct,cpu"):  # v1
         candidates.append((root / d / "cpu.cfs_quota_us", root / d / "cpu.cfs_period_us"))
     for quota_file, period_file in candidates:

@@ -29,7 +29,7 @@ class AccessError(ClimbError):
         super().__init__(message)
         self.reason = reason
 
-    def __reduce__(self):  # type: ignore[no-untyped-def]
+    def __reduce__(self) -> tuple[type[ClimbError], tuple[str, str | None]]:
         return (type(self), (str(self), self.reason))
 
 

@@ -23,6 +23,7 @@ import string
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import pandas as pd
 
@@ -138,7 +139,7 @@ def read_table(recipe: Recipe, settings: Settings, ref: TableRef) -> pd.DataFram
                 import gzip
 
                 opener = gzip.open if head == b"\x1f\x8b" else open
-                with opener(path, "rt", encoding="utf-8") as fh:  # type: ignore[operator]
+                with opener(path, "rt", encoding="utf-8") as fh:
                     values = [ln.rstrip("\r\n") for ln in fh]
                 values = [v for v in values if v.strip() != ""]
                 cols = ref.columns or ["value"]
@@ -182,18 +183,24 @@ def read_table(recipe: Recipe, settings: Settings, ref: TableRef) -> pd.DataFram
         raise RecipeError(f"{recipe.name}: reading {path} needs {e.name} (pip install {e.name})") from None
     except (ValueError, OSError, UnicodeDecodeError, KeyError, TypeError) as e:
         raise RecipeError(f"{recipe.name}: cannot read table {path} as {fmt}: {e}") from None
+    df.columns = [str(c) for c in df.columns]  # a recipe names columns as text, also a header cell 2019
     if ref.index_column and (str(df.columns[0]).startswith("Unnamed: 0") or df.columns[0] == ""):
         df = df.rename(columns={df.columns[0]: ref.index_column})
     for col, value in ref.with_columns.items():
         df[col] = value
     for col, template in ref.derive.items():
         try:
-            df[col] = [template.format(**r) for r in df.to_dict("records")] if len(df) else []
+            df[col] = [template.format(**r) for r in _records_of(df)] if len(df) else []
         except (KeyError, ValueError, IndexError) as e:
             raise RecipeError(
                 f"{recipe.name}: {ref.path}: derive {col}: {template!r} fails ({e!r})"
             ) from None
     return df
+
+
+def _records_of(df: pd.DataFrame) -> list[dict[str, str]]:
+    """The rows of a table from read_table (text labels, text cells) as dicts."""
+    return cast("list[dict[str, str]]", df.to_dict("records"))
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -373,10 +380,11 @@ class _Labeler:
             out = []
             for c in codes:
                 if c in s.values:
-                    if s.values[c] is None:
+                    mapped = s.values[c]
+                    if mapped is None:
                         raise Drop(f"label {c!r} is dropped by the recipe")
-                    if s.values[c] != "":  # "": this label is removed, the item stays (QUILT's Unknown)
-                        out.append(s.values[c])  # type: ignore[arg-type]
+                    if mapped != "":  # "": this label is removed, the item stays (QUILT's Unknown)
+                        out.append(mapped)
                 else:
                     out.append(c)
             codes = out
@@ -520,7 +528,7 @@ def build_index(recipe: Recipe, settings: Settings, where: dict[str, list[str]] 
     df = load_table(recipe, settings, where)
     dropped: Counter[str] = Counter(df.attrs.get("excluded", {}))
     _check_columns(recipe, df, _needed_columns(ix))
-    rows: list[dict[str, str]] = df.to_dict("records")
+    rows = _records_of(df)
     classes = list(ix.labels.classes or ix.labels.columns or [])
     labeler = _Labeler(recipe, settings, ix.labels, classes)
     if ix.labels.discover:

@@ -5,6 +5,16 @@ every worker), but each only needs its libraries when one of its steps runs. `la
 returns a stand-in that imports the real module on first attribute access, so a CLI command
 that never runs a step does not pay ~2 s of imports, and a worker imports only what its
 recipe's steps use.
+
+The stand-in is untyped, so a module that uses it names the real module for the type checker:
+
+    if TYPE_CHECKING:
+        import SimpleITK as sitk
+    else:
+        sitk = lazy("SimpleITK")
+
+mypy then checks every `sitk.` call against SimpleITK's own types, while at run time nothing is
+imported until the first attribute access.
 """
 
 from __future__ import annotations

@@ -32,6 +32,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 
 import pyarrow as pa
@@ -280,7 +281,7 @@ def _reusable(
             done["rows"],
             done["bytes"],
             done["sha256"],
-            errors,  # type: ignore[arg-type]
+            errors,
             done["classes"],
             True,
             spec.digest,
@@ -838,7 +839,7 @@ def _plan(
     first_item = index.items[0]
     for item in index.items[:PROBE_LIMIT]:
         try:
-            sample, peak = measure_peak(lambda item=item: process_item(item, raw_root, steps))
+            sample, peak = measure_peak(partial(process_item, item, raw_root, steps))
             probes.append(sample)
         except ItemError as e:
             probe_errors.append(f"{item.id}: {e}")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -677,7 +677,7 @@ def _fmt_loc(loc: tuple[Any, ...]) -> str:
     return out or "(top)"
 
 
-def _fmt_msg(err: dict[str, Any]) -> str:
+def _fmt_msg(err: Mapping[str, Any]) -> str:
     t, ctx = err.get("type", ""), err.get("ctx") or {}
     simple = {
         "greater_than": "must be > {gt}",
@@ -765,6 +765,7 @@ def _parse_steps(raw: Any, where: _Located) -> list[dict[str, Any]]:
     known = registry()
     out: list[dict[str, Any]] = []
     for i, entry in enumerate(raw):
+        params: Any
         if isinstance(entry, str):
             name, params = entry, {}
         elif isinstance(entry, dict) and len(entry) == 1:
@@ -870,8 +871,8 @@ def _check_references(recipe: Recipe, where: _Located) -> None:
     for j, join in enumerate(ix.join):
         refs.append((("index", "join", j, "table", "source"), join.table.source))
     if ix.split.membership:
-        for k, ref in ix.split.membership.files.items():
-            refs.append((("index", "split", "membership", "files", k, "source"), ref.source))
+        for name, table in ix.split.membership.files.items():
+            refs.append((("index", "split", "membership", "files", name, "source"), table.source))
     if ix.labels.map:
         refs.append((("index", "labels", "map", "table", "source"), ix.labels.map.table.source))
     refs.append((("index", "inputs_source"), ix.inputs_source))

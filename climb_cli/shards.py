@@ -84,11 +84,11 @@ def build_schema(
         pa.field("source_sha256", pa.list_(pa.string())),
         pa.field("recipe_hash", pa.string()),
     ]
-    meta = {
+    schema_meta = {
         b"climb.classes": json.dumps(classes).encode(),
         b"climb.layout": b"arrays are flat row-major; see <name>_shape",
     }
-    return pa.schema(fields, metadata=meta)
+    return pa.schema(fields, metadata=schema_meta)
 
 
 def to_row(
@@ -127,7 +127,7 @@ def to_row(
 def _columns(schema: pa.Schema, rows: list[dict[str, Any]]) -> pa.Table:
     arrays = []
     for f in schema:
-        values = [r.get(f.name) for r in rows]
+        values: list[Any] = [r.get(f.name) for r in rows]
         if pa.types.is_list(f.type) and isinstance(values[0], np.ndarray):
             flat = np.concatenate(values) if values else np.array([])
             offsets = np.zeros(len(values) + 1, dtype=np.int32)
@@ -261,7 +261,7 @@ class NpzShardWriter:
         rows, out = self._rows, {}
         arrays = {f.name for f in self.schema if f"{f.name}_shape" in self.schema.names}
         for f in self.schema:
-            values = [r.get(f.name) for r in rows]
+            values: list[Any] = [r.get(f.name) for r in rows]
             if f.name in arrays:
                 shapes = [tuple(r[f"{f.name}_shape"]) for r in rows]
                 dtype = f.type.value_type.to_pandas_dtype()

@@ -162,7 +162,7 @@ class Remote:
             if i.type == pafs.FileType.File
         }
 
-    def open_input_file(self, rel: str) -> pafs.NativeFile:  # type: ignore[name-defined]
+    def open_input_file(self, rel: str) -> pafs.NativeFile:
         return self.fs.open_input_file(self.path(rel))
 
 

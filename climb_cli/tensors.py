@@ -108,7 +108,7 @@ def apply(img: np.ndarray, spec: Mapping[str, Any]) -> np.ndarray:
     if resize is not None:
         new_h, new_w = resize(pil.height, pil.width, int(spec.get("size", 224)))
         if (new_h, new_w) != (pil.height, pil.width):
-            pil = pil.resize((new_w, new_h), Image.BILINEAR)
+            pil = pil.resize((new_w, new_h), Image.Resampling.BILINEAR)
     x = np.asarray(pil, dtype=np.float32) / 255.0
     x = x[None] if x.ndim == 2 else np.transpose(x, (2, 0, 1))
     mean, std = spec.get("mean"), spec.get("std")

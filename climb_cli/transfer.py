@@ -52,6 +52,7 @@ from climb_cli.net.retry import (
     RetryPolicy,
     retry_after_seconds,
 )
+from climb_cli.settings import Settings
 from climb_cli.sources.base import RemoteFile, Source
 
 SIDECAR_MIN = 1024 * 1024  # below this, a transfer killed mid-way restarts instead of resuming
@@ -211,7 +212,7 @@ class Downloader:
             self._dirs.add(path)
 
     @classmethod
-    def from_settings(cls, settings, progress: Progress | None = None) -> Downloader:  # type: ignore[no-untyped-def]
+    def from_settings(cls, settings: Settings, progress: Progress | None = None) -> Downloader:
         return cls(
             settings_retries=settings.retries,
             backoff=settings.backoff,
@@ -392,7 +393,7 @@ class Downloader:
                     self.progress.advance(n)
                     t.guard.wrote(n, declared - written if declared is not None else None)
                     stall.tick(n, written)
-            except (*_NETWORK_ERRORS, _Stalled) as e:
+            except _NETWORK_ERRORS + (_Stalled,) as e:
                 out.flush()
                 t.part.save_meta()
                 why = str(e) if isinstance(e, _Stalled) else f"{type(e).__name__} after {written} bytes"

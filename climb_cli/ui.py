@@ -17,6 +17,7 @@ from rich.progress import (
     MofNCompleteColumn,
     ProgressColumn,
     Task,
+    TaskID,
     TaskProgressColumn,
     TextColumn,
     TimeRemainingColumn,
@@ -143,7 +144,7 @@ class TransferBar(Progress):
             self._bar.stop()
 
 
-def unit_bar(label: str, total: int | None) -> tuple[RichBar, int]:
+def unit_bar(label: str, total: int | None) -> tuple[RichBar, TaskID]:
     bar = RichBar(
         TextColumn("{task.description}"),
         BarColumn(),

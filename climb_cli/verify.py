@@ -210,15 +210,15 @@ def _verify_raw(
     known: set[str] = set()
     pins = Pins(recipe, settings)
     archive_of: dict[int, RemoteFile] = {}  # id(member file) -> its archive (what --repair fetches)
-    recorded: dict[str, Entry] | None = None
+    entries: dict[str, Entry] | None = None  # the raw manifest, read once if a source needs it
     for source in make_sources(recipe, settings):
         files = source.expected_files()
         prefix = source.spec.into + "/" if source.spec.into else ""
         if files is None:
-            if recorded is None:
+            if entries is None:
                 with RawManifest.for_dataset(raw_root) as m:
-                    recorded = m.load()
-            from_manifest = _recorded_files(source, prefix, recorded)
+                    entries = m.load()
+            from_manifest = _recorded_files(source, prefix, entries)
             if not from_manifest:
                 report.never_listed.append(source.spec.id)
                 continue

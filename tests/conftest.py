@@ -270,3 +270,16 @@ def s3(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
     stop_pool()  # loky workers started by earlier tests have the old environment: start fresh ones
     yield boto3.client("s3", endpoint_url=moto_endpoint)
     stop_pool()  # and later tests do not inherit this one's
+
+
+def client_python(variable: str, why: str) -> str:
+    """The python of an official client's own venv (named by `variable`; .ci/run makes it), for clients whose
+    dependencies cannot share climb's environment. Unset: the test skips saying `why`, or fails under CI=1,
+    where a skip would hide that the client never ran."""
+    python = os.environ.get(variable)
+    if python:
+        return python
+    message = f"{why}: set {variable} to the python of a venv that has it (.ci/run makes one)"
+    if os.environ.get("CI"):
+        pytest.fail(f"CI: {message}")
+    pytest.skip(message)

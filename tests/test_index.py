@@ -220,6 +220,27 @@ def test_tables_in_every_format(tmp_path: Path) -> None:
     assert [i.extra["meta.site"] for i in build_index(recipe, settings).items] == ["1", ""]
 
 
+def test_a_numeric_column_header_is_a_column_name_like_any_other(tmp_path: Path) -> None:
+    """A spreadsheet header cell holding a number (a year) reaches pandas as the int 2019; the recipe names
+    it as text ('2019'). It had been reported missing from a table whose column list showed it."""
+    import io
+
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    sheet = book.active
+    assert sheet is not None
+    for row in (["id", 2019], ["a", "x"], ["b", "z"]):
+        sheet.append(row)
+    buf = io.BytesIO()
+    book.save(buf)
+    table = "{path: t.xlsx, derive: {stem: '{id}-scan'}}"
+    index = _idx(table, "    kind: none", extra="  keep: ['2019', stem]\n")
+    recipe, settings = _lang(tmp_path, index, {"t.xlsx": buf.getvalue()})
+    items = build_index(recipe, settings).items
+    assert [(i.extra["2019"], i.extra["stem"]) for i in items] == [("x", "a-scan"), ("z", "b-scan")]
+
+
 def test_a_pickle_is_read_only_when_said_and_never_runs_code(tmp_path: Path) -> None:
     import pickle
 

@@ -377,6 +377,7 @@ class BaseFakeHandler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True  # headers and body are separate writes: avoid 40 ms delayed-ACK stalls
     server_header = "fake-server/1.0"
     server: _ThreadingServer
+    _queued_headers: list[tuple[str, str]]  # headers added by queue_header, sent at end_headers
 
     # -- plumbing ---------------------------------------------------------------------------------
     def version_string(self) -> str:
@@ -407,7 +408,7 @@ class BaseFakeHandler(BaseHTTPRequestHandler):
         self.bytes_sent = 0
         self.fault_kind: str | None = None
         self._body: bytes | None = None
-        self._queued_headers: list[tuple[str, str]] = []
+        self._queued_headers = []
         self._record_obj: RequestRecord | None = None
         self._started = time.time()
         try:
@@ -458,6 +459,13 @@ class BaseFakeHandler(BaseHTTPRequestHandler):
         raise NotImplementedError
 
     # -- request helpers --------------------------------------------------------------------------
+    def file_fault(self, path: str | None = None, faults: FaultPlan | None = None) -> Fault | None:
+        """The armed fault for a file response at ``path`` (default: this request's path) from ``faults``
+        (default: the fake's plan); a HEAD takes only the kinds a HEAD can show (none of the body faults)."""
+        kinds = HEAD_FAULT_KINDS if self.command == "HEAD" else None
+        plan = self.fake.faults if faults is None else faults
+        return plan.take(self.url_path if path is None else path, kinds=kinds)
+
     @property
     def url_path(self) -> str:
         """The percent-decoded path, without the query string."""

@@ -41,7 +41,6 @@ from pathlib import Path
 from urllib.parse import parse_qs, quote, urlsplit
 
 from climb_cli.fakes.faults import (
-    HEAD_FAULT_KINDS,
     BaseFakeHandler,
     FakeHTTPServer,
     Fault,
@@ -386,8 +385,7 @@ class _PhysioNetHandler(BaseFakeHandler):
         if not target.is_file():
             self._nginx_error(404)
             return
-        kinds = HEAD_FAULT_KINDS if self.command == "HEAD" else None
-        fault = self.fake.faults.take(self.url_path, kinds=kinds)
+        fault = self.file_fault()
         serve_bytes(
             self,
             target,
@@ -399,8 +397,7 @@ class _PhysioNetHandler(BaseFakeHandler):
 
     def _serve_zip(self, project: FakeProject, extra: list[tuple[str, str]]) -> None:
         data, mtime = self.fake._zip_bytes(project)
-        kinds = HEAD_FAULT_KINDS if self.command == "HEAD" else None
-        fault = self.fake.faults.take(self.url_path, kinds=kinds)
+        fault = self.file_fault()
         serve_bytes(
             self,
             data,
@@ -425,15 +422,15 @@ class _PhysioNetHandler(BaseFakeHandler):
                 if version == project_zip_label(project) + ".zip":
                     self._serve_zip(project, [])
                     return
-        project = self.fake._projects.get((slug, version))
-        if project is None or project.access != "open":
+        found = self.fake._projects.get((slug, version))
+        if found is None or found.access != "open":
             self._nginx_error(404)
             return
         if not sep:  # ".../<slug>/<version>" is a directory
             host = (self.headers.get("Host") or self.fake.host).rsplit(":", 1)[0] or self.fake.host
             self._nginx_error(301, [("Location", f"http://{host}:{self.fake.port}{path}/")])
             return
-        self._nginx_serve(project, rel, "/static/published-projects", [])
+        self._nginx_serve(found, rel, "/static/published-projects", [])
 
     # -- Django -----------------------------------------------------------------------------------
     _ROUTES: tuple[tuple[re.Pattern[str], str], ...] = (
@@ -949,7 +946,7 @@ class FakePhysioNet(FakeHTTPServer):
     ) -> None:
         """The version's zip as physionet builds it (``zip -q -X -9`` of the byte-sorted file list)."""
         label = project_zip_label(project)
-        with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as zf:  # type: ignore[arg-type]
+        with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
             for rel, st in zip(files, stats, strict=True):
                 date_time = max(time.localtime(st.st_mtime)[:6], (1980, 1, 1, 0, 0, 0))
                 info = zipfile.ZipInfo(f"{label}/{rel}", date_time=date_time)

@@ -26,7 +26,7 @@ import functools
 import os
 import socket
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
 
 import requests
@@ -36,6 +36,9 @@ from requests.utils import get_environ_proxies, requote_uri
 
 from climb_cli import redaction
 from climb_cli.errors import TransferError
+
+if TYPE_CHECKING:
+    from requests.sessions import _Settings  # a TypedDict of types-requests, not a run-time name
 
 #: headers that carry a credential (only ever sent to their own origin).
 CREDENTIAL_HEADERS = frozenset({"authorization", "cookie"})
@@ -130,9 +133,8 @@ def classify(e: requests.RequestException, url: str) -> TransferError | None:
     if isinstance(e, requests.exceptions.SSLError) and (
         "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text or "doesn't match" in text
     ):
-        why = next(
-            (str(x.verify_message) for x in chain if getattr(x, "verify_message", None)), "verify failed"
-        )
+        messages = (getattr(x, "verify_message", None) for x in chain)
+        why = next((str(m) for m in messages if m), "verify failed")
         return CertificateError(
             f"the TLS certificate of {host} could not be verified ({why}); if your network uses a private "
             f"CA or a TLS-intercepting proxy, set {CA_SETTINGS} to its CA bundle"
@@ -164,7 +166,7 @@ class ClimbSession(requests.Session):
 
     def merge_environment_settings(
         self, url: str | bytes | None, proxies: Any, stream: Any, verify: Any, cert: Any
-    ) -> dict[str, Any]:
+    ) -> _Settings:
         proxies = dict(proxies or {})
         target = url.decode() if isinstance(url, bytes) else (url or "")
         for scheme, proxy in environ_proxies(target, no_proxy=proxies.get("no_proxy")).items():

@@ -157,7 +157,10 @@ def raw_facts(raw_dir: Path) -> RawFacts | None:
         return None
     finally:
         db.close()
-    return RawFacts(*(int(v) if k < 3 else float(v) for k, v in enumerate(row)))
+    files, size, verified, first_verified, last_verified, last_fetched = row
+    return RawFacts(
+        int(files), int(size), int(verified), float(first_verified), float(last_verified), float(last_fetched)
+    )
 
 
 def outputs(recipe: Recipe, settings: Settings) -> Outputs:

@@ -173,8 +173,8 @@ def _cards(f: DatasetFacts) -> str:
         "listed below with reasons" if err else ("none" if out.manifest is not None else "not processed"),
         warn=bool(err),
     )
-    expected = [c.expected for c in f.splits if c.expected is not None]
-    exp_total = sum(expected) if expected else None
+    split_sizes = [c.expected for c in f.splits if c.expected is not None]
+    exp_total = sum(split_sizes) if split_sizes else None
     off = [c for c in (*f.splits, *f.classes) if c.differs]
     if exp_total is None:
         expect = _card("Expected", "—", "the recipe states no split sizes")

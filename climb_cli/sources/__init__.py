@@ -7,17 +7,21 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from climb_cli.plugins import load_package_modules
 from climb_cli.sources.base import Source
+
+if TYPE_CHECKING:
+    from climb_cli.recipe import Recipe
+    from climb_cli.settings import Settings
 
 
 def _load_all() -> None:
     load_package_modules(__name__, __path__)
 
 
-def _all_subclasses(cls: type) -> list[type]:
+def _all_subclasses(cls: type[object]) -> list[type]:
     out: list[type] = []
     for sub in cls.__subclasses__():
         out.append(sub)
@@ -27,7 +31,7 @@ def _all_subclasses(cls: type) -> list[type]:
 
 def source_kinds() -> list[str]:
     _load_all()
-    return sorted({c.kind for c in _all_subclasses(Source) if getattr(c, "kind", None)})
+    return sorted({kind for c in _all_subclasses(Source) if (kind := getattr(c, "kind", None))})
 
 
 def _registered(kind: str) -> type[Source] | None:
@@ -51,8 +55,8 @@ def source_class(kind: str) -> type[Source] | None:
     return _registered(kind)
 
 
-def make_sources(recipe, settings) -> list[Source]:  # type: ignore[no-untyped-def]
-    out = []
+def make_sources(recipe: Recipe, settings: Settings) -> list[Source]:
+    out: list[Source] = []
     for spec in recipe.sources:
         cls = source_class(spec.kind)
         assert cls is not None, spec.kind  # recipe validation guarantees it

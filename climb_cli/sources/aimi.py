@@ -36,6 +36,7 @@ import requests
 from pydantic import Field
 
 from climb_cli import credentials, redaction
+from climb_cli.credentials import Token
 from climb_cli.errors import AccessError, RecipeError, TransferError
 from climb_cli.net.session import ClimbSession
 from climb_cli.settings import Settings
@@ -126,7 +127,7 @@ class AimiSource(Source):
         return f"aimi container {self.params.container}"
 
     # -- the SAS ---------------------------------------------------------------------------------
-    def credentials(self) -> credentials.Token | None:
+    def credentials(self) -> Token | None:
         return credentials.aimi(self.params.container)
 
     def _sas(self) -> tuple[str, str]:
@@ -288,7 +289,7 @@ class AimiSource(Source):
         return AccessReport(name, sid, True, f"container {self.params.container} readable{until}")
 
     @classmethod
-    def check_login(cls, settings: Settings, token: credentials.Token) -> str:
+    def check_login(cls, settings: Settings, token: Token) -> str:
         """`climb auth login aimi`: list one blob with the URL; AccessError when Azure refuses it."""
         base, sas = _split(token.value)
         s = ClimbSession(USER_AGENT)  # environment proxies and CA bundle, as every other request

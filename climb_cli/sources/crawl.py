@@ -231,10 +231,10 @@ class CrawlSource(Source):
                     sums[f"{folder}/{name}" if folder else name] = digest.lower()
         out = []
         for f in files:
-            digest = sums.get(f.path)
+            listed = sums.get(f.path)
             pin = self.params.sha256.get(f.path)
-            sha256 = (pin or (digest if digest and len(digest) == 64 else None) or "").lower() or None
-            md5 = digest if digest and len(digest) == 32 else None
+            sha256 = (pin or (listed if listed and len(listed) == 64 else None) or "").lower() or None
+            md5 = listed if listed and len(listed) == 32 else None
             out.append(RemoteFile(f.path, f.url, f.size, sha256, md5))
         return out
 

@@ -43,6 +43,7 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Callable
+from functools import partial
 from typing import Any, Literal
 from urllib.parse import quote, urljoin
 
@@ -323,7 +324,7 @@ class GitHubSource(Source):
         if self.params.release is None:
             pointer = self._pointers().get(file.path) if self.params.files else None
             if pointer is not None:
-                return self._open_signed(file, headers, lambda: self._lfs_resolve(file, pointer))
+                return self._open_signed(file, headers, partial(self._lfs_resolve, file, pointer))
             auth = self._auth()
             resp = fetch(self, file.url, headers=headers, auth=auth)  # archives: the token stays on the API
             if resp.status_code in (401, 403, 404):
@@ -335,7 +336,7 @@ class GitHubSource(Source):
                 if pointer is not None:
                     resp.close()
                     self._remember(file, pointer)
-                    return self._open_signed(file, headers, lambda: self._lfs_resolve(file, pointer))
+                    return self._open_signed(file, headers, partial(self._lfs_resolve, file, pointer))
             return resp
         return self._open_signed(file, headers, lambda: self._resolve(file))
 

@@ -36,6 +36,8 @@ from pydantic import Field
 from climb_cli import credentials, redaction
 from climb_cli.errors import AccessError, TransferError
 from climb_cli.net import signed
+from climb_cli.recipe import Recipe, SourceSpec
+from climb_cli.settings import Settings
 from climb_cli.sources import _api as shared_api
 from climb_cli.sources.base import AccessReport, RemoteFile, Source, SourceParams, safe_relpath, selected
 
@@ -71,8 +73,8 @@ class GrandChallengeSource(Source):
     Params = GrandChallengeParams
     params: GrandChallengeParams
 
-    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
-        super().__init__(*args, **kwargs)
+    def __init__(self, recipe: Recipe, spec: SourceSpec, settings: Settings) -> None:
+        super().__init__(recipe, spec, settings)
         self.base = self.settings.base_url("grand-challenge", DEFAULT_URL)
         self.api = f"{self.base}/api/v1/"
         self._host = urlsplit(self.base).netloc

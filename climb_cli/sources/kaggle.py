@@ -47,6 +47,8 @@ from climb_cli import credentials, redaction
 from climb_cli.errors import AccessError, TransferError
 from climb_cli.hashing import hash_file
 from climb_cli.net import signed
+from climb_cli.recipe import Recipe, SourceSpec
+from climb_cli.settings import Settings
 from climb_cli.sources import _api as shared_api
 from climb_cli.sources.base import AccessReport, RemoteFile, Source, SourceParams, safe_relpath, selected
 
@@ -107,8 +109,8 @@ class KaggleSource(Source):
     Params = KaggleParams
     params: KaggleParams
 
-    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
-        super().__init__(*args, **kwargs)
+    def __init__(self, recipe: Recipe, spec: SourceSpec, settings: Settings) -> None:
+        super().__init__(recipe, spec, settings)
         self.base = self.settings.base_url("kaggle", DEFAULT_URL)
         self._signed = signed.SignedUrls(tries=_RE_RESOLVE + 1)
         self._lock = threading.Lock()

@@ -284,10 +284,10 @@ class ManualSource(Source):
                 p.placed += 1
         if hash_files and pins is not None and pins.enabled:  # glob matches get pinned at first sight
             explicit = {rf.path for rf in files}
-            for path in sorted({m for ms in self._glob_matches().values() for m in ms} - explicit):
-                (rf,) = pins.apply(self, [RemoteFile(path, f"manual:{path}")])
-                st = (raw_root / (prefix + path)).stat()
-                problem = self._check_placed(rf, prefix + path, st, manifest, pins, known, p)
+            for name in sorted({m for ms in self._glob_matches().values() for m in ms} - explicit):
+                (rf,) = pins.apply(self, [RemoteFile(name, f"manual:{name}")])
+                st = (raw_root / (prefix + name)).stat()
+                problem = self._check_placed(rf, prefix + name, st, manifest, pins, known, p)
                 if problem:
                     p.wrong.append(problem)
         return p

@@ -20,13 +20,14 @@ access needs an approved data access request on sleepdata.org.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeGuard
 from urllib.parse import quote, urlencode
 
 import requests
 from pydantic import Field
 
 from climb_cli import credentials, redaction
+from climb_cli.credentials import Token
 from climb_cli.errors import AccessError, TransferError
 from climb_cli.net import signed
 from climb_cli.net.session import ClimbSession
@@ -64,7 +65,7 @@ class NsrrParams(SourceParams):
     )
 
 
-def _is_md5(value: object) -> bool:
+def _is_md5(value: object) -> TypeGuard[str]:
     return isinstance(value, str) and len(value) == 32 and set(value.lower()) <= _HEX32
 
 
@@ -82,7 +83,7 @@ class NsrrSource(Source):
     def describe(self) -> str:
         return f"nsrr {self.params.dataset}"
 
-    def credentials(self) -> credentials.Token | None:
+    def credentials(self) -> Token | None:
         return credentials.nsrr()
 
     # -- listing --------------------------------------------------------------------------------
@@ -142,7 +143,7 @@ class NsrrSource(Source):
             f"{TOKEN_PAGE}, then run `climb auth login nsrr` (or set NSRR_TOKEN)"
         )
 
-    def _denied(self, status: int, tok: credentials.Token) -> AccessError:
+    def _denied(self, status: int, tok: Token) -> AccessError:
         if status == 401:
             return AccessError(
                 f"{self.recipe.name}: NSRR did not accept the token from {tok.origin} (HTTP 401); get a "
@@ -229,7 +230,7 @@ class NsrrSource(Source):
         return probe_access(self, ok, self.page, probe)
 
     @staticmethod
-    def check_login(settings: Settings, token: credentials.Token) -> str:
+    def check_login(settings: Settings, token: Token) -> str:
         """`climb auth login nsrr`: GET /list/access with the token (what `nsrr --list-access` does)."""
         api = settings.base_url("nsrr", DEFAULT_API)
         with ClimbSession(USER_AGENT) as s:  # env proxies and CAs; the token bound to the API's origin

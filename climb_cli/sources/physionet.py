@@ -29,6 +29,8 @@ from pydantic import Field, field_validator
 
 from climb_cli import credentials, redaction
 from climb_cli.errors import AccessError, TransferError, UsageError
+from climb_cli.recipe import Recipe, SourceSpec
+from climb_cli.settings import Settings
 from climb_cli.sources.base import AccessReport, RemoteFile, Source, SourceParams, safe_relpath, selected
 
 if TYPE_CHECKING:
@@ -90,8 +92,8 @@ class PhysioNetSource(Source):
     Params = PhysioNetParams
     params: PhysioNetParams
 
-    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
-        super().__init__(*args, **kwargs)
+    def __init__(self, recipe: Recipe, spec: SourceSpec, settings: Settings) -> None:
+        super().__init__(recipe, spec, settings)
         self.base = self.settings.base_url("physionet", DEFAULT_URL)
         self.files_url = f"{self.base}/files/{self.params.project}/{self.params.version}/"
         self.page_url = f"{self.base}/content/{self.params.project}/{self.params.version}/"

@@ -103,7 +103,7 @@ class TciaSource(Source):
         path = os.environ.get("CLIMB_IDC_INDEX", "")
         if not path:
             try:
-                import idc_index_data  # type: ignore[import-not-found]
+                import idc_index_data
             except ImportError:
                 raise AccessError(
                     f"{self.recipe.name}: `mirror: idc` needs IDC's series index: pip install "

@@ -13,15 +13,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from climb_cli.errors import ItemError
 from climb_cli.lazy import lazy
 
-nib = lazy("nibabel")
-sitk = lazy("SimpleITK")
+if TYPE_CHECKING:  # the real modules for the type checker; at run time each loads on first use
+    import nibabel as nib
+    import SimpleITK as sitk
+else:
+    nib = lazy("nibabel")
+    sitk = lazy("SimpleITK")
 
 _SUFFIXES = (".nii", ".nii.gz", ".hdr")
 _LPS = np.diag([-1.0, -1.0, 1.0])

@@ -19,13 +19,16 @@ Window arithmetic (centre c, width w, output in [0, 1]):
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
 from climb_cli.lazy import lazy
 
-cv2 = lazy("cv2")
+if TYPE_CHECKING:  # the real modules for the type checker; at run time each loads on first use
+    import cv2
+else:
+    cv2 = lazy("cv2")
 
 WindowFunction = Literal["linear", "linear_exact", "sigmoid"]
 Interpolation = Literal["auto", "area", "linear", "cubic", "nearest", "lanczos"]
@@ -125,8 +128,8 @@ def window(
     a = np.asarray(x, dtype=np.float32)
     if function == "sigmoid":
         with np.errstate(over="ignore"):
-            y = 1.0 / (1.0 + np.exp(-4.0 * (a.astype(np.float64) - center) / width))
-        return y.astype(np.float32)
+            s = 1.0 / (1.0 + np.exp(-4.0 * (a.astype(np.float64) - center) / width))
+        return s.astype(np.float32)
     if function == "linear":
         offset, span = center - 0.5 - (width - 1) / 2, width - 1
     else:

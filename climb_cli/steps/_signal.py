@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from fractions import Fraction
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
@@ -22,7 +22,10 @@ from climb_cli.errors import ItemError
 from climb_cli.lazy import lazy
 from climb_cli.steps.base import Sample
 
-_ss = lazy("scipy.signal")
+if TYPE_CHECKING:  # the real modules for the type checker; at run time each loads on first use
+    import scipy.signal as _ss
+else:
+    _ss = lazy("scipy.signal")
 
 ResampleMethod = Literal["poly", "fft", "decimate"]
 CropAlign = Literal["start", "center", "end"]
@@ -187,7 +190,7 @@ def crop_or_pad(
     missing = length - n
     before = {"start": 0, "end": missing, "center": missing // 2}[align]
     after = missing - before
-    mode = "edge" if pad == "edge" and n > 0 else "constant"
+    mode: Literal["edge", "constant"] = "edge" if pad == "edge" and n > 0 else "constant"
     return np.pad(a, ((0, 0), (before, after)), mode=mode), missing
 
 

@@ -45,14 +45,18 @@ from climb_cli.steps import _pixels
 from climb_cli.steps._pixels import OutputDtype, WindowFunction, meta_key
 from climb_cli.steps.base import Sample, StepParams, item_errors, step, why
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the real modules for the type checker; at run time each loads on first use
+    import pydicom
+    import pydicom.errors as _errors
+    import pydicom.pixels as _pixels_api
+    import pydicom.uid as _uid
     from pydicom.dataset import Dataset
     from pydicom.uid import UID
-
-pydicom = lazy("pydicom")
-_errors = lazy("pydicom.errors")
-_pixels_api = lazy("pydicom.pixels")
-_uid = lazy("pydicom.uid")
+else:
+    pydicom = lazy("pydicom")
+    _errors = lazy("pydicom.errors")
+    _pixels_api = lazy("pydicom.pixels")
+    _uid = lazy("pydicom.uid")
 
 #: named windows (centre, width); see the module docstring for where CLIMB used each.
 WINDOW_PRESETS: dict[str, tuple[float, float]] = _pixels.WINDOW_PRESETS
@@ -273,7 +277,7 @@ def _transfer_syntax(ds: Dataset, path: Path, force: bool) -> UID:
         else (_uid.ExplicitVRLittleEndian if little else _uid.ExplicitVRBigEndian)
     )
     if meta is None:
-        ds.file_meta = pydicom.Dataset()
+        ds.file_meta = pydicom.dataset.FileMetaDataset()
     ds.file_meta.TransferSyntaxUID = ts
     return ts
 

@@ -18,7 +18,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from pydantic import Field, field_validator, model_validator
@@ -29,7 +29,10 @@ from climb_cli.steps import _signal, _wfdb_fast
 from climb_cli.steps.base import Sample, StepParams, item_errors, step
 from climb_cli.steps.base import why as _why
 
-wfdb = lazy("wfdb")
+if TYPE_CHECKING:  # the real modules for the type checker; at run time each loads on first use
+    import wfdb
+else:
+    wfdb = lazy("wfdb")
 
 # --------------------------------------------------------------------------------------------- helpers
 

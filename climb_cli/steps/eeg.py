@@ -42,7 +42,7 @@ import re
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from pydantic import Field, field_validator, model_validator
@@ -53,8 +53,12 @@ from climb_cli.steps import _edf, _signal
 from climb_cli.steps.base import Sample, StepParams, item_errors, step
 from climb_cli.steps.base import why as _why
 
-pyedflib = lazy("pyedflib")
-_ss = lazy("scipy.signal")
+if TYPE_CHECKING:  # the real modules for the type checker; at run time each loads on first use
+    import pyedflib
+    import scipy.signal as _ss
+else:
+    pyedflib = lazy("pyedflib")
+    _ss = lazy("scipy.signal")
 
 # --------------------------------------------------------------------------------------------- helpers
 
@@ -427,19 +431,19 @@ def _read_edf(sample: Sample, p: ReadEdfParams, path: Path) -> Sample:
         prefilters: list[str] = []
         chan_names: list[str] = []
         original_rates: list[float] = []
-        for pos, i in enumerate(picks):
-            if i is None:
+        for pos, pick in enumerate(picks):
+            if pick is None:
                 out_rows.append(np.zeros(n))
                 units.append("")
                 prefilters.append("")
                 chan_names.append(p.channels[pos] if p.channels else "")
                 original_rates.append(0.0)
                 continue
-            out_rows.append(rows[i][:n])
-            units.append("adu" if not p.physical else str(reader.getPhysicalDimension(i)).strip())
-            prefilters.append(str(reader.getPrefilter(i)).strip())
-            chan_names.append(labels[i])
-            original_rates.append(rates[i])
+            out_rows.append(rows[pick][:n])
+            units.append("adu" if not p.physical else str(reader.getPhysicalDimension(pick)).strip())
+            prefilters.append(str(reader.getPrefilter(pick)).strip())
+            chan_names.append(labels[pick])
+            original_rates.append(rates[pick])
         annotations = _annotations(reader) if ftype.startswith(("EDF+", "BDF+")) else _empty_annotations()
         gaps = _joined_annotations(reader, annotations) if ftype.endswith("+D") else []
         start = _start_time(reader)

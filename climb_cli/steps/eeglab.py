@@ -86,7 +86,7 @@ def read_set(path: Path) -> tuple[np.ndarray, float, list[str], dict[str, list[A
             raise ItemError(f"{path.name}: data has {x.shape[1]} samples, EEG.pnts x trials = {n}")
     locs = _as_list(eeg.get("chanlocs", []))
     names = [str(c.get("labels", "")).strip() for c in locs] if len(locs) == nbchan else [""] * nbchan
-    events = {"onset": [], "duration": [], "text": []}
+    events: dict[str, list[Any]] = {"onset": [], "duration": [], "text": []}
     for ev in _as_list(eeg.get("event", [])):
         if not isinstance(ev, dict) or "latency" not in ev:
             continue

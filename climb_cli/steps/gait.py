@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from pydantic import Field, model_validator
@@ -30,7 +30,10 @@ from climb_cli.lazy import lazy
 from climb_cli.steps.base import Sample, StepParams, step
 from climb_cli.steps.base import why as _why
 
-pd = lazy("pandas")
+if TYPE_CHECKING:  # the real modules for the type checker; at run time each loads on first use
+    import pandas as pd
+else:
+    pd = lazy("pandas")
 
 #: HuGaDB activity IDs -> CLIMB's class names (`HuGaDB_LABELS` in CLIMB's gait/hugadb.py).
 HUGADB_ACTIVITIES: dict[int, str] = {

@@ -25,7 +25,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from pydantic import Field, field_validator, model_validator
@@ -36,7 +36,10 @@ from climb_cli.lazy import lazy
 from climb_cli.steps.base import Sample, StepParams, id_part, item_errors, step
 from climb_cli.steps.base import why as _why
 
-scipy_io = lazy("scipy.io")
+if TYPE_CHECKING:  # the real modules for the type checker; at run time each loads on first use
+    import scipy.io as scipy_io
+else:
+    scipy_io = lazy("scipy.io")
 
 # ----------------------------------------------------------------------------------------------- cache
 

@@ -26,7 +26,7 @@ image.resize {size: [224, 224]}; Jichi's Resize(224) is {short_side: 224}; CLAHE
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from pydantic import Field, field_validator, model_validator
@@ -37,7 +37,10 @@ from climb_cli.steps import _pixels
 from climb_cli.steps._pixels import Interpolation, PadAlign, meta_key
 from climb_cli.steps.base import Sample, StepParams, step, why
 
-cv2 = lazy("cv2")
+if TYPE_CHECKING:  # the real modules for the type checker; at run time each loads on first use
+    import cv2
+else:
+    cv2 = lazy("cv2")
 
 _GRAY_PI = "MONOCHROME2"
 

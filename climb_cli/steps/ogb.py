@@ -42,14 +42,16 @@ def _load(raw: Path) -> dict[str, np.ndarray | None]:
         if nodes is None or edges is None:
             raise ItemError(f"{raw}: needs num-node-list.csv.gz and num-edge-list.csv.gz")
         n, e = nodes.reshape(-1), edges.reshape(-1)
+        edge_start = np.concatenate([[0], np.cumsum(e)])
+        edge = _csv(raw / "edge.csv.gz", "int64")
         data = {
             "node_start": np.concatenate([[0], np.cumsum(n)]),
-            "edge_start": np.concatenate([[0], np.cumsum(e)]),
-            "edge": _csv(raw / "edge.csv.gz", "int64"),
+            "edge_start": edge_start,
+            "edge": edge,
             "node_feat": _csv(raw / "node-feat.csv.gz", "float32"),
             "edge_feat": _csv(raw / "edge-feat.csv.gz", "float32"),
         }
-        if data["edge"] is None or len(data["edge"]) != data["edge_start"][-1]:
+        if edge is None or len(edge) != edge_start[-1]:
             raise ItemError(f"{raw}: edge.csv.gz is missing or does not hold the {int(e.sum())} edges listed")
         _CACHE.clear()  # one dataset at a time per process
         _CACHE[key] = data

@@ -39,7 +39,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from pydantic import Field, field_validator
@@ -49,7 +49,10 @@ from climb_cli.lazy import lazy
 from climb_cli.steps.base import Sample, StepParams, id_part, step
 from climb_cli.steps.base import why as _why
 
-pd = lazy("pandas")
+if TYPE_CHECKING:  # the real modules for the type checker; at run time each loads on first use
+    import pandas as pd
+else:
+    pd = lazy("pandas")
 
 Format = Literal["auto", "csv", "tsv", "soft", "json", "jsonl"]
 
@@ -241,7 +244,7 @@ def _typed(value: str, kind: str) -> Any:
 
 def _numbers(values: pd.Series, what: str, missing: str, path: Path) -> np.ndarray:
     cleaned = values.str.strip().replace({"null": "", "NULL": "", "NA": "", "NaN": "", "nan": ""})
-    nums = pd.to_numeric(cleaned.replace("", np.nan), errors="coerce")
+    nums = pd.to_numeric(cleaned.mask(cleaned == ""), errors="coerce")
     bad = nums.isna() & (cleaned != "")
     if bad.any():
         first = int(np.flatnonzero(bad.to_numpy())[0])
@@ -428,7 +431,7 @@ def _row_mode(sample: Sample, p: ReadTableParams, parsed: Parsed, path: Path) ->
             raise ItemError(
                 f"{path.name}: column {col!r} clashes with a reserved output column; set a prefix"
             )
-        value = df.iat[row, df.columns.get_loc(col)]
+        value = str(df[col].iat[row])  # every cell of a loaded table is a str
         kind = p.types.get(col) or _kind(parsed, col)
         try:
             sample.meta[name] = _typed(value, kind)
@@ -564,7 +567,7 @@ def read_text(sample: Sample, p: ReadTextParams) -> Sample:
         else:
             key_col = p.key_column or str(parsed.df.columns[0])
             row = _row_index(parsed, key_col, item_key(sample.id, p.key_pattern), path)
-        text = str(parsed.df.iat[row, parsed.df.columns.get_loc(p.column)])
+        text = str(parsed.df[p.column].iat[row])
     if p.strip:
         text = text.strip()
     truncated = p.max_chars is not None and len(text) > p.max_chars

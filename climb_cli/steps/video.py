@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from pydantic import Field, field_validator, model_validator
@@ -35,7 +35,10 @@ from climb_cli.steps._pixels import cv_interpolation
 from climb_cli.steps.base import Sample, StepParams, item_errors, step
 from climb_cli.steps.volume import WindowChoice, clahe_frames, window_params, window_uint8
 
-cv2 = lazy("cv2")
+if TYPE_CHECKING:  # the real modules for the type checker; at run time each loads on first use
+    import cv2
+else:
+    cv2 = lazy("cv2")
 
 # --------------------------------------------------------------------------------------------- helpers
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from pydantic import Field, field_validator, model_validator
@@ -37,10 +37,16 @@ from climb_cli.steps._pixels import cv_interpolation
 from climb_cli.steps.base import Sample, StepParams, item_errors, step
 from climb_cli.steps.base import why as _why
 
-cv2 = lazy("cv2")
-pydicom = lazy("pydicom")
-sitk = lazy("SimpleITK")
-ndimage = lazy("scipy.ndimage")
+if TYPE_CHECKING:  # the real modules for the type checker; at run time each loads on first use
+    import cv2
+    import pydicom
+    import SimpleITK as sitk
+    from scipy import ndimage
+else:
+    cv2 = lazy("cv2")
+    pydicom = lazy("pydicom")
+    sitk = lazy("SimpleITK")
+    ndimage = lazy("scipy.ndimage")
 
 AXES = "zyx"
 

@@ -41,7 +41,6 @@ from urllib.parse import quote, urlencode
 from xml.sax.saxutils import escape
 
 from climb_cli.fakes.faults import (
-    HEAD_FAULT_KINDS,
     BaseFakeHandler,
     FakeHTTPServer,
     FaultPlan,
@@ -159,8 +158,7 @@ class _Handler(BaseFakeHandler):
 
     def _serve(self, obj: AzureBlob) -> None:
         fake = self.fake
-        kinds = HEAD_FAULT_KINDS if self.command == "HEAD" else None
-        fault = fake.faults.take(self.url_path, kinds=kinds)
+        fault = self.file_fault()
         etag = _changed_etag(obj.etag) if fault is not None and fault.kind == "change" else obj.etag
         if_match = self.headers.get("If-Match")
         if if_match is not None and if_match.strip() not in ("*", etag):

@@ -47,7 +47,6 @@ from urllib.parse import quote, urlencode, urlsplit
 from xml.sax.saxutils import escape
 
 from climb_cli.fakes.faults import (
-    HEAD_FAULT_KINDS,
     BaseFakeHandler,
     FakeHTTPServer,
     Fault,
@@ -329,8 +328,7 @@ class _BucketHandler(BaseFakeHandler):
         if obj is None:
             self._error(404, "NoSuchKey", "The specified key does not exist.", Key=key)
             return
-        kinds = HEAD_FAULT_KINDS if self.command == "HEAD" else None
-        fault = fake.faults.take(path, kinds=kinds)
+        fault = self.file_fault(path)
         extra = self._amz()
         disposition = query.get("response-content-disposition")
         if disposition:

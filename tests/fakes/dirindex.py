@@ -22,7 +22,6 @@ from typing import Literal
 from urllib.parse import quote
 
 from climb_cli.fakes.faults import (
-    HEAD_FAULT_KINDS,
     BaseFakeHandler,
     FakeHTTPServer,
     FaultPlan,
@@ -75,7 +74,7 @@ class _Handler(BaseFakeHandler):
                 mtime=self.fake.mtime,
                 etag=nginx_etag(self.fake.mtime, len(data)),
                 extra_headers=[],
-                fault=self.fake.faults.take(path, kinds=HEAD_FAULT_KINDS if self.command == "HEAD" else None),
+                fault=self.file_fault(path),
             )
             return
         folder = rel.rstrip("/")

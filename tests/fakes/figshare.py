@@ -23,7 +23,7 @@ import re
 import time
 from dataclasses import dataclass, field
 
-from climb_cli.fakes.faults import HEAD_FAULT_KINDS, BaseFakeHandler, FakeHTTPServer, FaultPlan
+from climb_cli.fakes.faults import BaseFakeHandler, FakeHTTPServer, FaultPlan
 from tests.fakes.bucket import FakeBucket, TLSServerMixin, serve_file
 
 __all__ = ["FakeFigshare", "FigshareArticle", "FigshareFile"]
@@ -137,7 +137,6 @@ class _Handler(BaseFakeHandler):
             url = self.fake.storage.sign("pfigshare-u-files", f"{f.id}/{f.name}", 60, filename=f.name)
             self.respond(302, b"", content_type=None, headers=[("Location", url)])
             return
-        kinds = HEAD_FAULT_KINDS if self.command == "HEAD" else None
         serve_file(
             self,
             f.data,
@@ -145,7 +144,7 @@ class _Handler(BaseFakeHandler):
             mtime=f.mtime,
             etag=f'"{f.md5}"',
             extra_headers=[("Content-Disposition", f"attachment; filename={f.name}")],
-            fault=self.fake.faults.take(self.url_path, kinds=kinds),
+            fault=self.file_fault(),
         )
 
 

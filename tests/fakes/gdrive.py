@@ -32,7 +32,7 @@ import time
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
-from climb_cli.fakes.faults import HEAD_FAULT_KINDS, BaseFakeHandler, FakeHTTPServer, FaultPlan
+from climb_cli.fakes.faults import BaseFakeHandler, FakeHTTPServer, FaultPlan
 from tests.fakes.bucket import TLSServerMixin, serve_file
 
 __all__ = ["DriveFile", "DriveFolder", "FakeDrive"]
@@ -145,7 +145,7 @@ class _Handler(BaseFakeHandler):
             mtime=f.mtime,
             etag=None,
             extra_headers=[("Content-Disposition", f'attachment; filename="{f.name}"')],
-            fault=fake.faults.take(self.url_path, kinds=HEAD_FAULT_KINDS if self.command == "HEAD" else None),
+            fault=self.file_fault(),
             on_drop=fake.expire_all if fake.expire_on_drop else None,
         )
 

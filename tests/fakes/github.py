@@ -50,7 +50,7 @@ from dataclasses import dataclass, field
 from typing import Self
 from urllib.parse import quote
 
-from climb_cli.fakes.faults import HEAD_FAULT_KINDS, BaseFakeHandler, FakeHTTPServer, FaultPlan
+from climb_cli.fakes.faults import BaseFakeHandler, FakeHTTPServer, FaultPlan
 from tests.fakes.bucket import FakeBucket, serve_file
 
 __all__ = ["FakeAsset", "FakeGitHub", "FakeRelease", "FakeRepo", "lfs_pointer"]
@@ -324,8 +324,7 @@ class _Handler(BaseFakeHandler):
             self.respond(404, b"404: Not Found", content_type="text/plain; charset=utf-8")
             return
         data = tree[parts[3]]
-        kinds = HEAD_FAULT_KINDS if self.command == "HEAD" else None
-        fault = gh.faults.take(self.url_path, kinds=kinds)
+        fault = self.file_fault(faults=gh.faults)
         serve_file(
             self,
             data,
@@ -356,8 +355,7 @@ class _Handler(BaseFakeHandler):
             return
         fmt = "zip" if m.group(3).endswith("zip") else "tar.gz"
         data = repo.archive(m.group(4), fmt)
-        kinds = HEAD_FAULT_KINDS if self.command == "HEAD" else None
-        fault = gh.faults.take(self.url_path, kinds=kinds)
+        fault = self.file_fault(faults=gh.faults)
         name = f"{repo.owner}-{repo.name}-{m.group(4)[:7]}.{fmt}"
         serve_file(
             self,

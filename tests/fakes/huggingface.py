@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Self
 from urllib.parse import quote, urlencode
 
-from climb_cli.fakes.faults import HEAD_FAULT_KINDS, BaseFakeHandler, FakeHTTPServer
+from climb_cli.fakes.faults import BaseFakeHandler, FakeHTTPServer
 from tests.fakes.bucket import FakeBucket, serve_file
 
 __all__ = ["FakeHub", "HubFile", "HubRepo", "git_blob_sha1"]
@@ -228,8 +228,7 @@ class _HubHandler(BaseFakeHandler):
                 ],
             )
             return
-        kinds = HEAD_FAULT_KINDS if self.command == "HEAD" else None
-        fault = self.fake.faults.take(self.url_path, kinds=kinds)
+        fault = self.file_fault()
         serve_file(
             self,
             f.data,

@@ -28,7 +28,7 @@ import zipfile
 from dataclasses import dataclass, field
 from typing import Self
 
-from climb_cli.fakes.faults import HEAD_FAULT_KINDS, BaseFakeHandler, FakeHTTPServer, FaultPlan
+from climb_cli.fakes.faults import BaseFakeHandler, FakeHTTPServer, FaultPlan
 from tests.fakes.bucket import serve_file
 
 __all__ = ["FakeNBIA", "NbiaSeries"]
@@ -131,7 +131,6 @@ class _Handler(BaseFakeHandler):
                 self.respond(200, b"", content_type=_JSON)
                 return
             data = s.zip(new_names=q.get("NewFileNames") == "Yes", md5=endpoint == "getImageWithMD5Hash")
-            kinds = HEAD_FAULT_KINDS if self.command == "HEAD" else None
             serve_file(
                 self,
                 data,
@@ -139,7 +138,7 @@ class _Handler(BaseFakeHandler):
                 mtime=1_600_000_000,
                 etag=None,
                 extra_headers=[("Content-Disposition", f"attachment; filename={s.uid}.zip")],
-                fault=fake.faults.take(path, kinds=kinds),
+                fault=self.file_fault(path),
                 ranges=False,
             )
         else:

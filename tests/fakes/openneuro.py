@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
-from climb_cli.fakes.faults import HEAD_FAULT_KINDS, BaseFakeHandler, FakeHTTPServer, FaultPlan
+from climb_cli.fakes.faults import BaseFakeHandler, FakeHTTPServer, FaultPlan
 from tests.fakes.bucket import FakeBucket, TLSServerMixin, serve_file
 
 __all__ = ["BUCKET", "FakeOpenNeuro", "OpenNeuroDataset"]
@@ -130,7 +130,6 @@ class _Handler(BaseFakeHandler):
         if self.fake.redirect_to:
             self.respond(302, b"", content_type=None, headers=[("Location", self.fake.redirect_to)])
             return
-        kinds = HEAD_FAULT_KINDS if self.command == "HEAD" else None
         serve_file(
             self,
             data,
@@ -138,7 +137,7 @@ class _Handler(BaseFakeHandler):
             mtime=ds.mtime,
             etag=f'W/"{hashlib.sha1(data).hexdigest()}"',
             extra_headers=[],
-            fault=self.fake.faults.take(self.url_path, kinds=kinds),
+            fault=self.file_fault(),
         )
 
 

@@ -1,6 +1,12 @@
 """A small forward proxy on 127.0.0.1 for the proxy tests: ``CONNECT host:port`` tunnels (https) and
 absolute-URI requests (plain http), as squid or tinyproxy serve them. It counts what it forwarded
-(``seen``: method and target) so a test can tell that a request went through it -- or, for NO_PROXY, not."""
+(``seen``: method and target) so a test can tell that a request went through it -- or, for NO_PROXY, not.
+
+With ``upstream_port``, every tunnel (and plain request) goes to that port on 127.0.0.1 whatever host was
+asked: a client that hard-codes a real host (``https://nbia.cancerimagingarchive.net``) and honours
+``HTTPS_PROXY`` reaches a fake unmodified, the fake presenting a certificate for that host from a test CA
+(``make_test_ca``) that ``REQUESTS_CA_BUNDLE`` makes the client trust. ``hosts`` lists every ``host:port``
+a CONNECT asked for."""
 
 from __future__ import annotations
 
@@ -10,15 +16,19 @@ import socket
 from http.server import BaseHTTPRequestHandler
 from urllib.parse import urlsplit
 
-from tests.fakes.capture import LoopbackServer
+from tests.fakes.capture import LoopbackServer, _Server
 
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    server: _Server
 
     def do_CONNECT(self) -> None:  # noqa: N802
-        self.server.owner.seen.append(("CONNECT", self.path))
+        owner = self.server.owner
+        owner.seen.append(("CONNECT", self.path))
         host, _, port = self.path.rpartition(":")
+        if owner.upstream_port is not None:
+            host, port = "127.0.0.1", str(owner.upstream_port)
         try:
             upstream = socket.create_connection((host, int(port)), timeout=10)
         except OSError:
@@ -48,7 +58,11 @@ class _Handler(BaseHTTPRequestHandler):
         target = urlsplit(self.path)
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else None
-        conn = http.client.HTTPConnection(target.hostname or "", target.port or 80, timeout=10)
+        upstream = self.server.owner.upstream_port
+        host, port = (
+            ("127.0.0.1", upstream) if upstream is not None else (target.hostname or "", target.port or 80)
+        )
+        conn = http.client.HTTPConnection(host, port, timeout=10)
         path = target.path + (f"?{target.query}" if target.query else "")
         headers = {
             k: v for k, v in self.headers.items() if k.lower() not in ("proxy-connection", "connection")
@@ -75,9 +89,15 @@ class _Handler(BaseHTTPRequestHandler):
 class FakeProxy(LoopbackServer):
     handler = _Handler
 
-    def __init__(self) -> None:
+    def __init__(self, upstream_port: int | None = None) -> None:
         super().__init__("127.0.0.1")
+        self.upstream_port = upstream_port
         self.seen: list[tuple[str, str]] = []
+
+    @property
+    def hosts(self) -> list[str]:
+        """The ``host:port`` of every CONNECT, in order."""
+        return [target for method, target in self.seen if method == "CONNECT"]
 
     @property
     def url(self) -> str:

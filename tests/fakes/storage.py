@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Self
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
-from climb_cli.fakes.faults import HEAD_FAULT_KINDS, BaseFakeHandler, FakeHTTPServer, FaultPlan, serve_bytes
+from climb_cli.fakes.faults import BaseFakeHandler, FakeHTTPServer, FaultPlan, serve_bytes
 from tests.fakes.tls import self_signed_cert, server_context
 
 __all__ = ["FakeObjectStore", "StoredObject", "TLSMixin", "crc32c", "self_signed_cert", "server_context"]
@@ -182,8 +182,7 @@ class _StoreHandler(BaseFakeHandler):
         if obj is None:
             self.respond(404, _xml_error("NoSuchKey", "The specified key does not exist."), content_type=_XML)
             return
-        kinds = HEAD_FAULT_KINDS if self.command == "HEAD" else None
-        fault = store.faults.take(self.url_path, kinds=kinds)
+        fault = self.file_fault()
         extra: list[tuple[str, str]] = []
         if store.style == "gcs":
             hashes = f"crc32c={obj.crc32c_b64}" + ("" if store.omit_md5 else f",md5={obj.md5_b64}")

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.connect_proxy import ConnectProxy
 from tests.fakes.bucket import FakeBucket
+from tests.fakes.proxy import FakeProxy
 from tests.fakes.tls import make_test_ca
 
 
@@ -33,7 +33,7 @@ def test_idc_index_downloads_a_series_from_the_fake(tmp_path: Path, monkeypatch:
     bucket = FakeBucket()
     bucket.tls = (cert, key)
     instances = {f"{series_uuid}/{uuid.uuid4()}.dcm": os.urandom(3000) for _ in range(3)}
-    with bucket, ConnectProxy(bucket.port) as proxy:
+    with bucket, FakeProxy(bucket.port) as proxy:
         for k, data in instances.items():
             bucket.put(bucket_name, k, data, content_type="application/dicom")
         for name in ("HTTPS_PROXY", "https_proxy"):

@@ -38,8 +38,8 @@ def test_tcia_utils_against_the_fake(
     nbia_client = pytest.importorskip("tcia_utils.nbia", reason="tcia_utils not installed (test extra)")
     if shutil.which("openssl") is None:
         pytest.skip("the openssl CLI is needed to make a test CA")
-    from tests.connect_proxy import ConnectProxy
     from tests.fakes.bucket import TLSServerMixin
+    from tests.fakes.proxy import FakeProxy
     from tests.fakes.tls import make_test_ca
 
     class TlsNBIA(TLSServerMixin, FakeNBIA):
@@ -49,7 +49,7 @@ def test_tcia_utils_against_the_fake(
     ca, cert, key = make_test_ca(tmp_path / "tls", [host])
     fake = TlsNBIA(series)
     fake.tls = (cert, key)
-    with fake, ConnectProxy(fake.port) as proxy:
+    with fake, FakeProxy(fake.port) as proxy:
         for name in ("HTTPS_PROXY", "https_proxy"):
             monkeypatch.setenv(name, proxy.url)
         for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):

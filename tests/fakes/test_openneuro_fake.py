@@ -4,7 +4,8 @@ openneuro-py is not in the ``test`` extra: it depends on niquests -> urllib3-fut
 top-level ``urllib3`` package over the real urllib3 that requests (and so climb and the other official
 clients) use. It therefore runs from its own virtual environment, named by ``CLIMB_OPENNEURO_PY`` (the path
 of that environment's python, e.g. after ``python -m venv /opt/on && /opt/on/bin/pip install
-openneuro-py==2026.9.1``); without it the client test skips and says so.
+openneuro-py==2026.9.1``; ``.ci/run`` makes it); without it the client test skips and says so, or fails
+under ``CI=1``.
 
 The client hard-codes ``https://openneuro.org/crn/graphql`` in module constants (``gql_url``, with
 ``_openneuro_host``/``_openneuro_url_prefix`` for the cookie domain and timeouts) and has no option or
@@ -27,7 +28,7 @@ import requests
 
 from climb_cli import auth
 from climb_cli.settings import Settings
-from tests.conftest import piped
+from tests.conftest import client_python, piped
 from tests.fakes.bucket import FakeBucket
 from tests.fakes.openneuro import FakeOpenNeuro, OpenNeuroDataset
 
@@ -94,12 +95,11 @@ def test_graphql_documents(fake: FakeOpenNeuro) -> None:
 
 
 def _client(fake: FakeOpenNeuro, tmp_path: Path, ds: str, xdg: Path) -> subprocess.CompletedProcess:
-    python = os.environ.get("CLIMB_OPENNEURO_PY")
-    if not python:
-        pytest.skip(
-            "openneuro-py runs from its own venv (its urllib3-future dependency replaces the urllib3 that "
-            "requests uses): set CLIMB_OPENNEURO_PY to a python with openneuro-py==2026.9.1"
-        )
+    python = client_python(
+        "CLIMB_OPENNEURO_PY",
+        "openneuro-py==2026.9.1 runs from its own venv (its urllib3-future dependency replaces the urllib3 "
+        "that requests uses)",
+    )
     env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
     env.update(XDG_CONFIG_HOME=str(xdg), HOME=str(tmp_path / "home"))
     return subprocess.run(

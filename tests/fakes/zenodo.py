@@ -37,7 +37,7 @@ import uuid
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
-from climb_cli.fakes.faults import HEAD_FAULT_KINDS, BaseFakeHandler, FakeHTTPServer, FaultPlan
+from climb_cli.fakes.faults import BaseFakeHandler, FakeHTTPServer, FaultPlan
 from tests.fakes.bucket import FakeBucket, TLSServerMixin, serve_file
 
 __all__ = ["FakeZenodo", "ZenodoFile", "ZenodoRecord"]
@@ -163,8 +163,7 @@ class _ZenodoHandler(BaseFakeHandler):
             url = self.fake.storage.sign("zenodo-files", f"{rid}/{f.id}/data", 60, filename=f.key)
             self.respond(302, b"", content_type=None, headers=self._limits + [("Location", url)])
             return
-        kinds = HEAD_FAULT_KINDS if self.command == "HEAD" else None
-        fault = self.fake.faults.take(self.url_path, kinds=kinds)
+        fault = self.file_fault()
         name = f.key.rsplit("/", 1)[-1]
         extra = self._limits + [
             ("Content-MD5", f.md5),

@@ -8,7 +8,6 @@ import hashlib
 import json
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from climb_cli.settings import Settings
 from climb_cli.sources import make_sources
 from climb_cli.transfer import Downloader
 from climb_cli.verify import verify_raw
-from tests.conftest import SECRETS, fast_settings, redirect_to, write_recipe
+from tests.conftest import SECRETS, client_python, fast_settings, redirect_to, write_recipe
 from tests.fakes.bucket import FAULT_IDS, arm_fault, settle
 from tests.fakes.capture import CaptureServer
 from tests.fakes.huggingface import FakeHub, HubFile, HubRepo
@@ -345,14 +344,13 @@ print(json.dumps(out))
 def test_huggingface_hub_official_client_uses_the_fake(
     tmp_path: Path, hub: FakeHub, repo_files: list[HubFile]
 ) -> None:
-    """huggingface_hub itself (HF_ENDPOINT -> the fake): HEAD metadata, CDN redirects, tree API, gating."""
-    python = os.environ.get("CLIMB_HF_CLIENT_PYTHON", sys.executable)
-    probe = subprocess.run([python, "-c", "import huggingface_hub"], capture_output=True, timeout=60)
-    if probe.returncode != 0:
-        pytest.skip(
-            "huggingface_hub is not importable here (it needs h11>=0.16, which httpcore 0.16 of the "
-            "installed httpx 0.23 refuses); set CLIMB_HF_CLIENT_PYTHON to an interpreter that has it"
-        )
+    """huggingface_hub itself, from its own venv (CLIMB_HF_HUB_PY; HF_ENDPOINT -> the fake): HEAD metadata,
+    CDN redirects, tree API, gating."""
+    python = client_python(
+        "CLIMB_HF_HUB_PY",
+        "huggingface_hub runs from its own venv (it needs h11>=0.16, which the httpcore of gcapi's pinned "
+        "httpx 0.23 refuses)",
+    )
     env = {
         k: v
         for k, v in os.environ.items()
