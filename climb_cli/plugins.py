@@ -1,13 +1,52 @@
-"""Finding plug-in modules: every module of a package (except `base` and `_private` ones) is
-imported once, so adding a source kind or a step family is adding one file — no registry to edit."""
+"""Finding plug-ins: climb's own modules, and third-party packages declared by entry points.
+
+Built-in: every module of a package (`climb_cli.sources`, `climb_cli.steps`; except `base` and
+`_private` ones) is imported once, so adding a source kind or a step family is adding one file.
+
+Third-party (docs/plugins.md): an installed distribution declares entry points in
+
+- `climb.sources` / `climb.steps`: a module imported for its registrations (Source subclasses with
+  a `kind`; functions decorated with `@step`), exactly as the built-in modules register themselves;
+- `climb.recipes`: a package whose folder holds recipes (YAML), or a callable returning that folder.
+
+They are loaded lazily (the first time source kinds, steps or recipes are needed), once per process
+(worker processes load them the same way when they first resolve a step), after the built-ins, so a
+name a plug-in takes twice is blamed on the plug-in. `CLIMB_PLUGINS=0` turns them all off.
+"""
 
 from __future__ import annotations
 
 import importlib
+import os
 import pkgutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from importlib.metadata import EntryPoint, entry_points
+from pathlib import Path
+from types import ModuleType
+
+from climb_cli.errors import PluginError
+
+GROUPS = ("climb.sources", "climb.steps", "climb.recipes")
 
 _loaded: set[str] = set()
+_failed: dict[str, PluginError] = {}  # a group whose loading failed fails the same way every time
+_recipe_dirs: list[tuple[Path, Plugin]] = []
+_current: Plugin | None = None  # the plug-in being imported (what its registrations are owned by)
+
+
+@dataclass(frozen=True)
+class Plugin:
+    """One entry point of one installed distribution."""
+
+    dist: str
+    group: str
+    name: str
+    value: str
+
+    def __str__(self) -> str:
+        return f"plug-in {self.dist} (entry point {self.group} {self.name} = {self.value})"
 
 
 def load_package_modules(package: str, paths: Iterable[str]) -> None:
@@ -17,3 +56,106 @@ def load_package_modules(package: str, paths: Iterable[str]) -> None:
         if info.name != "base" and not info.name.startswith("_"):
             importlib.import_module(f"{package}.{info.name}")
     _loaded.add(package)
+
+
+def enabled() -> bool:
+    return os.environ.get("CLIMB_PLUGINS", "1") != "0"
+
+
+def owner(module: str) -> str:
+    """Who registers something defined in `module`: climb itself, the plug-in being loaded, or the
+    module (code that registers without an entry point, e.g. a script)."""
+    if module == "climb_cli" or module.startswith("climb_cli."):
+        return f"climb ({module})"
+    if _current is not None:
+        return str(_current)
+    return f"module {module}"
+
+
+def conflict(what: str, name: str, new: str, old: str) -> PluginError:
+    """The error for a name taken twice (never a silent override)."""
+    return PluginError(
+        f"{what} {name!r} of {new} is already registered by {old}; rename it in the plug-in, "
+        "or uninstall one of them (pip uninstall <distribution>)"
+    )
+
+
+def _entry_points(group: str) -> list[tuple[EntryPoint, str]]:
+    found = []
+    for ep in entry_points(group=group):
+        dist = ep.dist.name if ep.dist is not None else "?"
+        found.append((ep, dist))
+    return sorted(found, key=lambda x: (x[1], x[0].name))
+
+
+@contextmanager
+def _loading(plugin: Plugin) -> Iterator[None]:
+    global _current
+    previous, _current = _current, plugin
+    try:
+        yield
+    finally:
+        _current = previous
+
+
+def _load(ep: EntryPoint, plugin: Plugin) -> object:
+    try:
+        with _loading(plugin):
+            return ep.load()
+    except PluginError:
+        raise
+    except Exception as e:  # any failure of third-party code at import: ImportError, SyntaxError, ...
+        why = " ".join(f"{type(e).__name__}: {e}".split())[:300]
+        raise PluginError(
+            f"{plugin} failed to load ({why}); fix or reinstall it, or remove it with "
+            f"`pip uninstall {plugin.dist}` (CLIMB_PLUGINS=0 runs climb without plug-ins)"
+        ) from None
+
+
+def load_entry_points(group: str) -> None:
+    """Import every installed entry point of `group` (climb.sources or climb.steps), once."""
+    if group in _failed:
+        raise _failed[group]
+    if group in _loaded or not enabled():
+        return
+    try:
+        for ep, dist in _entry_points(group):
+            _load(ep, Plugin(dist, group, ep.name, ep.value))
+    except PluginError as e:
+        _failed[group] = e
+        raise
+    _loaded.add(group)
+
+
+def _folder(obj: object, plugin: Plugin) -> Path:
+    if isinstance(obj, ModuleType):
+        paths = list(getattr(obj, "__path__", []))
+        folder = Path(paths[0]) if paths else Path(obj.__file__ or "").parent
+    else:
+        if callable(obj):
+            obj = obj()
+        if not isinstance(obj, (str, os.PathLike)):
+            raise PluginError(f"{plugin} gives {type(obj).__name__}, not a recipe folder; see docs/plugins.md")
+        folder = Path(obj)
+    if not folder.is_dir():
+        raise PluginError(f"{plugin}: recipe folder {folder} does not exist; reinstall the plug-in")
+    return folder
+
+
+def recipe_dirs() -> list[tuple[Path, Plugin]]:
+    """The recipe folders installed plug-ins add (climb.recipes), each with its plug-in; once."""
+    group = "climb.recipes"
+    if group in _failed:
+        raise _failed[group]
+    if group not in _loaded and enabled():
+        try:
+            found = []
+            for ep, dist in _entry_points(group):
+                plugin = Plugin(dist, group, ep.name, ep.value)
+                found.append((_folder(_load(ep, plugin), plugin), plugin))
+        except PluginError as e:
+            _failed[group] = e
+            raise
+        _recipe_dirs[:] = found
+        _loaded.add(group)
+    return list(_recipe_dirs)
