@@ -89,7 +89,8 @@ class Catalog:
                     if name in found:
                         raise PluginError(
                             f"recipe {name!r} of {plugin} ({p}) has the name of the recipe {found[name]} "
-                            f"({origin(found[name])}); rename it in the plug-in, or `pip uninstall {plugin.dist}`"
+                            f"({origin(found[name])}); rename it in the plug-in, "
+                            f"or `pip uninstall {plugin.dist}`"
                         )
                     found[name] = p
             for d in self.extra_dirs:  # the user's own folders override
@@ -161,7 +162,7 @@ class Catalog:
             return self.load_all()
         if not names:
             raise UsageError("name at least one dataset, or use --all")
-        loaded = {}
+        loaded: dict[str, Recipe] = {}
         for n in names:
             r = self.load(n)
             loaded.setdefault(r.name, r)

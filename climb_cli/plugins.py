@@ -135,7 +135,8 @@ def _folder(obj: object, plugin: Plugin) -> Path:
         if callable(obj):
             obj = obj()
         if not isinstance(obj, (str, os.PathLike)):
-            raise PluginError(f"{plugin} gives {type(obj).__name__}, not a recipe folder; see docs/plugins.md")
+            what = type(obj).__name__
+            raise PluginError(f"{plugin} gives a {what}, not a recipe folder; see docs/plugins.md")
         folder = Path(obj)
     if not folder.is_dir():
         raise PluginError(f"{plugin}: recipe folder {folder} does not exist; reinstall the plug-in")

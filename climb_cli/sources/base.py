@@ -121,8 +121,8 @@ class Source(ABC):
             return
         who = plugins.owner(cls.__module__)
         old = _KINDS.get(kind)
-        same = old is not None and (old[0].__module__, old[0].__qualname__) == (cls.__module__, cls.__qualname__)
-        if old is not None and not same:  # a module imported again (reload) re-registers its own class
+        # a module imported again (reload) re-registers its own class; anything else is a clash
+        if old is not None and (old[0].__module__, old[0].__qualname__) != (cls.__module__, cls.__qualname__):
             raise plugins.conflict("source kind", kind, who, old[1])
         _KINDS[kind] = (cls, who)
 

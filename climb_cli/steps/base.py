@@ -160,7 +160,7 @@ def step(name: str, params: type[StepParams] = StepParams) -> Callable[[StepFn],
     def register(fn: StepFn) -> StepFn:
         who = plugins.owner(fn.__module__)
         old = _REGISTRY.get(name)
-        if old is not None and old.fn is not fn:  # a name taken twice: an error naming both, never an override
+        if old is not None and old.fn is not fn:  # taken twice: an error naming both, never an override
             raise plugins.conflict("step", name, who, old.origin)
         doc = (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else ""
         _REGISTRY[name] = StepDef(name=name, fn=fn, params=params, doc=doc, origin=who)
