@@ -1181,7 +1181,7 @@ def steps(
                     "help": f.description or "",
                 }
             )
-        out.append({"name": name, "modality": s.modality, "doc": s.doc, "params": params})
+        out.append({"name": name, "modality": s.modality, "doc": s.doc, "params": params, "origin": s.origin})
     if as_json:
         _print_json(out)
         return
@@ -1191,6 +1191,8 @@ def steps(
             current = s["modality"]
             ui.say(f"\n[{current}]")
         ui.say(f"  {s['name']}: {s['doc']}")
+        if not str(s["origin"]).startswith("climb"):
+            ui.say(f"      from {s['origin']}")
         for p in s["params"]:
             d = "required" if p["required"] else f"default {p['default']!r}"
             ui.say(f"      {p['name']}: {p['type']} ({d}){' - ' + p['help'] if p['help'] else ''}")

@@ -156,15 +156,18 @@ def install_plugin(
     return target
 
 
-def climb(*args: str, site: Path | list[Path], data: Path | None = None) -> subprocess.CompletedProcess:
+def climb(
+    *args: str, site: Path | list[Path], data: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     """The CLI in a subprocess with the plug-in folder(s) on PYTHONPATH (its pid is `args[0]`)."""
     sites = site if isinstance(site, list) else [site]
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PHYSIONET_", "CLIMB_"))}
-    env["PYTHONPATH"] = os.pathsep.join([*map(str, sites), str(REPO)])
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("PHYSIONET_", "CLIMB_"))}
+    full_env.update(env or {})
+    full_env["PYTHONPATH"] = os.pathsep.join([*map(str, sites), str(REPO)])
     extra = ["--data-dir", str(data)] if data else []
     p = subprocess.Popen(
         [sys.executable, "-m", "climb_cli", *extra, *args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full_env, cwd=REPO,
     )  # fmt: skip
     out, err = p.communicate(timeout=300)
     return subprocess.CompletedProcess([str(p.pid), *args], p.returncode, out, err)
@@ -239,6 +242,7 @@ def test_an_installed_plugin_adds_a_source_kind_a_step_and_a_recipe(toy_site: Pa
     assert "origin        plug-in climb-toy" in info.stdout, info.stdout
     steps = climb("steps", site=toy_site)
     assert "toy.read_numbers" in steps.stdout, steps.stdout + steps.stderr
+    assert "from plug-in climb-toy (entry point climb.steps toy = climb_toy.steps)" in steps.stdout
 
     data = tmp_path / "data"
     dl = climb("download", "toy_numbers", site=toy_site, data=data)
@@ -275,6 +279,9 @@ def test_plugins_load_only_when_needed(toy_site: Path, tmp_path: Path) -> None:
     assert "CLIMB_PLUGINS=0" in line
     r = climb("list", "--json", site=[broken])
     assert r.returncode == 2 and "climb-broken" in r.stderr
+    # the way out the message gives: climb without plug-ins
+    r = climb("steps", site=[broken], env={"CLIMB_PLUGINS": "0"})
+    assert r.returncode == 0 and "ecg.resample" in r.stdout, r.stderr
 
 
 # -- names taken twice: an error naming both, never a silent override ---------------------------
@@ -312,7 +319,9 @@ def test_a_plugin_step_with_a_built_in_name_is_an_error_naming_both(tmp_path: Pa
     )  # fmt: skip
     line = _one_line(climb("steps", site=site))
     assert "step 'ecg.resample' of plug-in climb-clash (entry point climb.steps clash = climb_clash)" in line
-    assert "already registered by climb (climb_cli.steps.ecg)" in line
+    assert (
+        "already registered by climb (climb_cli.steps.ecg)" in line and "`pip uninstall climb-clash`" in line
+    )
     # every later need of the steps in the same process fails the same way (not once, then silently)
     line = _one_line(climb("info", "ptbxl", site=site))
     assert "climb-clash" in line, line
