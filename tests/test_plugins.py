@@ -1,13 +1,14 @@
 """Plug-ins: a real package declaring the climb.sources, climb.steps and climb.recipes entry points is
 built and installed with pip (offline, --no-build-isolation) into a temporary folder, and climb runs
 as a subprocess with that folder on PYTHONPATH: what a user gets after `pip install climb-toy`.
-The package is the complete example of docs/plugins.md."""
+The package is docs/plugins.md's complete example, built from the page's code blocks."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -20,93 +21,17 @@ import pytest
 from climb_cli.fakes.faults import BaseFakeHandler, FakeHTTPServer, serve_bytes
 from tests.conftest import REPO
 
-# -- the example plug-in (docs/plugins.md) ----------------------------------------------------
+# -- the example plug-in: built from the code blocks of docs/plugins.md --------------------------
 
-TOY_SOURCE = '''
-"""`kind: toy-files`: the files a server lists in <base>/index.json, each with its size and sha256."""
-
-from climb_cli.sources.base import RemoteFile, Source, SourceParams
-from climb_cli.sources.http import load_listing, save_listing
+DOC = REPO / "docs" / "plugins.md"
+DOC_BASE = "http://127.0.0.1:8000"  # the server the example recipe names; the test's replaces it
 
 
-class ToyParams(SourceParams):
-    base: str  # the server's URL
+def example_files() -> dict[str, str]:
+    """The files of docs/plugins.md's example package: every fenced block with a `title="path"`."""
+    blocks = re.findall(r'^```\w+ title="([^"]+)"\n(.*?)^```$', DOC.read_text(encoding="utf-8"), re.M | re.S)
+    return dict(blocks)
 
-
-class ToySource(Source):
-    kind = "toy-files"
-    Params = ToyParams
-    params: ToyParams
-
-    def list_files(self) -> list[RemoteFile]:
-        r = self.session().get(f"{self.params.base}/index.json", timeout=self.timeout)
-        r.raise_for_status()
-        base = self.params.base
-        files = [RemoteFile(f["path"], f"{base}/{f['path']}", f["size"], f["sha256"]) for f in r.json()]
-        save_listing(self, {"base": self.params.base}, files)  # kept for `climb verify`, offline
-        return files
-
-    def expected_files(self) -> list[RemoteFile] | None:
-        return load_listing(self, {"base": self.params.base})
-
-    def open(self, file: RemoteFile, headers: dict[str, str]):
-        return self.session().get(file.url, headers=headers, stream=True, timeout=self.timeout)
-'''
-
-TOY_STEPS = '''
-"""The `toy` step family."""
-
-import os
-
-import numpy as np
-
-from climb_cli.errors import ItemError
-from climb_cli.steps.base import Sample, StepParams, step
-
-
-class ReadNumbersParams(StepParams):
-    input: str = "numbers"
-    scale: float = 1.0
-
-
-@step("toy.read_numbers", ReadNumbersParams)
-def read_numbers(sample: Sample, p: ReadNumbersParams) -> Sample:
-    """Read whitespace-separated numbers into a float32 `signal`, times `scale`."""
-    path = sample.input(p.input)
-    try:
-        values = [float(x) for x in path.read_text().split()]
-    except (OSError, ValueError) as e:
-        raise ItemError(f"{path.name}: not a list of numbers ({e})") from None
-    sample.arrays["signal"] = np.asarray(values, dtype=np.float32) * np.float32(p.scale)
-    sample.meta["worker_pid"] = os.getpid()
-    sample.sources.append(path)
-    return sample
-'''
-
-TOY_RECIPE = """
-name: toy_numbers
-title: "Toy numbers (a plug-in's recipe)"
-modality: toy
-license: CC0-1.0
-access: open
-sources:
-  - id: data
-    kind: toy-files
-    base: {base}
-checksums: upstream
-index:
-  files:
-    glob: "**/*.txt"
-    pattern: '^(?P<part>train|test)/(?P<cls>low|high)_\\d+\\.txt$'
-  id: path
-  inputs: {{numbers: "{{path}}"}}
-  labels:
-    column: cls
-    classes: [low, high]
-  split: {{column: part, map: {{train: [train], test: [test]}}}}
-steps:
-  - toy.read_numbers: {{input: numbers, scale: 2}}
-"""
 
 PYPROJECT = """
 [build-system]
@@ -116,7 +41,6 @@ build-backend = "setuptools.build_meta"
 [project]
 name = "{dist}"
 version = "0.1.0"
-dependencies = ["climb-cli"]
 
 {entry_points}
 
@@ -128,15 +52,7 @@ packages = {packages}
 """
 
 
-def install_plugin(
-    root: Path, dist: str, files: dict[str, str], entry_points: dict[str, dict[str, str]]
-) -> Path:
-    """Write the package `dist` (files by path, entry points by group) and install it with pip into
-    a folder of its own; returns that folder (what goes on PYTHONPATH)."""
-    src, target = root / f"{dist}-src", root / f"{dist}-site"
-    for rel, text in files.items():
-        (src / rel).parent.mkdir(parents=True, exist_ok=True)
-        (src / rel).write_text(textwrap.dedent(text).lstrip())
+def pyproject(dist: str, files: dict[str, str], entry_points: dict[str, dict[str, str]]) -> str:
     packages = sorted(
         {str(Path(rel).parent).replace("/", ".") for rel in files if rel.endswith("/__init__.py")}
     )
@@ -144,9 +60,20 @@ def install_plugin(
         f'[project.entry-points."{group}"]\n' + "".join(f'{k} = "{v}"\n' for k, v in names.items())
         for group, names in entry_points.items()
     )
-    (src / "pyproject.toml").write_text(
-        PYPROJECT.format(dist=dist, entry_points=eps, packages=json.dumps(packages))
-    )
+    return PYPROJECT.format(dist=dist, entry_points=eps, packages=json.dumps(packages))
+
+
+def install_plugin(
+    root: Path, dist: str, files: dict[str, str], entry_points: dict[str, dict[str, str]] | None = None
+) -> Path:
+    """Write the package `dist` (files by path; a pyproject.toml made from `entry_points` unless given)
+    and install it with pip into a folder of its own; returns that folder (what goes on PYTHONPATH)."""
+    src, target = root / f"{dist}-src", root / f"{dist}-site"
+    if "pyproject.toml" not in files:
+        files = {**files, "pyproject.toml": pyproject(dist, files, entry_points or {})}
+    for rel, text in files.items():
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        (src / rel).write_text(textwrap.dedent(text).lstrip())
     r = subprocess.run(
         [sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--no-index", "--quiet",
          "--target", str(target), str(src)],
@@ -207,23 +134,21 @@ def toy_server() -> Iterator[_Server]:
         yield srv
 
 
-TOY_EPS = {
-    "climb.sources": {"toy": "climb_toy.source"},
-    "climb.steps": {"toy": "climb_toy.steps"},
-    "climb.recipes": {"toy": "climb_toy.recipes"},
-}
-
-
 @pytest.fixture(scope="module")
 def toy_site(toy_server: _Server, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    files = {
-        "climb_toy/__init__.py": '"""climb-toy: an example climb plug-in."""\n',
-        "climb_toy/source.py": TOY_SOURCE,
-        "climb_toy/steps.py": TOY_STEPS,
-        "climb_toy/recipes/__init__.py": '"""The recipes climb-toy adds."""\n',
-        "climb_toy/recipes/toy_numbers.yaml": TOY_RECIPE.format(base=toy_server.base_url),
+    files = example_files()
+    assert set(files) == {
+        "pyproject.toml",
+        "climb_toy/__init__.py",
+        "climb_toy/source.py",
+        "climb_toy/steps.py",
+        "climb_toy/recipes/__init__.py",
+        "climb_toy/recipes/toy_numbers.yaml",
     }
-    return install_plugin(tmp_path_factory.mktemp("plugins"), "climb-toy", files, TOY_EPS)
+    recipe = "climb_toy/recipes/toy_numbers.yaml"
+    assert DOC_BASE in files[recipe]
+    files[recipe] = files[recipe].replace(DOC_BASE, toy_server.base_url)
+    return install_plugin(tmp_path_factory.mktemp("plugins"), "climb-toy", files)
 
 
 # -- using it ---------------------------------------------------------------------------------
