@@ -74,7 +74,8 @@ def _recipe_files(folder: Path) -> dict[str, Path]:
 
 class Catalog:
     def __init__(self, extra_dirs: tuple[Path, ...] | list[Path] = ()) -> None:
-        # CLIMB_PACKAGED_RECIPES=0: no packaged recipes (a lab's own catalogue; tests of `--all`)
+        # CLIMB_PACKAGED_RECIPES=0: no packaged recipes (a lab's own catalogue; tests of `--all`); plug-ins
+        # still add theirs (CLIMB_PLUGINS=0 turns those off)
         self.packaged = os.environ.get("CLIMB_PACKAGED_RECIPES", "1") != "0"
         self.extra_dirs = list(extra_dirs)
         self._paths: dict[str, Path] | None = None
