@@ -48,7 +48,7 @@ version = "0.1.0"
 packages = {packages}
 
 [tool.setuptools.package-data]
-"*" = ["*.yaml"]
+"*" = ["*.yaml", "**/*.yaml"]
 """
 
 
@@ -295,3 +295,46 @@ def test_a_plugin_recipe_with_a_built_in_name_is_an_error_naming_both_folders(tm
     mine.mkdir()
     (mine / "ptbxl.yaml").write_text(ptbxl.read_text())
     assert climb("--recipes", str(mine), "info", "ptbxl", site=[]).returncode == 0
+
+
+RECIPES_FN = '''
+"""Recipes from a callable: the folder it returns."""
+
+from pathlib import Path
+
+
+def recipes_dir() -> Path:
+    return Path(__file__).parent / "{folder}"
+'''
+
+
+def test_recipes_from_a_callable_and_two_plugins_with_one_recipe_name(tmp_path: Path) -> None:
+    from climb_cli.catalog import Catalog
+
+    text = Catalog().paths()["ptbxl"].read_text().replace("name: ptbxl\n", "name: toy_a\n")
+    a = install_plugin(
+        tmp_path, "climb-fn",
+        {"climb_fn/__init__.py": RECIPES_FN.format(folder="yaml"), "climb_fn/yaml/toy_a.yaml": text},
+        {"climb.recipes": {"fn": "climb_fn:recipes_dir"}},
+    )  # fmt: skip
+    r = climb("list", "--json", site=a)
+    assert r.returncode == 0, r.stderr
+    assert {row["name"]: row["origin"] for row in json.loads(r.stdout)}["toy_a"] == "plug-in climb-fn"
+    b = install_plugin(
+        tmp_path, "climb-pkg", {"climb_pkg/__init__.py": "", "climb_pkg/toy_a.yaml": text},
+        {"climb.recipes": {"pkg": "climb_pkg"}},
+    )  # fmt: skip
+    line = _one_line(climb("info", "ptbxl", site=[a, b]))
+    assert f"recipe 'toy_a' of plug-in climb-pkg (entry point climb.recipes pkg = climb_pkg) ({b}" in line
+    assert f"the recipe {a / 'climb_fn' / 'yaml' / 'toy_a.yaml'} (plug-in climb-fn)" in line
+    # a callable giving a folder that is not there
+    c = install_plugin(
+        tmp_path, "climb-nofolder", {"climb_nofolder/__init__.py": RECIPES_FN.format(folder="missing")},
+        {"climb.recipes": {"gone": "climb_nofolder:recipes_dir"}},
+    )  # fmt: skip
+    line = _one_line(climb("list", site=c))
+    assert (
+        "plug-in climb-nofolder (entry point climb.recipes gone = climb_nofolder:recipes_dir): recipe folder"
+        in line
+    )
+    assert "does not exist; reinstall the plug-in" in line
