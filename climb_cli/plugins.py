@@ -108,18 +108,27 @@ def _loading(plugin: Plugin) -> Iterator[None]:
         _current = previous
 
 
-def _load(ep: EntryPoint, plugin: Plugin) -> object:
+@contextmanager
+def _third_party(plugin: Plugin) -> Iterator[None]:
+    """Run a plug-in's code (its import, its recipe-folder callable): what it registers is owned by
+    it, and any exception it raises becomes one line naming it and what to do."""
     try:
         with _loading(plugin):
-            return ep.load()
+            yield
     except PluginError:
         raise
-    except Exception as e:  # any failure of third-party code at import: ImportError, SyntaxError, ...
+    except Exception as e:  # any failure of third-party code: ImportError, SyntaxError, ...
         why = " ".join(f"{type(e).__name__}: {e}".split())[:300]
         raise PluginError(
             f"{plugin} failed to load ({why}); fix or reinstall it, or remove it with "
             f"`pip uninstall {plugin.dist}` (CLIMB_PLUGINS=0 runs climb without plug-ins)"
         ) from None
+
+
+def _load(ep: EntryPoint, plugin: Plugin) -> object:
+    with _third_party(plugin):
+        obj = ep.load()
+    return obj
 
 
 def load_entry_points(group: str) -> None:
@@ -143,7 +152,8 @@ def _folder(obj: object, plugin: Plugin) -> Path:
         folder = Path(paths[0]) if paths else Path(obj.__file__ or "").parent
     else:
         if callable(obj):
-            obj = obj()
+            with _third_party(plugin):
+                obj = obj()
         if not isinstance(obj, (str, os.PathLike)):
             what = type(obj).__name__
             raise PluginError(f"{plugin} gives a {what}, not a recipe folder; see docs/plugins.md")

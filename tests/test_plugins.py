@@ -338,3 +338,15 @@ def test_recipes_from_a_callable_and_two_plugins_with_one_recipe_name(tmp_path: 
         in line
     )
     assert "does not exist; reinstall the plug-in" in line
+    # a callable that raises: the same line as an import that fails
+    raises = "def recipes_dir():\n    raise RuntimeError('no config')\n"
+    d = install_plugin(
+        tmp_path, "climb-raises", {"climb_raises/__init__.py": raises},
+        {"climb.recipes": {"raises": "climb_raises:recipes_dir"}},
+    )  # fmt: skip
+    line = _one_line(climb("list", site=d))
+    assert (
+        "plug-in climb-raises (entry point climb.recipes raises = climb_raises:recipes_dir) failed to load"
+        in line
+    )
+    assert "(RuntimeError: no config)" in line and "`pip uninstall climb-raises`" in line
