@@ -188,6 +188,18 @@ def test_an_installed_plugin_adds_a_source_kind_a_step_and_a_recipe(toy_site: Pa
     assert climb("verify", "toy_numbers", site=toy_site, data=data).returncode == 0
 
 
+def test_a_plugin_step_runs_on_dask_workers(toy_site: Path, tmp_path: Path) -> None:
+    """Dask's worker processes (a LocalCluster) resolve the plug-in step themselves too."""
+    pytest.importorskip("distributed")
+    data = tmp_path / "data"
+    assert climb("download", "toy_numbers", site=toy_site, data=data).returncode == 0
+    pre = climb("preprocess", "toy_numbers", "--engine", "dask", "--workers", "2", site=toy_site, data=data)
+    assert pre.returncode == 0, pre.stdout + pre.stderr
+    rows = pq.read_table(sorted((data / "processed" / "toy_numbers").rglob("*.parquet"))).to_pylist()
+    assert len(rows) == 6 and all(row["worker_pid"] != int(pre.args[0]) for row in rows)
+    assert [list(row["signal"]) for row in rows if row["id"] == "train/low_1.txt"] == [[2.0, 4.0, 6.0]]
+
+
 def test_plugins_load_only_when_needed(toy_site: Path, tmp_path: Path) -> None:
     """A broken plug-in does not stop commands that need no sources, steps or recipes."""
     broken = install_plugin(
