@@ -23,11 +23,14 @@ import pkgutil
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 from climb_cli.errors import PluginError
+
+if TYPE_CHECKING:
+    from importlib.metadata import EntryPoint
 
 GROUPS = ("climb.sources", "climb.steps", "climb.recipes")
 
@@ -86,6 +89,8 @@ def conflict(what: str, name: str, new: str, old: str) -> PluginError:
 def _installed() -> dict[str, list[EntryPoint]]:
     """climb's entry points, read once per process (one scan of the installed distributions, ~20 ms
     here, instead of one per group)."""
+    from importlib.metadata import entry_points  # not at import: 35 ms of start-up, only for plug-ins
+
     found = entry_points()
     return {group: list(found.select(group=group)) for group in GROUPS}
 
