@@ -77,8 +77,12 @@ def owner(module: str) -> str:
 
 
 def conflict(what: str, name: str, new: str, old: str) -> PluginError:
-    """The error for a name taken twice (never a silent override)."""
-    dist = _current.dist if _current is not None else "<distribution>"
+    """The error for a name taken twice (never a silent override), blaming the plug-in: a built-in
+    module imported after a plug-in took its name (source modules load by kind, on demand) is not
+    the culprit."""
+    if new.startswith("climb (") and old.startswith("plug-in "):
+        new, old = old, new
+    dist = new.split()[1] if new.startswith("plug-in ") else "<distribution>"
     return PluginError(
         f"{what} {name!r} of {new} is already registered by {old}; rename it in the plug-in, "
         f"or uninstall one of them (`pip uninstall {dist}`)"
