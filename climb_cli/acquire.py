@@ -368,6 +368,7 @@ def _extract_all(
                     reserved=(reserved | claimed) - {key},
                     manifest=manifest,
                     known=known,
+                    reserve=source.settings.min_free,
                 )
             except ClimbError as e:
                 report.add(FAILED, source, str(e))

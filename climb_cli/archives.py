@@ -23,7 +23,12 @@ naming the archive and the member when a member is an absolute path, contains `.
 a backslash, is a symlink, a hard link, a device or FIFO, is encrypted, overlaps another zip entry,
 collides with another file of the dataset, or lands under a symlinked folder. Zip-bomb protection:
 a member may not produce more bytes than it declares (zip central directory, tar header), the declared
-total must fit on the disk, and a single .gz may not expand more than deflate's maximum ratio (1032:1).
+total must fit on the disk leaving the run's reserve (--min-free) free, checked by space.shortfall like
+every download, and a single .gz may not expand more than deflate's maximum ratio (1032:1).
+
+The flow of `extract`: what an earlier run left (`_prior`: done, stale, or resumable), every member
+checked (`_checked_members`), the space check (`_check_space`), then the members written one by one
+(`_extract_members`, journaled) and the state marked complete.
 """
 
 from __future__ import annotations
@@ -33,7 +38,6 @@ import gzip
 import hashlib
 import json
 import os
-import shutil
 import stat
 import struct
 import tarfile
@@ -43,11 +47,11 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 from urllib.parse import quote
 
-from climb_cli import archive_formats, atomic
-from climb_cli.errors import ClimbError
+from climb_cli import archive_formats, atomic, space
+from climb_cli.errors import ClimbError, DiskFullError
 from climb_cli.manifest import Entry, RawManifest
 from climb_cli.sources.base import RemoteFile, Source, SourceParams, glob_match, safe_relpath
 
@@ -257,6 +261,9 @@ def _clean_member_path(name: str) -> str | None:
     return safe_relpath(body)
 
 
+_Entry = tuple[str, int, float | None, Any, bool]  # name, declared size, mtime, ref, is_dir
+
+
 class _Reader:
     """Iterates an archive's members (validated) and opens each one for streaming."""
 
@@ -282,58 +289,70 @@ class _Reader:
             if h is not None:
                 h.close()
 
-    def members(self) -> list[tuple[str, int, float | None, Any, bool]]:
+    def members(self) -> list[_Entry]:
         """(name, declared size, mtime, ref, is_dir) for every entry, after the type checks."""
-        reject = self._reject
-        out: list[tuple[str, int, float | None, Any, bool]] = []
         if self._other is not None:
-            out = self._other.members(reject)
-        elif self._zip is not None:
-            infos = self._zip.infolist()
-            for zi in infos:
-                mode = zi.external_attr >> 16
-                ftype = stat.S_IFMT(mode) if zi.create_system == 3 else 0
-                if ftype == stat.S_IFLNK:
-                    raise reject(zi.filename, "symbolic link")
-                if ftype and ftype not in (stat.S_IFREG, stat.S_IFDIR):
-                    raise reject(zi.filename, "device, FIFO or socket")
-                if zi.flag_bits & 0x1:
-                    raise reject(zi.filename, "encrypted")
-                try:
-                    mtime = time.mktime((*zi.date_time, 0, 0, -1))
-                except (OverflowError, ValueError):
-                    mtime = None
-                out.append((zi.filename, zi.file_size, mtime, zi, zi.is_dir()))
-            # entries whose data overlap (the non-recursive zip bomb) or run past the archive
-            spans = sorted((zi.header_offset, zi.compress_size, zi.filename) for zi in infos)
-            archive_size = self.path.stat().st_size
-            for (off, csize, name), nxt in zip(spans, [*spans[1:], None], strict=True):
-                end = off + 30 + csize
-                if end > archive_size or (nxt is not None and end > nxt[0]):
-                    raise reject(name, "its data overlaps another entry or runs past the end (zip bomb?)")
-        elif self._tar is not None:
+            return list(self._other.members(self._reject))
+        if self._zip is not None:
+            return self._zip_members(self._zip)
+        if self._tar is not None:
+            return self._tar_members(self._tar)
+        return self._gz_member()
+
+    def _zip_members(self, zf: zipfile.ZipFile) -> list[_Entry]:
+        reject = self._reject
+        out: list[_Entry] = []
+        infos = zf.infolist()
+        for zi in infos:
+            mode = zi.external_attr >> 16
+            ftype = stat.S_IFMT(mode) if zi.create_system == 3 else 0
+            if ftype == stat.S_IFLNK:
+                raise reject(zi.filename, "symbolic link")
+            if ftype and ftype not in (stat.S_IFREG, stat.S_IFDIR):
+                raise reject(zi.filename, "device, FIFO or socket")
+            if zi.flag_bits & 0x1:
+                raise reject(zi.filename, "encrypted")
             try:
-                infos_t = self._tar.getmembers()
-            except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
-                raise ArchiveError(f"{self.dataset}: archive {self.label}: corrupt tar: {e}") from None
-            for ti in infos_t:
-                if ti.issym():
-                    raise reject(ti.name, "symbolic link")
-                if ti.islnk():
-                    raise reject(ti.name, "hard link")
-                if ti.ischr() or ti.isblk() or ti.isfifo():
-                    raise reject(ti.name, "device or FIFO")
-                if not (ti.isreg() or ti.isdir()):
-                    raise reject(ti.name, f"unsupported member type {ti.type!r}")
-                out.append((ti.name, ti.size, float(ti.mtime), ti, ti.isdir()))
-        else:  # a single .gz file
-            name = self.path.name[: -len(".gz")]
-            with open(self.path, "rb") as f:
-                f.seek(-4, os.SEEK_END)
-                (isize,) = struct.unpack("<I", f.read(4))
-            cap = self.path.stat().st_size * GZIP_MAX_RATIO
-            out.append((name, max(isize, 0), self.path.stat().st_mtime, cap, False))
+                mtime: float | None = time.mktime((*zi.date_time, 0, 0, -1))
+            except (OverflowError, ValueError):
+                mtime = None
+            out.append((zi.filename, zi.file_size, mtime, zi, zi.is_dir()))
+        # entries whose data overlap (the non-recursive zip bomb) or run past the archive
+        spans = sorted((zi.header_offset, zi.compress_size, zi.filename) for zi in infos)
+        archive_size = self.path.stat().st_size
+        for (off, csize, name), nxt in zip(spans, [*spans[1:], None], strict=True):
+            end = off + 30 + csize
+            if end > archive_size or (nxt is not None and end > nxt[0]):
+                raise reject(name, "its data overlaps another entry or runs past the end (zip bomb?)")
         return out
+
+    def _tar_members(self, tf: tarfile.TarFile) -> list[_Entry]:
+        reject = self._reject
+        try:
+            infos = tf.getmembers()
+        except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
+            raise ArchiveError(f"{self.dataset}: archive {self.label}: corrupt tar: {e}") from None
+        out: list[_Entry] = []
+        for ti in infos:
+            if ti.issym():
+                raise reject(ti.name, "symbolic link")
+            if ti.islnk():
+                raise reject(ti.name, "hard link")
+            if ti.ischr() or ti.isblk() or ti.isfifo():
+                raise reject(ti.name, "device or FIFO")
+            if not (ti.isreg() or ti.isdir()):
+                raise reject(ti.name, f"unsupported member type {ti.type!r}")
+            out.append((ti.name, ti.size, float(ti.mtime), ti, ti.isdir()))
+        return out
+
+    def _gz_member(self) -> list[_Entry]:
+        """A single .gz file: one member, its declared size from the trailer, its ref the ratio cap."""
+        name = self.path.name[: -len(".gz")]
+        with open(self.path, "rb") as f:
+            f.seek(-4, os.SEEK_END)
+            (isize,) = struct.unpack("<I", f.read(4))
+        cap = self.path.stat().st_size * GZIP_MAX_RATIO
+        return [(name, max(isize, 0), self.path.stat().st_mtime, cap, False)]
 
     def _reject(self, member: str, why: str) -> ArchiveError:
         return _reject(self.dataset, self.label, member, why)
@@ -342,11 +361,12 @@ class _Reader:
     def open(self, ref: Any) -> Iterator[IO[bytes]]:
         if self._other is not None:
             try:
-                with self._other.open(ref) as fh:
-                    yield fh
+                with self._other.open(ref) as member:
+                    yield member
             except archive_formats.FormatError as e:
                 raise ArchiveError(f"{self.dataset}: archive {self.label}: {e}") from None
             return
+        fh: IO[bytes]
         if self._zip is not None:
             try:
                 fh = self._zip.open(ref)
@@ -357,7 +377,7 @@ class _Reader:
             assert extracted is not None
             fh = extracted
         else:
-            fh = gzip.open(self.path, "rb")  # noqa: SIM115 - closed below
+            fh = cast(IO[bytes], gzip.open(self.path, "rb"))  # noqa: SIM115 - closed below
         try:
             yield fh
         finally:
@@ -431,6 +451,114 @@ def _plan_members(
     return files, dirs
 
 
+@dataclass
+class _Job:
+    """One extraction: the archive, where its members go, and what to record."""
+
+    archive: Path
+    raw_root: Path
+    key: str  # the archive, relative to raw_root
+    sha256: str
+    dataset: str
+    source_id: str
+    strip_components: int
+    manifest: RawManifest | None
+    known: dict[str, tuple[int, int, str]] | None
+
+    def entry(self, mkey: str, row: list[Any], name: str) -> Entry:
+        """The raw manifest row of an extracted member (its origin: `<archive>!/<member>`)."""
+        now = time.time()
+        return Entry(mkey, row[0], row[1], row[2], self.source_id, f"{self.key}!/{name}", "", now, now)
+
+
+@dataclass
+class _Prior:
+    """What an earlier extraction of the same archive key left: its state, whether that state is of
+    another version of the archive (`stale`), and the members still intact from it (`done`)."""
+
+    state: State | None = None
+    stale: bool = False
+    done: dict[str, list[Any]] = field(default_factory=dict)
+    finished: bool = False  # complete and every member intact: nothing to do
+
+
+def _prior(job: _Job) -> _Prior:
+    state = State.load(job.raw_root, job.key)
+    if state is None:
+        return _Prior()
+    if state.archive_sha256 != job.sha256 or state.strip_components != job.strip_components:
+        return _Prior(state, stale=True)  # another version of the archive: its members are replaced
+    intact = state.intact(job.raw_root, job.known)
+    # a member the journal lists was finished by a run that was killed before its manifest rows
+    # were flushed: its size and mtime as recorded are enough
+    unchecked = state.intact(job.raw_root) if state.journaled else {}
+    intact.update({k: unchecked[k] for k in state.journaled})
+    done = {k: v for k, v in state.members.items() if intact.get(k)}
+    return _Prior(state, done=done, finished=state.complete and all(intact.values()))
+
+
+def _checked_members(job: _Job, reader: _Reader, reserved: set[str]) -> tuple[list[Member], set[str]]:
+    """Every member validated (paths, types, collisions, folders on disk) before any byte is written."""
+    members, dirs = _plan_members(reader, job.key, job.strip_components, reserved, job.dataset)
+    base = job.key.rpartition("/")[0]
+    for m in members:
+        _check_parents(job.raw_root, base, m.key, job.dataset, job.key, m.name)
+    return members, dirs
+
+
+def _check_space(job: _Job, todo: list[Member], reserve: int) -> None:
+    """The declared bytes still to extract must fit on the disk, keeping `reserve` free (space.py's
+    check, the one downloads use)."""
+    need = sum(m.size for m in todo)
+    line = space.shortfall(job.raw_root, need, reserve)
+    if line:
+        raise DiskFullError(f"{job.dataset}: archive {job.key} declares {need:,} bytes to extract: {line}")
+
+
+def _drop_stale(job: _Job, stale: State, members: list[Member]) -> None:
+    """Remove the members of an older version of the archive that the new one no longer has."""
+    keep = {m.key for m in members}
+    gone = [k for k in stale.members if k not in keep]
+    for k in gone:
+        with contextlib.suppress(OSError):
+            (job.raw_root / k).unlink()
+    if job.manifest is not None and gone:
+        job.manifest.delete(gone)
+
+
+def _record_journaled(job: _Job, state: State, new: State) -> None:
+    """Manifest rows for members a killed run finished (journaled) but whose rows were not flushed."""
+    if job.manifest is None:
+        return
+    for mkey in sorted(state.journaled & set(new.members)):
+        row = new.members[mkey]
+        if (job.known or {}).get(mkey) != tuple(row[:3]):
+            job.manifest.put(job.entry(mkey, row, row[3]))
+    job.manifest.flush()
+
+
+def _extract_members(job: _Job, reader: _Reader, todo: list[Member], new: State) -> int:
+    """Extract `todo` one by one, journaling each finished member at once and saving the state every
+    few seconds (at most 1/_STATE_COST_FACTOR of the time); returns how many were written."""
+    tmp_root = job.raw_root / ".climb" / "partial" / "extract"
+    last_save, every = time.monotonic(), _STATE_EVERY_S
+    with open(journal_path(job.raw_root, job.key), "w", encoding="utf-8") as log:
+        log.write(json.dumps([job.sha256, job.strip_components]) + "\n")
+        for m in todo:
+            row = _extract_member(reader, m, job.raw_root, tmp_root, job.dataset, job.key)
+            new.members[m.key] = row
+            log.write(json.dumps([m.key, row]) + "\n")
+            log.flush()  # in the OS's hands: survives a kill -9 of this process
+            if job.manifest is not None:
+                job.manifest.put(job.entry(m.key, row, m.name))
+            if time.monotonic() - last_save > every:
+                t0 = time.monotonic()
+                new.save(job.raw_root)
+                last_save = time.monotonic()
+                every = max(_STATE_EVERY_S, _STATE_COST_FACTOR * (last_save - t0))
+    return len(todo)
+
+
 def extract(
     archive: Path,
     *,
@@ -443,90 +571,41 @@ def extract(
     reserved: set[str] | None = None,
     manifest: RawManifest | None = None,
     known: dict[str, tuple[int, int, str]] | None = None,
+    reserve: int = 0,
 ) -> Result:
-    """Extract `archive` (at raw_root/key, already verified to have `sha256`) beside itself.
+    """Extract `archive` (at raw_root/key, already verified to have `sha256`) beside itself, keeping
+    `reserve` bytes free on the disk (--min-free).
 
-    Raises ArchiveError (one line) when the archive is rejected or unreadable; nothing is written then.
+    Raises ArchiveError (one line) when the archive is rejected or unreadable, DiskFullError when its
+    declared members do not fit; nothing is written then.
     """
     kind = archive_kind(key)
     if kind is None:
         raise ArchiveError(f"{dataset}: {key} is not an archive climb can extract ({KINDS_TEXT})")
-    state = State.load(raw_root, key)
-    if state and (state.archive_sha256 != sha256 or state.strip_components != strip_components):
-        stale = state  # another version of the archive: its members are replaced below
-    else:
-        stale = None
-    if state is not None and stale is None:
-        intact = state.intact(raw_root, known)
-        # a member the journal lists was finished by a run that was killed before its manifest rows
-        # were flushed: its size and mtime as recorded are enough
-        unchecked = state.intact(raw_root) if state.journaled else {}
-        intact.update({k: unchecked[k] for k in state.journaled})
-        if state.complete and all(intact.values()):
-            return Result(key, intact=len(intact), skipped=True, members=dict(state.members))
-        done = {k: v for k, v in state.members.items() if intact.get(k)}
-    else:
-        done = {}
+    job = _Job(archive, raw_root, key, sha256, dataset, source_id, strip_components, manifest, known)
+    prior = _prior(job)
+    if prior.finished and prior.state is not None:
+        members_done = dict(prior.state.members)
+        return Result(key, intact=len(members_done), skipped=True, members=members_done)
     reader = _Reader(archive, kind, key, dataset)
     try:
-        members, dirs = _plan_members(reader, key, strip_components, reserved or set(), dataset)
-        base = key.rpartition("/")[0]
-        for m in members:
-            _check_parents(raw_root, base, m.key, dataset, key, m.name)
-        todo = [m for m in members if not (m.key in done and done[m.key][0] == m.size)]
-        need = sum(m.size for m in todo)
-        free = shutil.disk_usage(raw_root).free
-        if need > free * 0.99:
-            raise ArchiveError(
-                f"{dataset}: archive {key} declares {need:,} bytes to extract, "
-                f"but {raw_root} has {free:,} free"
-            )
+        members, dirs = _checked_members(job, reader, reserved or set())
+        todo = [m for m in members if not (m.key in prior.done and prior.done[m.key][0] == m.size)]
+        _check_space(job, todo, reserve)
         new = State(key, sha256, strip_components, False, archive.stat().st_size)
-        new.members = {m.key: done[m.key] for m in members if m.key in done}
-        if stale is not None:  # members of the old version that the new one no longer has
-            gone = [k for k in stale.members if k not in {m.key for m in members}]
-            for k in gone:
-                with contextlib.suppress(OSError):
-                    (raw_root / k).unlink()
-            if manifest is not None and gone:
-                manifest.delete(gone)
-        if manifest is not None and state is not None:  # finished before a kill, rows not flushed
-            now = time.time()
-            for mkey in sorted(state.journaled & set(new.members)):
-                row = new.members[mkey]
-                if (known or {}).get(mkey) != tuple(row[:3]):
-                    manifest.put(
-                        Entry(mkey, row[0], row[1], row[2], source_id, f"{key}!/{row[3]}", "", now, now)
-                    )
-            manifest.flush()
+        new.members = {m.key: prior.done[m.key] for m in members if m.key in prior.done}
+        if prior.stale and prior.state is not None:
+            _drop_stale(job, prior.state, members)
+        if prior.state is not None:
+            _record_journaled(job, prior.state, new)
         new.save(raw_root)
         for d in sorted(dirs):
             (raw_root / d).mkdir(parents=True, exist_ok=True)
-        last_save, every = time.monotonic(), _STATE_EVERY_S
         result = Result(key, intact=len(members) - len(todo))
-        tmp_root = raw_root / ".climb" / "partial" / "extract"
-        journal = journal_path(raw_root, key)
-        with open(journal, "w", encoding="utf-8") as log:
-            log.write(json.dumps([sha256, strip_components]) + "\n")
-            for m in todo:
-                row = _extract_member(reader, m, raw_root, tmp_root, dataset, key)
-                new.members[m.key] = row
-                log.write(json.dumps([m.key, row]) + "\n")
-                log.flush()  # in the OS's hands: survives a kill -9 of this process
-                result.extracted += 1
-                if manifest is not None:
-                    now = time.time()
-                    manifest.put(
-                        Entry(m.key, row[0], row[1], row[2], source_id, f"{key}!/{m.name}", "", now, now)
-                    )
-                if time.monotonic() - last_save > every:
-                    t0 = time.monotonic()
-                    new.save(raw_root)
-                    last_save = time.monotonic()
-                    every = max(_STATE_EVERY_S, _STATE_COST_FACTOR * (last_save - t0))
+        result.extracted = _extract_members(job, reader, todo, new)
         new.complete = True
         new.save(raw_root)
-        journal.unlink(missing_ok=True)
+        journal_path(raw_root, key).unlink(missing_ok=True)
         result.members = dict(new.members)
         return result
     finally:

@@ -1,7 +1,10 @@
-"""Finding recipes: the packaged recipes/ folder, then user folders (CLIMB_RECIPES, --recipes).
+"""Finding recipes: the packaged recipes/ folder, the folders installed plug-ins add (the
+`climb.recipes` entry point, plugins.py), then user folders (CLIMB_RECIPES, --recipes).
 
-A user folder's recipe with the same name as a packaged one wins, so a lab can override a recipe
-(for example to select a subset) without forking climb.
+A user folder's recipe with the same name as a packaged or plug-in one wins, so a lab can override a
+recipe (for example to select a subset) without forking climb. A plug-in's recipe with the name of a
+packaged or another plug-in's recipe is an error naming both folders: installing a package never
+silently replaces a recipe.
 """
 
 from __future__ import annotations
@@ -11,7 +14,8 @@ import os
 import re
 from pathlib import Path
 
-from climb_cli.errors import RecipeError, UsageError
+from climb_cli import plugins
+from climb_cli.errors import PluginError, RecipeError, UsageError
 from climb_cli.recipe import Recipe, load_recipe
 
 
@@ -52,23 +56,48 @@ def suggest(name: str, names: list[str], limit: int = 3) -> list[str]:
     return list(dict.fromkeys([*exact, *contains, *fuzzy]))[:limit]
 
 
+def origin(path: Path | None) -> str:
+    """Where a recipe file comes from: `climb` (packaged), `plug-in <distribution>`, or `folder <dir>`."""
+    if path is None:
+        return "?"
+    if path.is_relative_to(packaged_dir()):
+        return "climb"
+    for folder, plugin in plugins.recipe_dirs():
+        if path.is_relative_to(folder):
+            return f"plug-in {plugin.dist}"
+    return f"folder {path.parent}"
+
+
+def _recipe_files(folder: Path) -> dict[str, Path]:
+    return {p.stem: p for p in sorted(folder.rglob("*.yaml"))}
+
+
 class Catalog:
     def __init__(self, extra_dirs: tuple[Path, ...] | list[Path] = ()) -> None:
-        # CLIMB_PACKAGED_RECIPES=0: only the user's folders (a lab's own catalogue; tests of `--all`)
-        packaged = [] if os.environ.get("CLIMB_PACKAGED_RECIPES", "1") == "0" else [packaged_dir()]
-        self.dirs = [*packaged, *extra_dirs]
+        # CLIMB_PACKAGED_RECIPES=0: no packaged recipes (a lab's own catalogue; tests of `--all`); plug-ins
+        # still add theirs (CLIMB_PLUGINS=0 turns those off)
+        self.packaged = os.environ.get("CLIMB_PACKAGED_RECIPES", "1") != "0"
+        self.extra_dirs = list(extra_dirs)
         self._paths: dict[str, Path] | None = None
 
     def paths(self) -> dict[str, Path]:
         if self._paths is None:
             found: dict[str, Path] = {}
-            for d in self.dirs:
+            if self.packaged and packaged_dir().is_dir():
+                found.update(_recipe_files(packaged_dir()))
+            for folder, plugin in plugins.recipe_dirs():  # loaded here: when recipes are first needed
+                for name, p in _recipe_files(folder).items():
+                    if name in found:
+                        raise PluginError(
+                            f"recipe {name!r} of {plugin} ({p}) has the name of the recipe {found[name]} "
+                            f"({origin(found[name])}); rename it in the plug-in, "
+                            f"or `pip uninstall {plugin.dist}`"
+                        )
+                    found[name] = p
+            for d in self.extra_dirs:  # the user's own folders override
                 if not d.is_dir():
-                    if d != packaged_dir():
-                        raise UsageError(f"recipe folder {d} does not exist")
-                    continue
-                for p in sorted(d.rglob("*.yaml")):
-                    found[p.stem] = p
+                    raise UsageError(f"recipe folder {d} does not exist")
+                found.update(_recipe_files(d))
             self._paths = dict(sorted(found.items()))
         return self._paths
 

@@ -138,7 +138,9 @@ def list_(
     else:
         from rich.table import Table
 
-        t = Table("name", "modality", "source", "access", "raw size", "samples", "state", "title")
+        # where recipes come from is a column once any is not climb's own (a plug-in's, a user folder's)
+        extra = ["from"] if any(row["origin"] != "climb" for row in rows) else []
+        t = Table("name", "modality", "source", "access", "raw size", "samples", "state", "title", *extra)
         for row in rows:
             t.add_row(
                 row["name"],
@@ -149,9 +151,10 @@ def list_(
                 f"{row['samples']:,}" if row["samples"] else "?",
                 row["state"],
                 row["title"],
+                *([row["origin"]] if extra else []),
             )
         for n in broken:
-            t.add_row(n, "", "", "", "", "", "", "[red]broken recipe (see below)[/red]")
+            t.add_row(n, "", "", "", "", "", "", "[red]broken recipe (see below)[/red]", *[""] * len(extra))
         _print_table(t)
     for e in broken.values():
         ui.error(e)
@@ -181,7 +184,7 @@ def info(
     ui.say(f"{r.name}: {r.title}")
     if data["description"]:
         ui.say(f"  {data['description'].strip()}")
-    for key in ("modality", "access", "license", "homepage", "source", "checksums", "state"):
+    for key in ("origin", "modality", "access", "license", "homepage", "source", "checksums", "state"):
         ui.say(f"  {key:<13} {data[key]}")
     ui.say(f"  {'raw size':<13} {ui.human(r.raw_size)}")
     ui.say(f"  {'samples':<13} {f'{r.samples:,}' if r.samples else '?'}")
@@ -1178,7 +1181,7 @@ def steps(
                     "help": f.description or "",
                 }
             )
-        out.append({"name": name, "modality": s.modality, "doc": s.doc, "params": params})
+        out.append({"name": name, "modality": s.modality, "doc": s.doc, "params": params, "origin": s.origin})
     if as_json:
         _print_json(out)
         return
@@ -1188,6 +1191,8 @@ def steps(
             current = entry["modality"]
             ui.say(f"\n[{current}]")
         ui.say(f"  {entry['name']}: {entry['doc']}")
+        if not str(entry["origin"]).startswith("climb"):
+            ui.say(f"      from {entry['origin']}")
         for p in entry["params"]:
             d = "required" if p["required"] else f"default {p['default']!r}"
             ui.say(f"      {p['name']}: {p['type']} ({d}){' - ' + p['help'] if p['help'] else ''}")

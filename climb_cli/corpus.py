@@ -21,6 +21,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from climb_cli.catalog import origin
 from climb_cli.recipe import Recipe
 from climb_cli.settings import Settings
 
@@ -92,6 +93,7 @@ def summary(r: Recipe, settings: Settings | None = None) -> dict[str, Any]:
         "samples": r.samples,
         "sources": [{"id": s.id, "kind": s.kind, **s.params} for s in r.sources],
         "path": str(r.path),
+        "origin": origin(r.path),  # climb, plug-in <distribution>, or folder <dir>
     }
     if settings is not None:
         row["state"] = local_state(r, settings)

@@ -33,6 +33,13 @@ class AccessError(ClimbError):
         return (type(self), (str(self), self.reason))
 
 
+class PluginError(ClimbError):
+    """An installed plug-in (an entry point in climb.sources, climb.steps or climb.recipes) failed to
+    load, or claims a name (source kind, step, recipe) that climb or another plug-in already has."""
+
+    exit_code = 2
+
+
 class TransferError(ClimbError):
     """A download failed after retries, or its bytes did not match the expected checksum."""
 

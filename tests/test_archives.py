@@ -7,7 +7,6 @@ import gzip
 import hashlib
 import io
 import os
-import shutil
 import stat
 import tarfile
 import zipfile
@@ -16,17 +15,18 @@ from pathlib import Path
 import pytest
 import requests
 
-from climb_cli import archives
+from climb_cli import archives, space
 from climb_cli.acquire import download, repair
 from climb_cli.archives import ArchiveError, ArchiveOptions, State, extract, state_path
 from climb_cli.catalog import Catalog
+from climb_cli.errors import DiskFullError
 from climb_cli.fakes.faults import BaseFakeHandler, FakeHTTPServer, serve_bytes
 from climb_cli.manifest import RawManifest
 from climb_cli.recipe import Recipe
 from climb_cli.settings import Settings
 from climb_cli.sources.base import RemoteFile, Source
 from climb_cli.verify import verify_raw
-from tests.conftest import write_recipe
+from tests.conftest import small_filesystem, write_recipe
 
 MEMBERS = {
     "data/a.csv": b"id,label\n1,x\n2,y\n",
@@ -222,13 +222,45 @@ def test_member_larger_than_declared_never_lands(tmp_path: Path) -> None:
     assert not (raw / "big.txt").exists()
 
 
-def test_declared_total_must_fit_on_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    raw = tmp_path / "raw"
-    raw.mkdir()
-    make_zip(raw / "x.zip")
-    monkeypatch.setattr(archives.shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(10**9, 10**9, 1000))
-    with pytest.raises(ArchiveError, match=r"declares 200,\d+ bytes to extract, but .* has 1,000 free"):
-        run_extract(raw / "x.zip", raw)
+def test_declared_total_must_fit_on_disk(tmp_path: Path) -> None:
+    """A real small disk (tmpfs): the members' declared 200 kB do not fit; nothing is extracted."""
+    with small_filesystem(tmp_path / "disk", "256k") as raw:
+        make_zip(raw / "x.zip")
+        with pytest.raises(
+            DiskFullError, match=r"^toy: archive x\.zip declares 200,\d+ bytes to extract: no space left"
+        ):
+            run_extract(raw / "x.zip", raw)
+        assert files_under(raw) == {"x.zip"}
+
+
+def test_extraction_keeps_the_reserve(tmp_path: Path) -> None:
+    """The one free-space check (space.shortfall): members that fit on the disk but would eat into the
+    reserve (--min-free) are refused, with the line downloads give."""
+    with small_filesystem(tmp_path / "disk", "4m") as raw:
+        make_zip(raw / "x.zip")
+        reserve = space.free_bytes(raw) - 100_000
+        with pytest.raises(DiskFullError, match=r"declares 200,\d+ bytes to extract: .* --min-free keeps"):
+            run_extract(raw / "x.zip", raw, reserve=reserve)
+        assert files_under(raw) == {"x.zip"}
+        assert run_extract(raw / "x.zip", raw, reserve=0).extracted == 3
+
+
+def test_download_extracts_only_what_leaves_min_free(tmp_path: Path) -> None:
+    """A download's extraction keeps the run's --min-free like its transfers: the archive (2 kB of
+    compressed zeros) fits, its 1.8 MB member would leave less than the reserve on a 3 MB disk."""
+    buf = io.BytesIO()
+    make_zip(buf, {"zeros.bin": bytes(1_800_000)})  # type: ignore[arg-type]
+    with (
+        small_filesystem(tmp_path / "disk", "3m") as disk,
+        _Server({"set.zip": buf.getvalue(), "notes.txt": b"n"}) as srv,
+    ):
+        settings = _settings(disk).with_(min_free=1_500_000)
+        report = download(_recipe(tmp_path, srv.base_url), settings)
+        raw = settings.raw_dir("toyzip")
+        assert (raw / "dl" / "set.zip").is_file() and not (raw / "dl" / "zeros.bin").exists()
+        assert not report.ok and "declares 1,800,000 bytes to extract: no space left" in report.why, (
+            report.why
+        )
 
 
 def test_gz_expansion_beyond_the_deflate_ratio_is_refused(

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
-from climb_cli import __version__
+from climb_cli import __version__, plugins
 from climb_cli.recipe import Recipe, SourceSpec
 from climb_cli.settings import Settings
 
@@ -99,11 +99,32 @@ def safe_relpath(path: str) -> str | None:
     return path
 
 
+_KINDS: dict[str, tuple[type[Source], str]] = {}  # kind -> (class, who registered it)
+
+
+def registered_kinds() -> dict[str, type[Source]]:
+    """Every source kind registered so far (sources.source_kinds loads the modules first)."""
+    return {k: cls for k, (cls, _) in _KINDS.items()}
+
+
 class Source(ABC):
-    """A configured source of one recipe. Subclasses set `kind` and `Params`."""
+    """A configured source of one recipe. Subclasses set `kind` and `Params`; a subclass that sets
+    its own `kind` registers it (a kind taken twice is an error naming both, never an override)."""
 
     kind: ClassVar[str]
     Params: ClassVar[type[SourceParams]] = SourceParams
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        kind = cls.__dict__.get("kind")
+        if not kind:
+            return
+        who = plugins.owner(cls.__module__)
+        old = _KINDS.get(kind)
+        # a module imported again (reload) re-registers its own class; anything else is a clash
+        if old is not None and (old[0].__module__, old[0].__qualname__) != (cls.__module__, cls.__qualname__):
+            raise plugins.conflict("source kind", kind, who, old[1])
+        _KINDS[kind] = (cls, who)
 
     def __init__(self, recipe: Recipe, spec: SourceSpec, settings: Settings) -> None:
         self.recipe, self.spec, self.settings = recipe, spec, settings

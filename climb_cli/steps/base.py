@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
+from climb_cli import plugins
 from climb_cli.errors import ItemError, StepBug
 
 
@@ -143,6 +144,7 @@ class StepDef:
     fn: StepFn
     params: type[StepParams]
     doc: str
+    origin: str = "climb"  # who registered it: climb (module) or a plug-in (plugins.owner)
 
     @property
     def modality(self) -> str:
@@ -156,10 +158,12 @@ def step(name: str, params: type[StepParams] = StepParams) -> Callable[[StepFn],
     """Register `fn` as the step `name` with parameter model `params`."""
 
     def register(fn: StepFn) -> StepFn:
-        if name in _REGISTRY and _REGISTRY[name].fn is not fn:
-            raise ValueError(f"step {name!r} is registered twice")
+        who = plugins.owner(fn.__module__)
+        old = _REGISTRY.get(name)
+        if old is not None and old.fn is not fn:  # taken twice: an error naming both, never an override
+            raise plugins.conflict("step", name, who, old.origin)
         doc = (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else ""
-        _REGISTRY[name] = StepDef(name=name, fn=fn, params=params, doc=doc)
+        _REGISTRY[name] = StepDef(name=name, fn=fn, params=params, doc=doc, origin=who)
         return fn
 
     return register
