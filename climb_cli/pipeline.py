@@ -353,6 +353,19 @@ def run_unit(spec: UnitSpec) -> UnitResult:
     return result
 
 
+@contextlib.contextmanager
+def _aborted_on_failure(writer: ShardWriter | NpzShardWriter, spec: UnitSpec, final: Path) -> Iterator[None]:
+    """A shard being written: on any failure its temporary file is removed (nothing under the final
+    name), and a full disk is the one-line no-space error naming the shard."""
+    try:
+        yield
+    except BaseException as e:
+        writer.abort()
+        if is_disk_full(e):
+            raise no_space(final.parent, len(spec.items) * spec.row_bytes or None, spec.name) from None
+        raise
+
+
 def _write_items(spec: UnitSpec, writer: ShardWriter | NpzShardWriter, final: Path) -> UnitResult:
     """Process the unit's items into `writer` and commit it; failed and dropped items are counted."""
     raw_root = Path(spec.raw_root)
@@ -363,7 +376,7 @@ def _write_items(spec: UnitSpec, writer: ShardWriter | NpzShardWriter, final: Pa
     result = UnitResult(spec.name, spec.split, digest=spec.digest, part=spec.part, parts=spec.parts)
     result.worker = os.getpid()
     counts: Counter[str] = Counter()
-    try:
+    with _aborted_on_failure(writer, spec, final):
         for item in spec.items:
             try:
                 _fits(spec, item, raw_root)
@@ -388,11 +401,6 @@ def _write_items(spec: UnitSpec, writer: ShardWriter | NpzShardWriter, final: Pa
                 writer.add(row)
                 counts.update(labels)
         result.rows, result.bytes, result.sha256 = writer.commit()
-    except BaseException as e:
-        writer.abort()
-        if is_disk_full(e):
-            raise no_space(final.parent, len(spec.items) * spec.row_bytes or None, spec.name) from None
-        raise
     result.classes = dict(sorted(counts.items()))
     return result
 
@@ -457,7 +465,7 @@ def assemble_shard(job: Assembly) -> UnitResult:
     result = UnitResult(spec.name, spec.split, digest=spec.digest, worker=os.getpid())
     counts: Counter[str] = Counter()
     rows = 0
-    try:
+    with _aborted_on_failure(writer, spec, final):
         for part in job.parts:
             f = pq.ParquetFile(_part_files(spec, part.part)[0])
             with contextlib.closing(f):
@@ -475,11 +483,6 @@ def assemble_shard(job: Assembly) -> UnitResult:
                 "their markers record; delete that folder and run preprocess again"
             )
         result.rows, result.bytes, result.sha256 = writer.commit()
-    except BaseException as e:
-        writer.abort()
-        if is_disk_full(e):
-            raise no_space(final.parent, len(spec.items) * spec.row_bytes or None, spec.name) from None
-        raise
     result.classes = dict(sorted(counts.items()))
     write_json_atomic(out_dir / ".commits" / f"{spec.name}.json", _marker(spec, result, spec.digest))
     shutil.rmtree(out_dir / ".parts" / spec.name, ignore_errors=True)

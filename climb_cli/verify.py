@@ -185,9 +185,8 @@ def _in_flight(pool: ThreadPoolExecutor, fn: Callable, tasks: Iterable) -> Itera
 
 
 def _map_in_order(engine: Any, pool: ThreadPoolExecutor, fn: Callable, tasks: Iterable) -> Iterator:
-    """fn over numbered tasks, results in task order, on the engine's workers or the local threads.
-    Locally at most 4 tasks per thread are in flight, so neither the tasks nor their results pile up
-    in memory (a million files: the tasks are made as they are needed)."""
+    """fn over numbered tasks, results in task order, on the engine's workers or the local threads
+    (there through `_in_flight`)."""
     if engine is None:
         yield from (r for _, r in _in_flight(pool, fn, tasks))
         return
