@@ -6,7 +6,7 @@ CLIMB_BACKOFF (first retry delay, seconds), CLIMB_CONNECT_TIMEOUT, CLIMB_READ_TI
 CLIMB_MIN_FREE (the free space a download keeps on the data disk, e.g. 2G), CLIMB_STALL_SPEED and
 CLIMB_STALL_TIME (a body slower than SPEED bytes/s over TIME seconds is a stall, retried), and
 CLIMB_<KIND>_URL to point a source kind at a mirror (CLIMB_PHYSIONET_URL=https://mirror.lab/),
-CLIMB_MIRROR (the cloud copy PhysioNet files come from: origin | aws-open).
+CLIMB_MIRROR (the cloud copy PhysioNet files come from: origin | aws-open | aws | gcs).
 A data dir given as a URL (s3://bucket/prefix) is object storage: `remote` holds it and `data_dir` is the
 local cache dir keyed by it (storage.py says what lives where).
 """
@@ -71,7 +71,7 @@ class Settings:
     stall_time: float = 30.0
     mirrors: dict[str, str] = field(default_factory=dict)
     mirror: str = (
-        "origin"  # where PhysioNet file bytes come from: origin | aws-open (see sources/physionet.py)
+        "origin"  # where PhysioNet file bytes come from: origin | aws-open | aws | gcs (sources/physionet.py)
     )
     remote: str | None = None  # the data dir's URL when it is object storage; data_dir is then its cache
 

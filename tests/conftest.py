@@ -53,6 +53,10 @@ SECRETS = (
     "s3-secret-Ozmoo-3d7f-secret",
     # AWS credentials for PhysioNet's AWS copies (--mirror aws)
     "aws-secret-Frobozz-91c4-secret",
+    # Google OAuth for PhysioNet's GCS copies (--mirror gcs; tests/fakes/gcs.py): access and refresh tokens
+    "gcs-tok-Zorkmid-4b7e-secret",
+    "gcs-refresh-Frobnitz-2c8a-secret",
+    "gcs-client-Quendor-7d1b-secret",
     # a signed URL's signature (tests/test_transfer.py)
     "sig-Wumpus-5e8d-secret",
 )

@@ -11,7 +11,9 @@ With `--mirror aws-open` the bytes of an open project come from the public physi
 every file is checked against the same upstream sums whichever host served it. With `--mirror aws` the
 bytes of any project, credentialed ones included, come from the AWS bucket PhysioNet shares with the
 user's linked AWS account (CLIMB_PHYSIONET_AWS_BUCKET; files under <version>/), read with requests signed
-by the user's AWS credentials (net/awsauth.py); SHA256SUMS.txt still comes from PhysioNet.
+by the user's AWS credentials (net/awsauth.py); SHA256SUMS.txt still comes from PhysioNet. With `--mirror gcs`
+they come from the project's requester-pays bucket gs://<slug>-<version>.physionet.org (files at its root)
+through the Cloud Storage JSON API, with the user's Google OAuth token and billing project (net/gcsauth.py).
 """
 
 from __future__ import annotations
@@ -40,12 +42,17 @@ DEFAULT_URL = "https://physionet.org"
 # PhysioNet's open-data bucket on AWS: s3://physionet-open/<slug>/<version>/<path>, anonymous reads; its
 # HTTPS form is what `aws s3 sync --no-sign-request` fetches (CLIMB_PHYSIONET_OPEN_URL points elsewhere).
 OPEN_BUCKET_URL = "https://physionet-open.s3.amazonaws.com"
-MIRRORS = ("origin", "aws-open", "aws")
+MIRRORS = ("origin", "aws-open", "aws", "gcs")
 # A credentialed project's AWS copy: one bucket per project, files under <version>/ (sources.md 1.10). The
 # bucket's name is shown on the project page once PhysioNet grants the user's AWS account; the naming rule
 # is not documented, so it is a setting. CLIMB_PHYSIONET_AWS_URL points at an S3-compatible endpoint
 # (path-style) instead of https://<bucket>.s3.amazonaws.com.
 AWS_BUCKET_ENV = "CLIMB_PHYSIONET_AWS_BUCKET"
+# A project's GCS copy: gs://<slug>-<version>.physionet.org, files at the bucket root, requester pays
+# (sources.md 1.10), read through the JSON API (CLIMB_PHYSIONET_GCS_URL points at another endpoint;
+# CLIMB_PHYSIONET_GCS_BUCKET names another bucket).
+GCS_API_URL = "https://storage.googleapis.com"
+GCS_BUCKET_ENV = "CLIMB_PHYSIONET_GCS_BUCKET"
 CHECKSUMS = "SHA256SUMS.txt"
 _HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
 _CSRF_INPUT = re.compile(r'name=["\']csrfmiddlewaretoken["\']\s+value=["\']([^"\']+)["\']')
@@ -63,6 +70,15 @@ class PhysioNetParams(SourceParams):
         if isinstance(v, int | float):
             raise ValueError(f'quote it: version: "{v}" (YAML reads an unquoted 1.10 as the number 1.1)')
         return v
+
+
+def _gcs_message(r: requests.Response) -> str:
+    """The message of a Cloud Storage JSON error ({"error": {"code", "message"}}), on one line."""
+    try:
+        message = str(r.json()["error"]["message"])
+    except (ValueError, KeyError, TypeError):
+        message = r.reason or "no message"
+    return redaction.redact(" ".join(message.split()))[:300]
 
 
 def parse_sha256sums(text: str | Iterable[str], where: str) -> dict[str, str]:
@@ -113,7 +129,14 @@ class PhysioNetSource(Source):
                 else f"https://{self.aws_bucket}.s3.amazonaws.com"
             )
             self.bytes_url = f"{host}/{self.params.version}/"
+        self.gcs_bucket = ""
+        if self.mirror == "gcs":
+            slug, version = self.params.project, self.params.version
+            self.gcs_bucket = os.environ.get(GCS_BUCKET_ENV, "").strip() or f"{slug}-{version}.physionet.org"
+            api = self.settings.base_url("physionet-gcs", GCS_API_URL)
+            self.bytes_url = f"{api}/storage/v1/b/{quote(self.gcs_bucket, safe='')}/o/"
         self._aws: Any = None  # net.awsauth.SigV4, resolved at the first file
+        self._gcs: Any = None  # net.gcsauth.GoogleBearer, resolved at the first file
         self._auth_lock = threading.Lock()
         self._cookies: dict[str, str] = {}
         self._generation = 0  # bumped at each successful login
@@ -252,9 +275,100 @@ class PhysioNetSource(Source):
                 )
             return self._aws
 
+    def _gcs_auth(self) -> Any:
+        """The user's Google credentials as a bearer-token auth with a billing project (once per source), or
+        one line saying what to do."""
+        from climb_cli.net.gcsauth import BILLING_ENV, LOGIN_HINT, GoogleBearer
+
+        with self._auth_lock:
+            if self._gcs is None:
+                self._gcs = GoogleBearer.resolve(self.session())
+            if self._gcs is None:
+                raise AccessError(
+                    f"{self.recipe.name}: --mirror gcs reads gs://{self.gcs_bucket} with your Google "
+                    f"credentials and none were found: {LOGIN_HINT}",
+                    reason="no credentials",
+                )
+            if not self._gcs.billing_project:
+                raise AccessError(
+                    f"{self.recipe.name}: gs://{self.gcs_bucket} is requester pays: set {BILLING_ENV} to the "
+                    f"Google Cloud project to bill for the download (or GOOGLE_CLOUD_PROJECT)",
+                    reason="no credentials",
+                )
+            return self._gcs
+
+    def _open_gcs(self, file: RemoteFile, headers: dict[str, str]) -> requests.Response:
+        """A JSON-API media GET from the GCS copy with the user's bearer token and billing project: a token
+        refused (401) is refreshed once; a resume's If-Range becomes If-Match (what the JSON API documents),
+        and an object changed since (412) is fetched whole. No PhysioNet cookie or password goes there."""
+        from climb_cli.net.gcsauth import BILLING_ENV, LOGIN_HINT
+
+        bearer = self._gcs_auth()
+        headers = dict(headers)
+        validator = headers.pop("If-Range", None)
+        if validator and validator.endswith('"'):
+            headers["If-Match"] = validator
+        elif validator:
+            headers.pop("Range", None)  # a date validator: GCS cannot check it, so take the whole object
+        refreshed = False
+        while True:
+            r = self.session().get(
+                file.url,
+                params={"userProject": bearer.billing_project},
+                headers=headers,
+                auth=bearer,
+                stream=True,
+                timeout=self.timeout,
+            )
+            if r.status_code == 401 and not refreshed:
+                r.close()
+                refreshed = True
+                bearer.refused(r.request.headers.get("Authorization", "").removeprefix("Bearer "))
+                continue
+            if r.status_code == 412 and "If-Match" in headers:
+                r.close()
+                headers.pop("If-Match")
+                headers.pop("Range", None)  # changed since the part began: the whole object (a 200 restarts)
+                continue
+            break
+        if r.status_code not in (400, 401, 403):
+            return r
+        why = _gcs_message(r)
+        r.close()
+        where = f"gs://{self.gcs_bucket}"
+        who = bearer.account or "your Google account"
+        if r.status_code == 401:
+            msg = f"{where} did not accept the access token of {who} (HTTP 401: {why}); {LOGIN_HINT}"
+            reason = "credentials rejected"
+        elif "serviceusage" in why or r.status_code == 400:
+            msg = (
+                f"{where} is requester pays and did not take billing project {bearer.billing_project!r} "
+                f"(HTTP {r.status_code}: {why}); set {BILLING_ENV} to a project with billing where {who} has "
+                f"serviceusage.services.use"
+            )
+            reason = "access not granted"
+        else:
+            msg = (
+                f"{where} refused {file.path} to {who} (HTTP 403): request Google Cloud access to "
+                f"{self.params.project} on {self.page_url} with this Google account (PhysioNet adds it to "
+                f"the project's Google group), or download with --mirror origin"
+            )
+            reason = "access not granted"
+        raise AccessError(f"{self.recipe.name}: {msg}", reason=reason)
+
     def _open_mirror(self, file: RemoteFile, headers: dict[str, str]) -> requests.Response:
         """A GET from the cloud copy: anonymous for physionet-open; for --mirror aws signed with the user's
-        AWS credentials (requester pays). No PhysioNet cookie or password ever goes to that host."""
+        AWS credentials (requester pays); for --mirror gcs see _open_gcs. No PhysioNet cookie or password ever
+        goes to that host."""
+        if self.mirror == "gcs":
+            r = self._open_gcs(file, headers)
+            if r.status_code != 404:
+                return r
+            r.close()
+            raise AccessError(
+                f"{self.recipe.name}: {file.path} is not in gs://{self.gcs_bucket} (HTTP 404); not every "
+                f"project is mirrored: download from PhysioNet itself with --mirror origin"
+            )
         auth = self._aws_auth() if self.mirror == "aws" else None
         if auth is not None:
             headers = {**headers, "x-amz-request-payer": "requester"}
@@ -351,6 +465,10 @@ class PhysioNetSource(Source):
         return cached[1]
 
     def _remote(self, path: str, digest: str) -> RemoteFile:
+        if self.gcs_bucket:  # the JSON API names an object in one path segment ('/' as %2F)
+            return RemoteFile(
+                path=path, url=f"{self.bytes_url}{quote(path, safe='')}?alt=media", sha256=digest
+            )
         return RemoteFile(path=path, url=self.bytes_url + quote(path), sha256=digest)
 
     def list_files(self) -> list[RemoteFile]:

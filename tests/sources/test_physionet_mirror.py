@@ -97,5 +97,5 @@ def test_a_project_missing_from_the_bucket_and_a_credentialed_one_are_one_line(
     r = run_climb(*common, "secretecg", "--mirror", "aws-open", env=env)
     assert r.returncode == 1 and "open projects only" in r.stderr, r.stderr
     assert not [x for x in server.log if x.path.endswith(".dat")]
-    r = run_climb(*common, "toyecg", "--mirror", "gcs", env=env)
-    assert r.returncode == 2 and "origin, aws-open" in r.stderr
+    r = run_climb(*common, "toyecg", "--mirror", "azure", env=env)
+    assert r.returncode == 2 and "origin, aws-open, aws, gcs" in r.stderr
