@@ -326,9 +326,9 @@ def download(
         typer.Option(
             metavar="NAME",
             help="Where PhysioNet file bytes come from: origin (physionet.org), aws-open (the public "
-            "physionet-open bucket), aws (the AWS bucket shared with you, CLIMB_PHYSIONET_AWS_BUCKET) or gcs "
-            "(requester-pays gs://SLUG-VERSION.physionet.org, billed to CLIMB_GCS_BILLING_PROJECT); files are "
-            "checked against the same upstream SHA256SUMS.txt (env CLIMB_MIRROR). Default: origin.",
+            "physionet-open bucket), aws (the AWS bucket shared with you, CLIMB_PHYSIONET_AWS_BUCKET) or "
+            "gcs (requester-pays gs://SLUG-VERSION.physionet.org, billed to CLIMB_GCS_BILLING_PROJECT); "
+            "files are checked against the same upstream SHA256SUMS.txt (env CLIMB_MIRROR). Default: origin.",
         ),
     ] = None,
     stage: Annotated[

@@ -484,9 +484,10 @@ class PhysioNetSource(Source):
             slug, version = self.params.project, self.params.version
             raise AccessError(
                 f"{self.recipe.name}: the physionet-open bucket holds open projects only and this one is "
-                f"{self.recipe.access}; its cloud copies are per-user grants (AWS: a bucket PhysioNet opens "
-                f"to your account; GCS: requester-pays gs://{slug}-{version}.physionet.org): copy them into "
-                f"{self.raw_dir} with aws/gsutil, or download with --mirror origin"
+                f"{self.recipe.access}; its cloud copies are per-user grants: --mirror aws (a bucket "
+                f"PhysioNet opens to your AWS account) or --mirror gcs (requester-pays "
+                f"gs://{slug}-{version}.physionet.org for your Google account), or download with "
+                f"--mirror origin"
             )
         if self._all_upstream() is None:
             from climb_cli.transfer import fetch_one
