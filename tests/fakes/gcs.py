@@ -15,7 +15,8 @@ by Google's own client (google-cloud-storage + google-auth, unmodified) in tests
   file from ``gcloud auth application-default login``, :meth:`authorized_user`); a wrong one is 400
   ``invalid_grant``.
 * Success: ``{"access_token", "expires_in", "token_type": "Bearer"}``. ``lifetime`` sets ``expires_in``;
-  :meth:`expire_all` makes every token issued so far invalid (a token that expired in the middle of a run).
+  :meth:`expire_all` makes every token issued so far invalid (a token that expired in the middle of a run);
+  ``stale_next`` issues that many tokens already invalid (revoked before their first use).
 
 :class:`FakeGCS` (JSON API, path style as the emulators and ``STORAGE_EMULATOR_HOST`` use it):
 
@@ -145,6 +146,7 @@ class FakeGoogleOAuth(FakeHTTPServer):
         self._refresh: dict[str, tuple[str, str, str]] = {}  # refresh token -> (client id, secret, principal)
         self._tokens: dict[str, tuple[str, float]] = {}  # access token -> (principal, expiry)
         self.expire_on_drop = False  # FakeGCS: a drop fault expires every token issued so far
+        self.stale_next = 0  # issue that many tokens already expired (revoked before their first use)
 
     @property
     def token_uri(self) -> str:
@@ -243,7 +245,8 @@ class FakeGoogleOAuth(FakeHTTPServer):
     def issue(self, principal: str) -> str:
         token = f"ya29.{TOKEN_MARK}.{secrets.token_urlsafe(24)}"
         with self._lock:
-            self._tokens[token] = (principal, time.time() + self.lifetime)
+            stale, self.stale_next = self.stale_next > 0, max(0, self.stale_next - 1)
+            self._tokens[token] = (principal, 0.0 if stale else time.time() + self.lifetime)
         return token
 
     def principal(self, token: str) -> str | None:
