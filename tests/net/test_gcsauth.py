@@ -81,3 +81,19 @@ def test_without_google_auth_installed_it_says_which_extra(tmp_path: Path) -> No
         r.stdout.strip()
         == "--mirror gcs gets Google access tokens with google-auth: pip install 'climb-cli[gcs]'"
     )
+
+
+def test_the_token_refresh_goes_through_the_environments_proxy(
+    oauth: FakeGoogleOAuth, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """google-auth refreshes through a climb session, so HTTP(S)_PROXY / NO_PROXY and the CA bundle apply to
+    the token endpoint as to every other request."""
+    from tests.fakes.proxy import FakeProxy
+
+    for var in ("NO_PROXY", "no_proxy", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    with FakeProxy() as proxy:
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        bearer = GoogleBearer.resolve(ClimbSession())
+        assert bearer is not None and TOKEN_MARK in bearer.token()
+        assert proxy.seen == [("POST", oauth.token_uri)]
