@@ -271,3 +271,21 @@ def test_fault_matrix(
     elif fault in ("drop-mid-body", "short-body"):
         assert statuses == [200, 206]
     _assert_no_crossing(server, gcs)
+
+
+def test_no_billing_project_is_one_line(
+    tmp_path: Path, settings: Settings, server: FakePhysioNet, good_credentials: None, gcs: FakeGCS,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """Credentials that name no project (and no CLIMB_GCS_BILLING_PROJECT): nothing to bill, said before any
+    request reaches the requester-pays bucket."""
+    key = tmp_path / "google" / "no-project.json"
+    key.write_text(json.dumps(gcs.oauth.service_account(READER, "")))
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(key))
+    recipe = _recipe(
+        tmp_path, project="secret-ecg", access="credentialed", include="records500/00000/00001_hr.*"
+    )
+    report = download(recipe, _gcs_settings(settings, gcs))
+    assert not report.ok and "\n" not in report.why
+    assert f"gs://{BUCKET} is requester pays: set CLIMB_GCS_BILLING_PROJECT" in report.why, report.why
+    assert not gcs.seen
