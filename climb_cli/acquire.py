@@ -126,49 +126,60 @@ def plan(recipe: Recipe, settings: Settings, *, with_sizes: bool = False) -> Pla
     jobs: list[tuple[Source, RemoteFile]] = []
     pins = Pins(recipe, settings)
     raw_root = settings.raw_dir(recipe.name)
-    with RawManifest.for_reading(raw_root, create=False) as manifest:
-        known = manifest.load_index()
     out = Plan(recipe, jobs)
-    for source in make_sources(recipe, settings):
-        try:
-            files = pins.apply(source, source.list_files())
-        except requests.RequestException as e:
-            why = f"listing {source.describe()} failed: {type(e).__name__}"
-            raise ClimbError(f"{recipe.name}: {why}") from None
-        present: dict[str, int] = {}  # verified present (the manifest row matches): path -> size
-        on_disk: dict[str, int] = {}  # any regular file at the path: path -> size
-        root = os.fspath(raw_root) + "/"
-        for rf in files:  # one stat per file, on string paths (a million files: no Path object each)
-            key = archives.source_key(source, rf.path)
+    with RawManifest.for_reading(raw_root, create=False) as manifest:
+        for source in make_sources(recipe, settings):
+            try:
+                files = pins.apply(source, source.list_files())
+            except requests.RequestException as e:
+                why = f"listing {source.describe()} failed: {type(e).__name__}"
+                raise ClimbError(f"{recipe.name}: {why}") from None
+            present = _present(source, files, manifest, out, keep=with_sizes)
+            if with_sizes:
+                missing = [rf for rf in files if rf.path not in present]
+                try:
+                    sized = {rf.path: rf for rf in source.sizes(missing)} if missing else {}
+                except requests.RequestException as e:
+                    sized = {}
+                    out.size_note = (
+                        f"sizes unknown: {source.describe()} could not be reached ({type(e).__name__})"
+                    )
+                files = [
+                    dataclasses.replace(rf, size=present[rf.path])
+                    if rf.path in present
+                    else sized.get(rf.path, rf)
+                    for rf in files
+                ]
+            jobs.extend((source, rf) for rf in files)
+    return out
+
+
+def _present(
+    source: Source, files: list[RemoteFile], manifest: RawManifest, out: Plan, *, keep: bool
+) -> dict[str, int]:
+    """Count into `out` the files on disk (any regular file at the path) and those verified present (their
+    manifest row matches); with `keep`, returns path -> size of the verified ones. One stat per file on
+    string paths, the manifest read a chunk of rows at a time (a million files: no Path, no whole index)."""
+    present: dict[str, int] = {}
+    root = os.fspath(source.settings.raw_dir(source.recipe.name)) + "/"
+    for start in range(0, len(files), 2000):
+        chunk = files[start : start + 2000]
+        keys = [archives.source_key(source, rf.path) for rf in chunk]
+        rows = manifest.rows(keys)
+        for rf, key in zip(chunk, keys, strict=True):
             try:
                 st = os.stat(root + key)
             except OSError:
                 continue
             if not stat.S_ISREG(st.st_mode):
                 continue
-            on_disk[rf.path] = st.st_size
-            row = known.get(key)
+            out.present_bytes += st.st_size
+            row = rows.get(key)
             if row is not None and row[:2] == (st.st_size, st.st_mtime_ns) and rf.sha256 in (None, row[2]):
-                present[rf.path] = st.st_size
-        if with_sizes:
-            missing = [rf for rf in files if rf.path not in present]
-            try:
-                sized = {rf.path: rf for rf in source.sizes(missing)} if missing else {}
-            except requests.RequestException as e:
-                sized = {}
-                out.size_note = (
-                    f"sizes unknown: {source.describe()} could not be reached ({type(e).__name__})"
-                )
-            files = [
-                dataclasses.replace(rf, size=present[rf.path])
-                if rf.path in present
-                else sized.get(rf.path, rf)
-                for rf in files
-            ]
-        jobs.extend((source, rf) for rf in files)
-        out.present_bytes += sum(on_disk.values())
-        out.present_files += len(present)
-    return out
+                out.present_files += 1
+                if keep:
+                    present[rf.path] = st.st_size
+    return present
 
 
 def check_disk(p: Plan, settings: Settings) -> str | None:
@@ -234,7 +245,7 @@ def _download(
     if not listed and not manual:
         return report
     with RawManifest.for_dataset(raw_root) as manifest:
-        known = manifest.load_index()
+        known = manifest.index()  # rows read as needed: a million of them are never held at once
         jobs: list[tuple[Source, RemoteFile]] = []
         for source, files in listed:
             for rf in files:

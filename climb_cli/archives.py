@@ -44,7 +44,7 @@ import tarfile
 import time
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, cast
@@ -207,7 +207,9 @@ class State:
             ),
         )
 
-    def intact(self, raw_root: Path, known: dict[str, tuple[int, int, str]] | None = None) -> dict[str, bool]:
+    def intact(
+        self, raw_root: Path, known: Mapping[str, tuple[int, int, str]] | None = None
+    ) -> dict[str, bool]:
         """member key -> whether the file on disk is still the one extracted (size and mtime as recorded,
         and, with `known` (the manifest index), a manifest row with the same sum)."""
         out = {}
@@ -223,7 +225,9 @@ class State:
             out[key] = ok
         return out
 
-    def satisfied(self, raw_root: Path, sha256: str | None, known: dict | None = None) -> bool:
+    def satisfied(
+        self, raw_root: Path, sha256: str | None, known: Mapping[str, tuple[int, int, str]] | None = None
+    ) -> bool:
         """Completely extracted from an archive with this sha256 (None: any), every member intact."""
         return (
             self.complete
@@ -683,7 +687,9 @@ def nested_archives(source: Source, pol: Policy, res: Result, depth: int) -> lis
     return out
 
 
-def removed_archive_state(source: Source, rf: RemoteFile, known: dict | None) -> State | None:
+def removed_archive_state(
+    source: Source, rf: RemoteFile, known: Mapping[str, tuple[int, int, str]] | None
+) -> State | None:
     """The extraction state when `rf` is an archive that was extracted completely and then removed on
     purpose (keep_archive: false) and whose members are all intact: nothing to download."""
     pol = policy(source)

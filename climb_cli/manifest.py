@@ -14,7 +14,7 @@ import sqlite3
 import sys
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,7 +64,11 @@ def connect_readonly(path: Path) -> sqlite3.Connection:
 
 def walk_files(root: Path) -> list[str]:
     """Every regular file below root (relative POSIX paths), skipping climb's own .climb folder."""
-    out: list[str] = []
+    return list(iter_files(root))
+
+
+def iter_files(root: Path) -> Iterator[str]:
+    """`walk_files` one path at a time (a million files: no list of them)."""
     stack = [(root, "")]
     while stack:
         d, prefix = stack.pop()
@@ -78,8 +82,18 @@ def walk_files(root: Path) -> list[str]:
                 if rel != ".climb":
                     stack.append((Path(e.path), rel + "/"))
             elif e.is_file(follow_symlinks=False):
-                out.append(rel)
-    return out
+                yield rel
+
+
+Row = tuple[int, int, str]  # a file's recorded (size, mtime_ns, sha256)
+_BATCH = 500  # keys per lookup query (under SQLite's oldest limit of 999 bound parameters)
+
+
+def rows_for(known: Mapping[str, Row], keys: Sequence[str]) -> Mapping[str, Row]:
+    """The rows of `keys` from `known` (an `Index`: one query per 500 keys; a dict: itself), for a caller
+    that checks many files in a row: a chunk of a million files costs ~1 us a file, not one query each."""
+    many = getattr(known, "many", None)
+    return many(keys) if many is not None else known
 
 
 _INSERT = "INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,?,?,?,?)"
@@ -178,6 +192,37 @@ def rebuild(manifest: RawManifest, raw_root: Path, workers: int | None = None) -
     return len(entries)
 
 
+class Index(Mapping[str, Row]):
+    """path -> (size, mtime_ns, sha256), read from the manifest when asked instead of loaded whole
+    (a million rows as a dict: ~350 MB). `many` reads a batch of keys at once; `get` one (~5 us). It reads
+    the committed rows at the time of the lookup (rows still pending in this process are not seen)."""
+
+    def __init__(self, manifest: RawManifest) -> None:
+        self._m = manifest
+
+    def many(self, keys: Sequence[str]) -> dict[str, Row]:
+        return self._m.rows(keys, flush=False)
+
+    def get(self, key: str, default: Row | None = None) -> Row | None:  # type: ignore[override]
+        return self._m.rows([key], flush=False).get(key, default)
+
+    def __getitem__(self, key: str) -> Row:
+        row = self.get(key)
+        if row is None:
+            raise KeyError(key)
+        return row
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and self.get(key) is not None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._m.load_index()))
+
+    def __len__(self) -> int:
+        with self._m._lock:
+            return int(self._m._db.execute("SELECT count(*) FROM files").fetchone()[0])
+
+
 class RawManifest:
     """Thread-safe access to one dataset's manifest. Writes are batched and committed on flush/close.
 
@@ -254,6 +299,24 @@ class RawManifest:
                 r[0]: (r[1], r[2], r[3])
                 for r in self._db.execute("SELECT path, size, mtime_ns, sha256 FROM files")
             }
+
+    def index(self) -> Index:
+        """The light form a skip check needs (path -> (size, mtime_ns, sha256)), read on demand."""
+        return Index(self)
+
+    def rows(self, keys: Sequence[str], *, flush: bool = True) -> dict[str, Row]:
+        """path -> (size, mtime_ns, sha256) of those of `keys` that have a row (one query per 500 keys)."""
+        out: dict[str, Row] = {}
+        with self._lock:
+            if flush:
+                self._flush_locked()
+            for i in range(0, len(keys), _BATCH):
+                part = keys[i : i + _BATCH]
+                marks = ",".join("?" * len(part))
+                sql = f"SELECT path, size, mtime_ns, sha256 FROM files WHERE path IN ({marks})"
+                for path, size, mtime_ns, digest in self._db.execute(sql, part):
+                    out[path] = (size, mtime_ns, digest)
+        return out
 
     def put(self, e: Entry) -> None:
         if self.read_only:

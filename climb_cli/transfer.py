@@ -28,7 +28,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,7 +43,7 @@ from climb_cli import redaction, space
 from climb_cli.errors import AccessError, TransferError, is_disk_full
 from climb_cli.events import Outcome, Progress
 from climb_cli.hashing import hash_file
-from climb_cli.manifest import Entry, RawManifest
+from climb_cli.manifest import Entry, RawManifest, Row, rows_for
 from climb_cli.net.retry import (
     NETWORK_ERRORS,
     RETRY_STATUS,
@@ -477,14 +477,14 @@ class Downloader:
 
     # -- many files -------------------------------------------------------------------------------
     def download_one(
-        self, source: Source, rf: RemoteFile, manifest: RawManifest, known: dict[str, tuple[int, int, str]]
+        self, source: Source, rf: RemoteFile, manifest: RawManifest, known: Mapping[str, Row]
     ) -> Outcome:
         """One file: reused when present and verified, else received and committed, and recorded."""
         got = self._reuse_or_receive(source, rf, manifest, known)
         return got if isinstance(got, Outcome) else self._commit_and_record(source, got, manifest)
 
     def _reuse_or_receive(
-        self, source: Source, rf: RemoteFile, manifest: RawManifest, known: dict[str, tuple[int, int, str]]
+        self, source: Source, rf: RemoteFile, manifest: RawManifest, known: Mapping[str, Row]
     ) -> Outcome | _Received:
         """The outcome of a file already present (skipped) or that failed, else its verified bytes, received
         but not yet committed (the network part of a download: what holds a connection)."""
@@ -505,7 +505,7 @@ class Downloader:
         dest: Path,
         key: str,
         manifest: RawManifest,
-        known: dict[str, tuple[int, int, str]],
+        known: Mapping[str, Row],
     ) -> Outcome | None:
         """Skipped: the file is present as its manifest row says, or it hashes to the expected sums (then
         recorded). None: it must be downloaded."""
@@ -555,7 +555,7 @@ class Downloader:
 
     @staticmethod
     def _skip_unchanged(
-        jobs: list[tuple[Source, RemoteFile]], known: dict[str, tuple[int, int, str]], count: bool = False
+        jobs: list[tuple[Source, RemoteFile]], known: Mapping[str, Row], count: bool = False
     ) -> tuple[list[Outcome], tuple[int, int], list[tuple[Source, RemoteFile]], int | None]:
         """The files already present as the manifest recorded them (size, mtime, and the expected sum):
         `download_one`'s first check, done here in one pass so that they cost no thread-pool task, with
@@ -568,39 +568,47 @@ class Downloader:
         rest: list[tuple[Source, RemoteFile]] = []
         total: int | None = 0
         where: dict[int, tuple[str, str]] = {}  # id(source) -> (its folder + "/", its manifest key prefix)
-        for source, rf in jobs:
-            folder, prefix = where.get(id(source)) or where.setdefault(
+
+        def place(source: Source) -> tuple[str, str]:
+            return where.get(id(source)) or where.setdefault(
                 id(source),
                 (os.fspath(source.raw_dir) + "/", source.spec.into + "/" if source.spec.into else ""),
             )
-            row = known.get(prefix + rf.path)
-            st = None
-            if row is not None or rf.size is None:
-                try:
-                    st = os.stat(folder + rf.path)
-                except OSError:
-                    st = None
-            size = rf.size if rf.size is not None else (st.st_size if st is not None else None)
-            total = None if total is None or size is None else total + size
-            if (
-                row is not None
-                and st is not None
-                and row[:2] == (st.st_size, st.st_mtime_ns)
-                and rf.sha256 in (None, row[2])
-            ):
-                if count and rf.sha256:
-                    counted, counted_bytes = counted + 1, counted_bytes + st.st_size
-                else:
-                    skipped.append(Outcome(rf, "skipped", st.st_size, row[2]))
-                continue
-            rest.append((source, rf))
+
+        for start in range(0, len(jobs), 2000):  # the manifest's rows read a chunk at a time, not held
+            chunk = jobs[start : start + 2000]
+            keys = [place(source)[1] + rf.path for source, rf in chunk]
+            rows = rows_for(known, keys)
+            for (source, rf), key in zip(chunk, keys, strict=True):
+                folder = place(source)[0]
+                row = rows.get(key)
+                st = None
+                if row is not None or rf.size is None:
+                    try:
+                        st = os.stat(folder + rf.path)
+                    except OSError:
+                        st = None
+                size = rf.size if rf.size is not None else (st.st_size if st is not None else None)
+                total = None if total is None or size is None else total + size
+                if (
+                    row is not None
+                    and st is not None
+                    and row[:2] == (st.st_size, st.st_mtime_ns)
+                    and rf.sha256 in (None, row[2])
+                ):
+                    if count and rf.sha256:
+                        counted, counted_bytes = counted + 1, counted_bytes + st.st_size
+                    else:
+                        skipped.append(Outcome(rf, "skipped", st.st_size, row[2]))
+                    continue
+                rest.append((source, rf))
         return skipped, (counted, counted_bytes), rest, total
 
     def run(
         self,
         jobs: list[tuple[Source, RemoteFile]],
         manifest: RawManifest,
-        known: dict[str, tuple[int, int, str]] | None = None,
+        known: Mapping[str, Row] | None = None,
         *,
         count_skips: bool = False,
     ) -> list[Outcome]:
@@ -612,7 +620,7 @@ class Downloader:
         After the first access refusal for a source, its remaining files are not attempted
         (they would all be refused the same way)."""
         if known is None:
-            known = manifest.load_index()
+            known = manifest.index()
         n = len(jobs)
         skipped, (self.skipped_files, self.skipped_bytes), jobs, total = self._skip_unchanged(
             jobs, known, count_skips

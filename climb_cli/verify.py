@@ -13,6 +13,7 @@ class counts against the recipe's expectations.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
@@ -29,7 +30,7 @@ from climb_cli.engines import usable_cpus
 from climb_cli.hash_plan import plan_tasks
 from climb_cli.hashing import hash_file as _hash_file
 from climb_cli.locks import raw_lock
-from climb_cli.manifest import Entry, RawManifest, walk_files
+from climb_cli.manifest import Entry, RawManifest, iter_files
 from climb_cli.pins import Pins
 from climb_cli.recipe import Recipe
 from climb_cli.settings import Settings
@@ -147,28 +148,44 @@ def _worker_count(engine: Any, workers: int | None) -> int:
 
 def _sizes(
     expected: list[tuple[Source, RemoteFile, str]],
-    previous: dict[str, tuple[int, int, str]],
+    manifest: RawManifest,
     raw_root: Path,
     metadata: bool,
 ) -> list[int]:
     """Each expected file's bytes to hash, for planning the tasks: the upstream size, else the
     recorded one, else the file's own (0 when it is missing); with --metadata a recorded file counts
-    0 (it is most likely trusted by its size and mtime, not hashed)."""
-    out = []
-    for _, rf, key in expected:
+    0 (it is most likely trusted by its size and mtime, not hashed). The manifest is read a chunk of
+    rows at a time."""
+    out: list[int] = []
+    for start in range(0, len(expected), _CHUNK):
+        chunk = expected[start : start + _CHUNK]
+        previous = manifest.rows([key for _, _, key in chunk])
+        out.extend(_chunk_sizes(chunk, previous, raw_root, metadata))
+    return out
+
+
+_CHUNK = 2000  # expected files whose manifest rows are read at once
+
+
+def _chunk_sizes(
+    chunk: list[tuple[Source, RemoteFile, str]],
+    previous: dict[str, tuple[int, int, str]],
+    raw_root: Path,
+    metadata: bool,
+) -> Iterator[int]:
+    for _, rf, key in chunk:
         row = previous.get(key)
         if metadata and row is not None:
-            out.append(0)
+            yield 0
         elif rf.size is not None:
-            out.append(rf.size)
+            yield rf.size
         elif row is not None:
-            out.append(row[0])
+            yield row[0]
         else:
             try:
-                out.append(os.stat(raw_root / key).st_size)
+                yield os.stat(raw_root / key).st_size
             except OSError:
-                out.append(0)
-    return out
+                yield 0
 
 
 def _in_flight(pool: ThreadPoolExecutor, fn: Callable, tasks: Iterable) -> Iterator:
@@ -246,24 +263,23 @@ def _verify_raw(
     now = time.time()
     manifest = RawManifest.for_reading(raw_root)
     report.read_only = manifest.read_only
-    previous: dict[str, tuple[int, int, str]] = {}
+    rows_of: dict[int, dict[str, tuple[int, int, str]]] = {}  # task number -> its files' manifest rows
 
     def algos(rf: RemoteFile) -> tuple[str, ...]:
         return ("sha256", "md5") if (rf.md5 and not rf.sha256) else ("sha256",)
 
-    def trusted(rf: RemoteFile, key: str) -> Known:
-        row = previous.get(key)
+    def trusted(rf: RemoteFile, row: tuple[int, int, str] | None) -> Known:
         return row if metadata and row and rf.sha256 in (None, row[2]) else None
 
-    def check(item: tuple[Source, RemoteFile, str], hashed: tuple | None) -> tuple[str, int, Entry | None]:
+    def check(
+        item: tuple[Source, RemoteFile, str], hashed: tuple | None, row: tuple[int, int, str] | None
+    ) -> tuple[str, int, Entry | None]:
         source, rf, key = item
         if hashed is None:
             return "missing", 0, None
         size, mtime_ns, hashes = hashed
-        if metadata:
-            row = previous.get(key)
-            if row and row[:2] == (size, mtime_ns) and rf.sha256 in (None, row[2]):
-                return "ok", size, None  # the manifest row stands as it is: nothing to write
+        if metadata and row and row[:2] == (size, mtime_ns) and rf.sha256 in (None, row[2]):
+            return "ok", size, None  # the manifest row stands as it is: nothing to write
         good = (rf.sha256 is None or hashes["sha256"] == rf.sha256) and (
             rf.md5 is None or rf.sha256 is not None or hashes["md5"] == rf.md5
         )
@@ -274,55 +290,62 @@ def _verify_raw(
         manifest,
         ThreadPoolExecutor(_worker_count(None, workers), thread_name_prefix="climb-verify") as pool,
     ):
-        previous.update(manifest.load_index())
         changed: list[Entry] = []
         unchanged: list[str] = []
 
-        plan = plan_tasks(_sizes(expected, previous, raw_root, metadata), _worker_count(engine, workers))
+        plan = plan_tasks(_sizes(expected, manifest, raw_root, metadata), _worker_count(engine, workers))
 
         root = str(raw_root)
 
-        def job(i: int) -> tuple[str, tuple[str, ...], Known]:
-            _, rf, key = expected[i]
-            return os.path.join(root, key), algos(rf), trusted(rf, key)  # not pathlib: ~40 us a file
+        def make(n: int) -> tuple[int, list[tuple[str, tuple[str, ...], Known]]]:
+            """Task n, with its files' manifest rows read now and kept until its results are checked (the
+            tasks in flight hold their rows; the manifest is never loaded whole)."""
+            rows = rows_of[n] = manifest.rows([expected[i][2] for i in plan[n]])
+            out = []
+            for i in plan[n]:
+                _, rf, key = expected[i]
+                # not pathlib: ~40 us a file
+                out.append((os.path.join(root, key), algos(rf), trusted(rf, rows.get(key))))
+            return n, out
 
-        tasks = ((n, [job(i) for i in task]) for n, task in enumerate(plan))  # made as needed
+        tasks = (make(n) for n in range(len(plan)))  # made as needed
         bad_at: list[tuple[int, str]] = []  # (index in expected, state): reported in that order
         runs = _in_flight(pool, _hash_chunk, tasks) if engine is None else engine.map(_hash_chunk, tasks)
         for number, hashed in runs:
+            rows = rows_of.pop(number)
             for i, h in zip(plan[number], hashed, strict=True):
                 item = expected[i]
-                state, size, entry = check(item, h)
+                old = rows.get(item[2])
+                state, size, entry = check(item, h, old)
                 report.checked += 1
                 report.bytes += size
                 if state in ("missing", "corrupt"):
                     bad_at.append((i, state))
                 elif entry is not None:
-                    old = previous.get(entry.path)
                     if old == (entry.size, entry.mtime_ns, entry.sha256):
                         unchanged.append(entry.path)
+                    elif old is not None and (full := manifest.get(entry.path)) is not None:
+                        changed.append(  # re-hashed: keep where it came from
+                            dataclasses.replace(
+                                entry, url=full.url, etag=full.etag, fetched_at=full.fetched_at
+                            )
+                        )
                     else:
-                        changed.append(entry)  # new to the manifest (placed by hand), or re-hashed
+                        changed.append(entry)  # new to the manifest (placed by hand)
         for i, state in sorted(bad_at):
             source, rf, key = expected[i]
             (report.missing if state == "missing" else report.corrupt).append(key)
             bad.append((source, archive_of.get(id(rf), rf)))
-        for i, e in enumerate(changed):
-            if e.path in previous and (full := manifest.get(e.path)) is not None:  # keep where it came from
-                changed[i] = Entry(
-                    e.path, e.size, e.mtime_ns, e.sha256, e.source, full.url, full.etag, full.fetched_at, now
-                )
         manifest.put_batch(changed)
         if not metadata:  # verified_at is when a file's bytes were last hashed
             manifest.touch_verified(unchanged, now)
         if report.corrupt:
             manifest.delete(report.corrupt)
-    previous.clear()  # a million rows: freed before the folder walk below adds its own list
     expected.clear()
     if report.never_listed or report.lists_missing:
         known = set()  # cannot judge unexpected files without every list
-    else:
-        report.unexpected = sorted(p for p in walk_files(raw_root) if p not in known)
+    else:  # the folder walked one path at a time: only the unexpected ones are kept
+        report.unexpected = sorted(p for p in iter_files(raw_root) if p not in known)
     if recipe.images is not None:  # the images stage's files: checked against its own records
         from climb_cli.images import check_images
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -237,7 +238,7 @@ class ManualSource(Source):
         pins: Pins | None,
         *,
         hash_files: bool = True,
-        known: dict[str, tuple[int, int, str]] | None = None,
+        known: Mapping[str, tuple[int, int, str]] | None = None,
     ) -> Placement:
         """Count what was placed; with `hash_files`, check each explicit file against its sha256
         (inline or pinned) and size, recording good ones in the manifest (a file whose size and mtime
@@ -299,7 +300,7 @@ class ManualSource(Source):
         st: os.stat_result,
         manifest: RawManifest | None,
         pins: Pins | None,
-        known: dict[str, tuple[int, int, str]] | None,
+        known: Mapping[str, tuple[int, int, str]] | None,
         p: Placement,
     ) -> str:
         """Hash a placed file (unless its manifest row vouches for it); '' if it matches its sum."""
