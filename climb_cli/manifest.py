@@ -300,6 +300,21 @@ class RawManifest:
                 for r in self._db.execute("SELECT path, size, mtime_ns, sha256 FROM files")
             }
 
+    def entries(self, source: str, page: int = 5000) -> Iterator[Entry]:
+        """Every row of one source, in path order, read a page at a time (never the whole table)."""
+        after = ""
+        while True:
+            with self._lock:
+                self._flush_locked()
+                rows = self._db.execute(
+                    "SELECT * FROM files WHERE source = ? AND path > ? ORDER BY path LIMIT ?",
+                    (source, after, page),
+                ).fetchall()
+            yield from (Entry(*r) for r in rows)
+            if len(rows) < page:
+                return
+            after = rows[-1][0]
+
     def index(self) -> Index:
         """The light form a skip check needs (path -> (size, mtime_ns, sha256)), read on demand."""
         return Index(self)

@@ -20,6 +20,7 @@ import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Set as AbstractSet
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,21 +79,27 @@ class RawReport:
 
 
 def _recorded_files(
-    source: Source, prefix: str, rows: dict[str, Entry]
+    source: Source, prefix: str, manifest: RawManifest
 ) -> list[tuple[RemoteFile, RemoteFile | None]]:
     """What the raw manifest says this source delivered, as expected files with their recorded sums;
-    an extracted member comes with its archive's file (what a repair fetches) when that is recorded."""
+    an extracted member comes with its archive's file (what a repair fetches) when that is recorded.
+    The source's rows are read in path order a page at a time (the manifest is never loaded whole)."""
     out: list[tuple[RemoteFile, RemoteFile | None]] = []
-    for key, e in sorted(rows.items()):
-        if e.source != source.spec.id or not key.startswith(prefix):
+    archives_by_key: dict[str, RemoteFile | None] = {}
+    for e in manifest.entries(source.spec.id):
+        key = e.path
+        if not key.startswith(prefix):
             continue
         rf = RemoteFile(key[len(prefix) :], e.url, e.size, e.sha256)
         archive = None
         if "!/" in e.url:  # an archive member: "<archive key>!/<member name>"
             akey = e.url.split("!/", 1)[0]
-            a = rows.get(akey)
-            if a is not None:
-                archive = RemoteFile(akey[len(prefix) :], a.url, a.size, a.sha256)
+            if akey not in archives_by_key:
+                a = manifest.get(akey)
+                archives_by_key[akey] = (
+                    None if a is None else RemoteFile(akey[len(prefix) :], a.url, a.size, a.sha256)
+                )
+            archive = archives_by_key[akey]
         out.append((rf, archive))
     return out
 
@@ -216,6 +223,21 @@ def _map_in_order(engine: Any, pool: ThreadPoolExecutor, fn: Callable, tasks: It
             nxt += 1
 
 
+class _Known:
+    """The paths upstream has, for telling unexpected files: each source's own collection under its folder
+    prefix, kept as the source gives it (a million paths are not copied into one more set)."""
+
+    def __init__(self) -> None:
+        self._parts: list[tuple[str, AbstractSet[str]]] = []
+
+    def add(self, prefix: str, paths: AbstractSet[str]) -> None:
+        if paths:
+            self._parts.append((prefix, paths))
+
+    def __contains__(self, key: str) -> bool:
+        return any(key.startswith(prefix) and key[len(prefix) :] in paths for prefix, paths in self._parts)
+
+
 def _verify_raw(
     recipe: Recipe, settings: Settings, workers: int | None, engine: Any, metadata: bool = False
 ) -> tuple[RawReport, list]:
@@ -223,18 +245,15 @@ def _verify_raw(
     report = RawReport(recipe.name)
     raw_root = settings.raw_dir(recipe.name)
     expected: list[tuple[Source, RemoteFile, str]] = []
-    known: set[str] = set()
+    known = _Known()
     pins = Pins(recipe, settings)
     archive_of: dict[int, RemoteFile] = {}  # id(member file) -> its archive (what --repair fetches)
-    entries: dict[str, Entry] | None = None  # the raw manifest, read once if a source needs it
     for source in make_sources(recipe, settings):
         files = source.expected_files()
         prefix = source.spec.into + "/" if source.spec.into else ""
         if files is None:
-            if entries is None:
-                with RawManifest.for_dataset(raw_root) as m:
-                    entries = m.load()
-            from_manifest = _recorded_files(source, prefix, entries)
+            with RawManifest.for_dataset(raw_root) as m:
+                from_manifest = _recorded_files(source, prefix, m)
             if not from_manifest:
                 report.never_listed.append(source.spec.id)
                 continue
@@ -248,16 +267,14 @@ def _verify_raw(
             continue
         files = pins.apply(source, files)
         members, removed = archives.expected_members(source, files)
-        member_paths = {m.path for m, _ in members}
-        expected.extend(
-            (source, rf, prefix + rf.path) for rf in files if rf.path not in removed | member_paths
-        )
+        not_files = removed | {m.path for m, _ in members}
+        expected.extend((source, rf, prefix + rf.path) for rf in files if rf.path not in not_files)
         for member, archive in members:
             archive_of[id(member)] = archive
             expected.append((source, member, prefix + member.path))
         upstream = getattr(source, "upstream_paths", lambda: None)()
-        known.update(prefix + p for p in (upstream or {rf.path for rf in files}))
-        known.update(prefix + m.path for m, _ in members)
+        known.add(prefix, upstream or {rf.path for rf in files})
+        known.add(prefix, {m.path for m, _ in members})
         report.missing.extend(getattr(source, "shortfalls", list)())
     bad: list[tuple[Source, RemoteFile]] = []
     now = time.time()
@@ -342,9 +359,9 @@ def _verify_raw(
         if report.corrupt:
             manifest.delete(report.corrupt)
     expected.clear()
-    if report.never_listed or report.lists_missing:
-        known = set()  # cannot judge unexpected files without every list
-    else:  # the folder walked one path at a time: only the unexpected ones are kept
+    # unexpected files can be judged only with every list; the folder is walked one path at a time and
+    # only the unexpected ones are kept
+    if not (report.never_listed or report.lists_missing):
         report.unexpected = sorted(p for p in iter_files(raw_root) if p not in known)
     if recipe.images is not None:  # the images stage's files: checked against its own records
         from climb_cli.images import check_images
