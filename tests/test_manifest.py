@@ -85,3 +85,27 @@ def test_a_full_disk_while_writing_the_manifest_is_one_clear_line(tmp_path: Path
         assert text.startswith(f"no space left on {small / '.climb'}: ") and "bytes needed for" in text
         with contextlib.suppress(DiskFullError):
             m.close()
+
+
+def test_rows_index_and_entries_read_the_manifest_in_batches(tmp_path: Path) -> None:
+    """`rows` answers exactly the keys that have a row across its 500-key queries (in any order, with
+    absent and repeated keys); the `Index` view answers like the dict `load_index` returns; `entries`
+    pages one source's rows in path order."""
+    from climb_cli.manifest import Entry
+
+    with RawManifest.for_dataset(tmp_path / "raw") as m:
+        m.put_batch([Entry(f"d/{i:05d}", i, 10 * i, f"{i:064x}", "a" if i % 3 else "b") for i in range(1234)])
+        m.put(Entry("pending", 1, 2, "0" * 64))  # not yet flushed: `rows` flushes first
+        want = m.load_index()
+        keys = [f"d/{i:05d}" for i in range(2000, -1, -7)] + ["d/00007", "nope", "pending"]
+        assert m.rows(keys) == {k: want[k] for k in keys if k in want}
+        assert m.rows([]) == {}
+        index = m.index()
+        assert len(index) == len(want) and set(index) == set(want)
+        assert index.get("d/00042") == want["d/00042"] == index["d/00042"]
+        assert index.get("nope") is None and "nope" not in index and "d/00042" in index
+        with pytest.raises(KeyError):
+            index["nope"]
+        b = list(m.entries("b", page=100))
+        assert [e.path for e in b] == sorted(k for k in want if k.startswith("d/") and int(k[2:]) % 3 == 0)
+        assert b[1] == Entry("d/00003", 3, 30, f"{3:064x}", "b")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from climb_cli.fakes.physionet import FakePhysioNet
-from tests.conftest import read_only_mount, run_climb, write_recipe
+from tests.conftest import fast_settings, read_only_mount, run_climb, write_recipe
 
 SOURCE = """  - id: data
     kind: physionet
@@ -258,3 +258,81 @@ def test_files_larger_than_a_task_are_hashed_across_tasks_and_a_corrupt_one_is_n
     assert r.returncode == 1
     assert "0 missing, 2 corrupt, 0 unexpected" in r.stdout
     assert "corrupt: large/part-1.bin" in r.stdout and "corrupt: small/2/250.dat" in r.stdout
+
+
+def test_metadata_verify_of_a_generated_tree_reports_exactly_the_planted_files(tmp_path: Path) -> None:
+    """20,000 files in 40 folders (many manifest lookup batches and hashing tasks): `verify --metadata`
+    reports exactly the planted missing, unexpected and changed files, the full verify the same, a file
+    only touched is re-hashed and its row updated (keeping its URL), and the download plan counts as
+    present exactly the files whose row matches."""
+    import hashlib
+    import os
+    import sqlite3
+
+    from climb_cli.acquire import plan
+    from climb_cli.catalog import Catalog
+    from climb_cli.manifest import Entry, RawManifest
+
+    source = '  - id: data\n    kind: physionet\n    project: bigtree\n    version: "1.0"\n'
+    recipes = write_recipe(tmp_path / "recipes", "bigtree", source).parent
+    raw = tmp_path / "data" / "raw" / "bigtree"
+    url = "http://127.0.0.1:9/files/bigtree/1.0/"
+    lines, rows, paths = [], [], []
+    for i in range(20_000):
+        rel = f"p{i // 500:02d}/s{i:05d}.dat"
+        if i % 500 == 0:
+            (raw / rel).parent.mkdir(parents=True, exist_ok=True)
+        data = f"{i}\n".encode()
+        (raw / rel).write_bytes(data)
+        digest = hashlib.sha256(data).hexdigest()
+        st = (raw / rel).stat()
+        lines.append(f"{digest} {rel}\n")
+        rows.append(Entry(rel, st.st_size, st.st_mtime_ns, digest, "data", url + rel, "etag", 1.0, 1.0))
+        paths.append(rel)
+    (raw / "SHA256SUMS.txt").write_text("".join(lines))
+    with RawManifest.for_dataset(raw) as m:
+        m.put_batch(rows)
+
+    missing = [paths[i] for i in (0, 1999, 2000, 7777, 19_999)]
+    for rel in missing:
+        (raw / rel).unlink()
+    corrupt = [paths[i] for i in (3, 4500, 9000, 12_001, 15_000)]
+    for rel in corrupt[:2] + corrupt[3:]:
+        st = (raw / rel).stat()
+        (raw / rel).write_bytes(b"1" * st.st_size if rel == paths[15_000] else b"changed\n")
+        os.utime(raw / rel, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # a new mtime for certain
+    bad = raw / paths[9000]  # the manifest recorded a bad copy: its sum is not upstream's, so it is hashed
+    bad.write_bytes(b"bad\n")
+    st = bad.stat()
+    with RawManifest.for_dataset(raw) as m:
+        m.put(Entry(paths[9000], st.st_size, st.st_mtime_ns, hashlib.sha256(b"bad\n").hexdigest(), "data"))
+    touched = raw / paths[5000]
+    st = touched.stat()
+    os.utime(touched, ns=(st.st_atime_ns, st.st_mtime_ns + 5 * 10**9))
+    unexpected = ["newdir/x.bin", "p00/extra.dat", "p10/s05000.dat.tmp", "p39/s99999.dat"]
+    for rel in unexpected:
+        (raw / rel).parent.mkdir(exist_ok=True)
+        (raw / rel).write_bytes(b"x")
+
+    settings = fast_settings(tmp_path, {"physionet": "http://127.0.0.1:9"})
+    p = plan(Catalog([recipes]).load("bigtree"), settings)
+    assert p.files == 20_000
+    assert p.present_files == 20_000 - len(missing) - len(corrupt) - 1
+    assert p.present_bytes == sum((raw / rel).stat().st_size for rel in paths if (raw / rel).exists())
+
+    args = ["--data-dir", str(tmp_path / "data"), "--recipes", str(recipes)]
+    env = {"CLIMB_PHYSIONET_URL": "http://127.0.0.1:9"}
+    for how in (["--metadata"], []):
+        r = run_climb(*args, "verify", "bigtree", *how, "--json", env=env)
+        (rep,) = json.loads(r.stdout)
+        assert r.returncode == 1, r.stderr
+        assert rep["checked"] == 20_000
+        assert (rep["missing"], rep["corrupt"], rep["unexpected"]) == (missing, corrupt, unexpected), how
+        assert rep["never_listed"] == rep["lists_missing"] == []
+        if how:  # the touched file was re-hashed: its row has the new mtime and keeps where it came from
+            db = sqlite3.connect(raw / ".climb" / "manifest.sqlite")
+            row = db.execute(
+                "SELECT mtime_ns, url, etag FROM files WHERE path = ?", (paths[5000],)
+            ).fetchone()
+            db.close()
+            assert row == (touched.stat().st_mtime_ns, url + paths[5000], "etag")
