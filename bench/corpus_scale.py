@@ -13,7 +13,11 @@ closed port on 127.0.0.1, so any network access would fail the step. Steps:
   verify       the full `verify` (re-hash everything), the baseline the metadata check is compared with
 The issue's target: plan, skip and verify-meta of 1 M files each under 60 s and 1 GB.
 
-Run: python bench/corpus_scale.py [--files N] [--quick] [--keep]
+With --baseline-src DIR (a checkout of an older commit: `git archive <commit> | tar -x -C DIR`), each
+step is run with that code too, right after the current code's run, on the same files (interleaved, so
+both see the same machine load); the table gets a baseline row per step.
+
+Run: python bench/corpus_scale.py [--files N] [--quick] [--keep] [--baseline-src DIR]
 """
 
 from __future__ import annotations
@@ -115,10 +119,12 @@ print(json.dumps(out))
 """
 
 
-def _run(root: Path, step: str) -> dict:
+def _run(root: Path, step: str, src: Path = REPO) -> dict:
+    """One step in a fresh process importing climb_cli from `src` (this checkout, or a baseline's)."""
     t0 = time.perf_counter()
+    env = {**os.environ, "PYTHONPATH": str(src)}
     proc = subprocess.Popen(
-        [sys.executable, "-c", STEP, str(root), step], stdout=subprocess.PIPE, text=True, cwd=REPO
+        [sys.executable, "-c", STEP, str(root), step], stdout=subprocess.PIPE, text=True, cwd=src, env=env
     )
     out, _ = proc.communicate()
     wall = time.perf_counter() - t0
@@ -136,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep", action="store_true", help="keep the work folder")
     ap.add_argument("--steps", default="record,plan,skip,verify-meta")
     ap.add_argument("--reuse", type=Path, help="a work folder kept by an earlier --keep run")
+    ap.add_argument("--baseline-src", type=Path, help="also run each step with the climb_cli under DIR")
     args = ap.parse_args(argv)
     n = 100_000 if args.quick else args.files
     root = args.reuse or _workdir()
@@ -149,6 +156,11 @@ def main(argv: list[str] | None = None) -> int:
             r = _run(root, step)
             rows.append(r)
             print(r, flush=True)
+            if args.baseline_src is not None and step != "record":  # record: setup, the same for both
+                b = _run(root, step, args.baseline_src.resolve())
+                b["step"] = f"{step} (baseline)"
+                rows.append(b)
+                print(b, flush=True)
         if args.reuse is not None:
             n = (
                 rows[0].get("files")

@@ -342,6 +342,8 @@ def _extract_all(
 ) -> None:
     """Extract every archive the recipe asks to extract that is present and verified (its manifest
     row matches the file). Members may not overwrite another file of the dataset."""
+    if not any(archives.policy(source) for source, _ in listed):
+        return  # nothing to extract: no set of every file's key (a million of them) is made
     raw_root = None
     reserved: set[str] = set()
     for source, files in listed:
