@@ -13,6 +13,7 @@ class counts against the recipe's expectations.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import functools
 import json
@@ -154,7 +155,7 @@ def _worker_count(engine: Any, workers: int | None) -> int:
 
 
 def _sizes(
-    expected: list[tuple[Source, RemoteFile, str]],
+    expected: _Expected,
     manifest: RawManifest,
     raw_root: Path,
     metadata: bool,
@@ -165,7 +166,7 @@ def _sizes(
     rows at a time."""
     out: list[int] = []
     for start in range(0, len(expected), _CHUNK):
-        chunk = expected[start : start + _CHUNK]
+        chunk = expected.slice(start, start + _CHUNK)
         previous = manifest.rows([key for _, _, key in chunk])
         out.extend(_chunk_sizes(chunk, previous, raw_root, metadata))
     return out
@@ -223,6 +224,37 @@ def _map_in_order(engine: Any, pool: ThreadPoolExecutor, fn: Callable, tasks: It
             nxt += 1
 
 
+class _Expected:
+    """The files to check, in order: item i is (source, file, manifest key). Kept as each source's run of
+    files under its folder prefix and the item made when asked (a million (source, file, key) tuples
+    held at once: ~70 MB)."""
+
+    def __init__(self) -> None:
+        self._files: list[RemoteFile] = []
+        self._starts: list[int] = []  # where each run begins in _files
+        self._runs: list[tuple[Source, str]] = []  # each run's source and folder prefix
+
+    def add(self, source: Source, prefix: str, files: Iterable[RemoteFile]) -> None:
+        if not self._runs or self._runs[-1] != (source, prefix):
+            self._starts.append(len(self._files))
+            self._runs.append((source, prefix))
+        self._files.extend(files)
+
+    def __len__(self) -> int:
+        return len(self._files)
+
+    def __getitem__(self, i: int) -> tuple[Source, RemoteFile, str]:
+        source, prefix = self._runs[0 if len(self._runs) == 1 else bisect.bisect_right(self._starts, i) - 1]
+        rf = self._files[i]
+        return source, rf, prefix + rf.path if prefix else rf.path
+
+    def slice(self, start: int, stop: int) -> list[tuple[Source, RemoteFile, str]]:
+        return [self[i] for i in range(start, min(stop, len(self._files)))]
+
+    def clear(self) -> None:
+        self._files, self._starts, self._runs = [], [], []
+
+
 class _Known:
     """The paths upstream has, for telling unexpected files: each source's own collection under its folder
     prefix, kept as the source gives it (a million paths are not copied into one more set)."""
@@ -244,7 +276,7 @@ def _verify_raw(
     t0 = time.perf_counter()
     report = RawReport(recipe.name)
     raw_root = settings.raw_dir(recipe.name)
-    expected: list[tuple[Source, RemoteFile, str]] = []
+    expected = _Expected()
     known = _Known()
     pins = Pins(recipe, settings)
     archive_of: dict[int, RemoteFile] = {}  # id(member file) -> its archive (what --repair fetches)
@@ -263,15 +295,15 @@ def _verify_raw(
             for rf, archive in from_manifest:
                 if archive is not None:
                     archive_of[id(rf)] = archive
-                expected.append((source, rf, prefix + rf.path))
+                expected.add(source, prefix, [rf])
             continue
         files = pins.apply(source, files)
         members, removed = archives.expected_members(source, files)
         not_files = removed | {m.path for m, _ in members}
-        expected.extend((source, rf, prefix + rf.path) for rf in files if rf.path not in not_files)
+        expected.add(source, prefix, (rf for rf in files if rf.path not in not_files))
         for member, archive in members:
             archive_of[id(member)] = archive
-            expected.append((source, member, prefix + member.path))
+            expected.add(source, prefix, [member])
         upstream = getattr(source, "upstream_paths", lambda: None)()
         known.add(prefix, upstream or {rf.path for rf in files})
         known.add(prefix, {m.path for m, _ in members})
