@@ -312,7 +312,8 @@ def _verify_raw(
     now = time.time()
     manifest = RawManifest.for_reading(raw_root)
     report.read_only = manifest.read_only
-    rows_of: dict[int, dict[str, tuple[int, int, str]]] = {}  # task number -> its files' manifest rows
+    # task number -> its files and their manifest rows, while the task is in flight
+    rows_of: dict[int, tuple[list[tuple[Source, RemoteFile, str]], dict[str, tuple[int, int, str]]]] = {}
 
     def algos(rf: RemoteFile) -> tuple[str, ...]:
         return ("sha256", "md5") if (rf.md5 and not rf.sha256) else ("sha256",)
@@ -347,23 +348,22 @@ def _verify_raw(
         root = str(raw_root)
 
         def make(n: int) -> tuple[int, list[tuple[str, tuple[str, ...], Known]]]:
-            """Task n, with its files' manifest rows read now and kept until its results are checked (the
-            tasks in flight hold their rows; the manifest is never loaded whole)."""
-            rows = rows_of[n] = manifest.rows([expected[i][2] for i in plan[n]])
-            out = []
-            for i in plan[n]:
-                _, rf, key = expected[i]
-                # not pathlib: ~40 us a file
-                out.append((os.path.join(root, key), algos(rf), trusted(rf, rows.get(key))))
-            return n, out
+            """Task n, with its files and their manifest rows read now and kept until its results are checked
+            (the tasks in flight hold their rows; the manifest is never loaded whole)."""
+            items = [expected[i] for i in plan[n]]
+            rows = manifest.rows([key for _, _, key in items])
+            rows_of[n] = (items, rows)
+            # not pathlib: ~40 us a file
+            return n, [
+                (os.path.join(root, key), algos(rf), trusted(rf, rows.get(key))) for _, rf, key in items
+            ]
 
         tasks = (make(n) for n in range(len(plan)))  # made as needed
         bad_at: list[tuple[int, str]] = []  # (index in expected, state): reported in that order
         runs = _in_flight(pool, _hash_chunk, tasks) if engine is None else engine.map(_hash_chunk, tasks)
         for number, hashed in runs:
-            rows = rows_of.pop(number)
-            for i, h in zip(plan[number], hashed, strict=True):
-                item = expected[i]
+            items, rows = rows_of.pop(number)
+            for i, item, h in zip(plan[number], items, hashed, strict=True):
                 old = rows.get(item[2])
                 state, size, entry = check(item, h, old)
                 report.checked += 1
