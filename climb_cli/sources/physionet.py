@@ -112,7 +112,7 @@ class _UpstreamPaths(AbstractSet[str]):
         self._sums = sums
 
     def __contains__(self, path: object) -> bool:
-        return path == CHECKSUMS or path in self._sums
+        return path in self._sums or path == CHECKSUMS
 
     def __iter__(self) -> Iterator[str]:
         yield CHECKSUMS
