@@ -91,10 +91,10 @@ def selected(path: str, spec: SourceSpec) -> bool:
 def safe_relpath(path: str) -> str | None:
     """A clean relative POSIX path, or None for absolute paths, '..', empty or odd names."""
     path = path.strip().removeprefix("./")
-    if not path or path.startswith("/") or "\\" in path or "\x00" in path:
+    if not path or "\\" in path or "\x00" in path:
         return None
-    parts = path.split("/")
-    if any(p in ("", ".", "..") for p in parts):
+    framed = f"/{path}/"  # an empty, "." or ".." part (a leading "/" included) shows as "//", "/./", "/../"
+    if "//" in framed or "/./" in framed or "/../" in framed:
         return None
     return path
 
