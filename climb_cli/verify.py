@@ -13,9 +13,11 @@ class counts against the recipe's expectations.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -26,7 +28,7 @@ from typing import Any
 
 from climb_cli import archives
 from climb_cli.engines import usable_cpus
-from climb_cli.hash_plan import plan_tasks
+from climb_cli.hash_plan import gil_bound, plan_tasks
 from climb_cli.hashing import hash_file as _hash_file
 from climb_cli.locks import raw_lock
 from climb_cli.manifest import Entry, RawManifest, walk_files
@@ -118,11 +120,26 @@ def verify_raw(
 Known = tuple[int, int, str] | None  # a file's recorded (size, mtime_ns, sha256) when --metadata may trust it
 
 
-def _hash_chunk(task: tuple[int, list[tuple[str, tuple[str, ...], Known]]]) -> tuple[int, list]:
-    """(chunk number, [(path, algorithms, recorded)]) -> (chunk number, [(size, mtime_ns, hashes) or
-    None for a missing file]): the same function in a local thread and on a cluster worker. A file
-    whose size and mtime equal its `recorded` ones (verify --metadata) is not hashed: its hashes are {}."""
-    number, files = task
+# Tasks of small files run one at a time per process (hash_plan.gil_bound: two threads on them mostly
+# hand the GIL to each other); tasks of large files run beside them on the other threads.
+_ONE_SMALL_TASK = threading.Lock()
+
+HashTask = tuple[int, list[tuple[str, tuple[str, ...], Known]], bool]
+
+
+def _hash_chunk(task: HashTask) -> tuple[int, list]:
+    """(chunk number, [(path, algorithms, recorded)], small) -> (chunk number, [(size, mtime_ns, hashes)
+    or None for a missing file]): the same function in a local thread and on a cluster worker. A file
+    whose size and mtime equal its `recorded` ones (verify --metadata) is not hashed: its hashes are {}.
+    A `small` task (hash_plan.gil_bound) waits until no other small task runs in this process."""
+    number, files, small = task
+    with _ONE_SMALL_TASK if small else contextlib.nullcontext():
+        return number, _hash_files(files)
+
+
+def _hash_files(
+    files: list[tuple[str, tuple[str, ...], Known]],
+) -> list[tuple[int, int, dict[str, str]] | None]:
     out: list[tuple[int, int, dict[str, str]] | None] = []
     unhashed: dict[str, str] = {}  # one empty dict for the chunk's files not hashed, not one each
     for path, algos, recorded in files:
@@ -135,7 +152,7 @@ def _hash_chunk(task: tuple[int, list[tuple[str, tuple[str, ...], Known]]]) -> t
             out.append((st.st_size, st.st_mtime_ns, unhashed))
             continue
         out.append((st.st_size, st.st_mtime_ns, _hash_file(Path(path), *algos)))
-    return number, out
+    return out
 
 
 def _worker_count(engine: Any, workers: int | None) -> int:
@@ -278,7 +295,10 @@ def _verify_raw(
         changed: list[Entry] = []
         unchanged: list[str] = []
 
-        plan = plan_tasks(_sizes(expected, previous, raw_root, metadata), _worker_count(engine, workers))
+        sizes = _sizes(expected, previous, raw_root, metadata)
+        plan = plan_tasks(sizes, _worker_count(engine, workers))
+        small = [gil_bound(sizes, task) for task in plan]
+        del sizes
 
         root = str(raw_root)
 
@@ -286,7 +306,7 @@ def _verify_raw(
             _, rf, key = expected[i]
             return os.path.join(root, key), algos(rf), trusted(rf, key)  # not pathlib: ~40 us a file
 
-        tasks = ((n, [job(i) for i in task]) for n, task in enumerate(plan))  # made as needed
+        tasks = ((n, [job(i) for i in task], small[n]) for n, task in enumerate(plan))  # made as needed
         bad_at: list[tuple[int, str]] = []  # (index in expected, state): reported in that order
         runs = _in_flight(pool, _hash_chunk, tasks) if engine is None else engine.map(_hash_chunk, tasks)
         for number, hashed in runs:

@@ -258,3 +258,62 @@ def test_files_larger_than_a_task_are_hashed_across_tasks_and_a_corrupt_one_is_n
     assert r.returncode == 1
     assert "0 missing, 2 corrupt, 0 unexpected" in r.stdout
     assert "corrupt: large/part-1.bin" in r.stdout and "corrupt: small/2/250.dat" in r.stdout
+
+
+def test_tasks_of_small_files_are_hashed_one_at_a_time_beside_large_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two threads hashing small files at once mostly hand the GIL to each other (hash_plan.gil_bound):
+    with 2 workers, 400 small files (4 tasks, as each file also costs PER_FILE) are never hashed by
+    two threads at the same moment, and every file is still checked. The real hash function runs; the
+    spy only records when."""
+    import threading
+    import time
+
+    from climb_cli import verify as verify_mod
+    from climb_cli.catalog import Catalog
+    from climb_cli.fakes.physionet import write_sha256sums
+    from climb_cli.hash_plan import MIN_TASK
+    from climb_cli.settings import Settings
+
+    raw = tmp_path / "data" / "raw" / "smallfiles"
+    for i in range(400):
+        (raw / f"{i // 100}").mkdir(parents=True, exist_ok=True)
+        (raw / f"{i // 100}" / f"{i:03d}.dat").write_bytes(i.to_bytes(2, "big") * (500 + i))
+    (raw / "big.bin").write_bytes(b"\x01" * (MIN_TASK + 1))
+    write_sha256sums(raw)
+    recipes = tmp_path / "recipes"
+    recipes.mkdir()
+    (recipes / "smallfiles.yaml").write_text(
+        "name: smallfiles\ntitle: small files\nmodality: ecg\nlicense: CC0-1.0\naccess: open\n"
+        "sources:\n  - id: data\n    kind: physionet\n    project: small\n    version: 1.0.0\n"
+    )
+    settings = Settings.from_env(tmp_path / "data", [recipes]).with_(
+        mirrors={"physionet": "http://127.0.0.1:9"}
+    )
+    recipe = Catalog(settings.recipe_dirs).load("smallfiles")
+
+    real = verify_mod._hash_file
+    guard = threading.Lock()
+    busy: set[int] = set()
+    overlaps: list[str] = []
+
+    def spy(path: Path, *algos: str) -> dict[str, str]:
+        if path.name == "big.bin":
+            return real(path, *algos)
+        me = threading.get_ident()
+        with guard:
+            if busy - {me}:
+                overlaps.append(path.name)
+            busy.add(me)
+        try:
+            time.sleep(0.0005)  # room for another thread to start a small file, if it may
+            return real(path, *algos)
+        finally:
+            with guard:
+                busy.discard(me)
+
+    monkeypatch.setattr(verify_mod, "_hash_file", spy)
+    report, bad = verify_mod.verify_raw(recipe, settings, workers=2)
+    assert report.ok and not bad and report.checked == 401
+    assert overlaps == []
