@@ -30,6 +30,7 @@ from climb_cli import archives
 from climb_cli.engines import usable_cpus
 from climb_cli.hash_plan import gil_bound, plan_tasks
 from climb_cli.hashing import hash_file as _hash_file
+from climb_cli.hashing import stat_and_hash
 from climb_cli.locks import raw_lock
 from climb_cli.manifest import Entry, RawManifest, walk_files
 from climb_cli.pins import Pins
@@ -144,14 +145,14 @@ def _hash_files(
     unhashed: dict[str, str] = {}  # one empty dict for the chunk's files not hashed, not one each
     for path, algos, recorded in files:
         try:
-            st = os.stat(path)
+            if recorded is not None:  # --metadata: a stat may be all this file needs
+                st = os.stat(path)
+                if recorded[:2] == (st.st_size, st.st_mtime_ns):
+                    out.append((st.st_size, st.st_mtime_ns, unhashed))
+                    continue
+            out.append(stat_and_hash(path, *algos))
         except FileNotFoundError:
             out.append(None)
-            continue
-        if recorded is not None and recorded[:2] == (st.st_size, st.st_mtime_ns):
-            out.append((st.st_size, st.st_mtime_ns, unhashed))
-            continue
-        out.append((st.st_size, st.st_mtime_ns, _hash_file(Path(path), *algos)))
     return out
 
 

@@ -293,18 +293,18 @@ def test_tasks_of_small_files_are_hashed_one_at_a_time_beside_large_files(
     )
     recipe = Catalog(settings.recipe_dirs).load("smallfiles")
 
-    real = verify_mod._hash_file
+    real = verify_mod.stat_and_hash
     guard = threading.Lock()
     busy: set[int] = set()
     overlaps: list[str] = []
 
-    def spy(path: Path, *algos: str) -> dict[str, str]:
-        if path.name == "big.bin":
+    def spy(path: str, *algos: str) -> tuple[int, int, dict[str, str]]:
+        if path.endswith("big.bin"):
             return real(path, *algos)
         me = threading.get_ident()
         with guard:
             if busy - {me}:
-                overlaps.append(path.name)
+                overlaps.append(path)
             busy.add(me)
         try:
             time.sleep(0.0005)  # room for another thread to start a small file, if it may
@@ -313,7 +313,7 @@ def test_tasks_of_small_files_are_hashed_one_at_a_time_beside_large_files(
             with guard:
                 busy.discard(me)
 
-    monkeypatch.setattr(verify_mod, "_hash_file", spy)
+    monkeypatch.setattr(verify_mod, "stat_and_hash", spy)
     report, bad = verify_mod.verify_raw(recipe, settings, workers=2)
     assert report.ok and not bad and report.checked == 401
     assert overlaps == []
