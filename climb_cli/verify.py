@@ -1,7 +1,8 @@
 """Verification: raw files against their upstream sums, and processed shards against their manifest.
 
 Raw: every expected file (the recipe's selection of each source's list) is re-hashed in parallel
-threads (hashlib releases the GIL, so all cores hash at once) and reported as missing, corrupt or
+threads (hashlib releases the GIL, so all cores hash large files at once; tasks of small files, mostly
+per-file Python work, run one at a time: hash_plan.gil_bound) and reported as missing, corrupt or
 fine; files under raw/<dataset>/ that upstream does not have are reported as unexpected. Members
 extracted from archives are expected files too, checked against the sums recorded when they were
 extracted (an archive removed on purpose after extraction is not missing); with `checksums: pinned`
