@@ -26,7 +26,7 @@ RECIPE_FORMAT = 2  # bump when the meaning of a recipe field changes: it is part
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -37,7 +37,7 @@ class SourceSpec(BaseModel):
     """Where one part of a dataset comes from. `kind` picks the source class; its own fields
     (project/version for PhysioNet, dataset for Kaggle, ...) are validated by that class."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True, defer_build=True)
 
     id: str = Field("data", pattern=r"^[a-z0-9][a-z0-9_-]*$", description="name used by the index")
     kind: str

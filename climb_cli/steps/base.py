@@ -26,7 +26,8 @@ from climb_cli.errors import ItemError, StepBug
 class StepParams(BaseModel):
     """Base class of every step's parameters: unknown keys are rejected."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # defer_build: a step's model is built when a recipe using it is first validated
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 @dataclass
