@@ -758,11 +758,14 @@ class _Located:
 def _parse_steps(raw: Any, where: _Located) -> list[dict[str, Any]]:
     if raw is None:
         return []
-    from climb_cli.steps.base import registry  # loads every step module: only when there are steps
+    from climb_cli.steps import load_for
+    from climb_cli.steps.base import registered
 
     if not isinstance(raw, list):
         raise where.error(("steps",), "must be a list of steps")
-    known = registry()
+    # the step modules these steps come from (all of them when a name is unknown), not every step module
+    load_for(e if isinstance(e, str) else next(iter(e)) for e in raw if isinstance(e, str | dict) and e)
+    known = dict(sorted(registered().items()))
     out: list[dict[str, Any]] = []
     for i, entry in enumerate(raw):
         params: Any
