@@ -825,9 +825,14 @@ def parse_recipe(text: str, path: Path) -> Recipe:
     try:
         # libyaml's parser where PyYAML has it: the same nodes and data, ~10x less CPU (`--all`
         # parses every recipe before any work starts)
-        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-        root = yaml.compose(text, Loader=loader)
-        data = yaml.load(text, Loader=loader)  # a safe loader (C or Python)
+        # one parse: the node tree (for error lines) and the data constructed from it (yaml.load's two
+        # steps; construct_document only flattens `<<` merge keys in the tree)
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(text)  # a safe loader (C or Python)
+        try:
+            root = loader.get_single_node()
+            data = loader.construct_document(root) if root is not None else None
+        finally:
+            loader.dispose()
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = f":{mark.line + 1}" if mark else ""
