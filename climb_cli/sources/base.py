@@ -32,7 +32,8 @@ USER_AGENT = f"climb/{__version__} (+https://github.com/climb-corpus/climb)"
 class SourceParams(BaseModel):
     """Base of each source kind's own recipe fields; unknown fields are rejected."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # defer_build: a kind's model is built when a recipe of that kind is first validated
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 @dataclass(frozen=True, slots=True)
