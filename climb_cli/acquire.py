@@ -320,7 +320,8 @@ def _after_transfer(
         source = sources[sid]
         denied = [o for o in outs if o.access_denied]
         if denied:
-            report.add(access_reason(source, denied[0].error), source, denied[0].error)
+            refusal = AccessError(denied[0].error, denied[0].reason or None)  # its reason, not just the text
+            report.add(access_reason(source, refusal), source, denied[0].error)
         other = [o for o in outs if not o.access_denied]
         if other:
             report.add(FAILED, source, f"{len(other)} file(s) failed; first: {other[0].error}")

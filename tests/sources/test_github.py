@@ -254,6 +254,7 @@ def test_release_digest_and_recipe_pin_must_agree(
         report.error == "toygh: release v1.0 of DDVD233/CLIMB has no asset 'model.ckpt' "
         "(it has: old notes.txt, weights.bin)"
     )
+    assert report.category == "failed"  # a wrong recipe, not missing credentials
     # without a pin, an asset without a digest has no checksum at all
     body = "    repo: DDVD233/CLIMB\n    release: v1.0\n"
     assert download(_recipe(tmp_path, body), settings).error.startswith(

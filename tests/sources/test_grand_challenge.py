@@ -218,6 +218,14 @@ def test_refusals_are_one_line_without_secrets(
     report = download(recipe, settings)
     assert not report.ok and report.error.startswith(expected), report.error
     assert "\n" not in report.error and not any(s in report.error for s in GC_SECRETS)
+    why = (
+        "no credentials"
+        if not env
+        else "credentials rejected"
+        if GC_WRONG in env.values()
+        else "access not granted"
+    )
+    assert report.category == why, report.category
     access = make_sources(recipe, settings)[0].check_access()
     assert not access.ok and access.detail == report.error and access.next_step.endswith(step)
     assert not gc.storage.log

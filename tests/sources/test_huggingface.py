@@ -195,6 +195,8 @@ def test_refusals_are_one_line(
     assert error.startswith(expected.format(port=hub.port)), error
     assert "\n" not in error and not any(s in error for s in SECRETS)
     assert not (_raw(settings) / "x.bin").exists()
+    why = {None: "no credentials", WRONG: "credentials rejected"}.get(token, "access not granted")
+    assert report.category == (why if repo == "climb/gated" or token == WRONG else "failed"), report.category
 
 
 def test_unknown_revision(tmp_path: Path, settings: Settings, hub: FakeHub) -> None:

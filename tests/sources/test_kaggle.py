@@ -297,6 +297,9 @@ def test_refusals_are_one_line_without_secrets(
     assert not report.ok and report.error.startswith(expected), report.error
     assert "\n" not in report.error
     _no_secret(report.error)
+    rejected, signed_out = WRONG_TOKEN in env.values(), not env and body.startswith("competition")
+    why = "credentials rejected" if rejected else "no credentials" if signed_out else "failed"
+    assert report.category == why, report.category
     access = make_sources(recipe, settings)[0].check_access()
     assert not access.ok and access.detail == report.error and access.next_step
 

@@ -124,11 +124,14 @@ def test_refusals_are_one_line(
     text = report.error or " ".join(o.error for o in report.outcomes)
     assert not report.ok and text.startswith(expected), text
     assert "\n" not in text and not any(s in text for s in SECRETS)
+    why = {None: "no credentials", WRONG: "credentials rejected", OTHER: "access not granted"}[token]
+    assert report.category == why, report.category
 
 
 def test_unknown_dataset(tmp_path: Path, nsrr: FakeNsrr) -> None:
     report = download(_recipe(tmp_path, dataset="nope"), _settings(tmp_path, nsrr))
     assert report.error.startswith("toynsrr: NSRR has no cloud-hosted dataset 'nope' (HTTP 404)")
+    assert report.category == "failed"  # a wrong recipe, not missing credentials
 
 
 def test_md5_mismatch_is_refused(tmp_path: Path, nsrr: FakeNsrr, store: FakeBucket) -> None:

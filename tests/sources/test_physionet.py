@@ -375,6 +375,7 @@ def test_aws_copy_without_aws_credentials_is_one_line(
         f"--mirror aws reads s3://{GRANT_BUCKET} with your AWS credentials and none were found" in report.why
     )
     assert "AWS_PROFILE" in report.why and "\n" not in report.why
+    assert report.category == "no credentials", report.category  # not "access not granted"
     os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"] = aws_grant.key_id, "wrong-secret"
     try:
         report = download(recipe, _aws_settings(settings, aws_grant))

@@ -164,6 +164,8 @@ def test_restricted_record_refusals_are_one_line(
     assert not report.ok
     assert report.error.startswith(expected.format(port=zenodo.port)), report.error
     assert "\n" not in report.error and not any(s in report.error for s in SECRETS)
+    why = {None: "no credentials", WRONG: "credentials rejected"}.get(token, "access not granted")
+    assert report.category == why, report.category
 
 
 def test_restricted_record_with_token_uses_bearer_never_the_query(
