@@ -26,7 +26,7 @@ from climb_cli.pins import Pins, mismatch_hint
 from climb_cli.recipe import Recipe
 from climb_cli.settings import Settings
 from climb_cli.sources import make_sources
-from climb_cli.sources.base import RemoteFile, Source
+from climb_cli.sources.base import RemoteFile, Source, nothing_selected
 from climb_cli.transfer import Downloader, Outcome, Progress
 
 __all__ = ["DENIED", "FAILED", "MANUAL", "NO_CREDENTIALS", "DownloadReport", "Plan", "download", "plan"]
@@ -135,6 +135,8 @@ def plan(recipe: Recipe, settings: Settings, *, with_sizes: bool = False) -> Pla
         except requests.RequestException as e:
             why = f"listing {source.describe()} failed: {type(e).__name__}"
             raise ClimbError(f"{recipe.name}: {why}") from None
+        if not files and not getattr(source, "manual", False):  # a manual source: nothing placed yet
+            raise ClimbError(nothing_selected(source))
         present: dict[str, int] = {}  # verified present (the manifest row matches): path -> size
         on_disk: dict[str, int] = {}  # any regular file at the path: path -> size
         root = os.fspath(raw_root) + "/"
@@ -181,7 +183,10 @@ def check_disk(p: Plan, settings: Settings) -> str | None:
 
 def _list(source: Source, report: DownloadReport) -> list[RemoteFile] | None:
     try:
-        return source.list_files()
+        files = source.list_files()
+        if not files:
+            raise ClimbError(nothing_selected(source))
+        return files
     except AccessError as e:
         report.add(access_reason(source, e), source, str(e))
     except ClimbError as e:

@@ -258,3 +258,12 @@ def test_secrets_are_registered_for_redaction(azure: FakeAzureBlob, config: Path
     assert credentials.aimi(CONTAINER) is not None
     assert _sig(url) not in redaction.redact(f"boom: {url}") and "***" in redaction.redact(url)
     assert "sig=***" in redaction.redact_url(url.replace(_sig(url), "x" * 20))
+
+
+def test_include_that_matches_nothing_is_an_error(tmp_path: Path, azure: FakeAzureBlob, config: Path) -> None:
+    """Globs that select no upstream file: one line naming the source and its globs, not "ok" with 0 files."""
+    _store(config, azure.container_url(CONTAINER))
+    report = download(_recipe(tmp_path, "    include: ['nomatch/*']\n"), _settings(tmp_path))
+    assert not report.ok and report.category == "failed" and not report.outcomes, report.error
+    assert report.error.startswith("toyaimi: source 'aimi' ("), report.error
+    assert "no upstream file matches include ['nomatch/*']; check these globs in " in report.error

@@ -153,3 +153,11 @@ def test_fault_matrix(tmp_path: Path, fault: str) -> None:
         assert [r.status for r in settle(tree, glob)] == expected
     assert (_raw(settings) / "suppl/GSE152075_RAW.tar").read_bytes() == RAW
     assert not list((_raw(settings) / ".climb" / "partial").rglob("*.part"))
+
+
+def test_include_that_matches_nothing_is_an_error(tmp_path: Path, tree: FakeDirIndex) -> None:
+    """Globs that select no upstream file: one line naming the source and its globs, not "ok" with 0 files."""
+    report = download(_recipe(tmp_path, tree.url, include="'nomatch/*'"), _settings(tmp_path))
+    assert not report.ok and report.category == "failed" and not report.outcomes, report.error
+    assert report.error.startswith("toycrawl: source 'geo' ("), report.error
+    assert "no upstream file matches include ['nomatch/*']; check these globs in " in report.error

@@ -384,3 +384,16 @@ def test_token_never_follows_a_redirect_to_another_origin(
     assert not report.ok
     assert capture.seen and capture.leaked(SECRETS) == []
     assert github.raw.log and all(r.had_authorization for r in github.raw.log)
+
+
+def test_include_that_matches_nothing_is_an_error(
+    tmp_path: Path, settings: Settings, github: FakeGitHub
+) -> None:
+    """Globs that select no upstream file: one line naming the source and its globs, not "ok" with 0 files."""
+    report = download(
+        _recipe(tmp_path, "    repo: DDVD233/CLIMB\n    release: v1.0\n    include: ['nomatch/*']\n"),
+        settings,
+    )
+    assert not report.ok and report.category == "failed" and not report.outcomes, report.error
+    assert report.error.startswith("toygh: source 'gh' ("), report.error
+    assert "no upstream file matches include ['nomatch/*']; check these globs in " in report.error

@@ -357,3 +357,13 @@ def test_token_never_follows_a_redirect_to_another_origin(
     gc.faults.add("status", path_glob="/media/*", **redirect_to(capture))
     download(_recipe(tmp_path, "archive: lung-ct\ninclude: ['*/report.json']"), settings)
     assert capture.seen and capture.leaked(GC_SECRETS) == []
+
+
+def test_include_that_matches_nothing_is_an_error(
+    tmp_path: Path, settings: Settings, gc: FakeGrandChallenge, token: None
+) -> None:
+    """Globs that select no upstream file: one line naming the source and its globs, not "ok" with 0 files."""
+    report = download(_recipe(tmp_path, "archive: lung-ct\ninclude: ['nomatch/*']"), settings)
+    assert not report.ok and report.category == "failed" and not report.outcomes, report.error
+    assert report.error.startswith("gctoy: source 'data' ("), report.error
+    assert "no upstream file matches include ['nomatch/*']; check these globs in " in report.error

@@ -517,3 +517,13 @@ def test_files_with_an_upstream_md5_are_not_pinned(
     recipe = _recipe(tmp_path, "dataset: alice/toy\nversion: 1\ninclude: ['table_*.csv']")
     report = download(recipe, settings)
     assert report.ok and report.pinned == 0
+
+
+def test_include_that_matches_nothing_is_an_error(
+    tmp_path: Path, settings: Settings, kaggle: FakeKaggle, token: None
+) -> None:
+    """Globs that select no upstream file: one line naming the source and its globs, not "ok" with 0 files."""
+    report = download(_recipe(tmp_path, "dataset: alice/toy\ninclude: ['nomatch/*']"), settings)
+    assert not report.ok and report.category == "failed" and not report.outcomes, report.error
+    assert report.error.startswith("kagtoy: source 'data' ("), report.error
+    assert "no upstream file matches include ['nomatch/*']; check these globs in " in report.error

@@ -219,3 +219,11 @@ def test_cli_login_check_download_never_show_the_token(tmp_path: Path, nsrr: Fak
     for f in tmp_path.rglob("*"):
         if f.is_file() and f != token_file and f.stat().st_size < 5_000_000:
             assert TOKEN.encode() not in f.read_bytes(), f
+
+
+def test_include_that_matches_nothing_is_an_error(tmp_path: Path, nsrr: FakeNsrr) -> None:
+    """Globs that select no upstream file: one line naming the source and its globs, not "ok" with 0 files."""
+    report = download(_recipe(tmp_path, include="'nomatch/*'"), _settings(tmp_path, nsrr))
+    assert not report.ok and report.category == "failed" and not report.outcomes, report.error
+    assert report.error.startswith("toynsrr: source 'psg' ("), report.error
+    assert "no upstream file matches include ['nomatch/*']; check these globs in " in report.error

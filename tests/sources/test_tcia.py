@@ -248,3 +248,11 @@ def test_idc_mirror_resumes_and_says_what_is_missing(
         "toytcia: `mirror: idc` needs IDC's series index: pip install idc-index-data, or set CLIMB_IDC_INDEX "
         "to its parquet file"
     )
+
+
+def test_include_that_matches_nothing_is_an_error(tmp_path: Path, nbia: FakeNBIA) -> None:
+    """Globs that select no upstream file: one line naming the source and its globs, not "ok" with 0 files."""
+    report = download(_recipe(tmp_path, "    include: ['nomatch/*']\n"), _settings(tmp_path, nbia))
+    assert not report.ok and report.category == "failed" and not report.outcomes, report.error
+    assert report.error.startswith("toytcia: source 'tcia' ("), report.error
+    assert "no upstream file matches include ['nomatch/*']; check these globs in " in report.error
