@@ -105,7 +105,8 @@ def test_unpinned_and_empty_selections_are_recipe_errors(tmp_path: Path, tree: F
         "toycrawl: no checksum for miniml/GSE152075_family.xml.tgz in source 'geo'"
     )
     report = download(_recipe(tmp_path, tree.url, include="'nothing/*'"), _settings(tmp_path))
-    assert report.error.startswith("toycrawl: no file under http://127.0.0.1:") and "matches" in report.error
+    assert report.error.startswith("toycrawl: source 'geo' (crawl http://127.0.0.1:"), report.error
+    assert "no upstream file matches include ['nothing/*']" in report.error
 
 
 def test_wrong_sum_is_refused(tmp_path: Path, tree: FakeDirIndex) -> None:
