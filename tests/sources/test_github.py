@@ -266,6 +266,7 @@ def test_an_expired_link_is_resolved_again_and_resumed(
     tmp_path: Path, settings: Settings, github: FakeGitHub
 ) -> None:
     body = "    repo: DDVD233/CLIMB\n    release: v1.0\n    assets: [{name: weights.bin}]\n"
+    settings = settings.with_(read_timeout=30.0)  # open() has no retry: no 2 s deadline on a loaded machine
     (source,) = make_sources(_recipe(tmp_path, body), settings)
     (rf,) = source.list_files()
     first = source.open(rf, {"Accept-Encoding": "identity"})

@@ -325,6 +325,7 @@ def test_link_expired_before_use_is_re_resolved(
     tmp_path: Path, settings: Settings, kaggle: FakeKaggle, token: None, v2: dict[str, bytes]
 ) -> None:
     """A link cached by an earlier open() that the store's clock has since expired: 400, fresh link, done."""
+    settings = settings.with_(read_timeout=30.0)  # open() has no retry: no 1 s deadline on a loaded machine
     recipe = _recipe(tmp_path, "dataset: alice/toy\nversion: 2\ninclude: [data/big.bin]")
     source = make_sources(recipe, settings)[0]
     assert isinstance(source, KaggleSource)
