@@ -1,12 +1,13 @@
-"""CBIS-DDSM: the image of each row (the DICOM series named by its 'image file path', <PatientID>/
-<StudyInstanceUID>/<SeriesInstanceUID>/...) and the split of the row with the highest BI-RADS of each (patient,
-side, view), given to every row of that group so the aggregated item has one image (CLIMB keeps that row too).
+"""CBIS-DDSM: the image of each row (the DICOM series named by its 'image file path',
+<PatientID>/<StudyInstanceUID>/<SeriesInstanceUID>/...) and the split of the row with the highest BI-RADS of
+each (patient, side, view), given to every row of that group so the aggregated item has one image (CLIMB
+keeps that row too).
 
 The image is found on disk whichever route fetched it: NBIA's series ZIP extracted beside it
 (<PatientID>/<StudyInstanceUID>/1-01.dcm, NBIA's NewFileNames), the same in a folder of the series
-(`series_folders: true`), or IDC's instances (`mirror: idc`: <PatientID>/<StudyInstanceUID>/<SeriesInstanceUID>/
-<instance uuid>.dcm). A full-mammogram series holds one image; a missing one gets the expected NBIA path so
-the item fails with 'file not found', counted."""
+(`series_folders: true`), or IDC's instances (`mirror: idc`:
+<PatientID>/<StudyInstanceUID>/<SeriesInstanceUID>/<instance uuid>.dcm). A full-mammogram series holds one
+image; a missing one gets the expected NBIA path so the item fails with 'file not found', counted."""
 
 from pathlib import Path
 

@@ -11,7 +11,7 @@ import pydicom
 
 def rows(table, ctx):
     views = {}
-    raw = Path(ctx.raw_dir)  # NBIA: <PatientID>/<Study>/1-01.dcm; IDC: <PatientID>/<Study>/<Series>/<uuid>.dcm
+    raw = Path(ctx.raw_dir)  # NBIA: <Patient>/<Study>/1-01.dcm; IDC: <Patient>/<Study>/<Series>/<uuid>.dcm
     for path in sorted([*raw.glob("*/*/*.dcm"), *raw.glob("*/*/*/*.dcm")]):
         rel = path.relative_to(ctx.raw_dir)
         ds = pydicom.dcmread(path, stop_before_pixels=True)
