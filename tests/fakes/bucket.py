@@ -309,8 +309,8 @@ class _BucketHandler(BaseFakeHandler):
         if signed:
             problem = fake.check_signature(bucket, key, query, had_auth="Authorization" in self.headers)
             if problem is not None:
-                status, code, message, extra = problem
-                self._error(status, code, message, **extra)
+                status, code, message, fields = problem
+                self._error(status, code, message, **fields)
                 return
         elif "Authorization" in self.headers:
             # Real S3 would try to verify an AWS signature and fail; any other scheme is refused outright.

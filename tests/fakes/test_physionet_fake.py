@@ -20,6 +20,7 @@ import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -147,7 +148,7 @@ def get(
     ua: str = CURL,
     auth: tuple[str, str] | None = None,
     method: str = "GET",
-    **kw: object,
+    **kw: Any,
 ) -> requests.Response:
     with _session(ua) as s:
         return s.request(method, pn.base_url + path, auth=auth, allow_redirects=False, timeout=10, **kw)

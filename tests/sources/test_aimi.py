@@ -243,6 +243,7 @@ def test_auth_login_status_and_check(tmp_path: Path, azure: FakeAzureBlob) -> No
     r = climb_in_process("auth", "status", env=env)
     assert r.returncode == 0 and "aimi" in r.stdout and CONTAINER in r.stdout
     recipe = _recipe(tmp_path)
+    assert recipe.path is not None
     g = ["--data-dir", str(tmp_path / "data"), "--recipes", str(recipe.path.parent)]
     r = climb_in_process(*g, "auth", "check", "toyaimi", env=env)
     assert CONTAINER in r.stdout and "readable" in r.stdout, r.stdout + r.stderr

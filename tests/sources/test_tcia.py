@@ -14,7 +14,7 @@ import numpy as np
 import pydicom
 import pytest
 from pydicom.dataset import FileDataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 
 from climb_cli.acquire import download
 from climb_cli.catalog import Catalog
@@ -29,7 +29,7 @@ from tests.fakes.nbia import FakeNBIA, NbiaSeries, idc_copy
 
 def _dicom(patient: str, study: str, series: str, modality: str, seed: int, side: int = 64) -> bytes:
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.2"  # digital mammography for presentation
+    meta.MediaStorageSOPClassUID = UID("1.2.840.10008.5.1.4.1.1.1.2")  # digital mammography for presentation
     sop = generate_uid()
     meta.MediaStorageSOPInstanceUID = sop
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
