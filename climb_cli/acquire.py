@@ -131,12 +131,10 @@ def plan(recipe: Recipe, settings: Settings, *, with_sizes: bool = False) -> Pla
     out = Plan(recipe, jobs)
     for source in make_sources(recipe, settings):
         try:
-            files = pins.apply(source, source.list_files())
+            files = pins.apply(source, _selecting(source, source.list_files()))
         except requests.RequestException as e:
             why = f"listing {source.describe()} failed: {type(e).__name__}"
             raise ClimbError(f"{recipe.name}: {why}") from None
-        if not files and not getattr(source, "manual", False):  # a manual source: nothing placed yet
-            raise ClimbError(nothing_selected(source))
         present: dict[str, int] = {}  # verified present (the manifest row matches): path -> size
         on_disk: dict[str, int] = {}  # any regular file at the path: path -> size
         root = os.fspath(raw_root) + "/"
@@ -181,12 +179,16 @@ def check_disk(p: Plan, settings: Settings) -> str | None:
     return f"{p.recipe.name}: {line}" if line else None
 
 
+def _selecting(source: Source, files: list[RemoteFile]) -> list[RemoteFile]:
+    """The listing, or the one line for a source that selects no file (a manual one may have none yet)."""
+    if not files and not getattr(source, "manual", False):
+        raise ClimbError(nothing_selected(source))
+    return files
+
+
 def _list(source: Source, report: DownloadReport) -> list[RemoteFile] | None:
     try:
-        files = source.list_files()
-        if not files:
-            raise ClimbError(nothing_selected(source))
-        return files
+        return _selecting(source, source.list_files())
     except AccessError as e:
         report.add(access_reason(source, e), source, str(e))
     except ClimbError as e:
