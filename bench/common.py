@@ -176,6 +176,15 @@ def climb_cmd() -> list[str]:
     return [exe] if exe else [sys.executable, "-m", "climb_cli"]
 
 
+def baseline_cmd(src: Path) -> list[str]:
+    """climb from another source tree (e.g. `git archive <commit> | tar -x -C DIR`), for before/after runs:
+    its package first on the path. Run it with a cwd outside this repo."""
+    if not (src / "climb_cli" / "__init__.py").is_file():
+        raise SystemExit(f"--baseline-src {src}: no climb_cli package there")
+    code = f"import sys; sys.path.insert(0, {str(src.resolve())!r}); from climb_cli.cli import main; main()"
+    return [sys.executable, "-c", code]
+
+
 def need_tool(name: str) -> str:
     exe = shutil.which(name)
     if exe is None:

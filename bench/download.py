@@ -95,14 +95,6 @@ def _climb(climb: list[str], recipes: Path, name: str, extra: list[str]) -> Call
     return lambda d: [*climb, "--data-dir", str(d), "--recipes", str(recipes), "download", name, *extra]
 
 
-def _baseline_cmd(src: Path) -> list[str]:
-    """climb from another source tree: its package first on the path (the run's cwd must not be this repo)."""
-    if not (src / "climb_cli" / "__init__.py").is_file():
-        raise SystemExit(f"--baseline-src {src}: no climb_cli package there")
-    code = f"import sys; sys.path.insert(0, {str(src.resolve())!r}); from climb_cli.cli import main; main()"
-    return [sys.executable, "-c", code]
-
-
 def _time_one(srv, m: Method, target: Path, env: dict[str, str]) -> common.Timing:  # type: ignore[no-untyped-def]
     """Run one method into target, recording the server's view of it (requests, connections, timing)."""
     start, conns0 = _settled_log_length(srv), srv.connections
@@ -184,7 +176,7 @@ def small_files(args, tools: dict[str, str], climb: list[str], tmp: Path, env0: 
         ]
         trees = [("climb", "climb download", climb, False)]
         if args.baseline_src:  # the same commands, climb's code from another tree (run in the target dir)
-            trees.append(("base", "baseline climb", _baseline_cmd(args.baseline_src), True))
+            trees.append(("base", "baseline climb", common.baseline_cmd(args.baseline_src), True))
         for key, label, cmd, cwd in trees:
             for n in (4, 8):
                 methods.append(
@@ -342,7 +334,7 @@ def large_file(args, tools: dict[str, str], climb: list[str], tmp: Path, env0: d
                     "base",
                     "baseline climb download",
                     1,
-                    _climb(_baseline_cmd(args.baseline_src), recipes, BIG_NAME, []),
+                    _climb(common.baseline_cmd(args.baseline_src), recipes, BIG_NAME, []),
                     lambda d: d / "raw" / BIG_NAME,
                     cwd=True,
                 )

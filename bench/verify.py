@@ -14,14 +14,20 @@ in the order the tables print them:
 * ``sha256sum -c --quiet SHA256SUMS.txt`` in the raw folder: the named baseline, then
 * ``xargs -P2 -n1 sha256sum -c --quiet`` over 8 slices of SHA256SUMS.txt: the baseline on both cores;
 * ``verify_raw(recipe, settings)``, the library call behind the CLI, in this process (no start-up);
-* ``climb --version``: the CLI's start-up alone.
+* ``climb --version``: the CLI's start-up alone;
+* with ``--baseline-src DIR``: ``climb verify`` again, climb's code from DIR (e.g. ``git archive <commit> |
+  tar -x -C DIR``): before/after in the same run.
 
 Each row has its wall and CPU time (user + sys) and their ratio: the cores it kept busy. The CLI runs
 with its bytecode cached (in the bench's temp dir, as an installed package has it), whatever
 PYTHONDONTWRITEBYTECODE says.
 
-Run: ``python bench/verify.py [--quick] [--runs N] [--small-files N] [--large-count N] [--large-mb N]``;
-the 1 GiB check: ``--large-count 4 --large-mb 1024``.
+After each table, ``cores given`` is the xargs -P2 baseline's speed over sha256sum -c: 2.00 when the
+machine gave the run both cores. Below about 1.8 other work shared the CPUs, and every ratio of the CLI to
+the baselines is off (the CLI needs both cores too).
+
+Run: ``python bench/verify.py [--quick] [--runs N] [--small-files N] [--large-count N] [--large-mb N]
+[--baseline-src DIR]``; the 1 GiB check: ``--large-count 4 --large-mb 1024``.
 """
 
 from __future__ import annotations
@@ -80,6 +86,7 @@ def scenario(
     climb: list[str],
     sha256sum: str,
     xargs: str,
+    baseline: list[str] | None = None,
 ) -> tuple[str, int, int, list[Method], float]:
     """Build one raw folder, time every method on it; returns (label, files, bytes, methods, setup s)."""
     from climb_cli.catalog import Catalog
@@ -150,6 +157,17 @@ def scenario(
             common.Series("startup"),
         ),
     ]
+    if baseline is not None:
+        base_cli = [*baseline, "--data-dir", str(data), "--recipes", str(recipes), "verify", NAME]
+        methods.insert(
+            1,
+            Method(
+                "base",
+                "climb verify, --baseline-src tree",
+                lambda: common.run_timed(base_cli, env=env, cwd=base, what="baseline climb verify"),
+                common.Series("base"),
+            ),
+        )
     for m in methods:  # warm the page cache; climb's manifest exists from now on for every timed run
         m.run()
     for run in range(runs):
@@ -167,6 +185,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--large-mb", type=int, default=None, help="few-large: MB per file (default 100; --quick 50)"
     )
+    p.add_argument(
+        "--baseline-src",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="also time climb verify from another source tree (e.g. `git archive <commit>` unpacked)",
+    )
     args = p.parse_args(argv)
     runs = common.runs_from(args)
     n_small = args.small_files or (500 if args.quick else 2000)
@@ -175,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     sha256sum = common.need_tool("sha256sum")
     xargs = common.need_tool("xargs")
     climb = common.climb_cmd()
+    baseline = common.baseline_cmd(args.baseline_src) if args.baseline_src else None
 
     t_start = time.perf_counter()
     common.say(f"bench/verify.py: {common.machine_line()}")
@@ -192,6 +218,7 @@ def main(argv: list[str] | None = None) -> int:
                 climb,
                 sha256sum,
                 xargs,
+                baseline,
             )
         )
         results.append(
@@ -203,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
                 climb,
                 sha256sum,
                 xargs,
+                baseline,
             )
         )
 
@@ -244,6 +272,19 @@ def main(argv: list[str] | None = None) -> int:
             f"headline, {label}: climb verify (CLI) is {common.fmt_ratio(sha.median / cli.median)} "
             f"`sha256sum -c` and {common.fmt_ratio(xa.median / cli.median)} `xargs -P2 sha256sum -c`; "
             f"it kept {cli.cpu_median / cli.median:.2f} cores busy"
+        )
+        if "base" in by:
+            base = by["base"]
+            common.say(
+                f"before/after, {label}: the --baseline-src tree {common.fmt_s(base.median)} s "
+                f"(CPU {common.fmt_s(base.cpu_median)} s), this tree {common.fmt_s(cli.median)} s "
+                f"(CPU {common.fmt_s(cli.cpu_median)} s): {common.fmt_ratio(base.median / cli.median)}"
+            )
+        given = sha.median / xa.median
+        common.say(
+            f"cores given, {label}: xargs -P2 ran {given:.2f}x as fast as sha256sum -c "
+            "(2.00 = both cores free)"
+            + ("" if given >= 1.8 else "; other work shared the CPUs, so the ratios above are off")
         )
     common.say(
         "\nThe CLI times include its start-up (the `climb --version` row); the library call has none."

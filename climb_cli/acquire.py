@@ -26,7 +26,7 @@ from climb_cli.pins import Pins, mismatch_hint
 from climb_cli.recipe import Recipe
 from climb_cli.settings import Settings
 from climb_cli.sources import make_sources
-from climb_cli.sources.base import RemoteFile, Source
+from climb_cli.sources.base import RemoteFile, Source, nothing_selected
 from climb_cli.transfer import Downloader, Outcome, Progress
 
 __all__ = ["DENIED", "FAILED", "MANUAL", "NO_CREDENTIALS", "DownloadReport", "Plan", "download", "plan"]
@@ -130,7 +130,7 @@ def plan(recipe: Recipe, settings: Settings, *, with_sizes: bool = False) -> Pla
     with RawManifest.for_reading(raw_root, create=False) as manifest:
         for source in make_sources(recipe, settings):
             try:
-                files = pins.apply(source, source.list_files())
+                files = pins.apply(source, _selecting(source, source.list_files()))
             except requests.RequestException as e:
                 why = f"listing {source.describe()} failed: {type(e).__name__}"
                 raise ClimbError(f"{recipe.name}: {why}") from None
@@ -190,9 +190,16 @@ def check_disk(p: Plan, settings: Settings) -> str | None:
     return f"{p.recipe.name}: {line}" if line else None
 
 
+def _selecting(source: Source, files: list[RemoteFile]) -> list[RemoteFile]:
+    """The listing, or the one line for a source that selects no file (a manual one may have none yet)."""
+    if not files and not getattr(source, "manual", False):
+        raise ClimbError(nothing_selected(source))
+    return files
+
+
 def _list(source: Source, report: DownloadReport) -> list[RemoteFile] | None:
     try:
-        return source.list_files()
+        return _selecting(source, source.list_files())
     except AccessError as e:
         report.add(access_reason(source, e), source, str(e))
     except ClimbError as e:
@@ -331,7 +338,8 @@ def _after_transfer(
         source = sources[sid]
         denied = [o for o in outs if o.access_denied]
         if denied:
-            report.add(access_reason(source, denied[0].error), source, denied[0].error)
+            refusal = AccessError(denied[0].error, denied[0].reason or None)  # its reason, not just the text
+            report.add(access_reason(source, refusal), source, denied[0].error)
         other = [o for o in outs if not o.access_denied]
         if other:
             report.add(FAILED, source, f"{len(other)} file(s) failed; first: {other[0].error}")

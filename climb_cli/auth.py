@@ -154,9 +154,8 @@ def _next_step(source: Source, rep: AccessReport, state: str) -> str:
         return ""
     step = rep.next_step
     if state == REJECTED and source.kind in SERVICES:
-        return (
-            f"fix the password: run `climb auth login {source.kind}` (or correct the environment variables)"
-        )
+        what = "password" if source.kind == "physionet" else "token"
+        return f"fix the {what}: run `climb auth login {source.kind}` (or correct the environment variables)"
     if state == NO_CREDENTIALS and source.kind in SERVICES:
         login = f"run `climb auth login {source.kind}`"
         return f"{login}; then {_as_step(step)}" if step else login

@@ -13,16 +13,18 @@ import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from climb_cli import __version__, ui
-from climb_cli.catalog import Catalog
 from climb_cli.errors import ClimbError, StepBug, UsageError
-from climb_cli.recipe import Recipe
 from climb_cli.redaction import redact
-from climb_cli.settings import DATA_DIR_HINT, Settings, require_writable, writable
+
+if TYPE_CHECKING:  # imported where used: `climb --version` and `--help` build no recipe model
+    from climb_cli.catalog import Catalog
+    from climb_cli.recipe import Recipe
+    from climb_cli.settings import Settings
 
 
 def _value_label(self: Any, ctx: Any) -> str | None:
@@ -54,11 +56,15 @@ class State:
     @property
     def settings(self) -> Settings:
         if self._settings is None:
+            from climb_cli.settings import Settings
+
             self._settings = Settings.from_env(self._data_dir, self._recipes)
         return self._settings
 
     @property
     def catalog(self) -> Catalog:
+        from climb_cli.catalog import Catalog
+
         return Catalog(self.settings.recipe_dirs)
 
 
@@ -362,6 +368,7 @@ def download(
     """
     from climb_cli.acquire import check_disk, plan
     from climb_cli.acquire import download as run_download
+    from climb_cli.settings import DATA_DIR_HINT, writable
     from climb_cli.sources.physionet import MIRRORS
 
     st = _state(ctx)
@@ -851,6 +858,7 @@ def preprocess(
     from climb_cli.engines import cpu_capped_workers
     from climb_cli.memory import parse_size
     from climb_cli.pipeline import EngineOptions, PreprocessReport, preprocess_many
+    from climb_cli.settings import DATA_DIR_HINT, require_writable
 
     st = _state(ctx)
     settings = st.settings
@@ -1114,6 +1122,7 @@ def demo(
     """
     from climb_cli.demo import run_demo
     from climb_cli.engines import cpu_capped_workers
+    from climb_cli.settings import DATA_DIR_HINT, require_writable
 
     st = _state(ctx)
     require_writable(st.settings.data_dir / "demo", DATA_DIR_HINT)
@@ -1260,6 +1269,9 @@ def main() -> None:
     import gc
     import signal
 
+    from climb_cli import plugins
+
+    plugins.cli_process = True
     signal.signal(signal.SIGTERM, _terminate)
     # At exit, after the atexit work registered later (worker pools, clusters) and before the interpreter's
     # teardown: keep the objects alive to the end instead of sweeping and freeing them one by one (0.3-0.5 s

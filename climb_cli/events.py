@@ -14,6 +14,7 @@ class Outcome:
     sha256: str = ""
     error: str = ""
     access_denied: bool = False
+    reason: str = ""  # an access refusal's AccessError.reason, when the source knew it (no credentials, ...)
 
 
 class Progress:

@@ -38,6 +38,7 @@ _loaded: set[str] = set()
 _failed: dict[str, PluginError] = {}  # a group whose loading failed fails the same way every time
 _recipe_dirs: list[tuple[Path, Plugin]] = []
 _current: Plugin | None = None  # the plug-in being imported (what its registrations are owned by)
+cli_process = False  # set by the `climb` command (cli.main): this process is climb's own, not a host's
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,13 @@ def _installed() -> dict[str, list[EntryPoint]]:
     from importlib.metadata import entry_points  # not at import: 35 ms of start-up, only for plug-ins
 
     found = entry_points()
+    if cli_process and not found.select(group="pydantic"):
+        # No pydantic plug-in is installed, so pydantic's own scan for them (the same walk over every
+        # installed distribution, 10-20 ms, at the first model it builds: climb's models are built after
+        # this) would find none: skip it with pydantic's documented switch. Only in the `climb` command's
+        # own process (not in a program that imports climb), only when the user has not set it; processes
+        # climb starts inherit it and see the same installation.
+        os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     return {group: list(found.select(group=group)) for group in GROUPS}
 
 

@@ -26,7 +26,7 @@ RECIPE_FORMAT = 2  # bump when the meaning of a recipe field changes: it is part
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -37,7 +37,7 @@ class SourceSpec(BaseModel):
     """Where one part of a dataset comes from. `kind` picks the source class; its own fields
     (project/version for PhysioNet, dataset for Kaggle, ...) are validated by that class."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True, defer_build=True)
 
     id: str = Field("data", pattern=r"^[a-z0-9][a-z0-9_-]*$", description="name used by the index")
     kind: str
@@ -758,11 +758,14 @@ class _Located:
 def _parse_steps(raw: Any, where: _Located) -> list[dict[str, Any]]:
     if raw is None:
         return []
-    from climb_cli.steps.base import registry  # loads every step module: only when there are steps
+    from climb_cli.steps import load_for
+    from climb_cli.steps.base import registered
 
     if not isinstance(raw, list):
         raise where.error(("steps",), "must be a list of steps")
-    known = registry()
+    # the step modules these steps come from (all of them when a name is unknown), not every step module
+    load_for(e if isinstance(e, str) else next(iter(e)) for e in raw if isinstance(e, str | dict) and e)
+    known = dict(sorted(registered().items()))
     out: list[dict[str, Any]] = []
     for i, entry in enumerate(raw):
         params: Any
@@ -822,9 +825,14 @@ def parse_recipe(text: str, path: Path) -> Recipe:
     try:
         # libyaml's parser where PyYAML has it: the same nodes and data, ~10x less CPU (`--all`
         # parses every recipe before any work starts)
-        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-        root = yaml.compose(text, Loader=loader)
-        data = yaml.load(text, Loader=loader)  # a safe loader (C or Python)
+        # one parse: the node tree (for error lines) and the data constructed from it (yaml.load's two
+        # steps; construct_document only flattens `<<` merge keys in the tree)
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(text)  # a safe loader (C or Python)
+        try:
+            root = loader.get_single_node()
+            data = loader.construct_document(root) if root is not None else None
+        finally:
+            loader.dispose()
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = f":{mark.line + 1}" if mark else ""

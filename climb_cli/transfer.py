@@ -88,6 +88,11 @@ def _algos(rf: RemoteFile) -> list[str]:
     return ["sha256", "md5"] if rf.md5 and not rf.sha256 else ["sha256"]
 
 
+def _refused(rf: RemoteFile, first: Outcome) -> Outcome:
+    """The outcome of a file not attempted because its source already refused another (same error, reason)."""
+    return Outcome(rf, "failed", error=first.error, access_denied=True, reason=first.reason)
+
+
 class _Stalled(Exception):
     """The body arrived slower than the stall threshold over a whole window."""
 
@@ -532,7 +537,7 @@ class Downloader:
     def _failed(rf: RemoteFile, dest: Path, e: Exception) -> Outcome:
         """A download's exception as the file's outcome; a full disk stops the whole run instead."""
         if isinstance(e, AccessError):
-            return Outcome(rf, "failed", error=str(e), access_denied=True)
+            return Outcome(rf, "failed", error=str(e), access_denied=True, reason=e.reason or "")
         if isinstance(e, OSError) and is_disk_full(e):
             raise space.full_line(dest.parent, rf.size) from None
         if isinstance(e, OSError | TransferError):
@@ -629,18 +634,18 @@ class Downloader:
         hosts: dict[str, threading.Semaphore] = {}
         for _, rf in jobs:
             hosts.setdefault(urlsplit(rf.url).netloc, threading.Semaphore(self.per_host))
-        denied: dict[int, str] = {}
+        denied: dict[int, Outcome] = {}  # per source: its first refusal, given to its remaining files
 
         def work(job: tuple[Source, RemoteFile]) -> Outcome | _Received:
             source, rf = job
             if id(source) in denied:
-                return Outcome(rf, "failed", error=denied[id(source)], access_denied=True)
+                return _refused(rf, denied[id(source)])
             with hosts[urlsplit(rf.url).netloc]:
                 if id(source) in denied:
-                    return Outcome(rf, "failed", error=denied[id(source)], access_denied=True)
+                    return _refused(rf, denied[id(source)])
                 out = self._reuse_or_receive(source, rf, manifest, known)
             if isinstance(out, Outcome) and out.access_denied:
-                denied[id(source)] = out.error
+                denied[id(source)] = out
             return out
 
         outcomes: list[Outcome] = skipped

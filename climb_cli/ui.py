@@ -1,7 +1,9 @@
 """Terminal rendering with rich: progress bars for transfers and preprocessing, human sizes.
 
 Everything printed goes through `redact` first, so a secret that reached a message by accident
-is still not shown.
+is still not shown. rich's progress module is imported when a bar is first built, not at start-up
+(`climb --version` and a non-terminal run never draw one), and the consoles do not turn `:name:`
+into emoji (a file name like `a:smile:b` is printed as it is, and rich's emoji table is not loaded).
 """
 
 from __future__ import annotations
@@ -9,27 +11,19 @@ from __future__ import annotations
 import logging
 import sys
 import threading
+from typing import TYPE_CHECKING
 
-from rich.console import Console, RenderableType
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    MofNCompleteColumn,
-    ProgressColumn,
-    Task,
-    TaskID,
-    TaskProgressColumn,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
-from rich.progress import Progress as RichBar
+from rich.console import Console
 
 from climb_cli.events import Outcome, Progress
 from climb_cli.redaction import redact
 
-console = Console(highlight=False, soft_wrap=True)
-err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+if TYPE_CHECKING:
+    from rich.progress import Progress as RichBar
+    from rich.progress import ProgressColumn, TaskID
+
+console = Console(highlight=False, soft_wrap=True, emoji=False)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
 
 def human(n: int | float | None) -> str:
@@ -54,17 +48,41 @@ def error(text: str) -> None:
     err_console.print("climb: error: " + redact(text), markup=False, style="red")
 
 
-class _PerTask(ProgressColumn):
-    """A column that renders per task unit: a count for the files task ("12/243"), sizes and a
-    rate for the bytes task ("1.2/3.4 MB 5.6 MB/s"); never a file count labelled in bytes."""
+def _transfer_columns() -> list[ProgressColumn]:
+    """The columns of a TransferBar: description, bar, percent, files or sizes, rate, ETA."""
+    from rich.console import RenderableType
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        MofNCompleteColumn,
+        ProgressColumn,
+        Task,
+        TaskProgressColumn,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
 
-    def __init__(self, **by_unit: ProgressColumn | None) -> None:
-        super().__init__()
-        self.by_unit = by_unit
+    class PerTask(ProgressColumn):
+        """A column that renders per task unit: a count for the files task ("12/243"), sizes and a
+        rate for the bytes task ("1.2/3.4 MB 5.6 MB/s"); never a file count labelled in bytes."""
 
-    def render(self, task: Task) -> RenderableType:
-        column = self.by_unit.get(task.fields.get("unit", ""))
-        return column.render(task) if column is not None else ""
+        def __init__(self, **by_unit: ProgressColumn | None) -> None:
+            super().__init__()
+            self.by_unit = by_unit
+
+        def render(self, task: Task) -> RenderableType:
+            column = self.by_unit.get(task.fields.get("unit", ""))
+            return column.render(task) if column is not None else ""
+
+    return [
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        PerTask(files=MofNCompleteColumn(), bytes=DownloadColumn()),
+        PerTask(files=None, bytes=TransferSpeedColumn()),
+        TimeRemainingColumn(),
+    ]
 
 
 def note(text: str) -> None:
@@ -101,17 +119,11 @@ class TransferBar(Progress):
         self.failed = 0
 
     def start(self, total_files: int, total_bytes: int | None) -> None:
-        self._bar = RichBar(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            TaskProgressColumn(),
-            _PerTask(files=MofNCompleteColumn(), bytes=DownloadColumn()),
-            _PerTask(files=None, bytes=TransferSpeedColumn()),
-            TimeRemainingColumn(),
-            console=console,
-            transient=True,
-            disable=not console.is_terminal,
-        )
+        if not console.is_terminal:  # nothing to draw (a log, a pipe): no bar, and no rich.progress import
+            return
+        from rich.progress import Progress as RichBar
+
+        self._bar = RichBar(*_transfer_columns(), console=console, transient=True)
         self._bar.start()
         self._files = self._bar.add_task(f"{self.label} files", total=total_files, unit="files")
         self._bytes = self._bar.add_task(f"{self.label} bytes", total=total_bytes, unit="bytes")
@@ -145,6 +157,9 @@ class TransferBar(Progress):
 
 
 def unit_bar(label: str, total: int | None) -> tuple[RichBar, TaskID]:
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+    from rich.progress import Progress as RichBar
+
     bar = RichBar(
         TextColumn("{task.description}"),
         BarColumn(),

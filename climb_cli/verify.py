@@ -1,7 +1,8 @@
 """Verification: raw files against their upstream sums, and processed shards against their manifest.
 
 Raw: every expected file (the recipe's selection of each source's list) is re-hashed in parallel
-threads (hashlib releases the GIL, so all cores hash at once) and reported as missing, corrupt or
+threads (hashlib releases the GIL, so all cores hash large files at once; tasks of small files, mostly
+per-file Python work, run one at a time: hash_plan.gil_bound) and reported as missing, corrupt or
 fine; files under raw/<dataset>/ that upstream does not have are reported as unexpected. Members
 extracted from archives are expected files too, checked against the sums recorded when they were
 extracted (an archive removed on purpose after extraction is not missing); with `checksums: pinned`
@@ -14,10 +15,12 @@ class counts against the recipe's expectations.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import dataclasses
 import functools
 import json
 import os
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -29,8 +32,9 @@ from typing import Any
 
 from climb_cli import archives
 from climb_cli.engines import usable_cpus
-from climb_cli.hash_plan import plan_tasks
+from climb_cli.hash_plan import gil_bound, plan_tasks
 from climb_cli.hashing import hash_file as _hash_file
+from climb_cli.hashing import stat_and_hash
 from climb_cli.locks import raw_lock
 from climb_cli.manifest import Entry, RawManifest, iter_files
 from climb_cli.pins import Pins
@@ -127,24 +131,39 @@ def verify_raw(
 Known = tuple[int, int, str] | None  # a file's recorded (size, mtime_ns, sha256) when --metadata may trust it
 
 
-def _hash_chunk(task: tuple[int, list[tuple[str, tuple[str, ...], Known]]]) -> tuple[int, list]:
-    """(chunk number, [(path, algorithms, recorded)]) -> (chunk number, [(size, mtime_ns, hashes) or
-    None for a missing file]): the same function in a local thread and on a cluster worker. A file
-    whose size and mtime equal its `recorded` ones (verify --metadata) is not hashed: its hashes are {}."""
-    number, files = task
+# Tasks of small files run one at a time per process (hash_plan.gil_bound: two threads on them mostly
+# hand the GIL to each other); tasks of large files run beside them on the other threads.
+_ONE_SMALL_TASK = threading.Lock()
+
+HashTask = tuple[int, list[tuple[str, tuple[str, ...], Known]], bool]
+
+
+def _hash_chunk(task: HashTask) -> tuple[int, list]:
+    """(chunk number, [(path, algorithms, recorded)], small) -> (chunk number, [(size, mtime_ns, hashes)
+    or None for a missing file]): the same function in a local thread and on a cluster worker. A file
+    whose size and mtime equal its `recorded` ones (verify --metadata) is not hashed: its hashes are {}.
+    A `small` task (hash_plan.gil_bound) waits until no other small task runs in this process."""
+    number, files, small = task
+    with _ONE_SMALL_TASK if small else contextlib.nullcontext():
+        return number, _hash_files(files)
+
+
+def _hash_files(
+    files: list[tuple[str, tuple[str, ...], Known]],
+) -> list[tuple[int, int, dict[str, str]] | None]:
     out: list[tuple[int, int, dict[str, str]] | None] = []
     unhashed: dict[str, str] = {}  # one empty dict for the chunk's files not hashed, not one each
     for path, algos, recorded in files:
         try:
-            st = os.stat(path)
+            if recorded is not None:  # --metadata: a stat may be all this file needs
+                st = os.stat(path)
+                if recorded[:2] == (st.st_size, st.st_mtime_ns):
+                    out.append((st.st_size, st.st_mtime_ns, unhashed))
+                    continue
+            out.append(stat_and_hash(path, *algos))
         except FileNotFoundError:
             out.append(None)
-            continue
-        if recorded is not None and recorded[:2] == (st.st_size, st.st_mtime_ns):
-            out.append((st.st_size, st.st_mtime_ns, unhashed))
-            continue
-        out.append((st.st_size, st.st_mtime_ns, _hash_file(Path(path), *algos)))
-    return number, out
+    return out
 
 
 def _worker_count(engine: Any, workers: int | None) -> int:
@@ -353,18 +372,21 @@ def _verify_raw(
         changed: list[Entry] = []
         unchanged: list[str] = []
 
-        plan = plan_tasks(_sizes(expected, manifest, raw_root, metadata), _worker_count(engine, workers))
+        sizes = _sizes(expected, manifest, raw_root, metadata)
+        plan = plan_tasks(sizes, _worker_count(engine, workers))
+        small = [gil_bound(sizes, task) for task in plan]
+        del sizes
 
         root = str(raw_root) + "/"
 
-        def make(n: int) -> tuple[int, list[tuple[str, tuple[str, ...], Known]]]:
+        def make(n: int) -> HashTask:
             """Task n, with its files and their manifest rows read now and kept until its results are checked
             (the tasks in flight hold their rows; the manifest is never loaded whole)."""
             items = expected.take(plan[n])
             rows = manifest.rows([key for _, _, key in items])
             rows_of[n] = (items, rows)
             # not pathlib (~40 us a file), nor os.path.join (~3 us): keys are clean relative paths
-            return n, [(root + key, algos(rf), trusted(rf, rows.get(key))) for _, rf, key in items]
+            return n, [(root + key, algos(rf), trusted(rf, rows.get(key))) for _, rf, key in items], small[n]
 
         tasks = (make(n) for n in range(len(plan)))  # made as needed
         bad_at: list[tuple[int, str]] = []  # (index in expected, state): reported in that order

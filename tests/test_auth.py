@@ -275,7 +275,8 @@ def test_login_physionet_stores_netrc_0600_keeping_other_entries(
         f"machine 127.0.0.1 login ada password {TEST_PASSWORD}\n"
         "default login anonymous password guest\n"
     )
-    assert netrc.netrc(str(rc)).authenticators("127.0.0.1")[0::2] == (TEST_USER, TEST_PASSWORD)
+    entry = netrc.netrc(str(rc)).authenticators("127.0.0.1")
+    assert entry is not None and entry[0::2] == (TEST_USER, TEST_PASSWORD)
     assert [x.status for x in server.requests_for("/login/", method="POST")] == [302]
     # a rejected password is not stored: the file stays as it was
     r = climb_in_process(
@@ -409,7 +410,8 @@ def test_netrc_rewrite_parses_back(tmp_path: Path) -> None:
     path = tmp_path / "netrc"
     write_private(path, netrc_with_entry("machine a.org login x password y\n", "h.org", "u", 'sp ace"q'))
     parsed = netrc.netrc(str(path))
-    assert parsed.authenticators("h.org")[0::2] == ("u", 'sp ace"q') and parsed.authenticators("a.org")
+    entry = parsed.authenticators("h.org")
+    assert entry is not None and entry[0::2] == ("u", 'sp ace"q') and parsed.authenticators("a.org")
 
 
 def test_write_private_follows_a_symlinked_file(tmp_path: Path) -> None:

@@ -57,3 +57,13 @@ def test_file_count_cap_and_empty_input() -> None:
 def test_the_plan_is_deterministic() -> None:
     sizes = [(i * 104729) % (3 * 2**20) for i in range(3000)] + [GiB, GiB]
     assert plan_tasks(sizes, 2) == plan_tasks(list(sizes), 2)
+
+
+def test_tasks_of_small_files_are_gil_bound_tasks_of_large_ones_are_not() -> None:
+    from climb_cli.hash_plan import SMALL_MEAN, gil_bound
+
+    small, large = [16 * KiB] * 2000, [128 * KiB] * 300 + [GiB, GiB]
+    assert all(gil_bound(small, t) for t in plan_tasks(small, 2))
+    assert not any(gil_bound(large, t) for t in plan_tasks(large, 2))
+    assert gil_bound([SMALL_MEAN - 1, SMALL_MEAN], [0, 1]) and not gil_bound([SMALL_MEAN] * 2, [0, 1])
+    assert not gil_bound([], [])

@@ -336,3 +336,62 @@ def test_metadata_verify_of_a_generated_tree_reports_exactly_the_planted_files(t
             ).fetchone()
             db.close()
             assert row == (touched.stat().st_mtime_ns, url + paths[5000], "etag")
+
+
+def test_tasks_of_small_files_are_hashed_one_at_a_time_beside_large_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two threads hashing small files at once mostly hand the GIL to each other (hash_plan.gil_bound):
+    with 2 workers, 400 small files (4 tasks, as each file also costs PER_FILE) are never hashed by
+    two threads at the same moment, and every file is still checked. The real hash function runs; the
+    spy only records when."""
+    import threading
+    import time
+
+    from climb_cli import verify as verify_mod
+    from climb_cli.catalog import Catalog
+    from climb_cli.fakes.physionet import write_sha256sums
+    from climb_cli.hash_plan import MIN_TASK
+    from climb_cli.settings import Settings
+
+    raw = tmp_path / "data" / "raw" / "smallfiles"
+    for i in range(400):
+        (raw / f"{i // 100}").mkdir(parents=True, exist_ok=True)
+        (raw / f"{i // 100}" / f"{i:03d}.dat").write_bytes(i.to_bytes(2, "big") * (500 + i))
+    (raw / "big.bin").write_bytes(b"\x01" * (MIN_TASK + 1))
+    write_sha256sums(raw)
+    recipes = tmp_path / "recipes"
+    recipes.mkdir()
+    (recipes / "smallfiles.yaml").write_text(
+        "name: smallfiles\ntitle: small files\nmodality: ecg\nlicense: CC0-1.0\naccess: open\n"
+        "sources:\n  - id: data\n    kind: physionet\n    project: small\n    version: 1.0.0\n"
+    )
+    settings = Settings.from_env(tmp_path / "data", [recipes]).with_(
+        mirrors={"physionet": "http://127.0.0.1:9"}
+    )
+    recipe = Catalog(settings.recipe_dirs).load("smallfiles")
+
+    real = verify_mod.stat_and_hash
+    guard = threading.Lock()
+    busy: set[int] = set()
+    overlaps: list[str] = []
+
+    def spy(path: str, *algos: str) -> tuple[int, int, dict[str, str]]:
+        if path.endswith("big.bin"):
+            return real(path, *algos)
+        me = threading.get_ident()
+        with guard:
+            if busy - {me}:
+                overlaps.append(path)
+            busy.add(me)
+        try:
+            time.sleep(0.0005)  # room for another thread to start a small file, if it may
+            return real(path, *algos)
+        finally:
+            with guard:
+                busy.discard(me)
+
+    monkeypatch.setattr(verify_mod, "stat_and_hash", spy)
+    report, bad = verify_mod.verify_raw(recipe, settings, workers=2)
+    assert report.ok and not bad and report.checked == 401
+    assert overlaps == []

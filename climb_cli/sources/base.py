@@ -32,7 +32,8 @@ USER_AGENT = f"climb/{__version__} (+https://github.com/climb-corpus/climb)"
 class SourceParams(BaseModel):
     """Base of each source kind's own recipe fields; unknown fields are rejected."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # defer_build: a kind's model is built when a recipe of that kind is first validated
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +87,21 @@ def selected(path: str, spec: SourceSpec) -> bool:
     if spec.include and not any(glob_match(path, p) for p in spec.include):
         return False
     return not any(glob_match(path, p) for p in spec.exclude)
+
+
+def nothing_selected(source: Source) -> str:
+    """The one line for a listing that yields no file. Every source of a recipe is there to fetch something,
+    so an empty one is an error, never an "ok" with 0 files: the globs (or the recipe) are wrong, or upstream
+    has changed."""
+    spec, recipe = source.spec, source.recipe
+    where = f" in {recipe.path}" if recipe.path else ""
+    head = f"{recipe.name}: source {spec.id!r} ({source.describe()})"
+    if not spec.include and not spec.exclude:
+        return f"{head} lists no files; check the source{where} against the upstream listing"
+    globs = f"include {spec.include}" if spec.include else ""
+    if spec.exclude:
+        globs += f"{', ' if globs else ''}exclude {spec.exclude}"
+    return f"{head}: no upstream file matches {globs}; check these globs{where} against the upstream listing"
 
 
 def safe_relpath(path: str) -> str | None:

@@ -40,6 +40,7 @@ from climb_cli.sources.base import (
     Source,
     SourceParams,
     _glob_regex,
+    nothing_selected,
     safe_relpath,
     selected,
 )
@@ -243,10 +244,7 @@ class CrawlSource(Source):
         save_listing(self, self._identity(), files)
         chosen = [f for f in files if selected(f.path, self.spec)]
         if not chosen:
-            raise RecipeError(
-                f"{self.recipe.name}: no file under {redaction.redact_url(self.params.url)} matches the "
-                "recipe's include/exclude globs"
-            )
+            raise RecipeError(nothing_selected(self))
         unpinned = [f.path for f in chosen if not (f.sha256 or f.md5)]
         if unpinned and self.recipe.checksums != "pinned":
             raise RecipeError(unpinned_line(self, unpinned))

@@ -175,7 +175,8 @@ class GitHubSource(Source):
             return TransferError(rate_limit_line(self, "GitHub API", resp, advice))
         if status == 401 and tok is not None:
             return AccessError(
-                f"{name}: GitHub rejected the token from {tok.origin} (HTTP 401, bad credentials)"
+                f"{name}: GitHub rejected the token from {tok.origin} (HTTP 401, bad credentials)",
+                reason="credentials rejected",
             )
         if status in (401, 403):
             return AccessError(f"{name}: GitHub refused {what} (HTTP {status}); check access to {self.page}")
@@ -242,7 +243,8 @@ class GitHubSource(Source):
         if missing:
             raise AccessError(
                 f"{self.recipe.name}: release {p.release} of {p.repo} has no asset {missing[0]!r} "
-                f"(it has: {', '.join(sorted(f.path for f in out)) or 'none'})"
+                f"(it has: {', '.join(sorted(f.path for f in out)) or 'none'})",
+                reason="failed",
             )
         return out
 

@@ -127,7 +127,8 @@ class GrandChallengeSource(Source):
         return AccessError(
             f"{self.recipe.name}: Grand Challenge rejected the token from {creds.origin} "
             f"(HTTP 401 {detail}); create a new one at {TOKEN_PAGE} "
-            "and run `climb auth login grand-challenge`"
+            "and run `climb auth login grand-challenge`",
+            reason="credentials rejected",
         )
 
     def _not_visible(self) -> AccessError:

@@ -234,7 +234,10 @@ class HuggingFaceSource(Source):
         if code == "EntryNotFound":
             return AccessError(f"{name}: {what} not found at revision {rev[:12]} of {p.repo}")
         if resp.status_code == 401 and tok is not None:
-            return AccessError(f"{name}: Hugging Face rejected the token from {tok.origin} (HTTP 401)")
+            return AccessError(
+                f"{name}: Hugging Face rejected the token from {tok.origin} (HTTP 401)",
+                reason="credentials rejected",
+            )
         return AccessError(f"{name}: Hugging Face refused {what} (HTTP {resp.status_code}); see {self.page}")
 
     # -- listing --------------------------------------------------------------------------------

@@ -184,7 +184,8 @@ class KaggleSource(Source):
                 return AccessError(self._no_credentials_message())
             return AccessError(
                 f"{self.recipe.name}: Kaggle did not accept the credentials from {creds.origin} (HTTP 401); "
-                f"create a new API token at {WEB}/settings/api and run `climb auth login kaggle`"
+                f"create a new API token at {WEB}/settings/api and run `climb auth login kaggle`",
+                reason="credentials rejected",
             )
         if status == 403 and self.params.competition and "rules" in message.lower():
             return AccessError(

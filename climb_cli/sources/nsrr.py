@@ -98,7 +98,8 @@ class NsrrSource(Source):
         if resp.status_code == 404 or (resp.status_code == 200 and not isinstance(body, dict)):
             raise AccessError(
                 f"{self.recipe.name}: NSRR has no cloud-hosted dataset {ds!r} (HTTP {resp.status_code}); "
-                f"check `dataset:` in the recipe ({self.page})"
+                f"check `dataset:` in the recipe ({self.page})",
+                reason="failed",
             )
         if resp.status_code != 200:
             raise TransferError(
@@ -147,7 +148,8 @@ class NsrrSource(Source):
         if status == 401:
             return AccessError(
                 f"{self.recipe.name}: NSRR did not accept the token from {tok.origin} (HTTP 401); get a "
-                f"current one at {TOKEN_PAGE}"
+                f"current one at {TOKEN_PAGE}",
+                reason="credentials rejected",
             )
         return AccessError(
             f"{self.recipe.name}: your NSRR token (from {tok.origin}) has no approved data access request "

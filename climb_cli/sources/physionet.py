@@ -438,7 +438,7 @@ class PhysioNetSource(Source):
                 r.close()
                 tried_basic = True
                 if self.credentials() is None:
-                    raise AccessError(self._needs_login_message())
+                    raise AccessError(self._needs_login_message(), reason="no credentials")
                 self._basic = True
                 continue
             if r.status_code == 403 and not tried_login and self.credentials() is not None:
@@ -449,11 +449,12 @@ class PhysioNetSource(Source):
             if r.status_code in (401, 403):
                 r.close()
                 if self.credentials() is None:
-                    raise AccessError(self._needs_login_message())
+                    raise AccessError(self._needs_login_message(), reason="no credentials")
                 if r.status_code == 401:
                     raise AccessError(
                         f"{self.recipe.name}: PhysioNet did not accept your credentials for "
-                        f"{redaction.redact_url(file.url)} (HTTP 401)"
+                        f"{redaction.redact_url(file.url)} (HTTP 401)",
+                        reason="credentials rejected",
                     )
                 raise AccessError(self._denied_message(), reason="access not granted")
             if r.status_code == 404:

@@ -111,7 +111,8 @@ class ZenodoSource(Source):
         if status == 401 and tok is not None:
             return AccessError(
                 f"{name}: Zenodo did not accept the token from {tok.origin} (HTTP 401); make a new personal "
-                f"access token at {self.base}/account/settings/applications/tokens/new/"
+                f"access token at {self.base}/account/settings/applications/tokens/new/",
+                reason="credentials rejected",
             )
         if tok is None:
             return AccessError(

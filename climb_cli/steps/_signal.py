@@ -16,15 +16,15 @@ from collections.abc import Callable
 from fractions import Fraction
 from typing import TYPE_CHECKING, Literal
 
-import numpy as np
-
 from climb_cli.errors import ItemError
 from climb_cli.lazy import lazy
 from climb_cli.steps.base import Sample
 
 if TYPE_CHECKING:  # the real modules for the type checker; at run time each loads on first use
+    import numpy as np
     import scipy.signal as _ss
 else:
+    np = lazy("numpy")
     _ss = lazy("scipy.signal")
 
 ResampleMethod = Literal["poly", "fft", "decimate"]
@@ -235,7 +235,7 @@ def minmax(x: np.ndarray, per_lead: bool = True, eps: float = 1e-8) -> np.ndarra
 # ------------------------------------------------------------------------------------ shared step bodies
 
 #: a module's check of `sample.arrays["signal"]` before a step uses it: (sample, step name) -> array.
-SignalCheck = Callable[[Sample, str], np.ndarray]
+SignalCheck = Callable[[Sample, str], "np.ndarray"]
 
 
 def sampling_rate(sample: Sample) -> float:

@@ -14,19 +14,22 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from climb_cli import plugins
 from climb_cli.errors import ItemError, StepBug
 
+if TYPE_CHECKING:  # annotations only: importing a step module (to validate a recipe) loads no numpy
+    import numpy as np
+
 
 class StepParams(BaseModel):
     """Base class of every step's parameters: unknown keys are rejected."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # defer_build: a step's model is built when a recipe using it is first validated
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 @dataclass
@@ -167,6 +170,11 @@ def step(name: str, params: type[StepParams] = StepParams) -> Callable[[StepFn],
         return fn
 
     return register
+
+
+def registered() -> dict[str, StepDef]:
+    """The steps registered so far (modules loaded by `registry` or `steps.load_for`), unsorted."""
+    return _REGISTRY
 
 
 def registry() -> dict[str, StepDef]:

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-import numpy as np
 from pydantic import Field, field_validator, model_validator
 
 from climb_cli.errors import ItemDropped, ItemError
@@ -30,8 +29,10 @@ from climb_cli.steps.base import Sample, StepParams, item_errors, step
 from climb_cli.steps.base import why as _why
 
 if TYPE_CHECKING:  # the real modules for the type checker; at run time each loads on first use
+    import numpy as np
     import wfdb
 else:
+    np = lazy("numpy")
     wfdb = lazy("wfdb")
 
 # --------------------------------------------------------------------------------------------- helpers

@@ -76,6 +76,7 @@ def window_labels(zs, marks):
 
 
 def rows(table, ctx):
+    table = table.drop_duplicates("series", ignore_index=True)  # one row per series folder, not per file
     marks = readers_by_slice(ctx.raw_dir / "xml")
     labels, counts = [], []
     for patient, study, series in zip(table["patient"], table["study"], table["series"], strict=True):

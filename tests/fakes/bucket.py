@@ -51,6 +51,7 @@ from climb_cli.fakes.faults import (
     FakeHTTPServer,
     Fault,
     FaultPlan,
+    RequestRecord,
     serve_bytes,
 )
 from tests.fakes.tls import make_test_ca
@@ -201,6 +202,22 @@ def arm_fault(fake: FakeHTTPServer, fault: str, path_glob: str, size: int) -> li
     raise ValueError(f"unknown fault {fault!r}; expected one of {FAULT_IDS}")
 
 
+def logged(fake: FakeHTTPServer, n: int, path_glob: str = "*", wait: float = 30.0) -> list[RequestRecord]:
+    """Every logged request for ``path_glob`` in the order they started, once at least ``n`` are logged.
+
+    A request is logged by its serving thread just before its last byte goes out, so a response the client
+    closed early (or read only the headers of) may be logged after the client's next request, or after the
+    test has moved on, when the machine is loaded. Waiting for the count (not for a quiet moment) and ordering
+    by ``started`` (stamped when the server read the request) gives the order the client sent them in. Gives
+    up after ``wait`` seconds and returns what is there, for the caller's assertion to show."""
+    deadline = time.monotonic() + wait
+    reqs = fake.requests_for(path_glob)
+    while len(reqs) < n and time.monotonic() < deadline:
+        time.sleep(0.01)
+        reqs = fake.requests_for(path_glob)
+    return sorted(reqs, key=lambda r: r.started)
+
+
 def settle(fake: FakeHTTPServer, path_glob: str, method: str = "GET", wait: float = 2.0) -> list:
     """The logged requests for ``path_glob`` in the order they started, once the log stops growing (a request
     is logged when its last byte goes out).  Stalled requests and 403s for expired URLs are left out: they are
@@ -292,8 +309,8 @@ class _BucketHandler(BaseFakeHandler):
         if signed:
             problem = fake.check_signature(bucket, key, query, had_auth="Authorization" in self.headers)
             if problem is not None:
-                status, code, message, extra = problem
-                self._error(status, code, message, **extra)
+                status, code, message, fields = problem
+                self._error(status, code, message, **fields)
                 return
         elif "Authorization" in self.headers:
             # Real S3 would try to verify an AWS signature and fail; any other scheme is refused outright.

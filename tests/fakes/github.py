@@ -111,9 +111,9 @@ class FakeRepo:
         if fmt == "zip":
             with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
                 for path in sorted(tree):
-                    info = zipfile.ZipInfo(f"{top}/{path}", time.gmtime(_EPOCH)[:6])
-                    info.compress_type = zipfile.ZIP_DEFLATED
-                    z.writestr(info, tree[path])
+                    member = zipfile.ZipInfo(f"{top}/{path}", time.gmtime(_EPOCH)[:6])
+                    member.compress_type = zipfile.ZIP_DEFLATED
+                    z.writestr(member, tree[path])
             return buf.getvalue()
         with gzip.GzipFile(fileobj=buf, mode="wb", mtime=0) as gz, tarfile.open(fileobj=gz, mode="w") as tar:
             for path in sorted(tree):

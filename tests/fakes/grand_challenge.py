@@ -181,16 +181,16 @@ class _GCHandler(BaseFakeHandler):
             items = [(a, i) for a in self._filtered(q, user) for i in a.items]
             self._page([fake.item_json(a, i) for a, i in items], q, "archives/items/")
         elif len(parts) == 3 and parts[:2] == ["archives", "items"]:
-            found = [
+            hits = [
                 (a, i)
                 for a in fake.archives.values()
                 if a.visible_to(user)
                 for i in a.items
                 if i.pk == parts[2]
             ]
-            if not found:
+            if not hits:
                 raise _ApiError(404, {"detail": "No ArchiveItem matches the given query."})
-            self._json(fake.item_json(*found[0]))
+            self._json(fake.item_json(*hits[0]))
         elif parts == ["cases", "images"]:
             images = [img for a in self._filtered(q, user) for img in fake.images_of(a)]
             self._page([fake.image_json(img) for img in images], q, "cases/images/")

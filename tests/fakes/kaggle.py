@@ -527,6 +527,7 @@ class FakeKaggle(FakeHTTPServer):
         self, method: str, *, times: int = 1, retry_after: str | None = "1", style: str = "legacy"
     ) -> Fault:
         """Arm ``times`` 429 answers for an RPC method (``"DownloadDataset"``), legacy or RPC body style."""
+        body: dict[str, object]
         if style == "rpc":
             body = {"error": {"code": 429, "message": "Too many requests", "status": "RESOURCE_EXHAUSTED"}}
         else:

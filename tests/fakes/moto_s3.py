@@ -39,7 +39,7 @@ def complete_multipart_as_s3() -> None:
         return out
 
     fixed.climb_fixed = True  # type: ignore[attr-defined]
-    S3Serializer._serialized_result_to_response = fixed  # type: ignore[method-assign]
+    S3Serializer._serialized_result_to_response = fixed  # type: ignore[method-assign,assignment]
 
 
 @dataclass

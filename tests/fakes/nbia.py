@@ -21,15 +21,19 @@ Faults apply to the ZIP bodies.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
+import uuid
 import zipfile
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Self
 
 from climb_cli.fakes.faults import BaseFakeHandler, FakeHTTPServer, FaultPlan
-from tests.fakes.bucket import serve_file
+from tests.fakes.bucket import FakeBucket, serve_file
 
 __all__ = ["FakeNBIA", "NbiaSeries"]
 
@@ -162,3 +166,28 @@ class FakeNBIA(FakeHTTPServer):
 
     def find(self, uid: str) -> NbiaSeries | None:
         return next((s for s in self.series if s.uid == uid), None)
+
+
+@contextlib.contextmanager
+def idc_copy(series: Iterable[NbiaSeries], index: Path) -> Iterator[FakeBucket]:
+    """IDC's copy of these series: a public bucket (``s3://idc-open-data/<crdc_series_uuid>/
+    <crdc_instance_uuid>.dcm``, as IDC lays them out) holding their instances, and at ``index`` a parquet with
+    the idc-index-data columns the tcia source reads (one row per series)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    with FakeBucket() as bucket:
+        rows = []
+        for s in series:
+            su = str(uuid.uuid4())
+            for data in s.instances.values():
+                bucket.put(
+                    "idc-open-data", f"{su}/{uuid.uuid4()}.dcm", data, content_type="application/dicom"
+                )
+            rows.append({
+                "collection_id": s.collection.lower().replace("-", "_"), "SeriesInstanceUID": s.uid,
+                "StudyInstanceUID": s.study, "PatientID": s.patient, "Modality": s.modality,
+                "series_aws_url": f"s3://idc-open-data/{su}/*",
+            })  # fmt: skip
+        pq.write_table(pa.Table.from_pylist(rows), index)
+        yield bucket

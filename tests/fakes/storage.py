@@ -375,9 +375,9 @@ class FakeObjectStore(FakeHTTPServer):
         denied = 403, _xml_error("AccessDenied", "Access denied")
         if not all(k in q for k in ("Expires", "Signature", "Key-Pair-Id", "X-Issued")):
             return denied
-        want = base64.b64encode(self._mac(path, q["Expires"], q["X-Issued"])).decode()
-        want = want.replace("+", "-").replace("=", "_").replace("/", "~")
-        if not hmac.compare_digest(want.encode(), q["Signature"].encode()):
+        cdn = base64.b64encode(self._mac(path, q["Expires"], q["X-Issued"])).decode()
+        cdn = cdn.replace("+", "-").replace("=", "_").replace("/", "~")
+        if not hmac.compare_digest(cdn.encode(), q["Signature"].encode()):
             return denied
         try:
             expires = int(q["Expires"])

@@ -52,5 +52,5 @@ def test_azure_storage_blob_against_the_fake(azure: FakeAzureBlob) -> None:
     azure.advance(2 * 86400)
     with pytest.raises(ClientAuthenticationError) as e:
         list(client.list_blobs())
-    assert e.value.error_code == "AuthenticationFailed"
+    assert getattr(e.value, "error_code", None) == "AuthenticationFailed"  # set by azure-core at runtime
     assert isinstance(e.value, HttpResponseError)

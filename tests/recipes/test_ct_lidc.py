@@ -12,7 +12,7 @@ from pydicom.uid import generate_uid
 from climb_cli.acquire import download
 from climb_cli.verify import verify_raw
 from tests.conftest import fast_settings
-from tests.fakes.nbia import FakeNBIA, NbiaSeries
+from tests.fakes.nbia import FakeNBIA, NbiaSeries, idc_copy
 from tests.recipes.conftest import packaged, rewritten
 from tests.recipes.test_ct_rsna import _slice
 from tests.test_miniatures import _build
@@ -89,7 +89,11 @@ WANT = {
 }
 
 
-def test_lidc_windows_labels_and_patient_split_end_to_end(tmp_path: Path) -> None:
+@pytest.mark.parametrize("route", ["nbia", "idc"])
+def test_lidc_windows_labels_and_patient_split_end_to_end(
+    tmp_path: Path, route: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Either route (NBIA's series ZIPs, or `mirror: idc`: IDC's instances) gives the same items."""
     settings = fast_settings(tmp_path)
     xml = settings.raw_dir("lidc") / "xml" / "tcia-lidc-xml" / "185"
     xml.mkdir(parents=True)
@@ -120,13 +124,18 @@ def test_lidc_windows_labels_and_patient_split_end_to_end(tmp_path: Path) -> Non
     )
     data = packaged("lidc")
     data["sources"][1]["globs"][0]["count"] = 7
-    with FakeNBIA([*series_list, cr]) as nbia:
+    index = tmp_path / "idc_index.parquet"
+    monkeypatch.setenv("CLIMB_IDC_INDEX", str(index))
+    if route == "idc":
+        data["sources"][0]["mirror"] = "idc"
+    with FakeNBIA([*series_list, cr]) as nbia, idc_copy([*series_list, cr], index) as idc:
         recipe, settings = (
             rewritten(tmp_path, data, hook_from="lidc"),
-            fast_settings(tmp_path, {"tcia": nbia.api}),
+            fast_settings(tmp_path, {"tcia": nbia.api, "idc": idc.base_url}),
         )
         dl = download(recipe, settings)
         assert dl.ok, (dl.error, dl.outcomes)
+        assert bool(nbia.log) == (route == "nbia") and bool(idc.log) == (route == "idc")
     raw, _ = verify_raw(recipe, settings)
     assert raw.ok, raw.as_dict()
     rows, _ = _build(recipe, settings)  # the NPZ shards, read back

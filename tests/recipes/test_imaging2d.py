@@ -255,6 +255,71 @@ def test_cbis_ddsm_tcia_collection_end_to_end(tmp_path: Path) -> None:
     assert sum(manifest["dropped"].values()) == 1  # the BI-RADS 0 image, counted
 
 
+def test_cbis_ddsm_index_is_the_same_over_nbia_and_idc(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The NBIA route (a ZIP per series, extracted beside it) and the IDC mirror (one .dcm per instance in a
+    folder of its series, uuid names) lay the raw folder out differently: the recipe's index finds the same
+    items, each with the image of its series."""
+    from climb_cli.index import build_index
+    from tests.fakes.nbia import FakeNBIA, idc_copy
+    from tests.sources.test_tcia import _series
+
+    cases = [
+        (
+            "mass_case_description_train_set.csv",
+            "P_00001",
+            "LEFT",
+            "CC",
+            "4",
+            "Mass-Training_P_00001_LEFT_CC",
+        ),
+        ("mass_case_description_test_set.csv", "P_00002", "RIGHT", "MLO", "3", "Mass-Test_P_00002_RIGHT_MLO"),
+    ]
+    series = {c[5]: _series("CBIS-DDSM", c[5], "MG", 1, 60 + k, side=12) for k, c in enumerate(cases)}
+    every = [*series.values(), _series("CBIS-DDSM", "Mass-Training_P_00001_LEFT_CC_1", "MG", 2, 70)]  # ROIs
+    names = [
+        *{c[0] for c in cases},
+        "calc_case_description_train_set.csv",
+        "calc_case_description_test_set.csv",
+    ]
+    csvs = dict.fromkeys(names, CBIS_HEADER)
+    for n, (csv, patient, side, view, birads, pid) in enumerate(cases):
+        s = series[pid]
+        csvs[csv] += (
+            f"{patient},3,{side},{view},{n},mass,OVAL,CIRCUMSCRIBED,{birads},BENIGN,4,"
+            f"{pid}/{s.study}/{s.uid}/000000.dcm,{pid}_1/x/y/000000.dcm,{pid}_1/x/z/000001.dcm\n"
+        )
+
+    def index(settings: Settings, recipe: Recipe) -> list[tuple[str, str, tuple[str, ...], str]]:
+        csv_dir = settings.raw_dir("cbis_ddsm") / "csv"
+        csv_dir.mkdir(parents=True)
+        for name, text in csvs.items():
+            (csv_dir / name).write_text(text)
+        report = download(recipe, settings)
+        assert report.ok, (report.error, report.outcomes)
+        items = build_index(recipe, settings).items
+        raw = settings.raw_dir("cbis_ddsm")
+        return [
+            (i.id, i.split, i.labels, pydicom.dcmread(raw / str(i.inputs["image"])).SeriesInstanceUID)
+            for i in items
+        ]
+
+    with FakeNBIA(every) as nbia:
+        by_nbia = index(fast_settings(tmp_path / "nbia", {"tcia": nbia.api}), _recipe("mammo/cbis_ddsm"))
+    monkeypatch.setenv("CLIMB_IDC_INDEX", str(tmp_path / "idc_index.parquet"))
+    with idc_copy(every, tmp_path / "idc_index.parquet") as idc:
+        recipe = _recipe(
+            "mammo/cbis_ddsm", {"    modality: MG\n": "    modality: MG\n    mirror: idc\n"}, tmp_path
+        )
+        by_idc = index(fast_settings(tmp_path / "idc", {"idc": idc.base_url}), recipe)
+    want = [
+        ("P_00001_LEFT_CC", "train", ("3",), series["Mass-Training_P_00001_LEFT_CC"].uid),
+        ("P_00002_RIGHT_MLO", "test", ("2",), series["Mass-Test_P_00002_RIGHT_MLO"].uid),
+    ]
+    assert by_nbia == want and by_idc == want
+
+
 # ------------------------------------------------------------------------------------------------
 # CheXpert: a Stanford AIMI container behind the fake Azure Blob endpoint; an expired SAS first
 

@@ -243,6 +243,7 @@ def test_auth_login_status_and_check(tmp_path: Path, azure: FakeAzureBlob) -> No
     r = climb_in_process("auth", "status", env=env)
     assert r.returncode == 0 and "aimi" in r.stdout and CONTAINER in r.stdout
     recipe = _recipe(tmp_path)
+    assert recipe.path is not None
     g = ["--data-dir", str(tmp_path / "data"), "--recipes", str(recipe.path.parent)]
     r = climb_in_process(*g, "auth", "check", "toyaimi", env=env)
     assert CONTAINER in r.stdout and "readable" in r.stdout, r.stdout + r.stderr
@@ -258,3 +259,12 @@ def test_secrets_are_registered_for_redaction(azure: FakeAzureBlob, config: Path
     assert credentials.aimi(CONTAINER) is not None
     assert _sig(url) not in redaction.redact(f"boom: {url}") and "***" in redaction.redact(url)
     assert "sig=***" in redaction.redact_url(url.replace(_sig(url), "x" * 20))
+
+
+def test_include_that_matches_nothing_is_an_error(tmp_path: Path, azure: FakeAzureBlob, config: Path) -> None:
+    """Globs that select no upstream file: one line naming the source and its globs, not "ok" with 0 files."""
+    _store(config, azure.container_url(CONTAINER))
+    report = download(_recipe(tmp_path, "    include: ['nomatch/*']\n"), _settings(tmp_path))
+    assert not report.ok and report.category == "failed" and not report.outcomes, report.error
+    assert report.error.startswith("toyaimi: source 'aimi' ("), report.error
+    assert "no upstream file matches include ['nomatch/*']; check these globs in " in report.error

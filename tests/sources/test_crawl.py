@@ -105,7 +105,8 @@ def test_unpinned_and_empty_selections_are_recipe_errors(tmp_path: Path, tree: F
         "toycrawl: no checksum for miniml/GSE152075_family.xml.tgz in source 'geo'"
     )
     report = download(_recipe(tmp_path, tree.url, include="'nothing/*'"), _settings(tmp_path))
-    assert report.error.startswith("toycrawl: no file under http://127.0.0.1:") and "matches" in report.error
+    assert report.error.startswith("toycrawl: source 'geo' (crawl http://127.0.0.1:"), report.error
+    assert "no upstream file matches include ['nothing/*']" in report.error
 
 
 def test_wrong_sum_is_refused(tmp_path: Path, tree: FakeDirIndex) -> None:
@@ -153,3 +154,11 @@ def test_fault_matrix(tmp_path: Path, fault: str) -> None:
         assert [r.status for r in settle(tree, glob)] == expected
     assert (_raw(settings) / "suppl/GSE152075_RAW.tar").read_bytes() == RAW
     assert not list((_raw(settings) / ".climb" / "partial").rglob("*.part"))
+
+
+def test_include_that_matches_nothing_is_an_error(tmp_path: Path, tree: FakeDirIndex) -> None:
+    """Globs that select no upstream file: one line naming the source and its globs, not "ok" with 0 files."""
+    report = download(_recipe(tmp_path, tree.url, include="'nomatch/*'"), _settings(tmp_path))
+    assert not report.ok and report.category == "failed" and not report.outcomes, report.error
+    assert report.error.startswith("toycrawl: source 'geo' ("), report.error
+    assert "no upstream file matches include ['nomatch/*']; check these globs in " in report.error

@@ -172,3 +172,11 @@ def test_fault_matrix(tmp_path: Path, files: dict[str, bytes], fault: str) -> No
             assert 403 in [r.status for r in store.requests_for(glob)]  # refused, then a fresh link
     assert (_raw(settings) / "images.zip").read_bytes() == data
     assert not list((_raw(settings) / ".climb" / "partial").rglob("*.part"))
+
+
+def test_include_that_matches_nothing_is_an_error(tmp_path: Path, fig: FakeFigshare) -> None:
+    """Globs that select no upstream file: one line naming the source and its globs, not "ok" with 0 files."""
+    report = download(_recipe(tmp_path, include="'nomatch/*'"), _settings(tmp_path, fig.base_url))
+    assert not report.ok and report.category == "failed" and not report.outcomes, report.error
+    assert report.error.startswith("toyfig: source 'fig' ("), report.error
+    assert "no upstream file matches include ['nomatch/*']; check these globs in " in report.error

@@ -71,10 +71,10 @@ def _recipe(
     body = f"  - id: gh\n    kind: github\n    repo: {repo}\n    commit: {COMMIT}\n    files:\n"
     for path, sha in files.items():
         body += f"      - path: {path}\n" + (f"        sha256: {sha}\n" if sha else "")
-    path = write_recipe(tmp_path / "recipes", "toylfs", body)
+    recipe = write_recipe(tmp_path / "recipes", "toylfs", body)
     if checksums != "upstream":
-        path.write_text(path.read_text().replace("checksums: upstream", f"checksums: {checksums}"))
-    return Catalog([path.parent]).load("toylfs")
+        recipe.write_text(recipe.read_text().replace("checksums: upstream", f"checksums: {checksums}"))
+    return Catalog([recipe.parent]).load("toylfs")
 
 
 def _raw(settings: Settings) -> Path:

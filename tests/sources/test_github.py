@@ -21,7 +21,7 @@ from climb_cli.settings import Settings
 from climb_cli.sources import make_sources
 from climb_cli.verify import verify_raw
 from tests.conftest import SECRETS, fast_settings, redirect_to, write_recipe
-from tests.fakes.bucket import FAULT_IDS, arm_fault, settle
+from tests.fakes.bucket import FAULT_IDS, arm_fault, logged, settle
 from tests.fakes.capture import CaptureServer
 from tests.fakes.github import FakeAsset, FakeGitHub, FakeRelease, FakeRepo
 
@@ -254,6 +254,7 @@ def test_release_digest_and_recipe_pin_must_agree(
         report.error == "toygh: release v1.0 of DDVD233/CLIMB has no asset 'model.ckpt' "
         "(it has: old notes.txt, weights.bin)"
     )
+    assert report.category == "failed"  # a wrong recipe, not missing credentials
     # without a pin, an asset without a digest has no checksum at all
     body = "    repo: DDVD233/CLIMB\n    release: v1.0\n"
     assert download(_recipe(tmp_path, body), settings).error.startswith(
@@ -265,6 +266,7 @@ def test_an_expired_link_is_resolved_again_and_resumed(
     tmp_path: Path, settings: Settings, github: FakeGitHub
 ) -> None:
     body = "    repo: DDVD233/CLIMB\n    release: v1.0\n    assets: [{name: weights.bin}]\n"
+    settings = settings.with_(read_timeout=30.0)  # open() has no retry: no 2 s deadline on a loaded machine
     (source,) = make_sources(_recipe(tmp_path, body), settings)
     (rf,) = source.list_files()
     first = source.open(rf, {"Accept-Encoding": "identity"})
@@ -275,9 +277,10 @@ def test_an_expired_link_is_resolved_again_and_resumed(
         rf, {"Accept-Encoding": "identity", "Range": "bytes=1000-", "If-Range": first.headers["ETag"]}
     )
     assert again.status_code == 206 and head + again.content == ASSET
-    statuses = [r.status for r in sorted(github.objects.log, key=lambda r: r.started)]
-    assert statuses == [200, 403, 206]
-    assert len(github.web.requests_for("*/releases/download/v1.0/weights.bin")) == 2
+    # in the order the store received them (the early-closed 200 and the 403 may be logged late: wait)
+    statuses = [r.status for r in logged(github.objects, 3)]
+    assert statuses == [200, 403, 206], statuses
+    assert len(logged(github.web, 2, "*/releases/download/v1.0/weights.bin")) == 2
 
 
 def test_repository_archive_at_a_commit(
@@ -382,3 +385,16 @@ def test_token_never_follows_a_redirect_to_another_origin(
     assert not report.ok
     assert capture.seen and capture.leaked(SECRETS) == []
     assert github.raw.log and all(r.had_authorization for r in github.raw.log)
+
+
+def test_include_that_matches_nothing_is_an_error(
+    tmp_path: Path, settings: Settings, github: FakeGitHub
+) -> None:
+    """Globs that select no upstream file: one line naming the source and its globs, not "ok" with 0 files."""
+    report = download(
+        _recipe(tmp_path, "    repo: DDVD233/CLIMB\n    release: v1.0\n    include: ['nomatch/*']\n"),
+        settings,
+    )
+    assert not report.ok and report.category == "failed" and not report.outcomes, report.error
+    assert report.error.startswith("toygh: source 'gh' ("), report.error
+    assert "no upstream file matches include ['nomatch/*']; check these globs in " in report.error

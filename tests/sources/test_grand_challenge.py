@@ -218,6 +218,14 @@ def test_refusals_are_one_line_without_secrets(
     report = download(recipe, settings)
     assert not report.ok and report.error.startswith(expected), report.error
     assert "\n" not in report.error and not any(s in report.error for s in GC_SECRETS)
+    why = (
+        "no credentials"
+        if not env
+        else "credentials rejected"
+        if GC_WRONG in env.values()
+        else "access not granted"
+    )
+    assert report.category == why, report.category
     access = make_sources(recipe, settings)[0].check_access()
     assert not access.ok and access.detail == report.error and access.next_step.endswith(step)
     assert not gc.storage.log
@@ -349,3 +357,13 @@ def test_token_never_follows_a_redirect_to_another_origin(
     gc.faults.add("status", path_glob="/media/*", **redirect_to(capture))
     download(_recipe(tmp_path, "archive: lung-ct\ninclude: ['*/report.json']"), settings)
     assert capture.seen and capture.leaked(GC_SECRETS) == []
+
+
+def test_include_that_matches_nothing_is_an_error(
+    tmp_path: Path, settings: Settings, gc: FakeGrandChallenge, token: None
+) -> None:
+    """Globs that select no upstream file: one line naming the source and its globs, not "ok" with 0 files."""
+    report = download(_recipe(tmp_path, "archive: lung-ct\ninclude: ['nomatch/*']"), settings)
+    assert not report.ok and report.category == "failed" and not report.outcomes, report.error
+    assert report.error.startswith("gctoy: source 'data' ("), report.error
+    assert "no upstream file matches include ['nomatch/*']; check these globs in " in report.error

@@ -195,6 +195,8 @@ def test_refusals_are_one_line(
     assert error.startswith(expected.format(port=hub.port)), error
     assert "\n" not in error and not any(s in error for s in SECRETS)
     assert not (_raw(settings) / "x.bin").exists()
+    why = {None: "no credentials", WRONG: "credentials rejected"}.get(token, "access not granted")
+    assert report.category == (why if repo == "climb/gated" or token == WRONG else "failed"), report.category
 
 
 def test_unknown_revision(tmp_path: Path, settings: Settings, hub: FakeHub) -> None:
@@ -385,3 +387,11 @@ def test_token_never_follows_a_redirect_to_another_origin(
     report = download(_recipe(tmp_path, include="README.md"), settings)
     assert not report.ok
     assert capture.seen and capture.leaked(SECRETS) == []
+
+
+def test_include_that_matches_nothing_is_an_error(tmp_path: Path, settings: Settings, hub: FakeHub) -> None:
+    """Globs that select no upstream file: one line naming the source and its globs, not "ok" with 0 files."""
+    report = download(_recipe(tmp_path, include="'nomatch/*'"), settings)
+    assert not report.ok and report.category == "failed" and not report.outcomes, report.error
+    assert report.error.startswith("toyhf: source 'hf' ("), report.error
+    assert "no upstream file matches include ['nomatch/*']; check these globs in " in report.error

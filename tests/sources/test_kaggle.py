@@ -23,6 +23,7 @@ from climb_cli.sources import make_sources
 from climb_cli.sources.kaggle import KaggleSource, _md5_from_goog_hash
 from climb_cli.transfer import Downloader
 from tests.conftest import fast_settings, redirect_to, write_recipe
+from tests.fakes.bucket import logged
 from tests.fakes.capture import CaptureServer
 from tests.fakes.kaggle import FakeKaggle, KaggleCompetition, KaggleDataset, KaggleUser
 
@@ -297,6 +298,9 @@ def test_refusals_are_one_line_without_secrets(
     assert not report.ok and report.error.startswith(expected), report.error
     assert "\n" not in report.error
     _no_secret(report.error)
+    rejected, signed_out = WRONG_TOKEN in env.values(), not env and body.startswith("competition")
+    why = "credentials rejected" if rejected else "no credentials" if signed_out else "failed"
+    assert report.category == why, report.category
     access = make_sources(recipe, settings)[0].check_access()
     assert not access.ok and access.detail == report.error and access.next_step
 
@@ -321,6 +325,7 @@ def test_link_expired_before_use_is_re_resolved(
     tmp_path: Path, settings: Settings, kaggle: FakeKaggle, token: None, v2: dict[str, bytes]
 ) -> None:
     """A link cached by an earlier open() that the store's clock has since expired: 400, fresh link, done."""
+    settings = settings.with_(read_timeout=30.0)  # open() has no retry: no 1 s deadline on a loaded machine
     recipe = _recipe(tmp_path, "dataset: alice/toy\nversion: 2\ninclude: [data/big.bin]")
     source = make_sources(recipe, settings)[0]
     assert isinstance(source, KaggleSource)
@@ -330,11 +335,10 @@ def test_link_expired_before_use_is_re_resolved(
     raw = _raw(settings)
     Downloader.from_settings(settings).fetch(source, rf, raw / rf.path, raw)
     assert (raw / rf.path).read_bytes() == v2["data/big.bin"]
-    statuses = [r.status for r in kaggle.storage.log]
-    # the early-closed 206 of the first open() may be logged after the next request under load: order only
-    # the expired use (400) before the fresh link's 200
-    assert sorted(statuses[:3]) == [200, 206, 400] and statuses.index(400) < statuses.index(200), statuses
-    assert len(kaggle.requests_for("*/DownloadDataset")) == 2
+    # in the order the store received them (the early-closed 206 may be logged late: wait for it)
+    statuses = [r.status for r in logged(kaggle.storage, 3)]
+    assert statuses == [206, 400, 200], statuses
+    assert len(logged(kaggle, 2, "*/DownloadDataset")) == 2
 
 
 @pytest.mark.parametrize("kind", ["competition", "dataset"])
@@ -514,3 +518,13 @@ def test_files_with_an_upstream_md5_are_not_pinned(
     recipe = _recipe(tmp_path, "dataset: alice/toy\nversion: 1\ninclude: ['table_*.csv']")
     report = download(recipe, settings)
     assert report.ok and report.pinned == 0
+
+
+def test_include_that_matches_nothing_is_an_error(
+    tmp_path: Path, settings: Settings, kaggle: FakeKaggle, token: None
+) -> None:
+    """Globs that select no upstream file: one line naming the source and its globs, not "ok" with 0 files."""
+    report = download(_recipe(tmp_path, "dataset: alice/toy\ninclude: ['nomatch/*']"), settings)
+    assert not report.ok and report.category == "failed" and not report.outcomes, report.error
+    assert report.error.startswith("kagtoy: source 'data' ("), report.error
+    assert "no upstream file matches include ['nomatch/*']; check these globs in " in report.error

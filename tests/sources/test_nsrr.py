@@ -124,11 +124,14 @@ def test_refusals_are_one_line(
     text = report.error or " ".join(o.error for o in report.outcomes)
     assert not report.ok and text.startswith(expected), text
     assert "\n" not in text and not any(s in text for s in SECRETS)
+    why = {None: "no credentials", WRONG: "credentials rejected", OTHER: "access not granted"}[token]
+    assert report.category == why, report.category
 
 
 def test_unknown_dataset(tmp_path: Path, nsrr: FakeNsrr) -> None:
     report = download(_recipe(tmp_path, dataset="nope"), _settings(tmp_path, nsrr))
     assert report.error.startswith("toynsrr: NSRR has no cloud-hosted dataset 'nope' (HTTP 404)")
+    assert report.category == "failed"  # a wrong recipe, not missing credentials
 
 
 def test_md5_mismatch_is_refused(tmp_path: Path, nsrr: FakeNsrr, store: FakeBucket) -> None:
@@ -216,3 +219,11 @@ def test_cli_login_check_download_never_show_the_token(tmp_path: Path, nsrr: Fak
     for f in tmp_path.rglob("*"):
         if f.is_file() and f != token_file and f.stat().st_size < 5_000_000:
             assert TOKEN.encode() not in f.read_bytes(), f
+
+
+def test_include_that_matches_nothing_is_an_error(tmp_path: Path, nsrr: FakeNsrr) -> None:
+    """Globs that select no upstream file: one line naming the source and its globs, not "ok" with 0 files."""
+    report = download(_recipe(tmp_path, include="'nomatch/*'"), _settings(tmp_path, nsrr))
+    assert not report.ok and report.category == "failed" and not report.outcomes, report.error
+    assert report.error.startswith("toynsrr: source 'psg' ("), report.error
+    assert "no upstream file matches include ['nomatch/*']; check these globs in " in report.error

@@ -12,7 +12,7 @@ import requests
 
 from climb_cli.acquire import download, plan
 from climb_cli.catalog import Catalog
-from climb_cli.errors import TransferError
+from climb_cli.errors import ClimbError, TransferError
 from climb_cli.fakes.physionet import FakePhysioNet
 from climb_cli.manifest import RawManifest
 from climb_cli.recipe import Recipe
@@ -375,6 +375,7 @@ def test_aws_copy_without_aws_credentials_is_one_line(
         f"--mirror aws reads s3://{GRANT_BUCKET} with your AWS credentials and none were found" in report.why
     )
     assert "AWS_PROFILE" in report.why and "\n" not in report.why
+    assert report.category == "no credentials", report.category  # not "access not granted"
     os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"] = aws_grant.key_id, "wrong-secret"
     try:
         report = download(recipe, _aws_settings(settings, aws_grant))
@@ -389,3 +390,29 @@ def test_aws_copy_without_aws_credentials_is_one_line(
     finally:
         os.environ["CLIMB_PHYSIONET_AWS_BUCKET"] = GRANT_BUCKET
     assert not report.ok and "set CLIMB_PHYSIONET_AWS_BUCKET to the bucket named on" in report.why
+
+
+@pytest.mark.parametrize(
+    ("globs", "said"),
+    [
+        ("include: ['nomatch/*']", "no upstream file matches include ['nomatch/*']"),
+        ("exclude: ['**']", "no upstream file matches exclude ['**']"),
+    ],
+)
+def test_globs_that_select_nothing_are_an_error(
+    tmp_path: Path, settings: Settings, server: FakePhysioNet, globs: str, said: str
+) -> None:
+    """Every source of a recipe is there to fetch something: one that selects no file fails with one line
+    naming the dataset, the source and its globs, and where to fix them; `--dry-run` says the same."""
+    src = f"  - id: data\n    kind: physionet\n    project: ptb-xl\n    version: 1.0.3\n    {globs}\n"
+    path = write_recipe(tmp_path / "recipes", "toyecg", src)
+    recipe = Catalog([path.parent]).load("toyecg")
+    report = download(recipe, settings)
+    assert not report.ok and report.category == "failed" and not report.outcomes
+    assert report.error == (
+        f"toyecg: source 'data' (physionet ptb-xl/1.0.3): {said}; check these globs in {path} against the "
+        "upstream listing"
+    )
+    with pytest.raises(ClimbError) as e:
+        plan(recipe, settings)
+    assert str(e.value) == report.error

@@ -14,7 +14,7 @@ import numpy as np
 import pydicom
 import pytest
 from pydicom.dataset import FileDataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 
 from climb_cli.acquire import download
 from climb_cli.catalog import Catalog
@@ -24,12 +24,12 @@ from climb_cli.sources import make_sources
 from climb_cli.verify import verify_raw
 from tests.conftest import fast_settings, write_recipe
 from tests.fakes.bucket import FAULT_IDS, FakeBucket, arm_fault, settle
-from tests.fakes.nbia import FakeNBIA, NbiaSeries
+from tests.fakes.nbia import FakeNBIA, NbiaSeries, idc_copy
 
 
 def _dicom(patient: str, study: str, series: str, modality: str, seed: int, side: int = 64) -> bytes:
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.2"  # digital mammography for presentation
+    meta.MediaStorageSOPClassUID = UID("1.2.840.10008.5.1.4.1.1.1.2")  # digital mammography for presentation
     sop = generate_uid()
     meta.MediaStorageSOPInstanceUID = sop
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
@@ -180,29 +180,9 @@ def test_fault_matrix(tmp_path: Path, nbia: FakeNBIA, series: list[NbiaSeries], 
 
 @pytest.fixture
 def idc(series: list[NbiaSeries], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeBucket]:
-    """IDC's bucket (s3://idc-open-data/<crdc_series_uuid>/<crdc_instance_uuid>.dcm) holding the NBIA fake's
-    instances, and an index parquet with idc-index-data's columns."""
-    import uuid
-
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    with FakeBucket() as bucket:
-        rows = []
-        for s in series:
-            su = str(uuid.uuid4())
-            for data in s.instances.values():
-                bucket.put(
-                    "idc-open-data", f"{su}/{uuid.uuid4()}.dcm", data, content_type="application/dicom"
-                )
-            rows.append({
-                "collection_id": s.collection.lower().replace("-", "_"), "SeriesInstanceUID": s.uid,
-                "StudyInstanceUID": s.study, "PatientID": s.patient, "Modality": s.modality,
-                "series_aws_url": f"s3://idc-open-data/{su}/*",
-            })  # fmt: skip
-        index = tmp_path / "idc_index.parquet"
-        pq.write_table(pa.Table.from_pylist(rows), index)
-        monkeypatch.setenv("CLIMB_IDC_INDEX", str(index))
+    """IDC's copy of the NBIA fake's series (tests.fakes.nbia.idc_copy), its index in CLIMB_IDC_INDEX."""
+    with idc_copy(series, tmp_path / "idc_index.parquet") as bucket:
+        monkeypatch.setenv("CLIMB_IDC_INDEX", str(tmp_path / "idc_index.parquet"))
         yield bucket
 
 
@@ -248,3 +228,11 @@ def test_idc_mirror_resumes_and_says_what_is_missing(
         "toytcia: `mirror: idc` needs IDC's series index: pip install idc-index-data, or set CLIMB_IDC_INDEX "
         "to its parquet file"
     )
+
+
+def test_include_that_matches_nothing_is_an_error(tmp_path: Path, nbia: FakeNBIA) -> None:
+    """Globs that select no upstream file: one line naming the source and its globs, not "ok" with 0 files."""
+    report = download(_recipe(tmp_path, "    include: ['nomatch/*']\n"), _settings(tmp_path, nbia))
+    assert not report.ok and report.category == "failed" and not report.outcomes, report.error
+    assert report.error.startswith("toytcia: source 'tcia' ("), report.error
+    assert "no upstream file matches include ['nomatch/*']; check these globs in " in report.error

@@ -164,6 +164,8 @@ def test_restricted_record_refusals_are_one_line(
     assert not report.ok
     assert report.error.startswith(expected.format(port=zenodo.port)), report.error
     assert "\n" not in report.error and not any(s in report.error for s in SECRETS)
+    why = {None: "no credentials", WRONG: "credentials rejected"}.get(token, "access not granted")
+    assert report.category == why, report.category
 
 
 def test_restricted_record_with_token_uses_bearer_never_the_query(
@@ -309,3 +311,13 @@ def test_token_never_follows_a_redirect_to_another_origin(
     assert not report.ok
     assert capture.seen and capture.leaked(SECRETS) == []
     assert any(r.had_authorization for r in zenodo.requests_for("*/content"))
+
+
+def test_include_that_matches_nothing_is_an_error(
+    tmp_path: Path, settings: Settings, zenodo: FakeZenodo
+) -> None:
+    """Globs that select no upstream file: one line naming the source and its globs, not "ok" with 0 files."""
+    report = download(_recipe(tmp_path, include="'nomatch/*'"), settings)
+    assert not report.ok and report.category == "failed" and not report.outcomes, report.error
+    assert report.error.startswith("toyzen: source 'zen' ("), report.error
+    assert "no upstream file matches include ['nomatch/*']; check these globs in " in report.error
