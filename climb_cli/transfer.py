@@ -130,12 +130,18 @@ class _Part:
     meta_path: Path
     validator: str = ""  # ETag (or Last-Modified) of the response the bytes came from
     url: str = ""
+    fresh: bool = False  # known absent (nothing written yet): no stat needed to know its size is 0
+    meta_maybe: bool = True  # the .part.json may exist (False: known absent)
 
     @classmethod
-    def for_file(cls, raw_root: Path, rel: str) -> _Part:
+    def for_file(cls, raw_root: Path, rel: str, *, fresh: bool = False) -> _Part:
+        """The partial file of rel; ``fresh``: the caller knows neither file exists (no look at the disk)."""
         base = raw_root / ".climb" / "partial" / rel
         part = cls(base.with_name(base.name + ".part"), base.with_name(base.name + ".part.json"))
-        if part.meta_path.is_file():
+        if fresh:
+            part.fresh = True
+            part.meta_maybe = False
+        elif part.meta_path.is_file():
             try:
                 meta = json.loads(part.meta_path.read_text())
                 part.validator, part.url = meta.get("validator", ""), meta.get("url", "")
@@ -144,12 +150,15 @@ class _Part:
         return part
 
     def size(self) -> int:
+        if self.fresh:
+            return 0
         try:
             return self.path.stat().st_size
         except FileNotFoundError:
             return 0
 
     def save_meta(self) -> None:
+        self.meta_maybe = True
         self.meta_path.write_text(
             json.dumps({"validator": self.validator, "url": redaction.redact_url(self.url)})
         )
@@ -157,6 +166,26 @@ class _Part:
     def discard(self) -> None:
         for p in (self.path, self.meta_path):
             p.unlink(missing_ok=True)
+        self.fresh, self.meta_maybe = True, False
+
+    def unlink_meta(self) -> None:
+        if self.meta_maybe:
+            self.meta_path.unlink(missing_ok=True)
+            self.meta_maybe = False
+
+
+def _partial_files(raw_root: Path) -> set[str]:
+    """The files (relative to raw_root, without .part / .part.json) that have partial bytes or a sidecar under
+    raw_root/.climb/partial: one walk per run, so that a file not among them needs no look for its part."""
+    root = raw_root / ".climb" / "partial"
+    found: set[str] = set()
+    for folder, _dirs, names in os.walk(root):
+        rel = os.path.relpath(folder, root)
+        for name in names:
+            for suffix in (".part", ".part.json"):
+                if name.endswith(suffix):
+                    found.add(os.path.normpath(os.path.join(rel, name.removesuffix(suffix))))
+    return found
 
 
 @dataclass
@@ -209,6 +238,10 @@ class Downloader:
     skipped_bytes: int = 0
     _dirs: set[Path] = field(default_factory=set, repr=False)
     _guards: dict[Path, space.SpaceGuard] = field(default_factory=dict, repr=False)
+    # a run's knowledge, so that a fresh download looks at the disk no more than it must: the partial files
+    # of each raw folder (scanned once), and the files found absent by the skip check
+    _partials: dict[Path, set[str]] = field(default_factory=dict, repr=False)
+    _absent: set[int] = field(default_factory=set, repr=False)  # id() of RemoteFiles of this run
 
     def _ensure_dir(self, path: Path) -> None:
         """mkdir -p, once per folder per run (a folder of 10,000 files costs one call, not 10,000)."""
@@ -264,7 +297,9 @@ class Downloader:
 
     def _begin(self, source: Source, rf: RemoteFile, dest: Path, raw_root: Path) -> _Transfer:
         """Resolve: the partial file of dest, kept only when its bytes came from this URL with a validator."""
-        part = _Part.for_file(raw_root, os.path.relpath(dest, raw_root))
+        rel = os.path.relpath(dest, raw_root)
+        partials = self._partials.get(raw_root)
+        part = _Part.for_file(raw_root, rel, fresh=partials is not None and rel not in partials)
         self._ensure_dir(part.path.parent)
         if (part.url and part.url != redaction.redact_url(rf.url)) or (not part.validator and part.size()):
             part.discard()  # bytes of some other URL, or of an unknown version: never mix them
@@ -380,6 +415,7 @@ class Downloader:
         written = offset
         stall = _StallClock(t.policy.stall_bytes_per_s, t.policy.stall_window_s)
         updates = [h.update for h in hashers.values()]
+        t.part.fresh = False
         with open(t.part.path, mode) as out:
             try:
                 for chunk in _body_chunks(resp, self.chunk_size):
@@ -477,7 +513,7 @@ class Downloader:
         with open(part.path, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(part.path, got.dest)
-        part.meta_path.unlink(missing_ok=True)
+        part.unlink_meta()
         return got.size, got.hashes["sha256"], got.validator
 
     # -- many files -------------------------------------------------------------------------------
@@ -514,6 +550,8 @@ class Downloader:
     ) -> Outcome | None:
         """Skipped: the file is present as its manifest row says, or it hashes to the expected sums (then
         recorded). None: it must be downloaded."""
+        if id(rf) in self._absent:
+            return None  # the skip check of this run found nothing there
         try:
             st = dest.stat()
         except FileNotFoundError:
@@ -560,14 +598,18 @@ class Downloader:
 
     @staticmethod
     def _skip_unchanged(
-        jobs: list[tuple[Source, RemoteFile]], known: dict[str, tuple[int, int, str]], count: bool = False
+        jobs: list[tuple[Source, RemoteFile]],
+        known: dict[str, tuple[int, int, str]],
+        count: bool = False,
+        absent: set[int] | None = None,
     ) -> tuple[list[Outcome], tuple[int, int], list[tuple[Source, RemoteFile]], int | None]:
         """The files already present as the manifest recorded them (size, mtime, and the expected sum):
         `download_one`'s first check, done here in one pass so that they cost no thread-pool task, with
         one stat per file at most (none for a file of known size without a manifest row). Returns the
         skipped ones, the (files, bytes) of those only counted, the rest, and the bytes total for the
         progress bar (None if a size is unknown). With `count`, a skipped file that has its upstream sum
-        is counted rather than given an Outcome (nothing is pinned for it: a million of them cost nothing)."""
+        is counted rather than given an Outcome (nothing is pinned for it: a million of them cost nothing).
+        ``absent`` collects id() of the files found missing (their download needs no second look)."""
         skipped: list[Outcome] = []
         counted = counted_bytes = 0
         rest: list[tuple[Source, RemoteFile]] = []
@@ -583,6 +625,10 @@ class Downloader:
             if row is not None or rf.size is None:
                 try:
                     st = os.stat(folder + rf.path)
+                except FileNotFoundError:
+                    st = None
+                    if absent is not None:
+                        absent.add(id(rf))
                 except OSError:
                     st = None
             size = rf.size if rf.size is not None else (st.st_size if st is not None else None)
@@ -619,9 +665,14 @@ class Downloader:
         if known is None:
             known = manifest.load_index()
         n = len(jobs)
+        self._partials, self._absent = {}, set()
         skipped, (self.skipped_files, self.skipped_bytes), jobs, total = self._skip_unchanged(
-            jobs, known, count_skips
+            jobs, known, count_skips, self._absent
         )  # a rerun over a corpus: no task per file
+        for source in {id(s): s for s, _ in jobs}.values():
+            root = source.settings.raw_dir(source.recipe.name)
+            if root not in self._partials:
+                self._partials[root] = _partial_files(root)
         self.progress.start(n, total)
         hosts: dict[str, threading.Semaphore] = {}
         for _, rf in jobs:
@@ -647,7 +698,10 @@ class Downloader:
         if not jobs:
             return outcomes
         workers = max(1, min(len(jobs), self.per_host * len(hosts), 64))
-        outcomes += self._transfer_all(jobs, work, workers, manifest)
+        try:
+            outcomes += self._transfer_all(jobs, work, workers, manifest)
+        finally:
+            self._partials, self._absent = {}, set()  # true of this run only
         return outcomes
 
     def _transfer_all(
