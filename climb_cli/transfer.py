@@ -29,10 +29,9 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from queue import SimpleQueue
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -58,6 +57,7 @@ from climb_cli.sources.base import RemoteFile, Source
 SIDECAR_MIN = 1024 * 1024  # below this, a transfer killed mid-way restarts instead of resuming
 MISMATCH_RETRIES = 2  # a whole body with the wrong sum is fetched afresh this many more times
 COMMITTERS = 4  # threads that fsync and rename received files while the connections fetch the next ones
+PENDING_COMMITS = 8 * COMMITTERS  # received files waiting for a committer (each <= SIDECAR_MIN in memory)
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 _UNSATISFIED_RANGE = re.compile(r"bytes \*/(\d+)")
 _NETWORK_ERRORS = NETWORK_ERRORS
@@ -188,6 +188,66 @@ def _partial_files(raw_root: Path) -> set[str]:
     return found
 
 
+_FLAGS = {"wb": os.O_WRONLY | os.O_CREAT | os.O_TRUNC, "ab": os.O_WRONLY | os.O_CREAT | os.O_APPEND}
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _write_part(path: Path, chunks: list[bytes]) -> None:
+    """A small body kept in memory, written to its part file and synced (the commit's first step)."""
+    fd = os.open(path, _FLAGS["wb"] | os.O_CLOEXEC, 0o666)
+    try:
+        for chunk in chunks:
+            _write_all(fd, chunk)
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        path.unlink(missing_ok=True)
+        raise
+    os.close(fd)
+
+
+class _Body:
+    """Where a body's bytes go as they arrive: the part file (raw fd writes), or for a small fresh body of
+    declared length (at most SIDECAR_MIN: one that would restart rather than resume after kill -9) memory,
+    which the commit writes, so the connection goes on to its next file without creating one first.
+    :meth:`spill` puts the bytes kept so far into the part (a drop, a short body: the next try resumes)."""
+
+    def __init__(self, part: _Part, mode: str, keep: bool) -> None:
+        self.part, self.mode = part, mode
+        self.chunks: list[bytes] | None = [] if keep else None
+        self.fd: int | None = None
+        if not keep:
+            self._open()
+
+    def _open(self) -> None:
+        self.part.fresh = False
+        self.fd = os.open(self.part.path, _FLAGS[self.mode] | os.O_CLOEXEC, 0o666)
+
+    def write(self, chunk: bytes) -> None:
+        if self.chunks is not None:
+            self.chunks.append(chunk)
+        elif self.fd is not None:
+            _write_all(self.fd, chunk)
+
+    def spill(self) -> None:
+        if self.chunks is None:
+            return
+        chunks, self.chunks = self.chunks, None
+        self._open()
+        for chunk in chunks:
+            self.write(chunk)
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
 @dataclass
 class _Transfer:
     """One file on its way: what the steps of :meth:`Downloader.fetch` share across attempts."""
@@ -217,6 +277,7 @@ class _Received:
     size: int
     validator: str
     asked: RemoteFile  # the file as the caller gave it (rf may have learned a sum on the way)
+    data: list[bytes] | None = None  # a small body kept in memory: the commit writes it to the part
 
 
 @dataclass
@@ -323,10 +384,11 @@ class Downloader:
             if body is None:
                 return None
             hashers, mode, offset, expected_total = body  # offset 0 unless a 206 appends
-            written = self._stream(t, resp, hashers, mode, offset, expected_total)
-            if written is None:
+            streamed = self._stream(t, resp, hashers, mode, offset, expected_total)
+            if streamed is None:
                 return None
-            return self._verify(t, hashers, offset, written, expected_total)
+            written, data = streamed
+            return self._verify(t, hashers, offset, written, expected_total, data)
         finally:
             resp.close()
 
@@ -401,9 +463,10 @@ class Downloader:
         mode: str,
         offset: int,
         expected_total: int | None,
-    ) -> int | None:
-        """Stream the body into the part, hashing as it arrives; the bytes in the part, or None after a drop
-        or a stall (the part is kept, with its validator, for the next attempt to resume)."""
+    ) -> tuple[int, list[bytes] | None] | None:
+        """Stream the body into the part (or memory: :class:`_Body`), hashing as it arrives; the bytes
+        received and the body when it was kept in memory, or None after a drop or a stall (the part is kept,
+        with its validator, for the next attempt to resume)."""
         validator = resp.headers.get("ETag") or resp.headers.get("Last-Modified") or ""
         t.part.validator, t.part.url = validator, redaction.redact_url(t.rf.url)
         if expected_total is None or expected_total - offset > SIDECAR_MIN:
@@ -415,32 +478,38 @@ class Downloader:
         written = offset
         stall = _StallClock(t.policy.stall_bytes_per_s, t.policy.stall_window_s)
         updates = [h.update for h in hashers.values()]
-        t.part.fresh = False
-        with open(t.part.path, mode) as out:
-            try:
-                for chunk in _body_chunks(resp, self.chunk_size):
-                    n = len(chunk)
-                    if declared is not None and written + n > declared:
-                        out.close()
-                        t.part.discard()
-                        raise TransferError(
-                            f"{t.source.recipe.name}: {redaction.redact_url(t.rf.url)} sent more than the "
-                            f"{declared:,} bytes declared for {t.rf.path}; stopped"
-                        )
-                    out.write(chunk)
-                    for update in updates:
-                        update(chunk)
-                    written += n
-                    self.progress.advance(n)
-                    t.guard.wrote(n, declared - written if declared is not None else None)
-                    stall.tick(n, written)
-            except _NETWORK_ERRORS + (_Stalled,) as e:
-                out.flush()
-                t.part.save_meta()
-                why = str(e) if isinstance(e, _Stalled) else f"{type(e).__name__} after {written} bytes"
-                self._retry_or_raise(t.attempt, t.rf, why, None)
-                return None
-        return written
+        keep = mode == "wb" and expected_total is not None and expected_total <= SIDECAR_MIN
+        out = _Body(t.part, mode, keep)
+        try:
+            for chunk in _body_chunks(resp, self.chunk_size):
+                n = len(chunk)
+                if declared is not None and written + n > declared:
+                    out.close()
+                    t.part.discard()
+                    raise TransferError(
+                        f"{t.source.recipe.name}: {redaction.redact_url(t.rf.url)} sent more than the "
+                        f"{declared:,} bytes declared for {t.rf.path}; stopped"
+                    )
+                out.write(chunk)
+                for update in updates:
+                    update(chunk)
+                written += n
+                self.progress.advance(n)
+                t.guard.wrote(n, declared - written if declared is not None else None)
+                stall.tick(n, written)
+        except _NETWORK_ERRORS + (_Stalled,) as e:
+            out.spill()
+            out.close()
+            t.part.save_meta()
+            why = str(e) if isinstance(e, _Stalled) else f"{type(e).__name__} after {written} bytes"
+            self._retry_or_raise(t.attempt, t.rf, why, None)
+            return None
+        finally:
+            out.close()
+        if expected_total is not None and written != expected_total:
+            out.spill()  # a short body: the next attempt resumes from the part
+            out.close()
+        return written, out.chunks
 
     def _verify(
         self,
@@ -449,6 +518,7 @@ class Downloader:
         offset: int,
         written: int,
         expected_total: int | None,
+        data: list[bytes] | None = None,
     ) -> _Received | None:
         """The whole body, with the expected sum: the received file, else None to fetch it again (a fresh body
         that mismatched, a few times: then it fails saying whether upstream differs)."""
@@ -461,7 +531,7 @@ class Downloader:
             rf.md5 is None or rf.sha256 is not None or hashes.get("md5") == rf.md5
         )
         if ok:
-            return _Received(t.part, rf, t.dest, hashes, written, t.part.validator, t.asked)
+            return _Received(t.part, rf, t.dest, hashes, written, t.part.validator, t.asked, data)
         t.part.discard()
         if offset:  # resumed bytes may have been stale: fetch it whole
             self._retry_or_raise(t.attempt, rf, "checksum mismatch of resumed bytes", 0.0)
@@ -510,8 +580,14 @@ class Downloader:
             part.discard()
             raise TransferError(f"size mismatch for {rf.path}: expected {rf.size}, got {got.size}")
         self._ensure_dir(got.dest.parent)
-        with open(part.path, "rb+") as f:
-            os.fsync(f.fileno())
+        if got.data is not None:
+            _write_part(part.path, got.data)
+        else:
+            fd = os.open(part.path, os.O_RDWR | os.O_CLOEXEC)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
         os.replace(part.path, got.dest)
         part.unlink_meta()
         return got.size, got.hashes["sha256"], got.validator
@@ -711,39 +787,73 @@ class Downloader:
         workers: int,
         manifest: RawManifest,
     ) -> list[Outcome]:
-        """`work` on every job in a pool of `workers`, and each received file's commit (fsync, rename,
-        manifest row) in a small pool beside it, so a connection goes on to its next file while the disk syncs
-        the last one (~5-10 ms per file on ext4: a sixth of a 50 ms request). Outcomes in completion order."""
+        """`work` on every job from `workers` connection threads, each taking the next job when done with
+        one, and each received file's commit (the write of a body kept in memory, fsync, rename, manifest row)
+        in a small pool beside them, handed over by the connection itself: it goes on to its next file while
+        the disk syncs the last one (~5-10 ms per file on ext4: a sixth of a 50 ms request), and no thread in
+        between wakes per file. At most PENDING_COMMITS commits wait (a slow disk holds the connections back
+        rather than filling memory). Outcomes in completion order; the first exception stops the run (the
+        files being fetched finish, no new one starts) and is raised."""
         outcomes: list[Outcome] = []
-        finished: SimpleQueue[tuple[Future[Any], Source]] = SimpleQueue()
-        futures: list[Future[Any]] = []
+        lock = threading.Lock()
+        all_done = threading.Event()
+        errors: list[BaseException] = []
+        todo = iter(jobs)
+        pending = threading.BoundedSemaphore(PENDING_COMMITS)
 
-        def submit(ex: ThreadPoolExecutor, source: Source, fn: Callable[..., Any], *args: Any) -> None:
-            fut = ex.submit(fn, *args)
-            futures.append(fut)
-            fut.add_done_callback(lambda f: finished.put((f, source)))
+        def finish(out: Outcome) -> None:
+            with lock:
+                outcomes.append(out)
+                self.progress.file_done(out)
+                if len(outcomes) == len(jobs):
+                    all_done.set()
 
-        with (
-            ThreadPoolExecutor(workers, thread_name_prefix="climb-dl") as pool,
-            ThreadPoolExecutor(min(workers, COMMITTERS), thread_name_prefix="climb-commit") as committer,
-        ):
-            for job in jobs:
-                submit(pool, job[0], work, job)
+        def stop(e: BaseException) -> None:
+            with lock:
+                errors.append(e)
+            all_done.set()
+
+        def commit(source: Source, got: _Received) -> None:
             try:
-                while len(outcomes) < len(jobs):
-                    fut, source = finished.get()
-                    out = fut.result()
-                    if isinstance(out, _Received):  # received: its commit follows
-                        submit(committer, source, self._commit_and_record, source, out, manifest)
-                        continue
-                    outcomes.append(out)
-                    self.progress.file_done(out)
-            except BaseException:
-                for f in futures:
-                    f.cancel()
-                raise
+                finish(self._commit_and_record(source, got, manifest))
+            except BaseException as e:  # noqa: BLE001 - raised by the caller's thread
+                stop(e)
             finally:
-                manifest.flush()
+                pending.release()
+
+        def connection(committer: ThreadPoolExecutor) -> None:
+            while not errors:
+                with lock:
+                    job = next(todo, None)
+                if job is None:
+                    return
+                try:
+                    out = work(job)
+                    if isinstance(out, _Received):  # received: its commit follows
+                        pending.acquire()
+                        committer.submit(commit, job[0], out)
+                    else:
+                        finish(out)
+                except BaseException as e:  # noqa: BLE001 - raised by the caller's thread
+                    stop(e)
+                    return
+
+        try:
+            with (
+                ThreadPoolExecutor(min(workers, COMMITTERS), thread_name_prefix="climb-commit") as committer,
+                ThreadPoolExecutor(workers, thread_name_prefix="climb-dl") as pool,
+            ):
+                for _ in range(workers):
+                    pool.submit(connection, committer)
+                try:
+                    all_done.wait()
+                except BaseException as e:  # e.g. KeyboardInterrupt: no new file starts
+                    stop(e)
+                    raise
+        finally:
+            manifest.flush()
+        if errors:
+            raise errors[0]
         return outcomes
 
 
