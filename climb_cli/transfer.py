@@ -745,6 +745,9 @@ class Downloader:
         skipped, (self.skipped_files, self.skipped_bytes), jobs, total = self._skip_unchanged(
             jobs, known, count_skips, self._absent
         )  # a rerun over a corpus: no task per file
+        # largest first (files of unknown size before them: they may be the largest), so that the run does not
+        # end on one connection still busy with a large file while the others idle
+        jobs.sort(key=lambda job: (job[1].size is not None, -(job[1].size or 0)))
         for source in {id(s): s for s, _ in jobs}.values():
             root = source.settings.raw_dir(source.recipe.name)
             if root not in self._partials:

@@ -277,6 +277,29 @@ def test_a_full_disk_while_small_files_are_committed_is_one_line(
     assert not list((raw / ".climb" / "partial").rglob("*.part"))
 
 
+def test_files_of_known_size_are_fetched_largest_first(
+    tmp_path: Path, server: FakePhysioNet, mirror_copy: Path
+) -> None:
+    """Files whose sizes the recipe (or listing) declares go largest first, so that a run does not end on one
+    connection busy with a large file while the others idle; the order of the recipe does not matter."""
+    import hashlib
+
+    sizes = {"a.bin": 1_000, "b.bin": 300_000, "c.bin": 20_000, "d.bin": 90_000}
+    rows = []
+    for name, size in sizes.items():
+        data = os.urandom(size)
+        (mirror_copy / name).write_bytes(data)
+        url = f"{server.base_url}/files/ptb-xl/1.0.3/{name}"
+        rows.append(f"      - {{url: '{url}', sha256: {hashlib.sha256(data).hexdigest()}, size: {size}}}\n")
+    recipe = Catalog(
+        [write_recipe(tmp_path / "recipes", "toyecg", "  - kind: http\n    files:\n" + "".join(rows)).parent]
+    ).load("toyecg")
+    settings = fast_settings(tmp_path, {"physionet": server.base_url}, connections_per_host=1)
+    assert download(recipe, settings).ok
+    reqs = sorted(server.requests_for("/files/ptb-xl/1.0.3/*.bin", method="GET"), key=lambda r: r.started)
+    assert [r.path.rpartition("/")[2] for r in reqs] == ["b.bin", "d.bin", "c.bin", "a.bin"]
+
+
 def test_the_bytes_total_counts_files_already_present(
     tmp_path: Path, settings: Settings, server: FakePhysioNet, big: bytes
 ) -> None:
