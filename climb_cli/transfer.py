@@ -4,7 +4,9 @@
 - connect/read timeouts, retries with exponential backoff and jitter on connection errors,
   5xx and 429 (Retry-After honoured);
 - bytes go to raw/<dataset>/.climb/partial/<path>.part, resumed with Range + If-Range (206
-  appends, a 200 restarts, 416 means the part is already whole or stale);
+  appends, a 200 restarts, 416 means the part is already whole or stale); a small body of declared length
+  (<= SIDECAR_MIN) waits in memory and its commit writes the part, unless it is cut off (then the bytes
+  received go to the part, to be resumed like any other);
 - Accept-Encoding: identity, so the bytes hashed are the bytes upstream published;
 - SHA-256 (and MD5 where that is the upstream sum) computed while streaming and checked before
   the atomic rename to the final name, so a partial or corrupt file never sits under a final name;
@@ -12,6 +14,8 @@
 - one file's flow (:meth:`Downloader.fetch`): resolve the partial file -> request or resume -> stream and
   hash -> verify -> commit (fsync, rename); in a run the commits go to a small pool of their own, so a
   connection fetches its next file while the disk syncs the last (the manifest row follows the rename);
+- a run's order: files of known size largest first (unknown sizes before them); a fresh download looks at
+  the disk only where it must (the partial files are scanned once per run);
 - limits: a body longer than the size declared (Content-Length, else the listing's) fails that file at once;
   every run keeps ``min_free`` bytes free on the data disk (space.SpaceGuard: one statvfs per 16 MiB
   written by all transfers), and a full disk stops the run with one line (DiskFullError);
