@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -115,6 +116,8 @@ class UnitResult:
     part: int = 0  # the part of the shard this result is (parts > 1), else the whole shard
     parts: int = 1
     worker: int = 0  # the process that produced it (not part of any output)
+    started: float = 0.0  # when it ran there (time.time(); 0: reused): the run's timeline, no output
+    ended: float = 0.0
 
 
 @dataclass
@@ -317,6 +320,21 @@ def _fits(spec: UnitSpec, item: Item, raw_root: Path) -> None:
         )
 
 
+def _timed(fn: Callable[[Any], UnitResult]) -> Callable[[Any], UnitResult]:
+    """Record when a unit ran (UnitResult.started/ended) unless it was reused."""
+
+    @functools.wraps(fn)
+    def timed(arg: Any) -> UnitResult:
+        t0 = time.time()
+        result = fn(arg)
+        if not result.skipped:
+            result.started, result.ended = t0, time.time()
+        return result
+
+    return timed
+
+
+@_timed
 def run_unit(spec: UnitSpec) -> UnitResult:
     """Process one unit's items and commit what it writes. Safe to run in any process on shared storage.
 
@@ -458,6 +476,7 @@ class Assembly:
     parts: list[UnitResult]
 
 
+@_timed
 def assemble_shard(job: Assembly) -> UnitResult:
     """Stream a shard's parts into the shard (fixed row groups: the bytes do not depend on the cut),
     commit it with its marker (rows, failed and dropped items summed over the parts), then remove the
@@ -499,9 +518,12 @@ def cut_units(shards: list[UnitSpec], workers: int, unit_items: int | None = Non
     shards in order, each unit takes the items left / (GUIDE x workers), never fewer than
     MIN_UNIT_BYTES of the shard's estimated rows, so units shrink as the work runs out and the last
     ones are small enough for the workers to finish together; a shard whose first unit would take
-    it all stays one unit (no parts to assemble). `unit_items` fixes the size instead. Parts are
+    it all stays one unit (no parts to assemble); with one worker every shard is one unit.
+    `unit_items` fixes the size instead. Parts are
     contiguous; the cut depends on the plan and the worker count only, never on timings. A shard on
     object storage or in NPZ is one unit (their writers take whole shards)."""
+    if workers <= 1 and unit_items is None:
+        return list(shards)  # one worker: parts would only add their writing and assembly
     left = sum(len(u.items) for u in shards)
     units: list[UnitSpec] = []
     for u in shards:
