@@ -100,6 +100,9 @@ class SerialEngine:
         for u in units:
             yield fn(u)
 
+    def warm_up(self, modules: Iterable[str] = ()) -> None:
+        """Nothing to start: the first unit imports what it needs."""
+
     def submit(self, fn: Callable[[Any], Any], arg: Any, unit_bytes: int = 0) -> _Call:
         return _Call(fn, arg)
 
@@ -338,6 +341,10 @@ class DaskEngine:
         self.client.run(_declare_memory)
         self.workers = len(self.client.scheduler_info()["workers"])
 
+    def warm_up(self, modules: Iterable[str] = ()) -> None:
+        """Every worker imports the pipeline, the steps and `modules` now (before its first unit)."""
+        self.client.run(_import_pipeline, sorted(set(modules)))
+
     def _resources(self, unit_bytes: int) -> dict[str, int] | None:
         if not unit_bytes:
             return None
@@ -411,6 +418,9 @@ class RayEngine:
         else:
             ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
         self.workers = int(ray.cluster_resources().get("CPU", workers))
+
+    def warm_up(self, modules: Iterable[str] = ()) -> None:
+        """Nothing ahead of time: Ray starts its workers with the first tasks."""
 
     def submit(self, fn: Callable[[Any], Any], arg: Any, unit_bytes: int = 0) -> Any:
         opts: dict[str, Any] = {"num_cpus": 1, "max_retries": 0}

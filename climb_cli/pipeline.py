@@ -716,6 +716,11 @@ def preprocess_many(
 LOOKAHEAD = 1  # tasks queued on the pool beyond one per worker: a worker never waits for the coordinator
 
 
+class _UnitFailed(Exception):
+    def __init__(self, error: ClimbError) -> None:
+        self.error = error
+
+
 class _Run:
     """One `preprocess_many`: the pool, the ready tasks (probes and assemblies first, then units,
     the costliest first), the tasks in flight, and each dataset's plan and report."""
@@ -822,20 +827,21 @@ class _Run:
                         )
                 except ClimbError as e:
                     self.out[arg.recipe.name] = e
-            elif isinstance(arg, Assembly):
+                continue
+            try:
                 u = pool.result(handle)
+            except ClimbError as e:
+                raise _UnitFailed(e) from None
+            if isinstance(arg, Assembly) or u.parts == 1:  # a shard
                 self.by_digest[u.digest][0].report.units.append(u)
-            else:
-                u = pool.result(handle)
-                if u.parts > 1:
-                    got = self.parts.setdefault(u.digest, []).append(u) or self.parts[u.digest]
-                    if len(got) == u.parts:  # every part is in: assemble the shard now
-                        job = Assembly(self.by_digest[u.digest][1], sorted(got, key=lambda r: r.part))
-                        self._push(True, 0.0, assemble_shard, job)
-                else:
-                    self.by_digest[u.digest][0].report.units.append(u)
-                if self.on_unit:
-                    self.on_unit(u)
+            else:  # a part
+                got = self.parts.setdefault(u.digest, [])
+                got.append(u)
+                if len(got) == u.parts:  # every part is in: assemble the shard now
+                    job = Assembly(self.by_digest[u.digest][1], sorted(got, key=lambda r: r.part))
+                    self._push(True, 0.0, assemble_shard, job)
+            if self.on_unit and not isinstance(arg, Assembly):
+                self.on_unit(u)
 
     def _planned(self, p: _Planned) -> None:
         """A dataset's plan is in: its committed shards are reported, the others cut into units."""
@@ -868,26 +874,26 @@ class _Run:
         self._start()
         try:
             with contextlib.ExitStack() as stack:
-                for recipe in self.recipes:
-                    try:
-                        with _disk_full_says(self.settings, recipe):
-                            if self.part is None:  # an array job's parts: disjoint shards, no lock
-                                name = self.settings.processed_dir(recipe.name)
-                                stack.enter_context(processed_lock(name, recipe.name, "climb preprocess"))
-                            ix = _index(recipe, self.settings, self.part_of)
-                    except ClimbError as e:
-                        self.out[recipe.name] = e
-                        continue
-                    self._push(True, 0.0, probe, probe_job(ix, self.settings), tag=ix)
-                    self._fill()
-                    self._drain(0)  # results that came in while this dataset was indexed
                 try:
+                    for recipe in self.recipes:
+                        try:
+                            with _disk_full_says(self.settings, recipe):
+                                if self.part is None:  # an array job's parts: disjoint shards, no lock
+                                    name = self.settings.processed_dir(recipe.name)
+                                    stack.enter_context(processed_lock(name, recipe.name, "climb preprocess"))
+                                ix = _index(recipe, self.settings, self.part_of)
+                        except ClimbError as e:
+                            self.out[recipe.name] = e
+                            continue
+                        self._push(True, 0.0, probe, probe_job(ix, self.settings), tag=ix)
+                        self._fill()
+                        self._drain(0)  # results that came in while this dataset was indexed
                     while self.ready or self.in_flight:
                         self._fill()
                         self._drain(None)
-                except ClimbError as e:  # a unit that could not write (a full disk): no dataset completes
+                except _UnitFailed as e:  # a unit that could not write (a full disk): no dataset completes
                     for r in self.recipes:
-                        self.out.setdefault(r.name, e)
+                        self.out.setdefault(r.name, e.error)
                     return self.out
                 if self.units:
                     unit_bytes = max(p.unit_bytes for p in self.plans if p.units)
