@@ -220,6 +220,13 @@ class LokyEngine:
             raise
 
 
+def start_pool(workers: int, memory_per_worker: int | None = None) -> None:
+    """Start loky's workers now (the CLI calls this before it loads the recipes): `preprocess_many`
+    finds them started, importing climb's steps, and reuses them."""
+    if workers > 1:
+        LokyEngine(memory_capped_workers(workers, 0, workers, memory_per_worker)[0]).warm_up()
+
+
 def step_modules(step_names: Iterable[str]) -> list[str]:
     """The heavy libraries (the `lazy` stand-ins) of the modules that define these steps: what a
     worker imports in its warm-up instead of in its first unit."""
