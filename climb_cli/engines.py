@@ -330,6 +330,16 @@ class DaskEngine:
         if scheduler:
             self.client = Client(scheduler, timeout="30s")
         else:
+            import dask
+
+            # the cluster is this run's own: no statistical profiler (a stack sample every 10 ms) and
+            # no GIL monitor in its workers, whose CPU is the units'
+            dask.config.set(
+                {
+                    "distributed.worker.profile.enabled": False,
+                    "distributed.admin.system-monitor.gil.enabled": False,
+                }
+            )
             per_worker = memory_per_worker or max(
                 WORKER_BASE_BYTES + unit_bytes, psutil.virtual_memory().available // max(1, workers)
             )
