@@ -278,6 +278,7 @@ def _watch_parent(parent: int) -> None:
     if parent in _watching or os.getpid() == parent:
         return
     _watching.add(parent)
+    _keep_worker()
 
     def watch() -> None:
         while True:
@@ -286,6 +287,17 @@ def _watch_parent(parent: int) -> None:
                 os._exit(1)  # the coordinator died: stop now (the unit in flight is redone on rerun)
 
     threading.Thread(target=watch, daemon=True, name="climb-parent-watch").start()
+
+
+def _keep_worker() -> None:
+    """Turn off loky's leak guard in this worker. It restarts a worker whose RSS grew 300 MB past its
+    size after its first task; here the first task is the warm-up, before the decoders are imported
+    and before any row group was held, so a worker was restarted after its first large unit and
+    imported everything again (idle seconds in the middle of the run). A unit's memory is bounded by
+    climb itself (the memory-aware cap and --memory-per-worker)."""
+    from joblib.externals.loky import process_executor
+
+    process_executor._USE_PSUTIL = False  # the guard runs only with psutil: the loop reads this each task
 
 
 def stop_pool() -> None:

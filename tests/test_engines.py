@@ -265,6 +265,36 @@ def test_a_dataset_that_cannot_be_planned_does_not_stop_the_others(tmp_path: Pat
     assert "toyempty" in str(out["toyempty"]) and out["toyecg"].rows == 30  # type: ignore[union-attr]
 
 
+_HELD: list[np.ndarray] = []
+
+
+def _hold(mib: int) -> int:
+    """A unit that leaves `mib` MiB in its worker (what a large unit's row groups left in the allocator
+    look like from outside), and the worker's PID."""
+    import os
+
+    _HELD.append(np.ones(mib * 2**20, dtype=np.uint8))
+    return os.getpid()
+
+
+def test_a_worker_whose_memory_grew_is_not_restarted() -> None:
+    """loky restarts a worker whose RSS grew 300 MB past its size after the first task (here the
+    warm-up), which cost every worker a second start-up and import mid-run: climb's workers stay."""
+    import time
+
+    from climb_cli.engines import LokyEngine, stop_pool
+
+    stop_pool()
+    pool = LokyEngine(1)
+    pool.warm_up()
+    pids = [pool.result(pool.submit(_hold, 400))]
+    for _ in range(3):
+        time.sleep(1.2)  # loky looks at a worker's memory at most once a second, after a task
+        pids.append(pool.result(pool.submit(_hold, 1)))
+    stop_pool()
+    assert len(set(pids)) == 1, pids
+
+
 def test_peak_memory_is_measured() -> None:
     _, peak = measure_peak(lambda: np.ones(8_000_000).sum())  # 64 MB allocated, then freed
     assert peak is not None and 60e6 < peak < 200e6
