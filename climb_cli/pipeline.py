@@ -713,6 +713,7 @@ def preprocess_many(
     return run.run()
 
 
+ASSEMBLY_SECONDS_PER_BYTE = 20e-9  # re-encoding parts into a shard: ~20 ms of CPU per MB (engines bench)
 LOOKAHEAD = 1  # tasks queued on the pool beyond one per worker: a worker never waits for the coordinator
 
 
@@ -755,7 +756,7 @@ class _Run:
 
     def _start(self) -> None:
         """Start the pool: loky's workers begin importing what the recipes' steps need at once; a
-        Dask or Ray cluster starts in a thread while the coordinator indexes."""
+        Dask cluster starts in a thread while the coordinator indexes."""
         from concurrent.futures import ThreadPoolExecutor
 
         opts, workers = self.opts, self.workers
@@ -780,8 +781,13 @@ class _Run:
                 pool.warm_up(modules)
             return pool
 
-        with ThreadPoolExecutor(max_workers=1) as thread:
-            self._starting = thread.submit(start)
+        if opts.kind == "ray":  # ray.init belongs in the main thread (its signal handlers)
+            self._pool = start()
+            self.cap = max(1, self._pool.workers)
+            return
+        thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="climb-cluster-start")
+        self._starting = thread.submit(start)
+        thread.shutdown(wait=False)
 
     def pool(self) -> Any:
         if self._pool is None:
@@ -865,8 +871,14 @@ class _Run:
         unit_bytes = max(q.unit_bytes for q in self.plans if q.units)
         fit = memory_capped_workers(self.workers, unit_bytes, 2**31, self.opts.memory_per_worker)[0]
         self.cap = max(1, min(self.pool().workers, fit))
-        for u in units:  # the costliest units first, so that no worker is left with a long one at the end
-            self._push(False, len(u.items) * max(p.item_seconds, 1e-6), run_unit, u, p.unit_bytes)
+        # list scheduling by bottom level: a unit's CPU seconds, plus for a part the assembly that
+        # waits for it, so the parts of a large shard finish early and its assembly overlaps the
+        # other units instead of running alone at the end
+        for u in units:
+            cost = len(u.items) * max(p.item_seconds, 1e-6)
+            if u.parts > 1:
+                cost += ASSEMBLY_SECONDS_PER_BYTE * len(self.by_digest[u.digest][1].items) * u.row_bytes
+            self._push(False, cost, run_unit, u, p.unit_bytes)
 
     # ---- the run
 
