@@ -816,7 +816,10 @@ class _Run:
     def _fill(self) -> None:
         import heapq
 
-        while self.ready and len(self.in_flight) < self.cap + LOOKAHEAD:
+        # one task queued ahead only when every worker may run one: under a memory cap a queued
+        # task could start on an idle worker
+        limit = self.cap + (LOOKAHEAD if self.cap >= self.pool().workers else 0)
+        while self.ready and len(self.in_flight) < limit:
             _, fn, arg, unit_bytes, tag = heapq.heappop(self.ready)
             self.in_flight[self.pool().submit(fn, arg, unit_bytes)] = tag
 
