@@ -335,6 +335,21 @@ def test_an_item_too_big_for_a_worker_fails_as_an_item(tmp_path: Path, raw: Sett
     assert manifest["errors"] == 1
 
 
+def test_a_memory_cap_of_one_unit_runs_one_unit_at_a_time(tmp_path: Path, raw: Settings) -> None:
+    """--memory-per-worker such that one worker fits and two do not: the units (all of one loky pool
+    of 2 started before the cap was known) run one after another, never two at once."""
+    import psutil
+
+    recipe = _recipe(tmp_path / "recipes", shard="256MB")
+    memory = int(psutil.virtual_memory().available * 0.6)
+    seen: list = []
+    opts = EngineOptions(memory_per_worker=memory, unit_items=3)
+    report = preprocess(recipe, raw, workers=2, engine=opts, on_unit=seen.append)
+    assert report.workers == 1 and "memory" in report.note and report.rows == 30
+    spans = sorted((u.started, u.ended) for u in seen if u.started)
+    assert len(spans) > 3 and all(a[1] <= b[0] for a, b in zip(spans, spans[1:], strict=False)), spans
+
+
 def test_engine_options_are_checked_before_any_work(tmp_path: Path, raw: Settings) -> None:
     args = ["--data-dir", str(raw.data_dir), "--recipes", str(tmp_path / "recipes"), "preprocess", "toyecg"]
     r = run_climb(*args, "--memory-per-worker", "lots")
