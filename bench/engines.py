@@ -1,7 +1,8 @@
 """Engines: `climb preprocess --all` with 1 worker, 2 loky workers and a 2-worker Dask LocalCluster on
 CPU-heavy recipes, with the CPU time of the coordinator and of the workers; then peak RSS at N and 10N items.
 
-Run: python bench/engines.py [--quick] [--runs N] [--dicoms N] [--volumes N]
+Run: python bench/engines.py [--quick] [--runs N] [--dicoms N] [--volumes N] [--timeline] [--no-memory]
+                             [--baseline-src DIR]
 
 Data (generated in a temporary folder, page cache warm): two datasets preprocessed by ONE command
 (`preprocess --all`, so their units share one pool), each with the default 256 MB shards, so each
@@ -89,7 +90,22 @@ def watch():
         own[0] = time.thread_time()  # this thread's CPU: not the coordinator's
         time.sleep(0.1)
 threading.Thread(target=watch, daemon=True).start()
-t0, code = time.perf_counter(), 0
+# the timeline: every unit and assembly that ran (worker PID, start, end: UnitResult.started/ended)
+import climb_cli.pipeline as pipeline
+real, units = pipeline.preprocess_many, {}
+def record(u):
+    if getattr(u, "started", 0):  # (a baseline's UnitResult may not have it)
+        units[(u.worker, u.started)] = [u.worker, u.started, u.ended, u.name, u.part, u.parts]
+def preprocess_many(*a, **k):
+    shown = k.get("on_unit")
+    k["on_unit"] = lambda u: (record(u), shown and shown(u))
+    out = real(*a, **k)
+    for r in out.values():
+        for u in getattr(r, "units", []):
+            record(u)
+    return out
+pipeline.preprocess_many = preprocess_many
+t0, start, code = time.perf_counter(), time.time(), 0
 try:
     runpy.run_module("climb_cli", run_name="__main__")
 except SystemExit as e:
@@ -99,7 +115,8 @@ finally:
     s = resource.getrusage(resource.RUSAGE_SELF)
     json.dump({"wall": time.perf_counter() - t0, "parent_cpu": s.ru_utime + s.ru_stime - own[0],
                "workers_cpu": sum(cpu.values()), "parent_peak": s.ru_maxrss * 1024,
-               "worker_peak": max(hwm.values(), default=0)}, open(out, "w"))
+               "worker_peak": max(hwm.values(), default=0), "start": start, "end": time.time(),
+               "timeline": sorted(units.values(), key=lambda u: u[1])}, open(out, "w"))
 sys.exit(code)
 """
 
@@ -148,11 +165,13 @@ def shard_sums(data: Path) -> dict[str, str]:
     }
 
 
-def run_wrapped(args: list[str], what: str) -> dict[str, float]:
-    """One CLI run under WRAP: its figures (and the 1-min load average just before it)."""
+def run_wrapped(args: list[str], what: str, src: str | None = None) -> dict[str, float]:
+    """One CLI run under WRAP: its figures (and the 1-min load average just before it). `src`: a
+    folder whose climb_cli is run instead of this checkout's (a baseline: `git archive` of a commit)."""
     load = os.getloadavg()[0]
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
-        r = subprocess.run([sys.executable, "-c", WRAP, out.name, *args], capture_output=True, text=True)
+        cmd = [sys.executable, "-c", WRAP, out.name, *args]  # `-c`: the working folder's climb_cli first
+        r = subprocess.run(cmd, capture_output=True, text=True, cwd=src or str(common.REPO))
         if r.returncode != 0:
             raise SystemExit(f"{what} failed (exit {r.returncode}):\n{r.stdout[-1500:]}\n{r.stderr[-1500:]}")
         return {**json.loads(Path(out.name).read_text()), "load": load}
@@ -162,10 +181,50 @@ def median(runs: list[dict[str, float]], key: str) -> float:
     return statistics.median(r[key] for r in runs)
 
 
+def idle(run: dict) -> dict[str, float]:
+    """From a run's timeline: per worker (mean over the workers that ran units), the seconds from the
+    CLI's start to its first unit (start-up, the coordinator's planning, the probes), from its last
+    unit's end to the CLI's exit (the tail, and the commit), and idle in between."""
+    by: dict[int, list[list]] = {}
+    for u in run["timeline"]:
+        by.setdefault(u[0], []).append(u)
+    if not by:
+        return {"idle_start": 0.0, "idle_end": 0.0, "idle_mid": 0.0, "busy": 0.0}
+    first = [min(u[1] for u in us) - run["start"] for us in by.values()]
+    last = [run["end"] - max(u[2] for u in us) for us in by.values()]
+    busy = [sum(u[2] - u[1] for u in us) for us in by.values()]
+    span = run["end"] - run["start"]
+    mid = [span - f - la - b for f, la, b in zip(first, last, busy, strict=True)]
+    mean = statistics.mean
+    return {"idle_start": mean(first), "idle_end": mean(last), "idle_mid": mean(mid), "busy": mean(busy)}
+
+
+def print_timeline(label: str, run: dict) -> None:
+    """Each unit of a run, per worker PID: start-end seconds from the CLI's start, and what it was."""
+    common.say(f"timeline, {label} (wall {run['wall']:.2f} s; seconds from the CLI's start):")
+    by: dict[int, list[list]] = {}
+    for u in run["timeline"]:
+        by.setdefault(u[0], []).append(u)
+    for pid, us in sorted(by.items()):
+        cells = [
+            f"{u[1] - run['start']:.1f}-{u[2] - run['start']:.1f} {u[3].split('.')[0]}"
+            + (f"#{u[4]}/{u[5]}" if u[5] > 1 else "")
+            for u in us
+        ]
+        common.say(f"  pid {pid}: " + ", ".join(cells))
+
+
 def main() -> None:
     p = common.arg_parser(__doc__.splitlines()[0])
     p.add_argument("--dicoms", type=int, default=None, help="DICOM items (default 1200; --quick 160)")
     p.add_argument("--volumes", type=int, default=None, help="volume items (default 16; --quick 4)")
+    p.add_argument("--timeline", action="store_true", help="print every run's units per worker PID")
+    p.add_argument("--no-memory", action="store_true", help="skip the peak-RSS part")
+    p.add_argument(
+        "--baseline-src",
+        default=None,
+        help="a folder with another climb_cli (git archive <commit> | tar -x -C DIR): its runs interleaved",
+    )
     args = p.parse_args()
     runs = common.runs_from(args)
     dicoms = args.dicoms or (160 if args.quick else 1200)
@@ -179,13 +238,20 @@ def main() -> None:
             "2 workers (loky)": [*base, "--all", "--workers", "2"],
             "2 workers (Dask LocalCluster)": [*base, "--all", "--workers", "2", "--engine", "dask"],
         }
+        srcs = dict.fromkeys(methods)
+        if args.baseline_src:  # the same methods on the baseline's code, interleaved with these
+            for label in list(methods):
+                methods[f"{label}, baseline src"] = methods[label]
+                srcs[f"{label}, baseline src"] = args.baseline_src
         results: dict[str, list[dict[str, float]]] = {label: [] for label in methods}
         first: dict[str, dict[str, str]] = {}
         run_wrapped(methods["2 workers (loky)"], "warm-up")  # page cache, imports, .pyc
         for run in range(runs):
             for label in common.rotate(list(methods), run):
                 shutil.rmtree(data / "processed", ignore_errors=True)
-                results[label].append(run_wrapped(methods[label], label))
+                results[label].append(run_wrapped(methods[label], label, srcs[label]))
+                if args.timeline:
+                    print_timeline(label, results[label][-1])
                 got = shard_sums(data)
                 if got != first.setdefault("sums", got):
                     raise SystemExit(f"{label}: shards differ from the first run's")
@@ -200,6 +266,10 @@ def main() -> None:
                     f"{common.fmt_s(min(walls))}–{common.fmt_s(max(walls))}",
                     common.fmt_s(median(rs, "parent_cpu")),
                     common.fmt_s(median(rs, "workers_cpu")),
+                    *(
+                        f"{statistics.median(idle(r)[k] for r in rs):.2f}"
+                        for k in ("idle_start", "idle_mid", "idle_end")
+                    ),
                     f"{median(rs, 'load'):.1f}",
                     common.fmt_ratio(serial / median(rs, "wall")),
                 ]
@@ -207,10 +277,23 @@ def main() -> None:
         common.print_table(
             f"preprocess --all: {dicoms} DICOM CT slices (JPEG 2000) + {volumes} CT volumes, median of "
             f"{runs} ({len(first['sums'])} shards, sha256 identical on every engine)",
-            ["method", "median s", "min–max", "coordinator CPU s", "workers CPU s", "load", "speed-up"],
+            [
+                "method",
+                "median s",
+                "min–max",
+                "coordinator CPU s",
+                "workers CPU s",
+                "worker idle: start s",
+                "between s",
+                "end s",
+                "load",
+                "speed-up",
+            ],
             rows,
         )
 
+        if args.no_memory:
+            return
         # ---- memory: peak RSS of the coordinator and of the largest worker at N and 10N volumes
         vols = root / "volumes"
         counts = [4, 40]

@@ -10,10 +10,14 @@ there and if not, why — which `climb download --all` turns into its closing su
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import stat
+import threading
+from concurrent.futures import Future
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import requests
 
@@ -241,17 +245,23 @@ def _download(
         return report
     listed: list[tuple[Source, list[RemoteFile]]] = []
     manual: list[Source] = []
-    for source in sources:
-        if getattr(source, "manual", False):
-            manual.append(source)
-            continue
-        files = _list(source, report)
-        if files is not None:
-            listed.append((source, pins.apply(source, files)))
     raw_root = settings.raw_dir(recipe.name)
+    opening = _open_manifest(raw_root)  # while the sources list (PhysioNet: one request for SHA256SUMS.txt)
+    try:
+        for source in sources:
+            if getattr(source, "manual", False):
+                manual.append(source)
+                continue
+            files = _list(source, report)
+            if files is not None:
+                listed.append((source, pins.apply(source, files)))
+    except BaseException:
+        _close_opened(opening)
+        raise
     if not listed and not manual:
+        _close_opened(opening)
         return report
-    with RawManifest.for_dataset(raw_root) as manifest:
+    with opening.result() as manifest:
         known = manifest.index()  # rows read as needed: a million of them are never held at once
         jobs: list[tuple[Source, RemoteFile]] = []
         for source, files in listed:
@@ -282,6 +292,26 @@ def _download(
                 report.add(MANUAL, source, p.summary() + f" (see `climb auth check {recipe.name}`)")
         report.pinned = pins.save()
     return report
+
+
+def _open_manifest(raw_root: Path) -> Future[RawManifest]:
+    """The dataset's manifest, opened (created, its WAL set up) in a thread of its own."""
+    future: Future[RawManifest] = Future()
+
+    def opening() -> None:
+        try:
+            future.set_result(RawManifest.for_dataset(raw_root))
+        except BaseException as e:  # noqa: BLE001 - raised where the result is taken
+            future.set_exception(e)
+
+    threading.Thread(target=opening, name="climb-manifest", daemon=True).start()
+    return future
+
+
+def _close_opened(opening: Future[RawManifest]) -> None:
+    """Close a manifest opened for a download that found nothing to fetch (an error opening it is moot)."""
+    with contextlib.suppress(Exception):
+        opening.result().close()
 
 
 def _still_needed(jobs: list[tuple[Source, RemoteFile]]) -> int:

@@ -855,9 +855,8 @@ def preprocess(
 
     Example: climb preprocess --all --workers 64
     """
-    from climb_cli.engines import cpu_capped_workers
+    from climb_cli.engines import cpu_capped_workers, start_pool, stop_pool
     from climb_cli.memory import parse_size
-    from climb_cli.pipeline import EngineOptions, PreprocessReport, preprocess_many
     from climb_cli.settings import DATA_DIR_HINT, require_writable
 
     st = _state(ctx)
@@ -876,20 +875,28 @@ def preprocess(
         memory = parse_size(memory_per_worker) if memory_per_worker else None
     except ValueError as e:
         raise UsageError(f"--memory-per-worker: {e}") from None
-    recipes = [r.with_variant(variant) for r in st.catalog.resolve(list(names or []), all_)]
-    if settings.remote:  # raw files pushed from another machine come into this one's cache
-        from climb_cli.storage import Remote, pull_raw
+    n_workers, cpu_note = cpu_capped_workers(workers)
+    if engine == "loky":  # the workers start while the recipes load and the datasets are indexed
+        start_pool(n_workers, memory)
+    from climb_cli.pipeline import EngineOptions, PreprocessReport, preprocess_many
 
-        for r in recipes:
-            if not (settings.raw_dir(r.name) / ".climb" / "manifest.sqlite").is_file():
-                pull_raw(Remote(settings.raw_url(r.name) or ""), settings.raw_dir(r.name))
+    try:
+        recipes = [r.with_variant(variant) for r in st.catalog.resolve(list(names or []), all_)]
+        if settings.remote:  # raw files pushed from another machine come into this one's cache
+            from climb_cli.storage import Remote, pull_raw
+
+            for r in recipes:
+                if not (settings.raw_dir(r.name) / ".climb" / "manifest.sqlite").is_file():
+                    pull_raw(Remote(settings.raw_url(r.name) or ""), settings.raw_dir(r.name))
+    except BaseException:  # an unknown name, an interrupt: the workers started above go too
+        stop_pool()
+        raise
     if all_:
         ready = [r for r in recipes if settings.raw_dir(r.name).is_dir() and r.index is not None]
         for r in recipes:
             if r not in ready:
                 ui.say(f"{r.name}: skipped (not downloaded, or nothing to preprocess)")
         recipes = ready
-    n_workers, cpu_note = cpu_capped_workers(workers)
     failed: list[tuple[str, str]] = []
     outcome: dict[str, PreprocessReport | ClimbError] = {}
     writable: list[Recipe] = []

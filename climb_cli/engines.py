@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import psutil
@@ -90,60 +91,172 @@ def memory_capped_workers(
 
 
 class SerialEngine:
+    """Units in this process, one at a time: `submit` queues, `wait_any` runs the oldest."""
+
     name = "serial"
+    workers = 1
 
     def map(self, fn: Callable[[Any], Any], units: Iterable[Any]) -> Iterator[Any]:
         for u in units:
             yield fn(u)
 
+    def warm_up(self, modules: Iterable[str] = ()) -> None:
+        """Nothing to start: the first unit imports what it needs."""
+
+    def submit(self, fn: Callable[[Any], Any], arg: Any, unit_bytes: int = 0) -> _Call:
+        return _Call(fn, arg)
+
+    def wait_any(self, handles: list[Any], timeout: float | None = None) -> list[Any]:
+        if timeout is not None or not handles:
+            return []  # nothing runs behind the caller's back
+        handles[0].run()
+        return [handles[0]]
+
+    def result(self, handle: Any) -> Any:
+        return handle.get()
+
+    def cancel(self, handles: list[Any]) -> None:
+        pass
+
+
+class _Call:
+    """A unit the serial engine runs when it is waited for."""
+
+    __slots__ = ("fn", "arg", "value", "error", "ran")
+
+    def __init__(self, fn: Callable[[Any], Any], arg: Any) -> None:
+        self.fn, self.arg, self.ran = fn, arg, False
+        self.value: Any = None
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self.value = self.fn(self.arg)
+        except Exception as e:  # raised by `get`, like a pool's result
+            self.error = e
+        self.ran = True
+
+    def get(self) -> Any:
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+
+# one thread per worker in every library that has its own pool (BLAS/OpenMP; ITK reads its own
+# variable when a worker imports SimpleITK)
+_ONE_THREAD = {
+    v: "1"
+    for v in (
+        "OMP_NUM_THREADS",
+        "OPENBLAS_NUM_THREADS",
+        "MKL_NUM_THREADS",
+        "BLIS_NUM_THREADS",
+        "VECLIB_MAXIMUM_THREADS",
+        "NUMEXPR_NUM_THREADS",
+        "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS",
+    )
+}
+IDLE_WORKER_SECONDS = 300  # a loky worker with nothing to do for this long exits (joblib's default)
+
 
 class LokyEngine:
+    """Units on loky's reusable process pool: started once (`warm_up` starts it early), reused by
+    every dataset of a run, killed on an interrupt or a failure."""
+
     name = "loky"
 
     def __init__(self, workers: int) -> None:
         self.workers = workers
-        self._warming: threading.Thread | None = None
+        self._executor: Any = None
 
-    def warm_up(self) -> None:
-        """Start the workers now, in the background, each importing the pipeline and the steps, so
-        that their start-up overlaps the coordinator's planning; `map` waits for it (loky reuses the
-        started workers). `stop_pool` ends them if the run ends before any unit."""
+    def _pool(self) -> Any:
+        if self._executor is None:
+            from joblib.externals.loky import get_reusable_executor
 
-        def run() -> None:
-            with contextlib.suppress(Exception):
-                for _ in self.map(_import_pipeline, range(self.workers)):
-                    pass
+            self._executor = get_reusable_executor(
+                max_workers=self.workers, timeout=IDLE_WORKER_SECONDS, env=_ONE_THREAD
+            )
+        return self._executor
 
-        self._warming = threading.Thread(target=run, daemon=True, name="climb-warm-up")
-        self._warming.start()
+    def warm_up(self, modules: Iterable[str] = ()) -> None:
+        """Start the workers now, each importing the pipeline, the steps and `modules` (the
+        libraries the run's steps use), so that their start-up overlaps the coordinator's planning."""
+        modules = sorted(set(modules))
+        for _ in range(self.workers):
+            self.submit(_import_pipeline, modules)
 
     def wait(self) -> None:
-        if self._warming is not None:
-            self._warming.join()
-            self._warming = None
+        """Kept for callers of the old warm-up thread: the warm-up is queued work, nothing to join."""
+
+    def submit(self, fn: Callable[[Any], Any], arg: Any, unit_bytes: int = 0) -> Any:
+        try:
+            return self._pool().submit(_Watched(fn, os.getpid()), arg)
+        except BaseException:
+            stop_pool()
+            raise
+
+    def wait_any(self, handles: list[Any], timeout: float | None = None) -> list[Any]:
+        from concurrent.futures import FIRST_COMPLETED, wait
+
+        return list(wait(handles, timeout=timeout, return_when=FIRST_COMPLETED).done) if handles else []
+
+    def result(self, handle: Any) -> Any:
+        return handle.result()
+
+    def cancel(self, handles: list[Any]) -> None:
+        for h in handles:
+            h.cancel()
 
     def map(self, fn: Callable[[Any], Any], units: Iterable[Any]) -> Iterator[Any]:
-        from joblib import Parallel, delayed, parallel_config
-
-        self.wait()
-
-        # one thread per worker in every library that has its own pool (BLAS/OpenMP via joblib;
-        # ITK reads its own variable when a worker imports SimpleITK)
-        os.environ.setdefault("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", "1")
+        """fn over units, results as they complete; an interrupt or a failure kills the pool."""
         try:
-            with parallel_config(backend="loky", inner_max_num_threads=1):
-                yield from Parallel(n_jobs=self.workers, return_as="generator_unordered", batch_size=1)(
-                    delayed(_Watched(fn, os.getpid()))(u) for u in units
-                )
+            pending = [self.submit(fn, u) for u in units]
+            while pending:
+                for f in self.wait_any(pending):
+                    pending.remove(f)
+                    yield f.result()
         except BaseException:  # Ctrl-C, SIGTERM (the CLI turns it into KeyboardInterrupt), a failure
             stop_pool()
             raise
 
 
-def _import_pipeline(_: object) -> None:
+def start_pool(workers: int, memory_per_worker: int | None = None) -> None:
+    """Start loky's workers now (the CLI calls this before it loads the recipes): `preprocess_many`
+    finds them started, importing climb's steps, and reuses them."""
+    if workers > 1:
+        LokyEngine(memory_capped_workers(workers, 0, workers, memory_per_worker)[0]).warm_up()
+
+
+def step_modules(step_names: Iterable[str]) -> list[str]:
+    """The heavy libraries (the `lazy` stand-ins) of the modules that define these steps: what a
+    worker imports in its warm-up instead of in its first unit."""
+    import sys
+
+    from climb_cli.lazy import _Lazy
+    from climb_cli.steps.base import registry
+
+    known = registry()
+    out: set[str] = set()
+    for name in step_names:
+        step = known.get(name)
+        module = sys.modules.get(step.fn.__module__) if step is not None else None
+        if module is None:
+            continue
+        helpers = [v for v in vars(module).values() if isinstance(v, ModuleType)]  # steps/_pixels.py...
+        for m in [module, *(h for h in helpers if h.__name__.startswith("climb_cli.steps."))]:
+            out.update(v._name for v in vars(m).values() if isinstance(v, _Lazy))
+    return sorted(out)
+
+
+def _import_pipeline(modules: list[str]) -> None:
+    import importlib
+
     from climb_cli.steps.base import registry
 
     registry()
+    for m in modules:
+        with contextlib.suppress(Exception):
+            importlib.import_module(m)
 
 
 class _Watched:
@@ -165,6 +278,7 @@ def _watch_parent(parent: int) -> None:
     if parent in _watching or os.getpid() == parent:
         return
     _watching.add(parent)
+    _keep_worker()
 
     def watch() -> None:
         while True:
@@ -173,6 +287,17 @@ def _watch_parent(parent: int) -> None:
                 os._exit(1)  # the coordinator died: stop now (the unit in flight is redone on rerun)
 
     threading.Thread(target=watch, daemon=True, name="climb-parent-watch").start()
+
+
+def _keep_worker() -> None:
+    """Turn off loky's leak guard in this worker. It restarts a worker whose RSS grew 300 MB past its
+    size after its first task; here the first task is the warm-up, before the decoders are imported
+    and before any row group was held, so a worker was restarted after its first large unit and
+    imported everything again (idle seconds in the middle of the run). A unit's memory is bounded by
+    climb itself (the memory-aware cap and --memory-per-worker)."""
+    from joblib.externals.loky import process_executor
+
+    process_executor._USE_PSUTIL = False  # the guard runs only with psutil: the loop reads this each task
 
 
 def stop_pool() -> None:
@@ -213,9 +338,20 @@ class DaskEngine:
         _one_thread_per_worker()
         self.cluster = None
         self.unit_bytes = unit_bytes
+        self._memory: int | None = None  # the largest worker's `memory` resource
         if scheduler:
             self.client = Client(scheduler, timeout="30s")
         else:
+            import dask
+
+            # the cluster is this run's own: no statistical profiler (a stack sample every 10 ms) and
+            # no GIL monitor in its workers, whose CPU is the units'
+            dask.config.set(
+                {
+                    "distributed.worker.profile.enabled": False,
+                    "distributed.admin.system-monitor.gil.enabled": False,
+                }
+            )
             per_worker = memory_per_worker or max(
                 WORKER_BASE_BYTES + unit_bytes, psutil.virtual_memory().available // max(1, workers)
             )
@@ -234,20 +370,47 @@ class DaskEngine:
         self.client.run(_declare_memory)
         self.workers = len(self.client.scheduler_info()["workers"])
 
+    def warm_up(self, modules: Iterable[str] = ()) -> None:
+        """Every worker imports the pipeline, the steps and `modules` now (before its first unit)."""
+        self.client.run(_import_pipeline, sorted(set(modules)))
+
+    def _resources(self, unit_bytes: int) -> dict[str, int] | None:
+        if not unit_bytes:
+            return None
+        if self._memory is None:  # never more than the largest worker has, or the units would wait forever
+            have = [
+                w.get("resources", {}).get("memory", 0)
+                for w in self.client.scheduler_info()["workers"].values()
+            ]
+            self._memory = max(have, default=1)
+        return {"memory": max(1, min(unit_bytes, self._memory))}
+
+    def submit(self, fn: Callable[[Any], Any], arg: Any, unit_bytes: int = 0) -> Any:
+        return self.client.submit(fn, arg, pure=False, resources=self._resources(unit_bytes))
+
+    def wait_any(self, handles: list[Any], timeout: float | None = None) -> list[Any]:
+        from distributed import wait
+
+        if not handles:
+            return []
+        if timeout is not None:
+            return [f for f in handles if f.done()]
+        return list(wait(handles, return_when="FIRST_COMPLETED").done)
+
+    def result(self, handle: Any) -> Any:
+        return handle.result()
+
+    def cancel(self, handles: list[Any]) -> None:
+        if handles:
+            self.client.cancel(handles)
+
     def map(self, fn: Callable[[Any], Any], units: Iterable[Any]) -> Iterator[Any]:
         from distributed import as_completed
 
         units = list(units)
         if not units:
             return
-        resources = None
-        if self.unit_bytes:  # never more than the largest worker has, or the units would wait forever
-            have = [
-                w.get("resources", {}).get("memory", 0)
-                for w in self.client.scheduler_info()["workers"].values()
-            ]
-            resources = {"memory": max(1, min(self.unit_bytes, max(have, default=1)))}
-        futures = self.client.map(fn, units, pure=False, resources=resources)
+        futures = self.client.map(fn, units, pure=False, resources=self._resources(self.unit_bytes))
         try:
             for f in as_completed(futures):
                 yield f.result()
@@ -284,6 +447,28 @@ class RayEngine:
         else:
             ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
         self.workers = int(ray.cluster_resources().get("CPU", workers))
+
+    def warm_up(self, modules: Iterable[str] = ()) -> None:
+        """Nothing ahead of time: Ray starts its workers with the first tasks."""
+
+    def submit(self, fn: Callable[[Any], Any], arg: Any, unit_bytes: int = 0) -> Any:
+        opts: dict[str, Any] = {"num_cpus": 1, "max_retries": 0}
+        if unit_bytes:
+            opts["memory"] = unit_bytes
+        return self.ray.remote(_apply).options(**opts).remote(fn, arg)
+
+    def wait_any(self, handles: list[Any], timeout: float | None = None) -> list[Any]:
+        if not handles:
+            return []
+        done, _ = self.ray.wait(handles, num_returns=1, timeout=timeout)
+        return list(done)
+
+    def result(self, handle: Any) -> Any:
+        return self.ray.get(handle)
+
+    def cancel(self, handles: list[Any]) -> None:
+        for ref in handles:
+            self.ray.cancel(ref, force=True)
 
     def map(self, fn: Callable[[Any], Any], units: Iterable[Any]) -> Iterator[Any]:
         ray = self.ray

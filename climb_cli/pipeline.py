@@ -1,7 +1,8 @@
 """Preprocessing: plan shards, cut them into work units, run the units on an engine, commit.
 
-The coordinator builds the index, processes one probe item to learn the row schema and size,
-cuts each split into shards near the recipe's target size, and gives every shard a digest of
+The coordinator builds the index; a few probe items, processed on a worker while the coordinator
+indexes the next dataset, give the row schema, row size, memory and CPU time per item; the
+coordinator cuts each split into shards near the recipe's target size, and gives every shard a digest of
 what it depends on (recipe hash, item ids, labels, input file hashes from the raw manifest).
 A rerun skips every shard whose commit marker has the same digest, whose file still has the
 recorded sha256, and whose failed items' inputs are as they were when they failed (a repaired or
@@ -9,9 +10,10 @@ re-downloaded input gets its item another try), so a crash or `kill -9` costs on
 was in flight. Items that fail go to errors.parquet. A run holds the dataset's processed lock
 (locks.py); the parts of a cluster array job (`part`) take none.
 
-Unit size does not follow shard size: the shards left to build are cut into units of about
-total items / (UNITS_PER_WORKER x workers), never less than MIN_UNIT_BYTES of rows, so every worker
-gets several units however large the shards are. A shard that is one unit is written by it
+Unit size does not follow shard size: each dataset's shards left to build are cut into units by
+guided self-scheduling (`cut_units`: units shrink as the work runs out, never below MIN_UNIT_BYTES of
+rows), and the costliest units run first, so every worker gets several units however large the
+shards are and the workers finish together. A shard that is one unit is written by it
 (temporary name, rename, marker). A shard cut into several units gets one *part* per unit
 (`.parts/<shard>/<k>.parquet`, committed with its own marker), and once all its parts are in, an
 assembly task on the same pool streams them, row group by row group, into the shard in fixed row
@@ -23,10 +25,12 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import functools
 import hashlib
 import json
 import os
 import shutil
+import statistics
 import time
 import uuid
 from collections import Counter
@@ -34,6 +38,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -45,6 +50,7 @@ from climb_cli.engines import (
     close_engine,
     make_engine,
     memory_capped_workers,
+    step_modules,
     stop_pool,
 )
 from climb_cli.errors import ClimbError, ItemDropped, ItemError, is_disk_full, no_space
@@ -70,7 +76,7 @@ from climb_cli.storage import Remote, is_url, scratch_dir
 
 PROBE_LIMIT = 50  # items tried before concluding that the recipe fails on everything
 PROBE_SAMPLES = 3  # successful items whose metadata types make the row schema
-UNITS_PER_WORKER = 4  # units per worker the cut aims at: a long unit at the end leaves less idle
+GUIDE = 2  # a unit takes the items left / (GUIDE x workers): smaller units as the work runs out
 MIN_UNIT_BYTES = 2 * 1024 * 1024  # the least output a unit is cut to (each costs a dispatch and a part file)
 PART_COMPRESSION = "lz4"  # parts are read back once: cheap to write and to read
 
@@ -110,6 +116,8 @@ class UnitResult:
     part: int = 0  # the part of the shard this result is (parts > 1), else the whole shard
     parts: int = 1
     worker: int = 0  # the process that produced it (not part of any output)
+    started: float = 0.0  # when it ran there (time.time(); 0: reused): the run's timeline, no output
+    ended: float = 0.0
 
 
 @dataclass
@@ -312,6 +320,21 @@ def _fits(spec: UnitSpec, item: Item, raw_root: Path) -> None:
         )
 
 
+def _timed(fn: Callable[[Any], UnitResult]) -> Callable[[Any], UnitResult]:
+    """Record when a unit ran (UnitResult.started/ended) unless it was reused."""
+
+    @functools.wraps(fn)
+    def timed(arg: Any) -> UnitResult:
+        t0 = time.time()
+        result = fn(arg)
+        if not result.skipped:
+            result.started, result.ended = t0, time.time()
+        return result
+
+    return timed
+
+
+@_timed
 def run_unit(spec: UnitSpec) -> UnitResult:
     """Process one unit's items and commit what it writes. Safe to run in any process on shared storage.
 
@@ -453,6 +476,7 @@ class Assembly:
     parts: list[UnitResult]
 
 
+@_timed
 def assemble_shard(job: Assembly) -> UnitResult:
     """Stream a shard's parts into the shard (fixed row groups: the bytes do not depend on the cut),
     commit it with its marker (rows, failed and dropped items summed over the parts), then remove the
@@ -490,21 +514,35 @@ def assemble_shard(job: Assembly) -> UnitResult:
 
 
 def cut_units(shards: list[UnitSpec], workers: int, unit_items: int | None = None) -> list[UnitSpec]:
-    """The units that build `shards`: each shard cut into parts of about `unit_items` items (default:
-    the items left / (UNITS_PER_WORKER x workers), at least MIN_UNIT_BYTES of the shard's estimated
-    rows), contiguous and as even as can be. The cut depends on the plan and the worker count only,
-    never on timings. A shard on object storage or in NPZ is one unit (their writers take whole shards)."""
-    total = sum(len(u.items) for u in shards)
-    target = -(-total // (UNITS_PER_WORKER * max(1, workers)))
+    """The units that build `shards` (one dataset's), cut by guided self-scheduling: walking the
+    shards in order, each unit takes the items left / (GUIDE x workers), never fewer than
+    MIN_UNIT_BYTES of the shard's estimated rows, so units shrink as the work runs out and the last
+    ones are small enough for the workers to finish together; a shard whose first unit would take
+    it all stays one unit (no parts to assemble); with one worker every shard is one unit.
+    `unit_items` fixes the size instead. Parts are
+    contiguous; the cut depends on the plan and the worker count only, never on timings. A shard on
+    object storage or in NPZ is one unit (their writers take whole shards)."""
+    if workers <= 1 and unit_items is None:
+        return list(shards)  # one worker: parts would only add their writing and assembly
+    left = sum(len(u.items) for u in shards)
     units: list[UnitSpec] = []
     for u in shards:
-        size = unit_items or max(target, MIN_UNIT_BYTES // max(1, u.row_bytes), 1)
-        n = max(1, round(len(u.items) / size))
-        if n == 1 or is_url(u.out_dir) or u.recipe.output.format == "npz":
+        n = len(u.items)
+        least = max(1, MIN_UNIT_BYTES // max(1, u.row_bytes))
+        bounds = [0]
+        while bounds[-1] < n:
+            size = unit_items or max(least, -(-left // (GUIDE * max(1, workers))))
+            if n - bounds[-1] - size < (unit_items or least):  # no runt at the shard's end
+                size = n - bounds[-1]
+            bounds.append(bounds[-1] + size)
+            left -= size
+        if len(bounds) == 2 or is_url(u.out_dir) or u.recipe.output.format == "npz":
             units.append(u)
             continue
-        bounds = [len(u.items) * k // n for k in range(n + 1)]
-        units += [replace(u, items=u.items[bounds[k] : bounds[k + 1]], part=k, parts=n) for k in range(n)]
+        parts = len(bounds) - 1
+        units += [
+            replace(u, items=u.items[bounds[k] : bounds[k + 1]], part=k, parts=parts) for k in range(parts)
+        ]
     return units
 
 
@@ -608,6 +646,7 @@ class _Planned:
     t0: float
     classes: list[str]  # the recipe's, or the discovered vocabulary
     remote_out: str | None = None  # the run's output folder on object storage (None: local)
+    item_seconds: float = 0.0  # CPU seconds of one item, measured on the probes
 
 
 def preprocess(
@@ -662,110 +701,241 @@ def preprocess_many(
     where: dict[str, list[str]] | None = None,
     subset: str | None = None,
 ) -> dict[str, PreprocessReport | ClimbError]:
-    """Preprocess several datasets with one pool: every dataset is planned (index, probes, units),
-    then all their units run on one engine started once, then each dataset is committed. A dataset
-    that cannot be planned or committed gets its error; the others go on. `limit`, `where` and
-    `subset` (see `preprocess`) apply to each dataset."""
-    opts = engine or EngineOptions()
-    warm = None
-    if opts.kind == "loky" and workers > 1:  # the workers start while the datasets are planned
-        warm = LokyEngine(memory_capped_workers(workers, 0, workers, opts.memory_per_worker)[0])
-        warm.warm_up()
-    try:
-        return _preprocess_many(
-            recipes, settings, workers, on_unit, on_plan, part, opts, _Part(limit, where, subset), warm
-        )
-    except BaseException:
-        if warm is not None:  # an interrupted or failed plan: no worker outlives the run
-            stop_pool()
-            warm.wait()
-        raise
+    """Preprocess several datasets with one pool, started once and warmed while the coordinator
+    indexes: each dataset's probe items run on the pool as soon as it is indexed, its units as soon
+    as its probes are back (while the next dataset is indexed and probed), each shard cut into parts
+    is assembled as soon as its last part is in, and each dataset is committed at the end. A dataset
+    that cannot be planned or committed gets its error; the others go on. `on_plan(shards, items)`
+    is called with the running totals as each dataset is planned. `limit`, `where` and `subset`
+    (see `preprocess`) apply to each dataset."""
+    run = _Run(recipes, settings, workers, engine or EngineOptions(), part, _Part(limit, where, subset))
+    run.on_unit, run.on_plan = on_unit, on_plan
+    return run.run()
 
 
-def _preprocess_many(
-    recipes: list[Recipe],
-    settings: Settings,
-    workers: int,
-    on_unit: Callable[[UnitResult], None] | None,
-    on_plan: Callable[[int, int], None] | None,
-    part: tuple[int, int] | None,
-    opts: EngineOptions,
-    part_of: _Part,
-    warm: LokyEngine | None,
-) -> dict[str, PreprocessReport | ClimbError]:
-    out: dict[str, PreprocessReport | ClimbError] = {}
-    with contextlib.ExitStack() as stack:
-        plans: list[_Planned] = []
-        for recipe in recipes:
-            try:
-                with _disk_full_says(settings, recipe):
-                    if part is None:  # the parts of an array job work on disjoint shards: no lock
-                        stack.enter_context(
-                            processed_lock(
-                                settings.processed_dir(recipe.name), recipe.name, "climb preprocess"
-                            )
-                        )
-                    plans.append(_plan(recipe, settings, part, opts.memory_per_worker, part_of))
-            except ClimbError as e:
-                out[recipe.name] = e
-        shards = [u for p in plans for u in p.units]
-        if on_plan:
-            on_plan(len(shards), sum(p.items for p in plans))
-        by_digest = {u.digest: (p, u) for p in plans for u in p.units}
-        todo = []
-        for shard, done in zip(shards, _reused(shards), strict=True):
-            if done is None:
-                todo.append(shard)
-                continue
-            by_digest[shard.digest][0].report.units.append(done)
-            if on_unit:
-                on_unit(done)
-        units = cut_units(todo, workers, opts.unit_items)
-        if warm is not None:
-            warm.wait()  # one Parallel call at a time on loky's executor
-        if units:
-            unit_bytes = max(p.unit_bytes for p in plans if p.units)
-            n, note = memory_capped_workers(workers, unit_bytes, len(units), opts.memory_per_worker)
-            for p in plans:
-                p.report.workers, p.report.note = n, note
-            # the largest units first, so that no worker is left with a long one at the end
-            units.sort(key=lambda u: -len(u.items))
+ASSEMBLY_SECONDS_PER_BYTE = 20e-9  # re-encoding parts into a shard: ~20 ms of CPU per MB (engines bench)
+LOOKAHEAD = 1  # tasks queued on the pool beyond one per worker: a worker never waits for the coordinator
+
+
+class _UnitFailed(Exception):
+    def __init__(self, error: ClimbError) -> None:
+        self.error = error
+
+
+class _Run:
+    """One `preprocess_many`: the pool, the ready tasks (probes and assemblies first, then units,
+    the costliest first), the tasks in flight, and each dataset's plan and report."""
+
+    def __init__(
+        self,
+        recipes: list[Recipe],
+        settings: Settings,
+        workers: int,
+        opts: EngineOptions,
+        part: tuple[int, int] | None,
+        part_of: _Part,
+    ) -> None:
+        self.recipes, self.settings, self.workers, self.opts = recipes, settings, workers, opts
+        self.part, self.part_of = part, part_of
+        self.on_unit: Callable[[UnitResult], None] | None = None
+        self.on_plan: Callable[[int, int], None] | None = None
+        self.out: dict[str, PreprocessReport | ClimbError] = {}
+        self.plans: list[_Planned] = []
+        self.by_digest: dict[str, tuple[_Planned, UnitSpec]] = {}
+        self.parts: dict[str, list[UnitResult]] = {}
+        # (order, function, argument, memory of one unit, what the coordinator keeps of it)
+        self.ready: list[tuple[tuple[int, float, int], Callable[[Any], Any], Any, int, Any]] = []
+        self.in_flight: dict[Any, Any] = {}
+        self.cap = 1  # units in flight at once (the memory limit), beyond LOOKAHEAD
+        self.units = 0
+        self._seq = 0
+        self._pool: Any = None
+        self._starting: Any = None
+
+    # ---- the pool
+
+    def _start(self) -> None:
+        """Start the pool: loky's workers begin importing what the recipes' steps need at once; a
+        Dask cluster starts in a thread while the coordinator indexes."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        opts, workers = self.opts, self.workers
+        modules = step_modules([c.name for r in self.recipes for c in r.steps])
+        fit = memory_capped_workers(workers, 0, workers, opts.memory_per_worker)[0]
+        if opts.kind == "loky":
+            self._pool = make_engine(fit, "loky")
+            if isinstance(self._pool, LokyEngine):
+                self._pool.warm_up(modules)
+            self.cap = self._pool.workers
+            return
+
+        def start() -> Any:
             pool = make_engine(
-                n,
+                workers,
                 opts.kind,
                 scheduler=opts.scheduler,
                 address=opts.address,
                 memory_per_worker=opts.memory_per_worker,
-                unit_bytes=unit_bytes,
             )
+            with contextlib.suppress(Exception):
+                pool.warm_up(modules)
+            return pool
+
+        if opts.kind == "ray":  # ray.init belongs in the main thread (its signal handlers)
+            self._pool = start()
+            self.cap = max(1, self._pool.workers)
+            return
+        thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="climb-cluster-start")
+        self._starting = thread.submit(start)
+        thread.shutdown(wait=False)
+
+    def pool(self) -> Any:
+        if self._pool is None:
+            self._pool = self._starting.result()  # the cluster's start-up error, if any, is raised here
+            self.cap = max(1, self._pool.workers)
+        return self._pool
+
+    # ---- tasks
+
+    def _push(
+        self,
+        first: bool,
+        cost: float,
+        fn: Callable[[Any], Any],
+        arg: Any,
+        unit_bytes: int = 0,
+        tag: Any = None,
+    ) -> None:
+        """Queue a task: `first` (probes, assemblies) before units, then the costliest first."""
+        import heapq
+
+        self._seq += 1
+        order = (0 if first else 1, -cost, self._seq)
+        heapq.heappush(self.ready, (order, fn, arg, unit_bytes, arg if tag is None else tag))
+
+    def _fill(self) -> None:
+        import heapq
+
+        # one task queued ahead only when every worker may run one: under a memory cap a queued
+        # task could start on an idle worker
+        limit = self.cap + (LOOKAHEAD if self.cap >= self.pool().workers else 0)
+        while self.ready and len(self.in_flight) < limit:
+            _, fn, arg, unit_bytes, tag = heapq.heappop(self.ready)
+            self.in_flight[self.pool().submit(fn, arg, unit_bytes)] = tag
+
+    def _drain(self, timeout: float | None) -> None:
+        pool = self.pool()
+        for handle in pool.wait_any(list(self.in_flight), timeout):
+            arg = self.in_flight.pop(handle)
+            if isinstance(arg, _Indexed):  # its probes are back
+                try:
+                    probed = pool.result(handle)
+                    with _disk_full_says(self.settings, arg.recipe):
+                        self._planned(
+                            _planned(arg, probed, self.settings, self.part, self.opts.memory_per_worker)
+                        )
+                except ClimbError as e:
+                    self.out[arg.recipe.name] = e
+                continue
             try:
-                parts: dict[str, list[UnitResult]] = {}
-                for u in pool.map(run_unit, units):
-                    if u.parts > 1:
-                        parts.setdefault(u.digest, []).append(u)
-                    else:
-                        by_digest[u.digest][0].report.units.append(u)
-                    if on_unit:
-                        on_unit(u)
-                # every shard cut into parts: assembled on the same pool, once all its parts are in
-                jobs = [
-                    Assembly(by_digest[d][1], sorted(got, key=lambda r: r.part)) for d, got in parts.items()
-                ]
-                for u in pool.map(assemble_shard, sorted(jobs, key=lambda j: j.shard.name)):
-                    by_digest[u.digest][0].report.units.append(u)
-            except ClimbError as e:  # a unit that could not write (a full disk): no dataset completes
-                for p in plans:
-                    out[p.recipe.name] = e
-                return out
-            finally:
-                close_engine(pool)
-        for p in plans:
-            try:
-                with _disk_full_says(settings, p.recipe):
-                    out[p.recipe.name] = _finish(p)
+                u = pool.result(handle)
             except ClimbError as e:
-                out[p.recipe.name] = e
-    return out
+                raise _UnitFailed(e) from None
+            if isinstance(arg, Assembly) or u.parts == 1:  # a shard
+                self.by_digest[u.digest][0].report.units.append(u)
+            else:  # a part
+                got = self.parts.setdefault(u.digest, [])
+                got.append(u)
+                if len(got) == u.parts:  # every part is in: assemble the shard now
+                    job = Assembly(self.by_digest[u.digest][1], sorted(got, key=lambda r: r.part))
+                    self._push(True, 0.0, assemble_shard, job)
+            if self.on_unit and not isinstance(arg, Assembly):
+                self.on_unit(u)
+
+    def _planned(self, p: _Planned) -> None:
+        """A dataset's plan is in: its committed shards are reported, the others cut into units."""
+        self.plans.append(p)
+        for u in p.units:
+            self.by_digest[u.digest] = (p, u)
+        if self.on_plan:
+            self.on_plan(sum(len(q.units) for q in self.plans), sum(q.items for q in self.plans))
+        todo = []
+        for shard, done in zip(p.units, _reused(p.units), strict=True):
+            if done is None:
+                todo.append(shard)
+                continue
+            p.report.units.append(done)
+            if self.on_unit:
+                self.on_unit(done)
+        units = cut_units(todo, self.workers, self.opts.unit_items)
+        if not units:
+            return
+        self.units += len(units)
+        unit_bytes = max(q.unit_bytes for q in self.plans if q.units)
+        fit = memory_capped_workers(self.workers, unit_bytes, 2**31, self.opts.memory_per_worker)[0]
+        self.cap = max(1, min(self.pool().workers, fit))
+        # list scheduling by bottom level: a unit's CPU seconds, plus for a part the assembly that
+        # waits for it, so the parts of a large shard finish early and its assembly overlaps the
+        # other units instead of running alone at the end
+        for u in units:
+            cost = len(u.items) * max(p.item_seconds, 1e-6)
+            if u.parts > 1:
+                cost += ASSEMBLY_SECONDS_PER_BYTE * len(self.by_digest[u.digest][1].items) * u.row_bytes
+            self._push(False, cost, run_unit, u, p.unit_bytes)
+
+    # ---- the run
+
+    def run(self) -> dict[str, PreprocessReport | ClimbError]:
+        self._start()
+        try:
+            with contextlib.ExitStack() as stack:
+                try:
+                    for recipe in self.recipes:
+                        try:
+                            with _disk_full_says(self.settings, recipe):
+                                if self.part is None:  # an array job's parts: disjoint shards, no lock
+                                    name = self.settings.processed_dir(recipe.name)
+                                    stack.enter_context(processed_lock(name, recipe.name, "climb preprocess"))
+                                ix = _index(recipe, self.settings, self.part_of)
+                        except ClimbError as e:
+                            self.out[recipe.name] = e
+                            continue
+                        self._push(True, 0.0, probe, probe_job(ix, self.settings), tag=ix)
+                        self._fill()
+                        self._drain(0)  # results that came in while this dataset was indexed
+                    while self.ready or self.in_flight:
+                        self._fill()
+                        self._drain(None)
+                except _UnitFailed as e:  # a unit that could not write (a full disk): no dataset completes
+                    for r in self.recipes:
+                        self.out.setdefault(r.name, e.error)
+                    return self.out
+                if self.units:
+                    unit_bytes = max(p.unit_bytes for p in self.plans if p.units)
+                    n, note = memory_capped_workers(
+                        self.workers, unit_bytes, self.units, self.opts.memory_per_worker
+                    )
+                    for p in self.plans:
+                        p.report.workers, p.report.note = n, note
+                for p in self.plans:
+                    try:
+                        with _disk_full_says(self.settings, p.recipe):
+                            self.out[p.recipe.name] = _finish(p)
+                    except ClimbError as e:
+                        self.out[p.recipe.name] = e
+            return self.out
+        except BaseException:
+            if self.opts.kind == "loky":  # an interrupted or failed run: no worker outlives it
+                stop_pool()
+            raise
+        finally:
+            if self._pool is not None:
+                with contextlib.suppress(Exception):
+                    self._pool.cancel(list(self.in_flight))
+                close_engine(self._pool)
+            elif self._starting is not None:
+                with contextlib.suppress(BaseException):
+                    close_engine(self._starting.result())
 
 
 def _reused(shards: list[UnitSpec]) -> list[UnitResult | None]:
@@ -805,22 +975,44 @@ class _Part:
     subset: str | None = None
 
 
-def _plan(
-    recipe: Recipe,
-    settings: Settings,
-    part: tuple[int, int] | None,
-    memory_per_worker: int | None,
-    part_of: _Part,
-) -> _Planned:
-    """Index the dataset, process a few probe items (row schema, row size, peak memory per item)
-    and cut the work into units."""
+@dataclass
+class _Indexed:
+    """A dataset indexed by the coordinator, waiting for its probe items."""
+
+    recipe: Recipe
+    report: PreprocessReport
+    items: list[Item]
+    classes: list[str]
+    t0: float
+    remote_out: str | None
+
+
+@dataclass
+class ProbeJob:
+    """The first items of a dataset to process for its row schema, row size and memory per item."""
+
+    recipe: Recipe
+    raw_root: str
+    items: list[Item]
+    classes: list[str]
+
+
+@dataclass
+class Probed:
+    schema: pa.Schema
+    row_bytes: int
+    peaks: list[tuple[int, int]]  # (peak memory, input bytes) of each probe
+    item_seconds: float  # CPU seconds of one item (the probes after the first): the cost of a unit
+
+
+def _index(recipe: Recipe, settings: Settings, part_of: _Part) -> _Indexed:
+    """The dataset's items (the coordinator's part of planning)."""
     limit, where, subset = part_of.limit, part_of.where, part_of.subset
     t0 = time.perf_counter()
     out_dir = settings.processed_dir(recipe.name) / recipe.content_hash()
     remote_out = _out_url(settings, recipe)
     report = PreprocessReport(recipe.name, out_dir)
     report.where = remote_out or str(out_dir)
-    raw_root = settings.raw_dir(recipe.name)
     index = build_index(recipe, settings, where)
     report.rejected = index.rejected
     report.dropped = index.dropped
@@ -835,18 +1027,34 @@ def _plan(
         report.subset = {"why": subset}
     if not index.items:
         raise ClimbError(f"{recipe.name}: the index produced no items ({len(index.rejected)} rejected)")
+    return _Indexed(recipe, report, index.items, index.classes, t0, remote_out)
+
+
+def probe_job(ix: _Indexed, settings: Settings) -> ProbeJob:
+    raw_root = str(settings.raw_dir(ix.recipe.name))
+    return ProbeJob(ix.recipe, raw_root, ix.items[:PROBE_LIMIT], ix.classes)
+
+
+def probe(job: ProbeJob) -> Probed:
+    """Process the first items until PROBE_SAMPLES succeed: the row schema, the size of a row, and
+    each probe's peak memory and CPU time. Runs on a worker (it imports what the steps need, which
+    the worker needs anyway), or in the coordinator for the serial engine."""
+    recipe, raw_root = job.recipe, Path(job.raw_root)
     steps = _steps(recipe)
     probe_errors: list[str] = []
     probes: list[Sample] = []  # a few processed items: the row schema and size come from them
-    peaks: list[tuple[int, int]] = []  # (peak memory, input bytes) of each probe
-    first_item = index.items[0]
-    for item in index.items[:PROBE_LIMIT]:
+    peaks: list[tuple[int, int]] = []
+    seconds: list[float] = []
+    first_item = job.items[0]
+    for item in job.items:
+        cpu = time.process_time()
         try:
             sample, peak = measure_peak(partial(process_item, item, raw_root, steps))
             probes.append(sample)
         except ItemError as e:
             probe_errors.append(f"{item.id}: {e}")
             continue
+        seconds.append(time.process_time() - cpu)  # with the threads a library starts (ITK)
         if peak is not None:
             peaks.append((peak, input_bytes(_item_paths(item, raw_root))))
         if len(probes) == 1:
@@ -863,9 +1071,36 @@ def _plan(
         probe_rows = [sub for p in probes for _, sub, _ in explode(p)][: PROBE_SAMPLES * 4]
     except ItemError as e:
         raise ClimbError(f"{recipe.name}: the first item cannot be cut into rows: {e}") from None
-    schema = build_schema(probe_rows, first_item, index.classes, regression)
+    schema = build_schema(probe_rows, first_item, job.classes, regression)
     row_bytes = sum(a.nbytes for a in sample.arrays.values()) + 256  # per item: shards are cut in items
-    units = plan_units(recipe, settings, index.items, schema, row_bytes, index.classes)
+    timed = seconds[1:] or seconds  # the first pays for imports
+    return Probed(schema, row_bytes, peaks, statistics.median(timed))
+
+
+def _plan(
+    recipe: Recipe,
+    settings: Settings,
+    part: tuple[int, int] | None,
+    memory_per_worker: int | None,
+    part_of: _Part,
+) -> _Planned:
+    """Index the dataset, process a few probe items (row schema, row size, peak memory per item)
+    and plan its shards, here in this process."""
+    ix = _index(recipe, settings, part_of)
+    return _planned(ix, probe(probe_job(ix, settings)), settings, part, memory_per_worker)
+
+
+def _planned(
+    ix: _Indexed,
+    probed: Probed,
+    settings: Settings,
+    part: tuple[int, int] | None,
+    memory_per_worker: int | None,
+) -> _Planned:
+    """The dataset's shards, from its index and its probes."""
+    recipe, report = ix.recipe, ix.report
+    schema, row_bytes, peaks = probed.schema, probed.row_bytes, probed.peaks
+    units = plan_units(recipe, settings, ix.items, schema, row_bytes, ix.classes)
     if part is not None:
         units = [u for k, u in enumerate(units) if k % part[1] == part[0]]
         report.partial = True
@@ -880,18 +1115,19 @@ def _plan(
     budget = (memory_per_worker or _machine_memory()) - WORKER_BASE_BYTES - working_set
     for u in units:
         u.item_bytes, u.bytes_per_input_byte, u.item_budget = item_bytes, per_input, max(1, budget)
-    if remote_out is None:
-        (out_dir / "data").mkdir(parents=True, exist_ok=True)
+    if ix.remote_out is None:
+        (report.out_dir / "data").mkdir(parents=True, exist_ok=True)
     return _Planned(
         recipe,
         report,
         units,
         schema,
         working_set + item_bytes,
-        len(index.items),
-        t0,
-        index.classes,
-        remote_out,
+        len(ix.items),
+        ix.t0,
+        ix.classes,
+        ix.remote_out,
+        probed.item_seconds,
     )
 
 

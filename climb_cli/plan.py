@@ -55,7 +55,8 @@ def _record(settings: Settings, section: str, key: str, value: dict[str, float])
     data = load_rates(settings)
     data.setdefault(section, {})[key] = value
     with contextlib.suppress(OSError):  # a rate is a convenience: a read-only data dir must not fail a run
-        atomic.write_json(rates_path(settings), data, indent=2, sort_keys=True)
+        # a convenience lost at worst, never torn: no fsync on the way out of every download
+        atomic.write_json(rates_path(settings), data, durable=False, indent=2, sort_keys=True)
 
 
 def record_download(settings: Settings, kind: str, nbytes: int, seconds: float, connections: int) -> None:

@@ -21,6 +21,7 @@ import contextlib
 import shutil
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -78,27 +79,41 @@ def shortfall(path: Path, need: int | None, reserve: int = 0) -> str | None:
 
 
 class SpaceGuard:
-    """The reserve, checked while streaming: :meth:`wrote` after each chunk; raises DiskFullError."""
+    """The reserve, checked while streaming: :meth:`check` before a body, :meth:`wrote` after each chunk;
+    raises DiskFullError. The disk is looked at (statvfs) again once ``every`` bytes were written since the
+    last look, by all transfers together, or ``max_age`` seconds passed: a run of many small files costs a
+    look per ``every`` bytes, not one per file."""
 
-    def __init__(self, path: Path, reserve: int, every: int = CHECK_EVERY) -> None:
-        self.path, self.reserve, self.every = path, reserve, max(1, every)
-        self._since = 0
+    def __init__(self, path: Path, reserve: int, every: int = CHECK_EVERY, max_age: float = 1.0) -> None:
+        self.path, self.reserve, self.every, self.max_age = path, reserve, max(1, every), max_age
+        self._since = 0  # bytes written since the last look
+        self._free: int | None = None  # free bytes at the last look
+        self._looked = 0.0  # time.monotonic() of the last look
         self._lock = threading.Lock()
 
     def check(self, need: int | None = None) -> None:
         """Raise DiskFullError if ``need`` more bytes (None: unknown) would go below the reserve."""
-        line = shortfall(self.path, need or None, self.reserve)
-        if line:
-            raise DiskFullError(line)
+        with self._lock:
+            free, since, looked = self._free, self._since, self._looked
+        fresh = since < self.every and time.monotonic() - looked < self.max_age
+        if free is not None and fresh and (need or 1) + self.reserve <= free - since:
+            return  # the last look, less what was written since, still leaves room
+        self._look(need)
+
+    def _look(self, need: int | None) -> None:
+        where = existing(self.path)
+        free = shutil.disk_usage(where).free
+        with self._lock:
+            self._free, self._since, self._looked = free, 0, time.monotonic()
+        if (need or 1) + self.reserve > free:
+            raise DiskFullError(_line(where, need or None, free, self.reserve))
 
     def wrote(self, n: int, remaining: int | None = None) -> None:
         with self._lock:
             self._since += n
             due = self._since >= self.every
-            if due:
-                self._since = 0
         if due:
-            self.check(remaining)
+            self._look(remaining)
 
 
 @contextlib.contextmanager

@@ -265,6 +265,36 @@ def test_a_dataset_that_cannot_be_planned_does_not_stop_the_others(tmp_path: Pat
     assert "toyempty" in str(out["toyempty"]) and out["toyecg"].rows == 30  # type: ignore[union-attr]
 
 
+_HELD: list[np.ndarray] = []
+
+
+def _hold(mib: int) -> int:
+    """A unit that leaves `mib` MiB in its worker (what a large unit's row groups left in the allocator
+    look like from outside), and the worker's PID."""
+    import os
+
+    _HELD.append(np.ones(mib * 2**20, dtype=np.uint8))
+    return os.getpid()
+
+
+def test_a_worker_whose_memory_grew_is_not_restarted() -> None:
+    """loky restarts a worker whose RSS grew 300 MB past its size after the first task (here the
+    warm-up), which cost every worker a second start-up and import mid-run: climb's workers stay."""
+    import time
+
+    from climb_cli.engines import LokyEngine, stop_pool
+
+    stop_pool()
+    pool = LokyEngine(1)
+    pool.warm_up()
+    pids = [pool.result(pool.submit(_hold, 400))]
+    for _ in range(3):
+        time.sleep(1.2)  # loky looks at a worker's memory at most once a second, after a task
+        pids.append(pool.result(pool.submit(_hold, 1)))
+    stop_pool()
+    assert len(set(pids)) == 1, pids
+
+
 def test_peak_memory_is_measured() -> None:
     _, peak = measure_peak(lambda: np.ones(8_000_000).sum())  # 64 MB allocated, then freed
     assert peak is not None and 60e6 < peak < 200e6
@@ -303,6 +333,21 @@ def test_an_item_too_big_for_a_worker_fails_as_an_item(tmp_path: Path, raw: Sett
     assert report.rows == 29
     manifest = json.loads((report.out_dir / "manifest.json").read_text())
     assert manifest["errors"] == 1
+
+
+def test_a_memory_cap_of_one_unit_runs_one_unit_at_a_time(tmp_path: Path, raw: Settings) -> None:
+    """--memory-per-worker such that one worker fits and two do not: the units (all of one loky pool
+    of 2 started before the cap was known) run one after another, never two at once."""
+    import psutil
+
+    recipe = _recipe(tmp_path / "recipes", shard="256MB")
+    memory = int(psutil.virtual_memory().available * 0.6)
+    seen: list = []
+    opts = EngineOptions(memory_per_worker=memory, unit_items=3)
+    report = preprocess(recipe, raw, workers=2, engine=opts, on_unit=seen.append)
+    assert report.workers == 1 and "memory" in report.note and report.rows == 30
+    spans = sorted((u.started, u.ended) for u in seen if u.started)
+    assert len(spans) > 3 and all(a[1] <= b[0] for a, b in zip(spans, spans[1:], strict=False)), spans
 
 
 def test_engine_options_are_checked_before_any_work(tmp_path: Path, raw: Settings) -> None:

@@ -386,3 +386,66 @@ def test_a_crash_between_parts_and_assembly_reuses_the_parts(tmp_path: Path, raw
     assert sum(u.skipped for u in parts) == len(cut) - 1 and len(parts) == len(cut)
     assert _hashes(out_dir) == expected and report.rows == 30
     assert not (out_dir / ".parts").exists() and not (out_dir / "data" / ".tmp").exists()
+
+
+def test_a_guided_cut_assembles_the_same_bytes(tmp_path: Path, raw: Settings) -> None:
+    """Units that shrink as the work runs out (the guided cut, here down to one item) build the same
+    shards and commit markers as one unit per shard; the parts of a shard cover its items once, in
+    order; one worker gets whole shards."""
+    import json
+    from dataclasses import replace
+
+    from climb_cli.pipeline import MIN_UNIT_BYTES, Assembly, _Part, _plan, assemble_shard, cut_units, run_unit
+
+    recipe = _recipe(tmp_path / "recipes")
+    clean = raw.with_(data_dir=tmp_path / "clean")
+    shutil.copytree(raw.raw_dir("toyecg"), clean.raw_dir("toyecg"))
+    serial = preprocess(recipe, clean, workers=1)
+    markers = {p.name: json.loads(p.read_text()) for p in (serial.out_dir / ".commits").glob("*.json")}
+
+    plan = _plan(recipe, raw, None, None, _Part())
+    shards = [replace(u, row_bytes=MIN_UNIT_BYTES) for u in plan.units]  # a unit may be one item
+    assert cut_units(shards, 1) == shards
+    units = cut_units(shards, 2)
+    big = max(shards, key=lambda u: len(u.items))
+    sizes = [len(u.items) for u in units if u.digest == big.digest]
+    assert sizes[0] >= 4 * sizes[-1] and len(set(sizes)) > 3, sizes  # e.g. 8, 6, 4, 3, 2, 1, 1
+    for shard in shards:
+        parts = [u for u in units if u.digest == shard.digest]
+        assert [it.id for u in parts for it in u.items] == [it.id for it in shard.items]
+        assert [u.part for u in parts] == list(range(len(parts)))
+        assert all(len(a.items) >= len(b.items) for a, b in zip(parts, parts[1:-1], strict=False))
+    assert max(u.parts for u in units) > 3
+    results = [run_unit(u) for u in reversed(units)]  # in any order
+    for shard in shards:
+        got = sorted((r for r in results if r.digest == shard.digest and r.parts > 1), key=lambda r: r.part)
+        if got:
+            assemble_shard(Assembly(shard, got))
+    out_dir = plan.report.out_dir
+    assert _hashes(out_dir / "data") == _hashes(serial.out_dir / "data") and not any(
+        (out_dir / ".parts").rglob("*.*")
+    )
+    assert {p.name: json.loads(p.read_text()) for p in (out_dir / ".commits").glob("*.json")} == markers
+
+
+def test_the_coordinator_leaves_the_steps_to_the_workers(tmp_path: Path, raw: Settings) -> None:
+    """With 2 workers the probe items run on a worker: the coordinator never imports the libraries
+    the steps use (wfdb here), and the shards are those of one worker."""
+    recipe = _recipe(tmp_path / "recipes")
+    clean = raw.with_(data_dir=tmp_path / "clean")
+    shutil.copytree(raw.raw_dir("toyecg"), clean.raw_dir("toyecg"))
+    expected = _hashes(preprocess(recipe, clean, workers=1).out_dir)
+    code = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from climb_cli.catalog import Catalog\n"
+        "from climb_cli.pipeline import preprocess\n"
+        "from climb_cli.settings import Settings\n"
+        f"recipe = Catalog([Path({str(tmp_path / 'recipes')!r})]).load('toyecg')\n"
+        f"report = preprocess(recipe, Settings.from_env(Path({str(raw.data_dir)!r})), workers=2)\n"
+        "print(report.rows, report.workers, 'wfdb' in sys.modules)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.split() == ["30", "2", "False"]
+    assert _hashes(raw.processed_dir("toyecg")) == expected

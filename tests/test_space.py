@@ -57,6 +57,37 @@ def test_the_guard_looks_at_the_disk_once_per_interval(tmp_path: Path) -> None:
         guard.wrote(1)
 
 
+def test_the_guard_checks_many_small_files_with_one_look(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run of many small files: one statvfs for all their up-front checks (the last look, less what was
+    written since, still leaves room), a new look once `every` bytes were written or the look is old, and a
+    need that does not fit in what the last look saw is looked at again (then refused)."""
+    import shutil
+
+    looks: list[str] = []
+    real = shutil.disk_usage
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: looks.append(str(p)) or real(p))
+    free = space.free_bytes(tmp_path)
+    looks.clear()
+    guard = space.SpaceGuard(tmp_path, reserve=0, every=1 << 20, max_age=60)
+    for _ in range(100):
+        guard.check(1000)
+        guard.wrote(1000, 0)
+    assert len(looks) == 1
+    guard.wrote(1 << 20)  # past the interval: a look
+    assert len(looks) == 2
+    guard.check(1000)
+    assert len(looks) == 2
+    with pytest.raises(DiskFullError, match=r"bytes needed"):
+        guard.check(free + (1 << 40))  # more than the last look saw: looked at again, and refused
+    assert len(looks) == 3
+    stale = space.SpaceGuard(tmp_path, reserve=0, every=1 << 20, max_age=0)
+    stale.check(1000)
+    stale.check(1000)
+    assert len(looks) == 5
+
+
 def test_sqlite_disk_full_and_enospc_become_one_line(small_disk: Path) -> None:
     db = sqlite3.connect(small_disk / "m.sqlite")
     db.execute("CREATE TABLE t (b BLOB)")

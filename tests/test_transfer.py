@@ -228,6 +228,78 @@ def test_short_body_closed_cleanly_is_resumed(
     assert second.range == f"bytes={first.bytes_sent}-"
 
 
+def _requests_settled(server: FakePhysioNet, glob: str, n: int) -> list:
+    """The logged GETs of glob, once there are n (the fake logs a cut-off request a moment later)."""
+    deadline = time.monotonic() + 5
+    while len(reqs := server.requests_for(glob, method="GET")) < n and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return sorted(reqs, key=lambda r: r.started)
+
+
+@pytest.mark.parametrize("fault", ["short", "drop"])
+def test_a_small_body_cut_off_is_resumed_from_the_bytes_received(
+    tmp_path: Path, settings: Settings, server: FakePhysioNet, mirror_copy: Path, fault: str
+) -> None:
+    """A small file's body is kept in memory until its commit writes it; cut off, the bytes received still go
+    to the part file, and the next try asks for the rest only (Range), as for a large file."""
+    data = os.urandom(200_000)
+    (mirror_copy / "small.bin").write_bytes(data)
+    write_sha256sums(mirror_copy)
+    server.faults.add(fault, path_glob="*/small.bin", after_bytes=50_000)
+    assert download(_recipe(tmp_path, include="small.bin"), settings).ok
+    assert (settings.raw_dir("toyecg") / "small.bin").read_bytes() == data
+    first, second = _requests_settled(server, "*/small.bin", 2)
+    assert first.fault == fault and second.status == 206
+    assert second.range == f"bytes={first.bytes_sent}-" and 0 < first.bytes_sent < len(data)
+    assert not list((settings.raw_dir("toyecg") / ".climb" / "partial").rglob("*.part*"))
+
+
+def test_a_full_disk_while_small_files_are_committed_is_one_line(
+    tmp_path: Path, server: FakePhysioNet, mirror_copy: Path, tmpfs: Callable[[int], Path]
+) -> None:
+    """Many small files onto a disk that fills up: their bodies wait in memory and the commit writes them, so
+    the ENOSPC comes from the commit: one line, every file under its final name whole, no part file left."""
+    from climb_cli.errors import DiskFullError
+
+    many = mirror_copy / "many"
+    many.mkdir()
+    for i in range(60):
+        (many / f"f{i:02d}.dat").write_bytes(os.urandom(20_000))
+    write_sha256sums(mirror_copy)
+    disk = tmpfs(512 << 10)
+    settings = fast_settings(tmp_path, {"physionet": server.base_url}, data_dir=disk / "data", min_free=0)
+    with pytest.raises(DiskFullError, match=f"^no space left on {disk}"):
+        download(_recipe(tmp_path, include="many/*"), settings)
+    raw = settings.raw_dir("toyecg")
+    done = sorted((raw / "many").glob("*.dat"))
+    assert 0 < len(done) < 60
+    assert all(p.read_bytes() == (many / p.name).read_bytes() for p in done)
+    assert not list((raw / ".climb" / "partial").rglob("*.part"))
+
+
+def test_files_of_known_size_are_fetched_largest_first(
+    tmp_path: Path, server: FakePhysioNet, mirror_copy: Path
+) -> None:
+    """Files whose sizes the recipe (or listing) declares go largest first, so that a run does not end on one
+    connection busy with a large file while the others idle; the order of the recipe does not matter."""
+    import hashlib
+
+    sizes = {"a.bin": 1_000, "b.bin": 300_000, "c.bin": 20_000, "d.bin": 90_000}
+    rows = []
+    for name, size in sizes.items():
+        data = os.urandom(size)
+        (mirror_copy / name).write_bytes(data)
+        url = f"{server.base_url}/files/ptb-xl/1.0.3/{name}"
+        rows.append(f"      - {{url: '{url}', sha256: {hashlib.sha256(data).hexdigest()}, size: {size}}}\n")
+    recipe = Catalog(
+        [write_recipe(tmp_path / "recipes", "toyecg", "  - kind: http\n    files:\n" + "".join(rows)).parent]
+    ).load("toyecg")
+    settings = fast_settings(tmp_path, {"physionet": server.base_url}, connections_per_host=1)
+    assert download(recipe, settings).ok
+    reqs = sorted(server.requests_for("/files/ptb-xl/1.0.3/*.bin", method="GET"), key=lambda r: r.started)
+    assert [r.path.rpartition("/")[2] for r in reqs] == ["b.bin", "d.bin", "c.bin", "a.bin"]
+
+
 def test_the_bytes_total_counts_files_already_present(
     tmp_path: Path, settings: Settings, server: FakePhysioNet, big: bytes
 ) -> None:

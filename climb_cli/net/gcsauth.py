@@ -37,8 +37,8 @@ LOGIN_HINT = (
 
 def _google_auth() -> Any:
     try:
-        import google.auth  # type: ignore[import-untyped]
-        import google.auth.transport.requests  # type: ignore[import-untyped]  # noqa: F401 - the refresh transport
+        import google.auth
+        import google.auth.transport.requests  # noqa: F401 - the refresh transport
     except ImportError:
         raise UsageError(
             "--mirror gcs gets Google access tokens with google-auth: pip install 'climb-cli[gcs]'"
@@ -65,7 +65,7 @@ class GoogleBearer(requests.auth.AuthBase):
         """The user's Google credentials, or None when there are none; a file that is named but unusable is an
         AccessError saying which (its path, never its content)."""
         google_auth = _google_auth()
-        from google.auth.exceptions import DefaultCredentialsError  # type: ignore[import-untyped]
+        from google.auth.exceptions import DefaultCredentialsError
 
         named = os.environ.get("GOOGLE_APPLICATION_CREDENTIALS")
         try:

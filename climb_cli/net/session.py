@@ -171,7 +171,8 @@ class ClimbSession(requests.Session):
         target = url.decode() if isinstance(url, bytes) else (url or "")
         for scheme, proxy in environ_proxies(target, no_proxy=proxies.get("no_proxy")).items():
             proxies.setdefault(scheme, proxy)
-        if verify is None or verify is True:
+        plain = target.startswith("http:") and not any(str(p).startswith("https:") for p in proxies.values())
+        if (verify is None or verify is True) and not plain:  # (no TLS at all: no look at the bundle)
             verify = ca_bundle() or verify
         return super().merge_environment_settings(url, proxies, stream, verify, cert)
 
