@@ -30,6 +30,7 @@ import hashlib
 import json
 import os
 import re
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -636,6 +637,12 @@ class Downloader:
             st = dest.stat()
         except FileNotFoundError:
             return None
+        if not stat.S_ISREG(st.st_mode):  # a user's folder (or a device, a FIFO) in the file's place: keep it
+            return Outcome(
+                rf,
+                "failed",
+                error=f"{key}: a folder or other non-file is where this file goes; move it away and rerun",
+            )
         row = known.get(key)
         if row and row[:2] == (st.st_size, st.st_mtime_ns) and rf.sha256 in (None, row[2]):
             return Outcome(rf, "skipped", st.st_size, row[2])

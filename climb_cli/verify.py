@@ -161,8 +161,8 @@ def _hash_files(
                     out.append((st.st_size, st.st_mtime_ns, unhashed))
                     continue
             out.append(stat_and_hash(path, *algos))
-        except FileNotFoundError:
-            out.append(None)
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            out.append(None)  # no file there: nothing, a folder in its place, or a file where a folder is
     return out
 
 

@@ -395,3 +395,26 @@ def test_tasks_of_small_files_are_hashed_one_at_a_time_beside_large_files(
     report, bad = verify_mod.verify_raw(recipe, settings, workers=2)
     assert report.ok and not bad and report.checked == 401
     assert overlaps == []
+
+
+def test_a_folder_where_a_file_should_be_is_reported_missing_not_an_internal_error(
+    tmp_path: Path, downloaded: tuple[list[str], dict[str, str]]
+) -> None:
+    args, env = downloaded
+    raw = tmp_path / "data" / "raw" / "toyecg"
+    victim = raw / "records500" / "00000" / "00008_hr.hea"
+    victim.unlink()
+    victim.mkdir()
+    (victim / "mine.txt").write_text("a user's file")
+    for extra in ([], ["--metadata"]):
+        r = run_climb(*args, "verify", "toyecg", *extra, env=env)
+        assert r.returncode == 1, r.stderr
+        assert "internal error" not in r.stderr
+        assert "missing: records500/00000/00008_hr.hea" in r.stdout
+    r = run_climb(*args, "verify", "toyecg", "--repair", env=env)
+    assert r.returncode != 0 and "internal error" not in r.stderr
+    assert (
+        "records500/00000/00008_hr.hea: a folder or other non-file is where this file goes"
+        in r.stdout + r.stderr
+    )
+    assert (victim / "mine.txt").read_text() == "a user's file"
