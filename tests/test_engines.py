@@ -196,6 +196,17 @@ def _ray_namespace_ok() -> str | None:
     return None
 
 
+def _climb_in_loopback_namespace(
+    raw: Settings, recipes: Path, command: str
+) -> subprocess.CompletedProcess[str]:
+    """`climb <command>` in a new network namespace whose only interface is lo (checked before it runs)."""
+    climb = [sys.executable, "-m", "climb_cli", "--data-dir", str(raw.data_dir), "--recipes", str(recipes)]
+    script = 'ip link set lo up && test "$(ip -o link | wc -l)" = 1 && ' + " ".join(climb) + " " + command
+    return subprocess.run(
+        ["unshare", "-rn", "sh", "-c", script], capture_output=True, text=True, cwd=REPO, timeout=300
+    )
+
+
 def test_the_same_bytes_on_ray_in_a_loopback_only_namespace(tmp_path: Path, raw: Settings) -> None:
     """Ray binds every interface, so it runs only in a network namespace that has nothing but lo."""
     why = _ray_namespace_ok()
@@ -204,15 +215,7 @@ def test_the_same_bytes_on_ray_in_a_loopback_only_namespace(tmp_path: Path, raw:
     recipes = tmp_path / "recipes"
     recipe = _recipe(recipes)
     expected = _outputs(preprocess(recipe, _copy(raw, tmp_path, "serial"), workers=1).out_dir)
-    climb = [sys.executable, "-m", "climb_cli", "--data-dir", str(raw.data_dir), "--recipes", str(recipes)]
-    script = (
-        'ip link set lo up && test "$(ip -o link | wc -l)" = 1 && '
-        + " ".join(climb)
-        + " preprocess toyecg --engine ray --workers 2"
-    )
-    r = subprocess.run(
-        ["unshare", "-rn", "sh", "-c", script], capture_output=True, text=True, cwd=REPO, timeout=300
-    )
+    r = _climb_in_loopback_namespace(raw, recipes, "preprocess toyecg --engine ray --workers 2")
     assert r.returncode == 0, r.stderr[-2000:]
     assert "toyecg: 30 rows in" in r.stdout
     assert _outputs(raw.processed_dir("toyecg") / recipe.content_hash()) == expected
@@ -228,15 +231,7 @@ def test_verify_metadata_on_ray_in_a_loopback_only_namespace(tmp_path: Path, raw
     dat = next(raw.raw_dir("toyecg").rglob("*.dat"))
     rel = dat.relative_to(raw.raw_dir("toyecg")).as_posix()
     dat.write_bytes(dat.read_bytes()[:-10])  # another size: --metadata hashes it and finds it corrupt
-    climb = [sys.executable, "-m", "climb_cli", "--data-dir", str(raw.data_dir), "--recipes", str(recipes)]
-    script = (
-        'ip link set lo up && test "$(ip -o link | wc -l)" = 1 && '
-        + " ".join(climb)
-        + " verify toyecg --metadata --json --engine ray --workers 2"
-    )
-    r = subprocess.run(
-        ["unshare", "-rn", "sh", "-c", script], capture_output=True, text=True, cwd=REPO, timeout=300
-    )
+    r = _climb_in_loopback_namespace(raw, recipes, "verify toyecg --metadata --json --engine ray --workers 2")
     assert r.returncode == 1, r.stderr[-2000:]
     (rep,) = json.loads(r.stdout)
     assert rep["corrupt"] == [rel] and rep["checked"] > 60 and not rep["missing"]
